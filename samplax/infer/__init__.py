@@ -1,0 +1,1 @@
+"""Drivers: fit(), chunked runs with checkpoints, diagnostics and reports."""

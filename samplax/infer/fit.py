@@ -1,0 +1,450 @@
+"""`samplax.fit`: one call from a NumPyro model to draws, diagnostics and (where the method gives one) evidence.
+
+    fit = samplax.fit(model, data, method="nuts", chains=4, warmup=1000, draws=1000, seed=0)
+    fit.summary()            # ArviZ summary plus ESS per second
+    fit.idata                # arviz.InferenceData: posterior, sample_stats, log_likelihood, observed_data
+
+Order of work: arguments and method options are checked first (no tracing, no compilation), then the model is traced
+once into a `Target`, then the method runs: MCMC methods as vectorised chains in compiled chunks (`infer.run`),
+other methods in one compiled call. Keys: ``key(seed)`` splits into init, warm-up and sampling keys; chain c's
+sampling key is ``split(sampling_key, chains)[c]`` and its draw t uses ``fold_in(chain_key, t)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from typing import Any, NamedTuple
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from samplax.infer import methods as method_registry
+from samplax.infer.options import schema, validate
+from samplax.infer.run import (Checkpoint, ChainRunner, chain_sharding, chunk_size_for, data_fingerprint,
+                               device_layout)
+from samplax.models.bridge import Target, build_target
+
+__all__ = ["fit", "Fit", "Estimate", "resume", "load", "ConvergenceWarning"]
+
+PRECISIONS = ("float32", "float64")
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit finished but its diagnostics say the draws should not be trusted as they are."""
+
+
+class Estimate(NamedTuple):
+    """A Monte Carlo estimate and its standard error (over independent repeats)."""
+
+    value: float
+    se: float
+
+    def __repr__(self):
+        return f"Estimate(value={self.value:.6g}, se={self.se:.3g})"
+
+
+def _estimate(values) -> Estimate | None:
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=float).reshape(-1)
+    se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+    return Estimate(float(np.mean(values)), se)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the Fit object
+class Fit:
+    """The result of `samplax.fit`: an InferenceData plus timing, estimates and helpers."""
+
+    def __init__(self, idata: az.InferenceData, *, target: Target | None = None, timing: dict | None = None,
+                 log_evidence: Estimate | None = None, elbo: Estimate | None = None):
+        self.idata = idata
+        self.target = target
+        attrs = idata.attrs if hasattr(idata, "attrs") else {}
+        self.method = attrs.get("method")
+        self.options = json.loads(attrs.get("options", "{}"))
+        self.precision = attrs.get("precision", "float32")
+        self.timing = timing if timing is not None else json.loads(attrs.get("timing", "{}"))
+        if log_evidence is None and "log_evidence" in attrs:
+            log_evidence = Estimate(*map(float, json.loads(attrs["log_evidence"])))
+        if elbo is None and "elbo" in attrs:
+            elbo = Estimate(*map(float, json.loads(attrs["elbo"])))
+        self.log_evidence = log_evidence
+        self.elbo = elbo
+
+    def __repr__(self):
+        posterior = self.idata.posterior
+        return (f"Fit(method={self.method!r}, chains={posterior.sizes.get('chain')}, draws={posterior.sizes.get('draw')}, "
+                f"sites={list(posterior.data_vars)})")
+
+    def summary(self, var_names=None, **kwargs):
+        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``."""
+        from samplax.infer import diagnostics
+
+        return diagnostics.summary(self.idata, sampling_seconds=self.timing.get("sampling_s"), var_names=var_names,
+                                   **kwargs)
+
+    def warnings(self) -> list[str]:
+        """Stan-style plain-English warnings for this fit (empty when nothing looks wrong)."""
+        from samplax.infer import diagnostics
+
+        return diagnostics.convergence_warnings(self.idata)
+
+    def predict(self, seed: int = 0) -> az.InferenceData:
+        """Posterior predictive draws of every observed site, added to ``idata`` as ``posterior_predictive``."""
+        if self.target is None:
+            raise ValueError("predict() needs the model: this Fit was loaded from a file; refit, or use "
+                             "numpyro.infer.Predictive with fit.idata.posterior")
+        predictive = _posterior_predictive(self.target, self.idata.posterior, seed)
+        self.idata.add_groups(posterior_predictive=predictive)
+        return self.idata
+
+    def save(self, path: str):
+        """Write the InferenceData to NetCDF (data only; `samplax.load` reads it back)."""
+        self.idata.to_netcdf(os.fspath(path))
+        return path
+
+    def report(self, path: str):
+        """Write the self-contained HTML diagnostics report."""
+        from samplax.infer import report
+
+        return report.write_report(self, path)
+
+
+def load(path: str) -> Fit:
+    """A Fit from a NetCDF file written by `Fit.save` or `samplax fit --out` (no model attached)."""
+    return Fit(az.from_netcdf(os.fspath(path)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# argument checks (before anything is traced or compiled)
+def _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every):
+    schema(method)
+    for name, value, minimum in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+
+
+def _resolve_model(model, data):
+    """A zoo name stands for the zoo model (and its default data when none is given)."""
+    if isinstance(model, str):
+        from samplax.models import zoo
+
+        entry = zoo.get(model)
+        return entry.model, (entry.make_data() if data is None else data), f"zoo:{model}"
+    if not callable(model):
+        raise ValueError(f"model must be a NumPyro model function or a zoo name, got {type(model).__name__}")
+    return model, data, _model_reference(model)
+
+
+def _model_reference(model) -> str | None:
+    try:
+        from samplax.models import zoo
+
+        for name in zoo.names():
+            if zoo.get(name).model is model:
+                return f"zoo:{name}"
+    except ImportError:
+        pass
+    module, qualname = getattr(model, "__module__", None), getattr(model, "__qualname__", "")
+    if module and module != "__main__" and "<" not in qualname:
+        return f"{module}:{qualname}"
+    return None
+
+
+def _import_model(reference: str):
+    if reference.startswith("zoo:"):
+        from samplax.models import zoo
+
+        return zoo.get(reference[4:]).model
+    import importlib
+
+    module, qualname = reference.split(":", 1)
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def fit(model, data: dict | None = None, *, method: str = "nuts", chains: int = 4, warmup: int = 1000,
+        draws: int = 1000, seed: int = 0, init=None, precision: str = "float32", progress: bool = True,
+        checkpoint: str | None = None, checkpoint_every: int | None = None, **options) -> Fit:
+    """Fit a NumPyro model with ``method`` and return a `Fit`.
+
+    Args:
+        model: a NumPyro model, called as ``model(**data)``, or the name of a zoo model.
+        data: the model's keyword arguments (observed values included).
+        method: one of `samplax.infer.options.methods()`; ``**options`` are that method's own options.
+        chains, warmup, draws: see DESIGN.md (for weighted/variational methods: repeats, tuning steps, draws/repeat).
+        seed: the same seed gives the same draws.
+        init: None/"uniform", "median", "prior", or a dict of constrained values per latent site.
+        precision: "float32" or "float64" (scoped x64 mode; the global JAX flag is never flipped).
+        checkpoint: a directory; checkpoints are written after warm-up and after every chunk of
+            ``checkpoint_every`` draws, and `samplax.resume` finishes an interrupted run.
+    """
+    _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
+    options = validate(method, options)
+    model, data, model_ref = _resolve_model(model, data)
+    settings = dict(method=method, chains=int(chains), warmup=int(warmup), draws=int(draws), seed=int(seed),
+                    precision=precision, options=options, init=init if not isinstance(init, dict) else
+                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref)
+    with jax.enable_x64(precision == "float64"):
+        target = build_target(model, data, seed=seed)
+        return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every)
+
+
+def resume(path: str, model=None, data: dict | None = None, *, progress: bool = True) -> Fit:
+    """Finish a checkpointed run; the result equals the uninterrupted run's draws.
+
+    The model is re-imported from the manifest when it was a zoo model or importable function; otherwise pass it.
+    The data default to the copy stored in the checkpoint. A model, data, options or device layout that differ from
+    the checkpoint's are refused.
+    """
+    store = Checkpoint(path)
+    manifest = store.read_manifest()
+    if model is None:
+        if not manifest.get("model_ref"):
+            raise ValueError("the checkpoint does not record an importable model (it was defined in __main__ or a "
+                             "notebook); pass it: samplax.resume(path, model=my_model)")
+        model = _import_model(manifest["model_ref"])
+    if data is None:
+        data = store.read_data()
+    settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
+                                         "init", "model_ref")}
+    with jax.enable_x64(settings["precision"] == "float64"):
+        target = build_target(model, data, seed=settings["seed"])
+        return _fit_target(target, settings, progress=progress, checkpoint=path,
+                           checkpoint_every=manifest["chunk_size"], resuming=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False) -> Fit:
+    method = method_registry.get_method(settings["method"])
+    if method.gradient_based:
+        target.require_continuous(settings["method"])
+    keys = jax.random.split(jax.random.key(settings["seed"]), 3)
+    if isinstance(method, method_registry.MCMCMethod):
+        result = _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming)
+    else:
+        if checkpoint is not None:
+            raise ValueError(f"method '{settings['method']}' runs in one compiled call and cannot be checkpointed; "
+                             "drop checkpoint=")
+        result = _run_direct(target, method, settings, keys)
+    idata = _assemble(target, settings, result)
+    fit_ = Fit(idata, target=target, timing=result["timing"], log_evidence=_estimate(result.get("log_evidence")),
+               elbo=_estimate(result.get("elbo")))
+    for message in fit_.warnings():
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return fit_
+
+
+def _finish_fn(target: Target):
+    """Chunk of unconstrained positions (chain, draw, dim) -> constrained draws and log-likelihoods."""
+
+    def finish(z):
+        flat = z.reshape((-1, z.shape[-1]))
+        posterior = jax.vmap(target.constrain)(flat)
+        loglik = jax.vmap(target.log_likelihood)(flat) if target.observed else {}
+        reshape = lambda x: x.reshape(z.shape[:2] + x.shape[1:])  # noqa: E731
+        return {"posterior": jax.tree.map(reshape, posterior), "log_likelihood": jax.tree.map(reshape, loglik)}
+
+    return finish
+
+
+def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
+    options, chains, draws = settings["options"], settings["chains"], settings["draws"]
+    timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
+    chunk = chunk_size_for(draws, checkpoint_every)
+    sharding = chain_sharding(chains)
+    init_key, warmup_key, sample_key = keys
+    positions = target.init(init_key, chains, settings["init"])
+    warmup_keys = jax.random.split(warmup_key, chains)
+    chain_keys = jax.random.split(sample_key, chains)
+    if sharding is not None:
+        positions, warmup_keys, chain_keys = jax.device_put((positions, warmup_keys, chain_keys), sharding)
+    warmup_fn = jax.jit(jax.vmap(method.warmup(target, options, max(settings["warmup"], 1))))
+
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    manifest = _checkpoint_manifest(target, settings, chunk)
+    if store is not None:
+        if store.exists():
+            _check_resume(store.read_manifest(), manifest)
+            manifest = store.read_manifest()
+        else:
+            if resuming:
+                raise ValueError(f"no checkpoint at {checkpoint!r}")
+            manifest = store.start(manifest, target.data)
+
+    states_like, params_like, _ = jax.eval_shape(warmup_fn, warmup_keys, positions)
+    with _progress_bar(progress, draws, settings["method"]) as bar:
+        if store is not None and manifest.get("warmup_done"):
+            states, params, _ = store.load_warmup(states_like, params_like)
+        else:
+            start = time.perf_counter()
+            compiled = warmup_fn.lower(warmup_keys, positions).compile()
+            timing["compile_s"] += time.perf_counter() - start
+            start = time.perf_counter()
+            if settings["warmup"] == 0:
+                states, params = jax.vmap(method.start(target, options))(positions)
+            else:
+                states, params, _ = jax.block_until_ready(compiled(warmup_keys, positions))
+            timing["warmup_s"] = time.perf_counter() - start
+            if store is not None:
+                store.save_warmup(manifest, states, params, {})
+        bar.set_description(f"{settings['method']}: sampling")
+
+        runner = ChainRunner(method.step(target, options), method.record, _finish_fn(target), chunk)
+        start = time.perf_counter()
+        runner.compile(states, params, chain_keys)
+        timing["compile_s"] += time.perf_counter() - start
+        pieces = []
+        first = manifest.get("completed_chunks", 0) if store is not None else 0
+        for index in range(first):
+            states_loaded, host = store.load_chunk(index, states_like if index == first - 1 else None)
+            pieces.append(host)
+            if index == first - 1:
+                states = states_loaded
+            bar.update(chunk)
+        for index in range(first, draws // chunk):
+            start = time.perf_counter()
+            states, host = runner.run(states, params, chain_keys, index * chunk)
+            timing["sampling_s"] += time.perf_counter() - start
+            pieces.append(host)
+            if store is not None:
+                store.save_chunk(manifest, index, states, host)
+            bar.update(chunk)
+
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+    step_size = np.asarray(params.step_size) if hasattr(params, "step_size") else None
+    if step_size is not None:
+        merged["stats"]["step_size"] = np.broadcast_to(step_size.reshape(chains, 1), (chains, draws)).copy()
+    return {"posterior": merged["posterior"], "sample_stats": merged["stats"],
+            "log_likelihood": merged["log_likelihood"], "timing": timing}
+
+
+def _checkpoint_manifest(target: Target, settings: dict, chunk: int) -> dict:
+    return dict(settings, chunk_size=chunk, device_layout=device_layout(),
+                key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
+                data_fingerprint=data_fingerprint(target.data),
+                sites={site.name: list(site.shape) for site in target.sites})
+
+
+def _check_resume(saved: dict, current: dict):
+    for field in ("method", "options", "chains", "warmup", "draws", "seed", "precision", "chunk_size", "sites",
+                  "data_fingerprint", "device_layout", "init"):
+        if json.dumps(saved.get(field), sort_keys=True) != json.dumps(current.get(field), sort_keys=True):
+            raise ValueError(
+                f"the checkpoint does not match this run: '{field}' was {saved.get(field)!r} and is now "
+                f"{current.get(field)!r}. Resume with the same model, data and settings, or start a new checkpoint "
+                "directory"
+            )
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+    def set_description(self, text):
+        pass
+
+
+def _progress_bar(progress: bool, total: int, method: str):
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{method}: warm-up", unit="draw", leave=False)
+
+
+def _run_direct(target, method, settings, keys):
+    start = time.perf_counter()
+    result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"],
+                        settings["draws"])
+    elapsed = time.perf_counter() - start
+    z = jnp.asarray(result.z)
+    finished = jax.jit(_finish_fn(target))(z)
+    finished = jax.tree.map(np.asarray, finished)
+    return {"posterior": finished["posterior"], "sample_stats": result.sample_stats,
+            "log_likelihood": finished["log_likelihood"], "log_evidence": result.log_evidence, "elbo": result.elbo,
+            "extra": result.extra, "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed}}
+
+
+def _versions() -> dict:
+    import blackjax
+    import numpyro
+
+    import samplax
+
+    return {"samplax": samplax.__version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
+            "blackjax": getattr(blackjax, "__version__", "unknown"), "arviz": az.__version__}
+
+
+def _assemble(target: Target, settings: dict, result: dict) -> az.InferenceData:
+    spec = schema(settings["method"])
+    attrs = {
+        "method": settings["method"],
+        "options": json.dumps(settings["options"], sort_keys=True, default=str),
+        "seed": settings["seed"],
+        "precision": settings["precision"],
+        "draws_kind": {"mcmc": "mcmc", "weighted": "weighted", "iid": "iid"}[spec.family],
+        "timing": json.dumps(result["timing"]),
+        "versions": json.dumps(_versions()),
+        "inference_library": "samplax",
+    }
+    for name in ("log_evidence", "elbo"):
+        estimate = _estimate(result.get(name))
+        if estimate is not None:
+            attrs[name] = json.dumps([estimate.value, estimate.se])
+    for name, value in result.get("extra", {}).items():
+        attrs[f"extra_{name}"] = json.dumps(np.asarray(value).tolist())
+    stats = {name: np.asarray(value) for name, value in result["sample_stats"].items()}
+    groups = dict(posterior=result["posterior"], sample_stats=stats)
+    if result["log_likelihood"]:
+        groups["log_likelihood"] = result["log_likelihood"]
+    if target.observed:
+        groups["observed_data"] = {k: np.asarray(v) for k, v in target.observed.items()}
+    idata = az.from_dict(**groups, attrs=attrs)
+    return idata
+
+
+def _posterior_predictive(target: Target, posterior, seed: int) -> dict:
+    from numpyro import handlers
+
+    names = [site.name for site in target.sites if site.name in posterior]
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    params = {name: jnp.asarray(posterior[name].values.reshape((chains * draws,) + posterior[name].shape[2:]))
+              for name in names}
+
+    class _Unobserve(handlers.Messenger):
+        def process_message(self, msg):
+            if msg["type"] == "sample" and msg["is_observed"]:
+                msg["is_observed"] = False
+                msg["value"] = None
+
+    def one(key, values):
+        model = handlers.seed(handlers.substitute(_Unobserve(target.model), data=values), key)
+        tr = handlers.trace(model).get_trace(**target.data)
+        return {name: tr[name]["value"] for name in target.observed}
+
+    keys = jax.random.split(jax.random.key(seed), chains * draws)
+    out = jax.jit(jax.vmap(one))(keys, params)
+    return {name: np.asarray(v).reshape((chains, draws) + v.shape[1:]) for name, v in out.items()}

@@ -1,0 +1,174 @@
+"""The method registry: how each method's kernel is warmed up, stepped and recorded on a `Target`.
+
+An MCMC method is an `MCMCMethod`: ``warmup(target, options, num_steps)`` returns a single-chain function
+``(key, position) -> (state, params, warmup_acceptance)`` (vmapped over chains by `fit`), ``step(target, options)``
+returns ``(key, state, params) -> (state, info)``, and ``record(state, info)`` picks the unconstrained position
+(key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods) are a
+`DirectMethod`: ``run(target, options, key, chains, warmup, draws) -> DirectResult``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from samplax.infer.options import MethodSchema, Option, register
+from samplax.kernels import baselines
+
+__all__ = ["MCMCMethod", "DirectMethod", "DirectResult", "get_method", "register_method"]
+
+
+class MCMCMethod(NamedTuple):
+    schema: MethodSchema
+    warmup: Callable
+    step: Callable
+    record: Callable
+    start: Callable  # (target, options) -> (z -> (state, params)): the un-adapted start used when warmup=0
+    gradient_based: bool = True
+
+
+class DirectResult(NamedTuple):
+    z: np.ndarray                 # (repeats, draws, dim) unconstrained draws, equally weighted
+    sample_stats: dict            # name -> (repeats, draws) arrays
+    log_evidence: np.ndarray | None  # (repeats,)
+    elbo: np.ndarray | None       # (repeats,)
+    extra: dict                   # method-specific records kept in attrs / groups
+
+
+class DirectMethod(NamedTuple):
+    schema: MethodSchema
+    run: Callable
+    gradient_based: bool = True
+
+
+_METHODS: dict[str, MCMCMethod | DirectMethod] = {}
+
+
+def register_method(method):
+    register(method.schema)
+    _METHODS[method.schema.name] = method
+    return method
+
+
+def get_method(name: str):
+    from samplax.infer.options import schema
+
+    schema(name)  # raises the listing error for unknown names
+    return _METHODS[name]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# nuts
+def _nuts_warmup(target, options, num_steps):
+    return baselines.nuts_warmup(target.logdensity, num_steps, target_accept=options["target_accept"],
+                                 dense_mass=options["dense_mass"], initial_step_size=options["initial_step_size"],
+                                 max_tree_depth=options["max_tree_depth"])
+
+
+def _nuts_step(target, options):
+    def step(key, state, params):
+        return baselines.nuts_step(target.logdensity, params, max_tree_depth=options["max_tree_depth"])(key, state)
+
+    return step
+
+
+def _nuts_record(state, info):
+    return {
+        "z": state.position,
+        "lp": state.logdensity,
+        "acceptance_rate": info.acceptance_rate,
+        "diverging": info.is_divergent | ~jnp.isfinite(state.logdensity),
+        "energy": info.energy,
+        "n_steps": info.num_integration_steps,
+        "tree_depth": info.num_trajectory_expansions,
+    }
+
+
+register_method(MCMCMethod(
+    MethodSchema("nuts", "mcmc", "No-U-Turn sampler (BlackJAX) with Stan's window adaptation", (
+        Option("target_accept", float, 0.8, "target mean acceptance probability of warm-up", minimum=0.05, maximum=0.999),
+        Option("max_tree_depth", int, 10, "maximum number of trajectory doublings", minimum=1, maximum=20),
+        Option("dense_mass", bool, False, "adapt a dense instead of a diagonal mass matrix"),
+        Option("initial_step_size", float, 1.0, "step size at the start of warm-up", minimum=1e-8),
+    )),
+    _nuts_warmup, _nuts_step, _nuts_record,
+    lambda target, options: lambda z: (blackjax.nuts.init(z, target.logdensity), baselines.NUTSParams(
+        jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
+))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# mala
+def _mala_warmup(target, options, num_steps):
+    return baselines.mala_warmup(target.logdensity, num_steps, target_accept=options["target_accept"],
+                                 initial_step_size=options["initial_step_size"],
+                                 precondition=options["precondition"])
+
+
+def _mala_step(target, options):
+    def step(key, state, params):
+        return baselines.mala_step(target.logdensity, params)(key, state)
+
+    return step
+
+
+def _mala_record(state, info):
+    return {
+        "z": state.position,
+        "lp": state.logdensity,
+        "acceptance_rate": info.acceptance_rate,
+        "diverging": info.diverging,
+    }
+
+
+register_method(MCMCMethod(
+    MethodSchema("mala", "mcmc", "Metropolis-adjusted Langevin (BlackJAX step) with windowed step-size and diagonal "
+                 "mass adaptation", (
+                     Option("target_accept", float, 0.574, "target acceptance of the dual averaging",
+                            minimum=0.05, maximum=0.999),
+                     Option("initial_step_size", float, 0.1, "step size at the start of warm-up", minimum=1e-10),
+                     Option("precondition", bool, True, "adapt a diagonal inverse mass matrix during warm-up"),
+                 )),
+    _mala_warmup, _mala_step, _mala_record,
+    lambda target, options: lambda z: (baselines.mala_init(z, target.logdensity), baselines.MALAParams(
+        jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
+))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# smc
+def _smc_run(target, options, key, chains, warmup, draws):
+    del warmup  # adaptive tempering tunes itself
+    run = baselines.tempered_smc(target.log_prior, lambda z: target.logdensity(z) - target.log_prior(z),
+                                 target_ess=options["target_ess"], num_mcmc_steps=options["num_mcmc_steps"],
+                                 num_integration_steps=options["num_integration_steps"])
+
+    def one_repeat(key):
+        key_prior, key_smc, key_resample = jax.random.split(key, 3)
+        particles = jax.vmap(target.sample_prior)(jax.random.split(key_prior, draws))
+        result = run(key_smc, particles)
+        # equally weighted draws for the posterior group; the weights themselves go to sample_stats
+        index = jax.random.categorical(key_resample, result.log_weights, shape=(draws,))
+        return result, result.particles[index]
+
+    result, draws_z = jax.jit(jax.vmap(one_repeat))(jax.random.split(key, chains))
+    stats = {"log_weight": np.asarray(result.log_weights),
+             "diverging": ~np.isfinite(np.asarray(result.log_weights))}
+    extra = {"tempering_steps": np.asarray(result.num_steps), "final_acceptance": np.asarray(result.acceptance_rate)}
+    return DirectResult(np.asarray(draws_z), stats, np.asarray(result.log_evidence), None, extra)
+
+
+register_method(DirectMethod(
+    MethodSchema("smc", "weighted", "adaptive tempered SMC (BlackJAX) from exact prior draws; gives log-evidence; "
+                 "chains = independent repeats, draws = particles", (
+                     Option("target_ess", float, 0.5, "fraction of ESS kept between tempering steps",
+                            minimum=0.05, maximum=0.99),
+                     Option("num_mcmc_steps", int, 10, "HMC moves per tempering step", minimum=1),
+                     Option("num_integration_steps", int, 5, "leapfrog steps per HMC move", minimum=1),
+                 )),
+    _smc_run,
+))

@@ -1,0 +1,1 @@
+"""How chains move: pure JAX kernels with no knowledge of NumPyro (BlackJAX style)."""

@@ -1,0 +1,1 @@
+"""What is sampled: the NumPyro bridge, the model zoo and graph targets."""
