@@ -129,10 +129,10 @@ def _unflatten(prefix: str, archive, like):
     leaves, treedef = jax.tree.flatten(like)
     loaded = [archive[f"{prefix}{i:04d}"] for i in range(len(leaves))]
     for i, (want, got) in enumerate(zip(leaves, loaded)):
-        if tuple(np.shape(want)) != tuple(got.shape):
-            raise ValueError(f"checkpoint array {prefix}{i:04d} has shape {got.shape}, expected {np.shape(want)}: "
+        if tuple(want.shape) != tuple(got.shape):
+            raise ValueError(f"checkpoint array {prefix}{i:04d} has shape {got.shape}, expected {want.shape}: "
                              "the checkpoint was written for another model or chain count")
-    return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype=np.asarray(w).dtype) for x, w in zip(loaded, leaves)])
+    return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype=w.dtype) for x, w in zip(loaded, leaves)])
 
 
 class Checkpoint:

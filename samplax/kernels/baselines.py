@@ -6,9 +6,9 @@ vmap-friendly functions; nothing knows about NumPyro.
 * NUTS (Hoffman and Gelman 2014) with Stan's window adaptation: ``blackjax.window_adaptation``.
 * MALA (Roberts and Tweedie 1996), preconditioned by a diagonal inverse mass matrix M^-1:
   z' = z + eps M^-1 grad log p(z) + sqrt(2 eps) M^-1/2 xi, accepted with the Metropolis-Hastings ratio. It is
-  BlackJAX's MALA step applied in whitened coordinates u = M^1/2 z, and its step size and M^-1 are tuned by
-  BlackJAX's Stan-style windows (dual averaging towards an acceptance of 0.574, Welford variance in slow windows):
-  BlackJAX's ``window_adaptation`` itself only drives HMC-family kernels.
+  BlackJAX's MALA step applied in whitened coordinates u = M^-1/2 z. Giving it the HMC-family kernel signature
+  ``(key, state, logdensity, step_size, inverse_mass_matrix)`` lets ``blackjax.staged_adaptation`` tune it with
+  Stan's windows (dual averaging towards an acceptance of 0.574, Welford variance in slow windows).
 * Adaptive tempered SMC (Del Moral et al. 2006; Jasra et al. 2011): tempering exponents chosen so the ESS falls by a
   fixed fraction, HMC moves preconditioned by the particles' variance; log Z = sum of log mean incremental weights.
 """
@@ -16,13 +16,12 @@ vmap-friendly functions; nothing knows about NumPyro.
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 from typing import Callable, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.staged_adaptation import build_schedule
-from blackjax.adaptation.window_adaptation import base as window_adaptation_base
 from blackjax.mcmc import diffusions
 from blackjax.mcmc import proposal as mh_proposal
 from blackjax.mcmc.mala import MALAState
@@ -128,14 +127,29 @@ def _whitened(logdensity, scale):
     return logdensity_u, to_u, to_z
 
 
+def _preconditioned_mala(precondition: bool = True):
+    """MALA with the HMC-family kernel signature, so BlackJAX's staged (Stan window) adaptation can drive it."""
+
+    def build_kernel():
+        kernel = _mala_transition()
+
+        def preconditioned_kernel(key, state, logdensity, step_size, inverse_mass_matrix):
+            scale = jnp.sqrt(inverse_mass_matrix) if precondition else jnp.ones_like(inverse_mass_matrix)
+            logdensity_u, to_u, to_z = _whitened(logdensity, scale)
+            new_state, info = kernel(key, to_u(state), logdensity_u, step_size)
+            return to_z(new_state), info
+
+        return preconditioned_kernel
+
+    return SimpleNamespace(init=mala_init, build_kernel=build_kernel)
+
+
 def mala_step(logdensity: Callable, params: MALAParams):
     """One preconditioned MALA transition: ``step(key, state) -> (state, MALAInfo)`` (state in z coordinates)."""
-    kernel = _mala_transition()
-    logdensity_u, to_u, to_z = _whitened(logdensity, jnp.sqrt(params.inverse_mass_matrix))
+    kernel = _preconditioned_mala().build_kernel()
 
     def step(key, state):
-        new_state, info = kernel(key, to_u(state), logdensity_u, params.step_size)
-        return to_z(new_state), info
+        return kernel(key, state, logdensity, params.step_size, params.inverse_mass_matrix)
 
     return step
 
@@ -143,32 +157,14 @@ def mala_step(logdensity: Callable, params: MALAParams):
 def mala_warmup(logdensity: Callable, num_steps: int, *, target_accept: float = 0.574,
                 initial_step_size: float = 0.1, precondition: bool = True):
     """Return ``warmup(key, position) -> (state, MALAParams, acceptance)`` using Stan's windows for MALA."""
-    adapt_init, adapt_update, adapt_final = window_adaptation_base(True, target_accept)
-    schedule = build_schedule(num_steps)
-    kernel = _mala_transition()
+    adaptation = blackjax.staged_adaptation(_preconditioned_mala(precondition), logdensity, "welford_diag",
+                                            initial_step_size=initial_step_size,
+                                            target_acceptance_rate=target_accept)
 
     def warmup(key, position):
-        state = mala_init(position, logdensity)
-        adaptation_state = adapt_init(position, initial_step_size)
-
-        def one_step(carry, xs):
-            state, adaptation_state = carry
-            stage, key = xs
-            inverse_mass_matrix = adaptation_state.inverse_mass_matrix if precondition else jnp.ones_like(position)
-            logdensity_u, to_u, to_z = _whitened(logdensity, jnp.sqrt(inverse_mass_matrix))
-            new_state, info = kernel(key, to_u(state), logdensity_u, adaptation_state.step_size)
-            new_state = to_z(new_state)
-            acceptance = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
-            adaptation_state = adapt_update(adaptation_state, stage, new_state.position, acceptance)
-            return (new_state, adaptation_state), acceptance
-
-        keys = jax.random.split(key, num_steps)
-        (state, adaptation_state), acceptance = jax.lax.scan(one_step, (state, adaptation_state),
-                                                             ((schedule[:, 0], schedule[:, 1]), keys))
-        step_size, inverse_mass_matrix = adapt_final(adaptation_state)
-        if not precondition:
-            inverse_mass_matrix = jnp.ones_like(position)
-        return state, MALAParams(step_size, inverse_mass_matrix), acceptance
+        (state, params), info = adaptation.run(key, position, num_steps=num_steps)
+        inverse_mass_matrix = params["inverse_mass_matrix"] if precondition else jnp.ones_like(position)
+        return state, MALAParams(params["step_size"], inverse_mass_matrix), info.info.acceptance_rate
 
     return warmup
 

@@ -125,8 +125,9 @@ def _support_name(support) -> str:
 class Target:
     """What a kernel needs from a (model, data) pair. Build it with `build_target`."""
 
-    def __init__(self, model, data: dict, *, init_values: dict | None = None, seed: int = 0):
+    def __init__(self, model, data: dict, *, args: tuple = (), seed: int = 0):
         self.model = model
+        self.args = tuple(args)
         self.data = dict(data)
         key = jax.random.key(seed)
         prototype = self._prototype_trace(key)
@@ -139,7 +140,6 @@ class Target:
         self.discrete_sites = tuple(name for name, s in latent if _site_discrete(s))
         self.observed = {name: np.asarray(s["value"]) for name, s in prototype.items() if s["type"] == "sample" and s["is_observed"]}
         self.deterministic_shapes = {name: tuple(jnp.shape(s["value"])) for name, s in prototype.items() if s["type"] == "deterministic"}
-        self._init_values = init_values
         continuous = [(name, s) for name, s in latent if name not in self.discrete_sites]
         self.sites: tuple[Site, ...] = ()
         self.dim = 0
@@ -174,7 +174,7 @@ class Target:
         model = handlers.seed(self.model, key)
         try:
             with handlers.block():
-                tr = handlers.trace(model).get_trace(**self.data)
+                tr = handlers.trace(model).get_trace(*self.args, **self.data)
         except TypeError as err:
             raise ValueError(
                 f"calling the model with the data failed: {err}. The model is called as model(**data): the data "
@@ -197,11 +197,11 @@ class Target:
     # the log density and its friends
     def logdensity(self, z):
         """Log joint density at the flat unconstrained point ``z`` (Jacobians included)."""
-        return -npu.potential_energy(self.model, (), self.data, self._unravel(z))
+        return -npu.potential_energy(self.model, self.args, self.data, self._unravel(z))
 
     def constrain(self, z) -> dict:
         """Constrained latent values and deterministic sites at ``z``."""
-        return npu.constrain_fn(self.model, (), self.data, self._unravel(z), return_deterministic=True)
+        return npu.constrain_fn(self.model, self.args, self.data, self._unravel(z), return_deterministic=True)
 
     def unconstrain(self, values: dict):
         """Constrained latent values -> the flat unconstrained vector."""
@@ -217,10 +217,14 @@ class Target:
             unconstrained[site.name] = self._transforms[site.name].inv(value)
         return self.ravel_unconstrained(unconstrained)
 
+    def _trace_at(self, z):
+        params = self.constrain(z)
+        return handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=params)).get_trace(
+            *self.args, **self.data)
+
     def log_likelihood(self, z) -> dict:
         """Pointwise log-likelihood of each observed site at ``z`` (shape of the observed value)."""
-        params = self.constrain(z)
-        tr = handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=params)).get_trace(**self.data)
+        tr = self._trace_at(z)
         return {name: s["fn"].log_prob(s["value"]) for name, s in tr.items()
                 if s["type"] == "sample" and s["is_observed"]}
 
@@ -231,13 +235,12 @@ class Target:
     def sample_prior(self, key):
         """One exact prior draw of the latent sites, as a flat unconstrained vector (vmap it for many)."""
         with handlers.block():
-            tr = handlers.trace(handlers.seed(self.model, key)).get_trace(**self.data)
+            tr = handlers.trace(handlers.seed(self.model, key)).get_trace(*self.args, **self.data)
         return self.unconstrain({site.name: tr[site.name]["value"] for site in self.sites})
 
     def site_log_probs(self, z) -> dict:
         """Summed log-probability of every sample site at ``z`` (used to name the culprit of a bad start)."""
-        params = self.constrain(z)
-        tr = handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=params)).get_trace(**self.data)
+        tr = self._trace_at(z)
         return {name: jnp.sum(s["fn"].log_prob(s["value"])) for name, s in tr.items() if s["type"] == "sample"}
 
     # ----------------------------------------------------------------------------------------------
@@ -282,7 +285,7 @@ class Target:
         with handlers.block():
             seeded = handlers.seed(self.model, key)
             values = {}
-            tr = handlers.trace(handlers.substitute(seeded, substitute_fn=init_fn)).get_trace(**self.data)
+            tr = handlers.trace(handlers.substitute(seeded, substitute_fn=init_fn)).get_trace(*self.args, **self.data)
             for site in self.sites:
                 values[site.name] = tr[site.name]["value"]
         return self.unconstrain(values)
@@ -329,7 +332,7 @@ class Target:
             if name not in self.site_names:
                 raise ValueError(f"composite override names site '{name}', not a continuous latent site of the "
                                  f"model; sites are {list(self.site_names)}")
-        dependencies = _latent_dependencies(self.model, self.data)
+        dependencies = _latent_dependencies(self.model, self.args, self.data)
         blocks, weights, centers, layout = [], [], [], []
         offset = 0
         l1_sites = set()
@@ -390,10 +393,10 @@ class Target:
         def from_unconstrained(z):
             return from_constrained(self.constrain(z))
 
-        model, data = self.model, self.data
+        model, args, data = self.model, self.args, self.data
 
         def smooth_potential(x):
-            log_joint, _ = npu.log_density(model, (), data, to_constrained(x))
+            log_joint, _ = npu.log_density(model, args, data, to_constrained(x))
             return -log_joint - jnp.sum(l1_weight * jnp.abs(x - l1_center))
 
         return Composite(dim, smooth_potential, l1_weight, l1_center, tuple(blocks), to_constrained,
@@ -428,14 +431,14 @@ class Target:
             stacked[key] = jnp.asarray(np.stack(padded))
         mask = jnp.asarray(np.arange(width)[None, :] < sizes[:, None])
         shared = {k: v for k, v in self.data.items() if k not in split_keys}
-        model, unravel = self.model, self._unravel
+        model, args, unravel = self.model, self.args, self._unravel
         target = self
 
         def shard_loglik(z, shard):
             data = dict(shared)
             data.update({k: shard[k] for k in split_keys})
-            params = npu.constrain_fn(model, (), data, unravel(z))
-            tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=params)).get_trace(**data)
+            params = npu.constrain_fn(model, args, data, unravel(z))
+            tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=params)).get_trace(*args, **data)
             total = 0.0
             for s in tr.values():
                 if s["type"] == "sample" and s["is_observed"]:
@@ -453,7 +456,7 @@ class Target:
     # discrete sites
     def factor_graph(self) -> FactorGraph:
         """Each discrete latent site's factors (sample sites whose distribution depends on it) and blanket."""
-        relations = numpyro.infer.inspect.get_model_relations(self.model, model_kwargs=self.data)
+        relations = numpyro.infer.inspect.get_model_relations(self.model, self.args, self.data)
         parents = relations["sample_sample"]
         factors = {name: tuple(sorted({name} | {child for child, ps in parents.items() if name in ps}))
                    for name in self.discrete_sites}
@@ -490,8 +493,8 @@ def _default_legendre(name, support, has_l1) -> str:
     )
 
 
-def _latent_dependencies(model, data) -> dict[str, tuple[str, ...]]:
-    relations = numpyro.infer.inspect.get_model_relations(model, model_kwargs=data)
+def _latent_dependencies(model, args, data) -> dict[str, tuple[str, ...]]:
+    relations = numpyro.infer.inspect.get_model_relations(model, args, data)
     observed = set(relations["observed"])
     return {name: tuple(p for p in parents if p not in observed) for name, parents in relations["sample_sample"].items()}
 
@@ -531,17 +534,20 @@ def check_data(model, data) -> dict:
             converted[key] = value
             continue
         array = np.asarray(value)
+        if array.ndim == 0 and array.dtype != object:
+            converted[key] = array.item()  # a scalar stays a Python scalar (it may size a plate)
+            continue
         if array.dtype == object:
             raise ValueError(f"data '{key}' is not a numeric array (ragged or mixed types); pass a rectangular array")
         converted[key] = jnp.asarray(array)
     return converted
 
 
-def build_target(model, data=None, *, seed: int = 0) -> Target:
-    """Trace ``model(**data)`` once and return its `Target`; shape errors are reported with the site named."""
-    data = check_data(model, data)
+def build_target(model, data=None, *, args: tuple = (), seed: int = 0) -> Target:
+    """Trace ``model(*args, **data)`` once and return its `Target`; shape errors name the problem."""
+    data = check_data(model, data) if not args else dict(data or {})
     try:
-        return Target(model, data, seed=seed)
+        return Target(model, data, args=args, seed=seed)
     except ValueError:
         raise
     except (TypeError, AssertionError) as err:

@@ -1,0 +1,172 @@
+"""samplax kernels as `numpyro.infer.MCMC` kernels, so NumPyro users keep their habits.
+
+    mcmc = numpyro.infer.MCMC(samplax.numpyro.MALA(model), num_warmup=500, num_samples=1000)
+    mcmc.run(jax.random.key(0), y=y)
+    mcmc.get_samples()          # constrained, through postprocess_fn
+
+NumPyro drives warm-up one step at a time, so adaptation here is online: the state carries BlackJAX's Stan-style
+window-adaptation state (dual averaging of the step size, Welford variance for a diagonal inverse mass matrix) and
+updates it during the first ``num_warmup`` steps, following BlackJAX's schedule; afterwards the parameters are frozen.
+Variational and distributed methods have no adapter: they are not single-chain Markov kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+from blackjax.adaptation.staged_adaptation import build_schedule
+from blackjax.adaptation.window_adaptation import base as window_adaptation_base
+from numpyro.infer.mcmc import MCMCKernel
+
+from samplax.kernels import baselines
+from samplax.models.bridge import build_target
+
+__all__ = ["SamplaxKernelState", "NUTS", "MALA"]
+
+
+class SamplaxKernelState(NamedTuple):
+    i: jnp.ndarray
+    z: dict                    # unconstrained site values: NumPyro's sample_field
+    kernel_state: NamedTuple   # the BlackJAX state on the flat vector
+    adaptation_state: NamedTuple
+    step_size: jnp.ndarray
+    inverse_mass_matrix: jnp.ndarray
+    accept_prob: jnp.ndarray
+    diverging: jnp.ndarray
+    rng_key: jnp.ndarray
+
+
+class _AdaptiveKernel(MCMCKernel):
+    """Shared machinery: bridge the model, adapt online during warm-up, then step with frozen parameters."""
+
+    sample_field = "z"
+    target_accept = 0.8
+
+    def __init__(self, model: Callable, *, target_accept: float | None = None, initial_step_size: float = 0.1):
+        if model is None or not callable(model):
+            raise ValueError("pass the NumPyro model: samplax.numpyro kernels are built from a model")
+        self._model = model
+        self._target_accept = target_accept if target_accept is not None else self.target_accept
+        self._initial_step_size = initial_step_size
+        self._target = None
+        self._schedule = None
+        self._num_warmup = 0
+
+    @property
+    def model(self):
+        return self._model
+
+    def _kernel_init(self, position, logdensity):
+        raise NotImplementedError
+
+    def _kernel_step(self, key, state, logdensity, step_size, inverse_mass_matrix):
+        raise NotImplementedError
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        target = build_target(self._model, model_kwargs, args=model_args)
+        target.require_continuous(type(self).__name__)
+        self._target = target
+        self._num_warmup = int(num_warmup)
+        self._schedule = build_schedule(max(self._num_warmup, 1))
+        self._adapt_init, self._adapt_update, self._adapt_final = window_adaptation_base(True, self._target_accept)
+        is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
+        batched = rng_key.ndim > (0 if is_typed else 1)  # NumPyro's chain_method="vectorized" passes many keys
+        keys = rng_key if batched else rng_key[None]
+        num_chains = keys.shape[0]
+        if init_params is not None:
+            params = getattr(init_params, "z", init_params)
+            positions = jax.vmap(target.ravel_unconstrained)(params) if batched else \
+                target.ravel_unconstrained(params)[None]
+            for position in positions:
+                target.check_initial_point(position)
+        else:
+            positions = target.init(jax.random.fold_in(keys[0], 1), num_chains)
+
+        def init_one(position, key):
+            kernel_state = self._kernel_init(position, target.logdensity)
+            adaptation_state = self._adapt_init(position, self._initial_step_size)
+            return SamplaxKernelState(jnp.asarray(0), target.unravel(position), kernel_state, adaptation_state,
+                                      jnp.asarray(self._initial_step_size, position.dtype), jnp.ones_like(position),
+                                      jnp.zeros((), position.dtype), jnp.asarray(False), key)
+
+        states = jax.vmap(init_one)(positions, keys)
+        return states if batched else jax.tree.map(lambda x: x[0], states)
+
+    def sample(self, state, model_args, model_kwargs):
+        if jnp.ndim(state.i) > 0:  # vectorised chains
+            return jax.vmap(self._sample_one)(state)
+        return self._sample_one(state)
+
+    def _sample_one(self, state):
+        target = self._target
+        key, step_key = jax.random.split(state.rng_key)
+        kernel_state, accept_prob, diverging = self._kernel_step(step_key, state.kernel_state, target.logdensity,
+                                                                 state.step_size, state.inverse_mass_matrix)
+        accept_prob = jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0)
+        adaptation_state, step_size, inverse_mass_matrix = state.adaptation_state, state.step_size, \
+            state.inverse_mass_matrix
+        if self._num_warmup > 0:
+            schedule = jnp.asarray(self._schedule)
+            stage = schedule[jnp.minimum(state.i, self._num_warmup - 1)]
+
+            def adapt(_):
+                new = self._adapt_update(state.adaptation_state, (stage[0], stage[1]), kernel_state.position,
+                                         accept_prob)
+                last = state.i == self._num_warmup - 1
+                final_step, final_imm = self._adapt_final(new)
+                return (new, jnp.where(last, final_step, new.step_size),
+                        jnp.where(last, final_imm, new.inverse_mass_matrix))
+
+            adaptation_state, step_size, inverse_mass_matrix = jax.lax.cond(
+                state.i < self._num_warmup, adapt,
+                lambda _: (state.adaptation_state, state.step_size, state.inverse_mass_matrix), None)
+        return SamplaxKernelState(state.i + 1, target.unravel(kernel_state.position), kernel_state, adaptation_state,
+                                  step_size, inverse_mass_matrix, accept_prob, diverging, key)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
+                                                                             args=model_args)
+        return lambda z: target.constrain(target.ravel_unconstrained(z))
+
+    def get_diagnostics_str(self, state):
+        return f"step size {float(state.step_size):.2e}. acc. prob={float(state.accept_prob):.2f}"
+
+    @property
+    def default_fields(self):
+        return ("z", "diverging", "accept_prob")
+
+
+class MALA(_AdaptiveKernel):
+    """samplax's MALA (BlackJAX step, diagonal preconditioning, windowed dual averaging) as a NumPyro kernel."""
+
+    target_accept = 0.574
+
+    def _kernel_init(self, position, logdensity):
+        return baselines.mala_init(position, logdensity)
+
+    def _kernel_step(self, key, state, logdensity, step_size, inverse_mass_matrix):
+        new_state, info = baselines.mala_step(logdensity, baselines.MALAParams(step_size, inverse_mass_matrix))(
+            key, state)
+        return new_state, info.acceptance_rate, info.diverging
+
+
+class NUTS(_AdaptiveKernel):
+    """BlackJAX NUTS with online Stan-style adaptation as a NumPyro kernel."""
+
+    target_accept = 0.8
+
+    def __init__(self, model: Callable, *, target_accept: float | None = None, initial_step_size: float = 1.0,
+                 max_tree_depth: int = 10):
+        super().__init__(model, target_accept=target_accept, initial_step_size=initial_step_size)
+        self._max_tree_depth = max_tree_depth
+
+    def _kernel_init(self, position, logdensity):
+        return blackjax.nuts.init(position, logdensity)
+
+    def _kernel_step(self, key, state, logdensity, step_size, inverse_mass_matrix):
+        new_state, info = baselines.nuts_step(logdensity, baselines.NUTSParams(step_size, inverse_mass_matrix),
+                                              max_tree_depth=self._max_tree_depth)(key, state)
+        return new_state, info.acceptance_rate, info.is_divergent
