@@ -533,7 +533,10 @@ def check_data(model, data) -> dict:
         if value is None or isinstance(value, (bool, int, float, str)):
             converted[key] = value
             continue
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except ValueError:
+            raise ValueError(f"data '{key}' is ragged (rows of different lengths); pass a rectangular array") from None
         if array.ndim == 0 and array.dtype != object:
             converted[key] = array.item()  # a scalar stays a Python scalar (it may size a plate)
             continue
