@@ -76,6 +76,14 @@ class Fit:
             elbo = Estimate(*map(float, json.loads(attrs["elbo"])))
         self.log_evidence = log_evidence
         self.elbo = elbo
+        self.approximation = None  # variational methods: the fitted approximation (not saved to NetCDF)
+
+    def log_density(self, *args, **kwargs):
+        """The fitted approximation's log density (variational methods; see the method's docs for the space)."""
+        if self.approximation is None or not hasattr(self.approximation, "log_density"):
+            raise ValueError(f"method {self.method!r} has no fitted density to evaluate (or this Fit was loaded "
+                             "from a file)")
+        return self.approximation.log_density(*args, **kwargs)
 
     def __repr__(self):
         posterior = self.idata.posterior
@@ -179,7 +187,7 @@ def _import_model(reference: str):
 
 # ---------------------------------------------------------------------------------------------------------------------
 def fit(model, data: dict | None = None, *, method: str = "nuts", chains: int = 4, warmup: int = 1000,
-        draws: int = 1000, seed: int = 0, init=None, precision: str = "float32", progress: bool = True,
+        draws: int = 1000, seed: int = 0, init=None, precision: str | None = None, progress: bool = True,
         checkpoint: str | None = None, checkpoint_every: int | None = None, **options) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
@@ -190,10 +198,13 @@ def fit(model, data: dict | None = None, *, method: str = "nuts", chains: int = 
         chains, warmup, draws: see DESIGN.md (for weighted/variational methods: repeats, tuning steps, draws/repeat).
         seed: the same seed gives the same draws.
         init: None/"uniform", "median", "prior", or a dict of constrained values per latent site.
-        precision: "float32" or "float64" (scoped x64 mode; the global JAX flag is never flipped).
+        precision: "float32" or "float64" (scoped x64 mode; the global JAX flag is never flipped); None takes the
+            method's default (float64 for mixflow, float32 otherwise).
         checkpoint: a directory; checkpoints are written after warm-up and after every chunk of
             ``checkpoint_every`` draws, and `samplax.resume` finishes an interrupted run.
     """
+    if precision is None and isinstance(method, str) and method in method_registry.registered():
+        precision = schema(method).precision
     _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
     options = validate(method, options)
     model, data, model_ref = _resolve_model(model, data)
@@ -246,6 +257,7 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
     idata = _assemble(target, settings, result)
     fit_ = Fit(idata, target=target, timing=result["timing"], log_evidence=_estimate(result.get("log_evidence")),
                elbo=_estimate(result.get("elbo")))
+    fit_.approximation = result.get("approximation")
     for message in fit_.warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return fit_
@@ -385,7 +397,8 @@ def _run_direct(target, method, settings, keys):
     finished = jax.tree.map(np.asarray, finished)
     return {"posterior": finished["posterior"], "sample_stats": result.sample_stats,
             "log_likelihood": finished["log_likelihood"], "log_evidence": result.log_evidence, "elbo": result.elbo,
-            "extra": result.extra, "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed}}
+            "extra": result.extra, "approximation": result.approximation,
+            "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed}}
 
 
 def _versions() -> dict:

@@ -36,7 +36,8 @@ class DirectResult(NamedTuple):
     sample_stats: dict            # name -> (repeats, draws) arrays
     log_evidence: np.ndarray | None  # (repeats,)
     elbo: np.ndarray | None       # (repeats,)
-    extra: dict                   # method-specific records kept in attrs / groups
+    extra: dict                   # method-specific records kept in attrs (JSON-able arrays)
+    approximation: object = None  # e.g. a trained flow; Fit.log_density delegates to its log_density(...)
 
 
 class DirectMethod(NamedTuple):
@@ -52,6 +53,10 @@ def register_method(method):
     register(method.schema)
     _METHODS[method.schema.name] = method
     return method
+
+
+def registered() -> list[str]:
+    return sorted(_METHODS)
 
 
 def get_method(name: str):

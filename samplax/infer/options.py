@@ -56,6 +56,7 @@ class MethodSchema:
     family: str  # "mcmc" (R-hat applies), "weighted" or "iid" (judged by weights and standard errors)
     description: str
     options: tuple[Option, ...]
+    precision: str = "float32"  # the default of fit(precision=None); mixflow needs float64
 
     def defaults(self) -> dict:
         return {option.name: option.default for option in self.options}
