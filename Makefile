@@ -25,5 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -m mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache site
