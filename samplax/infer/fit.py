@@ -25,7 +25,7 @@ import numpy as np
 
 from samplax.infer import methods as method_registry
 from samplax.infer.options import schema, validate
-from samplax.infer.run import (Checkpoint, ChainRunner, chain_sharding, chunk_size_for, data_fingerprint,
+from samplax.infer.run import (COMPILED, Checkpoint, ChainRunner, chain_sharding, chunk_size_for, data_fingerprint,
                                device_layout)
 from samplax.models.bridge import Target, build_target
 
@@ -287,7 +287,12 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     chain_keys = jax.random.split(sample_key, chains)
     if sharding is not None:
         positions, warmup_keys, chain_keys = jax.device_put((positions, warmup_keys, chain_keys), sharding)
-    warmup_fn = jax.jit(jax.vmap(method.warmup(target, options, max(settings["warmup"], 1))))
+    num_warmup = max(settings["warmup"], 1)
+    data = target.data_arrays()
+    warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
+        method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
+    program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str), num_warmup,
+                   chunk, target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
 
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     manifest = _checkpoint_manifest(target, settings, chunk)
@@ -300,28 +305,33 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
                 raise ValueError(f"no checkpoint at {checkpoint!r}")
             manifest = store.start(manifest, target.data)
 
-    states_like, params_like, _ = jax.eval_shape(warmup_fn, warmup_keys, positions)
+    states_like, params_like, _ = jax.eval_shape(warmup_fn, data, warmup_keys, positions)
     with _progress_bar(progress, draws, settings["method"]) as bar:
         if store is not None and manifest.get("warmup_done"):
             states, params, _ = store.load_warmup(states_like, params_like)
         else:
             start = time.perf_counter()
-            compiled = warmup_fn.lower(warmup_keys, positions).compile()
-            timing["compile_s"] += time.perf_counter() - start
-            start = time.perf_counter()
             if settings["warmup"] == 0:
                 states, params = jax.vmap(method.start(target, options))(positions)
             else:
-                states, params, _ = jax.block_until_ready(compiled(warmup_keys, positions))
+                compiled, seconds = COMPILED.compile(("warmup",) + program_key, warmup_fn, data, warmup_keys,
+                                                     positions)
+                timing["compile_s"] += seconds
+                start = time.perf_counter()
+                states, params, _ = jax.block_until_ready(compiled(data, warmup_keys, positions))
             timing["warmup_s"] = time.perf_counter() - start
             if store is not None:
                 store.save_warmup(manifest, states, params, {})
         bar.set_description(f"{settings['method']}: sampling")
 
-        runner = ChainRunner(method.step(target, options), method.record, _finish_fn(target), chunk)
-        start = time.perf_counter()
-        runner.compile(states, params, chain_keys)
-        timing["compile_s"] += time.perf_counter() - start
+        def build(data):
+            conditioned = target.with_data(data)
+            return method.step(conditioned, options), method.record, _finish_fn(conditioned)
+
+        runner = ChainRunner(build, chunk)
+        runner.executable, seconds = COMPILED.compile(("chunk",) + program_key, runner.function, data, states,
+                                                      params, chain_keys, jnp.asarray(0, jnp.int32))
+        timing["compile_s"] += seconds
         pieces = []
         first = manifest.get("completed_chunks", 0) if store is not None else 0
         for index in range(first):
@@ -332,7 +342,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             bar.update(chunk)
         for index in range(first, draws // chunk):
             start = time.perf_counter()
-            states, host = runner.run(states, params, chain_keys, index * chunk)
+            states, host = runner.run(data, states, params, chain_keys, index * chunk)
             timing["sampling_s"] += time.perf_counter() - start
             pieces.append(host)
             if store is not None:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["chunk_size_for", "ChainRunner", "Checkpoint", "CHECKPOINT_FORMAT_VERSION", "chain_sharding",
+__all__ = ["chunk_size_for", "ChainRunner", "CompiledCache", "COMPILED", "Checkpoint", "CHECKPOINT_FORMAT_VERSION", "chain_sharding",
            "data_fingerprint"]
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -65,14 +65,18 @@ def device_layout() -> dict:
 class ChainRunner:
     """Drive ``step(key, state, params) -> (state, info)`` over vectorised chains in compiled chunks.
 
-    ``record(state, info) -> dict`` picks what is kept per draw (the unconstrained position under "z" and sample
-    statistics); ``finish(z_chunk) -> dict`` maps a chunk of positions to constrained draws and log-likelihoods.
+    ``build(data) -> (step, record, finish)`` makes the three functions for the model conditioned on ``data`` (an
+    argument of the compiled chunk, so one executable serves every data set of the same shapes): ``record(state,
+    info)`` picks what is kept per draw (the unconstrained position under "z" and sample statistics) and
+    ``finish(z_chunk)`` maps a chunk of positions to constrained draws and log-likelihoods.
     """
 
-    def __init__(self, step: Callable, record: Callable, finish: Callable, chunk_size: int):
+    def __init__(self, build: Callable, chunk_size: int):
         self.chunk_size = chunk_size
 
-        def run_chunk(states, params, chain_keys, start):
+        def run_chunk(data, states, params, chain_keys, start):
+            step, record, finish = build(data)
+
             def body(states, t):
                 keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys)
                 states, info = jax.vmap(step)(keys, states, params)
@@ -82,16 +86,52 @@ class ChainRunner:
             kept = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), kept)  # (chain, draw, ...)
             return states, kept, finish(kept.pop("z"))
 
-        self._run_chunk = jax.jit(run_chunk)
+        self.function = jax.jit(run_chunk)
+        self.executable = None
 
-    def compile(self, states, params, chain_keys):
-        """Compile the chunk once, ahead of time, so compilation is timed apart from sampling."""
-        self._run_chunk = self._run_chunk.lower(states, params, chain_keys, jnp.asarray(0, jnp.int32)).compile()
-
-    def run(self, states, params, chain_keys, start: int):
-        states, kept, finished = self._run_chunk(states, params, chain_keys, jnp.asarray(start, jnp.int32))
+    def run(self, data, states, params, chain_keys, start: int):
+        states, kept, finished = self.executable(data, states, params, chain_keys, jnp.asarray(start, jnp.int32))
         host = jax.tree.map(np.asarray, {"stats": kept, **finished})
         return states, host
+
+
+class CompiledCache:
+    """Ahead-of-time compiled executables kept across fits, keyed by everything that changes the program.
+
+    Data enter the executables as arguments, so a second fit of the same model with data of the same shapes (a warm
+    refit, or simulation-based calibration over many simulated data sets) compiles nothing.
+    """
+
+    def __init__(self, max_entries: int = 64):
+        self._entries: dict = {}
+        self.max_entries = max_entries
+
+    @staticmethod
+    def signature(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        return treedef, tuple((tuple(x.shape), str(x.dtype), getattr(x, "sharding", None).__class__.__name__)
+                              for x in leaves)
+
+    def compile(self, key, function, *args):
+        """Return (executable, seconds spent compiling: 0.0 on a hit)."""
+        full_key = (key, self.signature(*args))
+        if full_key in self._entries:
+            return self._entries[full_key], 0.0
+        import time
+
+        start = time.perf_counter()
+        executable = function.lower(*args).compile()
+        elapsed = time.perf_counter() - start
+        if len(self._entries) >= self.max_entries:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[full_key] = executable
+        return executable, elapsed
+
+    def clear(self):
+        self._entries.clear()
+
+
+COMPILED = CompiledCache()
 
 
 def data_fingerprint(data: dict) -> str:

@@ -15,6 +15,7 @@ Nothing else in samplax traces a model (compare ``numpyro.infer.util.initialize_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 INIT_STRATEGIES = ("uniform", "median", "prior")
+_BATCH_LOGDENSITY: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +184,20 @@ class Target:
             ) from err
         return tr
 
+    def data_arrays(self) -> dict:
+        """The array-valued data: what compiled functions take as arguments (Python scalars stay static)."""
+        return {k: v for k, v in self.data.items() if isinstance(v, jax.Array)}
+
+    def static_data_key(self) -> tuple:
+        """A hashable summary of everything in the data that is baked into a compiled program."""
+        return tuple(sorted((k, repr(v)) for k, v in self.data.items() if not isinstance(v, jax.Array)))
+
+    def with_data(self, arrays: dict) -> "Target":
+        """The same target conditioned on other arrays of the same shapes (traced arrays inside jit are fine)."""
+        clone = copy.copy(self)
+        clone.data = {**self.data, **arrays}
+        return clone
+
     @property
     def site_names(self) -> tuple[str, ...]:
         return tuple(site.name for site in self.sites)
@@ -261,7 +277,8 @@ class Target:
         if strategy not in INIT_STRATEGIES:
             raise ValueError(f"init={strategy!r} is not a valid strategy; use one of {list(INIT_STRATEGIES)} or a "
                              "dict of constrained values per site")
-        logdensity = jax.jit(jax.vmap(self.logdensity))
+        batch_logdensity = self._batch_logdensity()
+        logdensity = lambda positions: batch_logdensity(self.data_arrays(), positions)  # noqa: E731
         if strategy == "median":
             init_fn = numpyro.infer.init_to_median(num_samples=15)
         elif strategy == "prior":
@@ -280,6 +297,13 @@ class Target:
             positions[bad] = np.asarray(redraw)
         self.check_initial_point(jnp.asarray(positions[bad][0]))
         raise AssertionError("unreachable")  # check_initial_point raises
+
+    def _batch_logdensity(self):
+        """A jitted log density over many points, shared by every target of the same model and data shapes."""
+        key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites))
+        if key not in _BATCH_LOGDENSITY:
+            _BATCH_LOGDENSITY[key] = jax.jit(lambda data, z: jax.vmap(self.with_data(data).logdensity)(z))
+        return _BATCH_LOGDENSITY[key]
 
     def _draw_init(self, key, init_fn):
         with handlers.block():
