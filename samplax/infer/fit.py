@@ -114,6 +114,10 @@ class Fit:
 
     def save(self, path: str):
         """Write the InferenceData to NetCDF (data only; `samplax.load` reads it back)."""
+        bad = [name for group in self.idata.groups() for name in self.idata[group].data_vars if "/" in str(name)]
+        if bad:
+            raise ValueError(f"site names {sorted(set(bad))} contain '/', which NetCDF cannot store as a variable "
+                             "name; rename those sites in the model to save the fit")
         self.idata.to_netcdf(os.fspath(path))
         return path
 
