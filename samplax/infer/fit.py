@@ -16,7 +16,7 @@ import json
 import os
 import time
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import arviz as az
 import jax
@@ -190,22 +190,30 @@ def _import_model(reference: str):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def fit(model, data: dict | None = None, *, method: str = "nuts", chains: int = 4, warmup: int = 1000,
-        draws: int = 1000, seed: int = 0, init=None, precision: str | None = None, progress: bool = True,
-        checkpoint: str | None = None, checkpoint_every: int | None = None, **options) -> Fit:
+def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts", chains: int = 4,
+        warmup: int = 1000, draws: int = 1000, seed: int = 0, init: str | dict | None = None, precision: str | None = None, progress: bool = True,
+        checkpoint: str | None = None, checkpoint_every: int | None = None, **options: Any) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
     Args:
         model: a NumPyro model, called as ``model(**data)``, or the name of a zoo model.
         data: the model's keyword arguments (observed values included).
         method: one of `samplax.infer.options.methods()`; ``**options`` are that method's own options.
-        chains, warmup, draws: see DESIGN.md (for weighted/variational methods: repeats, tuning steps, draws/repeat).
+        chains: independent chains (for weighted and variational methods: independent repeats).
+        warmup: adaptation steps, discarded (for variational methods: optimisation or tuning steps).
+        draws: kept draws per chain (per repeat).
         seed: the same seed gives the same draws.
         init: None/"uniform", "median", "prior", or a dict of constrained values per latent site.
         precision: "float32" or "float64" (scoped x64 mode; the global JAX flag is never flipped); None takes the
             method's default (float64 for mixflow, float32 otherwise).
+        progress: show a progress bar (advanced between compiled chunks).
         checkpoint: a directory; checkpoints are written after warm-up and after every chunk of
             ``checkpoint_every`` draws, and `samplax.resume` finishes an interrupted run.
+        checkpoint_every: draws per chunk (default: at most 20 equal chunks).
+        **options: the method's own options (`samplax methods METHOD` lists them).
+
+    Returns:
+        The `Fit`: ``idata``, ``summary()``, ``log_evidence``, ``elbo``, ``timing``, ``predict()``, ``report()``.
     """
     if precision is None and isinstance(method, str) and method in method_registry.registered():
         precision = schema(method).precision
