@@ -344,14 +344,21 @@ class Target:
     # ----------------------------------------------------------------------------------------------
     # composite view for Bregman proximal kernels
     def composite(self, *, legendre: dict | None = None, nonsmooth: dict | None = None,
-                  beta: float | dict | None = None) -> Composite:
+                  beta: float | dict | None = None, barrier: bool = False) -> Composite:
         """Split the negative log joint in constrained coordinates into smooth f and weighted-L1 g.
 
         Fixed-scale Laplace priors become L1 terms (weight 1/scale, centre loc). ``legendre`` maps site names to
         Legendre names (override), ``nonsmooth`` maps site names to False to keep a Laplace prior inside f.
+        ``barrier=True`` picks the log-barrier (Burg) maps on positive and simplex sites instead of the entropies:
+        their multiplicative steps reach mass piled at a face, where the entropic maps mix badly (measured in
+        docs/methods/bplmc.md).
         """
         legendre = dict(legendre or {})
         nonsmooth = dict(nonsmooth or {})
+        for name, value in legendre.items():
+            if value not in LEGENDRE_NAMES:
+                raise ValueError(f"site '{name}': unknown Legendre function {value!r}; use one of "
+                                 f"{list(LEGENDRE_NAMES)}")
         for name in list(legendre) + list(nonsmooth):
             if name not in self.site_names:
                 raise ValueError(f"composite override names site '{name}', not a continuous latent site of the "
@@ -382,7 +389,7 @@ class Target:
                 scale = np.broadcast_to(np.asarray(fn.scale, dtype=float), site.shape).reshape(-1)
                 weight, center = 1.0 / scale, loc
                 l1_sites.add(site.name)
-            name = legendre.get(site.name) or _default_legendre(site.name, support, site.name in l1_sites)
+            name = legendre.get(site.name) or _default_legendre(site.name, support, site.name in l1_sites, barrier)
             params = {}
             if name == "hyperbolic_entropy":
                 site_beta = beta.get(site.name, 1.0) if isinstance(beta, dict) else (beta if beta is not None else 1.0)
@@ -501,19 +508,22 @@ class Target:
         return FactorGraph(self.discrete_sites, factors, blanket, support)
 
 
-def _default_legendre(name, support, has_l1) -> str:
+LEGENDRE_NAMES = ("euclidean", "hyperbolic_entropy", "boltzmann_shannon", "burg", "fermi_dirac", "entropic_simplex",
+                  "burg_simplex")
+
+
+def _default_legendre(name, support, has_l1, barrier=False) -> str:
     if support is constraints.real:
         return "hyperbolic_entropy" if has_l1 else "euclidean"
     if support is constraints.positive:
-        return "boltzmann_shannon"
+        return "burg" if barrier else "boltzmann_shannon"
     if support is constraints.simplex:
-        return "entropic_simplex"
+        return "burg_simplex" if barrier else "entropic_simplex"
     if isinstance(support, constraints.interval) or support is constraints.unit_interval:
         return "fermi_dirac"
     raise ValueError(
         f"site '{name}': no Legendre function is known for support {support}; pass legendre={{'{name}': ...}} "
-        "with one of 'euclidean', 'hyperbolic_entropy', 'boltzmann_shannon', 'fermi_dirac', 'entropic_simplex', "
-        "or use method='myula'"
+        f"with one of {list(LEGENDRE_NAMES)}, or use method='myula'"
     )
 
 
