@@ -192,7 +192,8 @@ def _import_model(reference: str):
 # ---------------------------------------------------------------------------------------------------------------------
 def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts", chains: int = 4,
         warmup: int = 1000, draws: int = 1000, seed: int = 0, init: str | dict | None = None, precision: str | None = None, progress: bool = True,
-        checkpoint: str | None = None, checkpoint_every: int | None = None, **options: Any) -> Fit:
+        checkpoint: str | None = None, checkpoint_every: int | None = None, thin: int = 1,
+        **options: Any) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
     Args:
@@ -209,7 +210,8 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
         progress: show a progress bar (advanced between compiled chunks).
         checkpoint: a directory; checkpoints are written after warm-up and after every chunk of
             ``checkpoint_every`` draws, and `samplax.resume` finishes an interrupted run.
-        checkpoint_every: draws per chunk (default: at most 20 equal chunks).
+        checkpoint_every: kept draws per chunk (default: at most 20 equal chunks).
+        thin: keep every ``thin``-th transition (MCMC methods); ``draws`` counts the kept draws.
         **options: the method's own options (`samplax methods METHOD` lists them).
 
     Returns:
@@ -218,11 +220,13 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
     if precision is None and isinstance(method, str) and method in method_registry.registered():
         precision = schema(method).precision
     _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
+    if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
+        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
     options = validate(method, options)
     model, data, model_ref = _resolve_model(model, data)
     settings = dict(method=method, chains=int(chains), warmup=int(warmup), draws=int(draws), seed=int(seed),
                     precision=precision, options=options, init=init if not isinstance(init, dict) else
-                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref)
+                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref, thin=int(thin))
     with jax.enable_x64(precision == "float64"):
         target = build_target(model, data, seed=seed)
         return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
@@ -246,7 +250,7 @@ def resume(path: str, model=None, data: dict | None = None, *, progress: bool = 
     if data is None:
         data = store.read_data()
     settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
-                                         "init", "model_ref")}
+                                         "init", "model_ref", "thin")}
     with jax.enable_x64(settings["precision"] == "float64"):
         target = build_target(model, data, seed=settings["seed"])
         return _fit_target(target, settings, progress=progress, checkpoint=path,
@@ -304,7 +308,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
         method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
     program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str), num_warmup,
-                   chunk, target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
+                   chunk, settings["thin"], target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
 
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     manifest = _checkpoint_manifest(target, settings, chunk)
@@ -340,7 +344,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             conditioned = target.with_data(data)
             return method.step(conditioned, options), method.record, _finish_fn(conditioned)
 
-        runner = ChainRunner(build, chunk)
+        runner = ChainRunner(build, chunk, settings["thin"])
         runner.executable, seconds = COMPILED.compile(("chunk",) + program_key, runner.function, data, states,
                                                       params, chain_keys, jnp.asarray(0, jnp.int32))
         timing["compile_s"] += seconds
@@ -377,7 +381,7 @@ def _checkpoint_manifest(target: Target, settings: dict, chunk: int) -> dict:
 
 
 def _check_resume(saved: dict, current: dict):
-    for field in ("method", "options", "chains", "warmup", "draws", "seed", "precision", "chunk_size", "sites",
+    for field in ("method", "options", "chains", "warmup", "draws", "thin", "seed", "precision", "chunk_size", "sites",
                   "data_fingerprint", "device_layout", "init"):
         if json.dumps(saved.get(field), sort_keys=True) != json.dumps(current.get(field), sort_keys=True):
             raise ValueError(

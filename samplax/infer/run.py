@@ -71,15 +71,20 @@ class ChainRunner:
     ``finish(z_chunk)`` maps a chunk of positions to constrained draws and log-likelihoods.
     """
 
-    def __init__(self, build: Callable, chunk_size: int):
+    def __init__(self, build: Callable, chunk_size: int, thin: int = 1):
         self.chunk_size = chunk_size
 
         def run_chunk(data, states, params, chain_keys, start):
             step, record, finish = build(data)
 
-            def body(states, t):
+            def transition(states, t):
                 keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys)
-                states, info = jax.vmap(step)(keys, states, params)
+                return jax.vmap(step)(keys, states, params)
+
+            def body(states, j):
+                # kept draw j is the last of `thin` transitions; transition t always uses fold_in(chain_key, t)
+                states, info = jax.lax.scan(lambda s, t: transition(s, t), states, j * thin + jnp.arange(thin - 1))
+                states, info = transition(states, j * thin + thin - 1)
                 return states, jax.vmap(record)(states, info)
 
             states, kept = jax.lax.scan(body, states, start + jnp.arange(chunk_size))

@@ -210,3 +210,12 @@ def test_convergence_warning_names_the_problem():
     with pytest.warns(samplax.infer.fit.ConvergenceWarning):
         samplax.fit(entry.model, entry.make_data(), method="mala", chains=2, warmup=10, draws=50, seed=0,
                     progress=False)
+
+
+def test_thinning_keeps_every_kth_transition():
+    """thin=3 keeps transitions 2, 5, 8, ... of the same chain: equal to every third draw of an unthinned run."""
+    whole = _tiny(draws=60)
+    thinned = _tiny(draws=20, thin=3)
+    np.testing.assert_array_equal(whole.idata.posterior["lam"].values[:, 2::3], thinned.idata.posterior["lam"].values)
+    with pytest.raises(ValueError, match="thin must be"):
+        _tiny(thin=0)
