@@ -321,7 +321,9 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
                 raise ValueError(f"no checkpoint at {checkpoint!r}")
             manifest = store.start(manifest, target.data)
 
-    states_like, params_like, _ = jax.eval_shape(warmup_fn, data, warmup_keys, positions)
+    # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
+    states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
+                                else (None, None))
     with _progress_bar(progress, draws, settings["method"]) as bar:
         if store is not None and manifest.get("warmup_done"):
             states, params, _ = store.load_warmup(states_like, params_like)
