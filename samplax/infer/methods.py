@@ -177,3 +177,7 @@ register_method(DirectMethod(
                  )),
     _smc_run,
 ))
+
+
+# Method families registered in their own modules (each adds its schema to the registry on import).
+from samplax.infer import method_mixflow  # noqa: E402,F401

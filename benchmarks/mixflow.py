@@ -1,0 +1,325 @@
+"""MixFlow vs NumPyro's flow guides (IAF, BNAF), mean-field Gaussian and NUTS: ELBO, KSD, ESS/s, time; ELBO against N.
+
+Everything runs in one process (`main` writes ``<out_dir>/mixflow.md``):
+
+1. Side by side on three targets (the cross of the MixFlows paper, a 2-D Neal's funnel, a logistic regression with
+   d = 9): ``samplax.fit(method="mixflow")``, NumPyro SVI with ``AutoIAFNormal``, ``AutoBNAFNormal`` and
+   ``AutoDiagonalNormal`` (Adam, the same number of steps for all three), and ``samplax.fit(method="nuts")``.
+   Scores: the ELBO (mean +- SE over independent particles; MixFlow's is on the augmented space (x, rho, u), which
+   is a lower bound on the ELBO of its x-marginal, so the comparison is conservative for MixFlow), the kernel
+   Stein discrepancy of the draws (IMQ kernel, c = 1, beta = -1/2, V-statistic, `diagnostics.kernel_stein_discrepancy`,
+   on the unconstrained coordinates, the same number of draws for every method), ESS (ArviZ's minimum bulk ESS over
+   coordinates) per second of wall time, and the wall time of the whole call (tracing, compilation, training or
+   warm-up, sampling; cold, i.e. the first call of its kind in the process).
+2. The ELBO of MixFlow on the cross against N for two step sizes (0.0035, the authors' choice, and 0.008), from the
+   same mean-field reference, unwhitened, L = 60, next to the authors' published values for 0.0035.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from numpyro import handlers
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoBNAFNormal, AutoDiagonalNormal, AutoIAFNormal
+from numpyro.infer.initialization import init_to_value
+from numpyro.infer.util import log_density
+
+import samplax
+from benchmarks import common
+from samplax.infer import diagnostics
+from samplax.infer import method_mixflow  # noqa: F401  (registers the method until methods.py imports it)
+from samplax.kernels import mixflow as kernel
+from samplax.models import zoo
+from samplax.models.bridge import build_target
+
+__all__ = ["main", "FULL", "QUICK", "cross_model"]
+
+TOPIC = "mixflow"
+
+# The authors' published augmented ELBOs on the cross (L = 60, eps = 0.0035, Laplace momentum).
+PUBLISHED_CROSS = {100: -0.507, 200: -0.414, 500: -0.278, 1000: -0.194, 1500: -0.165, 2000: -0.155}
+PUBLISHED_CROSS_REFERENCE = -0.850
+
+FULL = dict(
+    models=("cross", "funnel", "logistic_regression"), guides=tuple(["AutoIAFNormal", "AutoBNAFNormal",
+                                                                      "AutoDiagonalNormal"]), nuts=True,
+    chains=4, draws=1250,  # 5000 draws per method for the KSD and ESS
+    svi_steps=5000, svi_learning_rate=1e-3, elbo_particles=5000,
+    nuts_warmup=1000,
+    mixflow={
+        "cross": dict(flow_length=1000, leapfrog_steps=60, step_size=0.0035, whiten=False, warmup=5000),
+        "funnel": dict(flow_length=500, leapfrog_steps=80, warmup=5000),
+        "logistic_regression": dict(flow_length=500, leapfrog_steps=50, warmup=5000),
+    },
+    elbo_vs_n=dict(flow_lengths=(100, 200, 500, 1000, 2000), step_sizes=(0.0035, 0.008), orbits=512),
+)
+
+QUICK = dict(  # a smoke run of every code path but BNAF and NUTS (their compilation alone takes a minute)
+    models=("cross",), guides=("AutoIAFNormal", "AutoDiagonalNormal"), nuts=False,
+    chains=2, draws=100,
+    svi_steps=200, svi_learning_rate=1e-3, elbo_particles=200,
+    nuts_warmup=100,
+    mixflow={"cross": dict(flow_length=20, leapfrog_steps=10, step_size=0.02, whiten=False, warmup=300,
+                           health_checks=0)},
+    elbo_vs_n=dict(flow_lengths=(10,), step_sizes=(0.02, 0.05), orbits=16),
+)
+GUIDES = {"AutoIAFNormal": AutoIAFNormal, "AutoBNAFNormal": AutoBNAFNormal, "AutoDiagonalNormal": AutoDiagonalNormal}
+
+HEADERS = ["target", "method", "ELBO", "ELBO SE", "KSD", "min bulk ESS", "ESS/s", "wall s", "notes"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# targets
+CROSS_SCALE = 0.15
+
+
+def cross_model():
+    """The cross of the MixFlows paper: 1/4 sum of N((0, +-2), diag(0.15^2, 1)) and N((+-2, 0), diag(1, 0.15^2))."""
+    locations = jnp.array([[0.0, 2.0], [-2.0, 0.0], [2.0, 0.0], [0.0, -2.0]])
+    scales = jnp.array([[CROSS_SCALE, 1.0], [1.0, CROSS_SCALE], [1.0, CROSS_SCALE], [CROSS_SCALE, 1.0]])
+    mixture = dist.MixtureSameFamily(dist.Categorical(probs=jnp.full(4, 0.25)),
+                                     dist.Normal(locations, scales).to_event(1))
+    numpyro.sample("x", mixture)
+
+
+def _targets(names):
+    """(model, data, description, log Z or None) per target name."""
+    out = {}
+    for name in names:
+        if name == "cross":
+            out[name] = (cross_model, {}, "cross (d = 2), log Z = 0", 0.0)
+        elif name == "funnel":
+            entry = zoo.get("funnel")
+            out[name] = (entry.model, entry.make_data(dimension=2),
+                         "Neal's funnel, v ~ N(0, 3), x | v ~ N(0, exp(v/2)) (d = 2), log Z = 0", 0.0)
+        elif name == "logistic_regression":
+            entry = zoo.get("logistic_regression")
+            out[name] = (entry.model, entry.make_data(seed=0, num_observations=100, num_features=8),
+                         "logistic regression, n = 100 synthetic observations, d = 9 (intercept + 8)", None)
+        else:
+            raise ValueError(f"unknown benchmark target {name!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers
+_JITTED: dict = {}
+
+
+def _jitted(target, name, fn):
+    """One jitted function per (target, purpose), so every method's draws reuse its compiled program."""
+    key = (id(target), name)
+    if key not in _JITTED:
+        _JITTED[key] = (target, jax.jit(fn))  # keep the target alive while its id is a key
+    return _JITTED[key][1]
+
+
+def _flat_draws(target, posterior: dict, total: int) -> np.ndarray:
+    """Constrained site draws (leading sample dims) -> flat unconstrained (total, dim)."""
+    values = {site.name: np.reshape(np.asarray(posterior[site.name], np.float64), (total,) + site.shape)
+              for site in target.sites}
+    with jax.enable_x64(True):
+        return np.asarray(_jitted(target, "unconstrain", jax.vmap(target.unconstrain))(values))
+
+
+def _ksd(target, z: np.ndarray) -> float:
+    with jax.enable_x64(True):
+        scores = np.asarray(_jitted(target, "scores", jax.vmap(jax.grad(target.logdensity)))(
+            jnp.asarray(z, jnp.float64)))
+    finite = np.all(np.isfinite(z), -1) & np.all(np.isfinite(scores), -1)
+    if not finite.all():
+        return float("nan")
+    return diagnostics.kernel_stein_discrepancy(z, scores)
+
+
+def _min_bulk_ess(z: np.ndarray, chains: int) -> float:
+    draws = z.reshape(chains, -1, z.shape[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(az.convert_to_dataset({"z": draws}), method="bulk")["z"].values
+    return float(np.min(ess))
+
+
+def _row(name, method, elbo, elbo_se, ksd, ess, seconds, notes=""):
+    return [name, method, elbo, elbo_se, ksd, ess, ess / seconds if ess is not None else None, seconds, notes]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# methods
+def _numpyro_guide(name, model, data, target, guide_class, s, seed):
+    """Train a NumPyro autoguide with SVI; ELBO over independent particles; draws for KSD/ESS."""
+    start = time.perf_counter()
+    with jax.enable_x64(True):
+        init = target.constrain(target.init(jax.random.key(seed), 1)[0])
+        init = {site: init[site] for site in target.site_names}
+        guide = guide_class(model, init_loc_fn=init_to_value(values=init))
+        optimizer = numpyro.optim.optax_to_numpyro(optax.adam(s["svi_learning_rate"]))
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        result = svi.run(jax.random.key(seed + 1), s["svi_steps"], progress_bar=False, **data)
+        params = result.params
+
+        def particle(key):
+            guide_lp, guide_trace = log_density(handlers.seed(guide, key), (), data, params)
+            model_lp, _ = log_density(handlers.replay(model, guide_trace), (), data, params)
+            return model_lp - guide_lp
+
+        terms = np.asarray(jax.jit(jax.vmap(particle))(jax.random.split(jax.random.key(seed + 2),
+                                                                          s["elbo_particles"])))
+        total = s["chains"] * s["draws"]
+        posterior = guide.sample_posterior(jax.random.key(seed + 3), params, sample_shape=(total,), **data)
+        jax.block_until_ready(posterior)
+    seconds = time.perf_counter() - start
+    z = _flat_draws(target, posterior, total)
+    terms = terms[np.isfinite(terms)]
+    elbo, elbo_se = float(np.mean(terms)), float(np.std(terms, ddof=1) / math.sqrt(terms.size))
+    return _row(name, guide_class.__name__, elbo, elbo_se, _ksd(target, z), _min_bulk_ess(z, s["chains"]), seconds,
+                f"{s['svi_steps']} Adam steps, lr {s['svi_learning_rate']:g}")
+
+
+def _samplax_fit(name, model, data, target, method, s, seed, options):
+    start = time.perf_counter()
+    fit = samplax.fit(model, data, method=method, chains=s["chains"], draws=s["draws"], seed=seed, progress=False,
+                      **options)
+    seconds = time.perf_counter() - start
+    posterior = {site: fit.idata.posterior[site].values for site in target.site_names}
+    z = _flat_draws(target, posterior, s["chains"] * s["draws"])
+    ess = _min_bulk_ess(z, s["chains"])
+    if method == "nuts":
+        return _row(name, "NUTS (samplax)", None, None, _ksd(target, z), ess, seconds,
+                    f"{s['chains']} chains, {options['warmup']} warm-up, {s['draws']} draws each"), fit
+    extra = fit.idata.attrs
+    notes = (f"N = {options['flow_length']}, L = {options['leapfrog_steps']}, eps = "
+             f"{float(extra['extra_step_size']):.3g}{' (auto)' if 'step_size' not in options else ''}, "
+             f"{'whitened' if options.get('whiten', True) else 'unwhitened'}; max one-step inversion error "
+             f"{float(extra['extra_inversion_error_max']):.1e}")
+    return _row(name, "MixFlow (samplax)", fit.elbo.value, fit.elbo.se, _ksd(target, z), ess, seconds, notes), fit
+
+
+def side_by_side(s: dict) -> tuple[list, dict]:
+    rows, references = [], {}
+    for index, (name, (model, data, _, _)) in enumerate(_targets(s["models"]).items()):
+        seed = 10 * index
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with jax.enable_x64(True):
+                target = build_target(model, data, seed=seed)
+            options = dict(s["mixflow"][name])
+            mixflow_row, mixflow_fit = _samplax_fit(name, model, data, target, "mixflow", s, seed, options)
+            references[name] = mixflow_fit
+            rows.append(mixflow_row)
+            for guide in s["guides"]:
+                rows.append(_numpyro_guide(name, model, data, target, GUIDES[guide], s, seed))
+            if s["nuts"]:
+                nuts_row, _ = _samplax_fit(name, model, data, target, "nuts", s, seed, {"warmup": s["nuts_warmup"]})
+                rows.append(nuts_row)
+    return rows, references
+
+
+def elbo_against_flow_length(s: dict, cross_fit) -> list:
+    """ELBO of MixFlow on the cross for each N and step size, from the mixflow fit's mean-field reference."""
+    attrs = cross_fit.idata.attrs
+    mean = np.asarray(json.loads(attrs["extra_reference_mean"]))
+    scale = np.asarray(json.loads(attrs["extra_reference_scale"]))
+    log_density = build_target(cross_model, {}).logdensity
+    settings = s["elbo_vs_n"]
+    rows = [["reference (N = 1 is q0)", "-", *(["-"] * len(settings["step_sizes"])),
+             f"{float(json.loads(attrs['extra_reference_elbo'])[0]):.3f}", PUBLISHED_CROSS_REFERENCE]]
+    for flow_length in settings["flow_lengths"]:
+        cells = []
+        for step_size in settings["step_sizes"]:
+            flow = kernel.mixflow(log_density, mean, scale, flow_length=flow_length, step_size=step_size,
+                                  num_steps=s["mixflow"]["cross"]["leapfrog_steps"], whiten=False)
+            start = time.perf_counter()
+            estimates = flow.elbo(jax.random.key(flow_length), settings["orbits"])
+            seconds = time.perf_counter() - start
+            se = np.std(estimates, ddof=1) / math.sqrt(estimates.size)
+            cells.append(f"{np.mean(estimates):.3f} +- {se:.3f} ({seconds:.1f} s)")
+        rows.append([str(flow_length), str(settings["orbits"]), *cells, "", PUBLISHED_CROSS.get(flow_length)])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def _page(s, quick, info, rows, n_rows, seconds) -> tuple[str, str]:
+    targets = _targets(s["models"])
+    body = []
+    if quick:
+        body += ["> **Quick smoke run**: tiny sizes, the numbers say nothing about the methods. Run the full "
+                 "benchmark for real numbers.", ""]
+    body += [
+        f"Command: `{common.command_for(TOPIC, quick)}` (module `benchmarks/mixflow.py`), {seconds:.0f} s in all.",
+        "",
+        "## Side by side",
+        "",
+        "Targets: " + "; ".join(f"**{name}**: {description}" for name, (_, _, description, _) in targets.items()) + ".",
+        "",
+        *(["Quick run: NUTS and AutoBNAFNormal are left out (their compilation alone exceeds the smoke run's "
+            "minute).", ""] if quick else []),
+        f"Every method gives {s['chains'] * s['draws']} draws ({s['chains']} chains or repeats of {s['draws']}); the "
+        "KSD (IMQ, c = 1, beta = -1/2, V-statistic) and the ESS use them all, on the unconstrained coordinates. "
+        "ELBO: mean +- SE over independent particles (NumPyro guides: "
+        f"{s['elbo_particles']} particles; MixFlow: its repeats' means, each over its draws' orbit estimates). "
+        "MixFlow's ELBO is on the augmented space (x, rho, u), a lower bound on the ELBO of its x-marginal, so "
+        "the comparison is conservative for MixFlow. ESS/s divides by the wall time of the whole call (cold: "
+        "compilation, training or warm-up and sampling included). NUTS has no ELBO.",
+        "",
+        common.markdown_table(HEADERS, rows),
+        "",
+        "## MixFlow ELBO against N on the cross",
+        "",
+        "Unwhitened, Laplace momentum, L = " + str(s["mixflow"]["cross"]["leapfrog_steps"]) + ", from the mixflow "
+        "fit's mean-field reference (NumPyro SVI); mean +- SE over independent orbits (each an unbiased estimate); "
+        "the published column is the authors' result for eps = 0.0035 (their mean-field reference, their "
+        "estimator: one random orbit point per estimate, 1000 estimates).",
+        "",
+        common.markdown_table(["N", "orbits", *[f"eps = {e:g}" for e in s["elbo_vs_n"]["step_sizes"]],
+                               "reference ELBO", "published (eps = 0.0035)"], n_rows),
+        "",
+        "## Machine",
+        "",
+        common.machine_markdown(info),
+    ]
+    best = {}
+    for row in rows:
+        if row[2] is not None:
+            best.setdefault(row[0], []).append((row[2], row[1]))
+    summary = "ELBO: " + "; ".join(f"{name} best {max(v)[1]} ({max(v)[0]:.3g})" for name, v in best.items())
+    if quick:
+        summary = "quick smoke run (tiny sizes): " + summary
+    return summary, "\n".join(body)
+
+
+def main(out_dir: Path, quick: bool = False) -> Path:
+    """Run the side-by-side comparison and the ELBO-against-N sweep; write ``out_dir/mixflow.md``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = QUICK if quick else FULL
+    info = common.machine_info()
+    start = time.perf_counter()
+    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+        rows, fits = side_by_side(s)
+        n_rows = elbo_against_flow_length(s, fits["cross"]) if "cross" in fits else []
+    summary, body = _page(s, quick, info, rows, n_rows, time.perf_counter() - start)
+    return common.write_page(out_dir, TOPIC, "MixFlow benchmarks", summary, body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args()
+    print(main(args.out, quick=args.quick))

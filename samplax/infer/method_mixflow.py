@@ -1,0 +1,383 @@
+"""``samplax.fit(method="mixflow")``: MixFlows (Xu, Chen and Campbell, ICML 2023) on a samplax `Target`.
+
+Steps of one fit (the kernel is `samplax.kernels.mixflow`; the math is in its docstring and docs/methods/mixflow.md):
+
+1. The reference q0: a mean-field Gaussian N(mu, diag(D^2)) on the flat unconstrained vector, fitted by NumPyro's SVI
+   with `AutoDiagonalNormal` for ``warmup`` steps (Adam with a cosine-decayed learning rate, 4 particles). SVI runs on
+   a two-line NumPyro model: a flat ``numpyro.sample("z", ImproperUniform(real_vector))`` plus
+   ``numpyro.factor(target.logdensity(z))``, so q0 sees exactly the log density every other method samples.
+2. The step size: given, or ``"auto"``: the ELBO of the MixFlow at the requested N, estimated with
+   ``tuning_orbits`` orbits (the same reference draws at every grid point), maximised (less one standard error)
+   over ``step_size_grid`` values eps = c / L with c log-spaced in [0.02, 2] (times min D when not whitened): c is
+   the largest displacement of one map, in units of the reference's scale.
+3. ``chains`` independent repeats of ``draws`` i.i.d. draws each (always in float64: with ``precision="float32"``
+   the Target is rebuilt under x64 for the flow, and only the returned draws are float32); every draw comes with its exact log q_N (augmented
+   space) and the unbiased ELBO estimate of its own orbit (2N - 2 maps per draw). A repeat's ELBO is the mean of its
+   draws' orbit estimates; ``fit.elbo`` is the mean and standard error over repeats (the reference and the step
+   size are shared by the repeats, so that standard error is conditional on them).
+
+Numerical health, in ``sample_stats`` and ``idata.attrs["extra_..."]``: the one-step inversion error
+max |T^-1 T s - s| at every draw, and the largest gap between log q_N computed along two routes (the cached
+forward/backward orbit of the draw's reference point, and a fresh backward pass from the draw itself) over
+``health_checks`` draws per repeat.
+
+`MixFlowApproximation.log_density` (what ``fit.log_density`` calls) is exact on the augmented space (x, rho, u);
+for x alone it returns an importance-sampling estimate over (rho, u) with its standard error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+from numpyro.distributions import constraints
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import util as numpyro_util
+from numpyro.infer.autoguide import AutoDiagonalNormal
+from numpyro.infer.initialization import init_to_value
+
+from samplax.infer.methods import DirectMethod, DirectResult, register_method
+from samplax.infer.options import MethodSchema, Option
+from samplax.kernels import mixflow as kernel
+from samplax.models.bridge import build_target
+
+__all__ = ["MeanField", "fit_mean_field", "reference_elbo", "step_size_grid", "select_step_size",
+           "LogDensityEstimate", "MixFlowApproximation", "SCHEMA"]
+
+SVI_PARTICLES = 4
+GRID_DISPLACEMENTS = (0.02, 2.0)  # range of c = eps * L (whitened units) for step_size="auto"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the reference: mean-field Gaussian by NumPyro SVI
+class MeanField(NamedTuple):
+    mean: np.ndarray
+    scale: np.ndarray
+    losses: np.ndarray  # negative ELBO per SVI step
+
+
+def fit_mean_field(logdensity_fn, initial_position, rng_key, *, num_steps: int, learning_rate: float = 0.05,
+                   num_particles: int = SVI_PARTICLES) -> MeanField:
+    """Mean-field Gaussian VI on a flat log density with NumPyro's SVI and `AutoDiagonalNormal`.
+
+    The NumPyro model is a flat improper-uniform site ``z`` plus ``numpyro.factor(logdensity_fn(z))`` (evaluated
+    under ``handlers.block`` so that a log density that traces a NumPyro model adds no sites of its own); the guide
+    starts at ``initial_position`` with scale 0.1; Adam's learning rate decays from ``learning_rate`` to 1 % of it
+    (cosine), so the last iterate is a converged fit rather than a noisy one. Runs in float64.
+    """
+    with jax.enable_x64(True):
+        z0 = jnp.asarray(initial_position, jnp.float64)
+        dim = z0.shape[-1]
+
+        def model():
+            z = numpyro.sample("z", dist.ImproperUniform(constraints.real_vector, (), event_shape=(dim,)))
+            with numpyro.handlers.block():  # a Target's log density traces its own NumPyro model: keep it inside
+                log_density = logdensity_fn(z)
+            numpyro.factor("log_density", log_density)
+
+        guide = AutoDiagonalNormal(model, init_loc_fn=init_to_value(values={"z": z0}), init_scale=0.1)
+        schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01)
+        optimizer = numpyro.optim.optax_to_numpyro(optax.adam(schedule))
+        svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=num_particles))
+        result = svi.run(rng_key, num_steps, progress_bar=False)
+        mean = np.asarray(result.params["auto_loc"], np.float64)
+        scale = np.asarray(result.params["auto_scale"], np.float64)
+        losses = np.asarray(result.losses, np.float64)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError("the mean-field reference fit (NumPyro SVI) diverged: its location or scale is not finite. "
+                         "Lower reference_learning_rate (for example to 0.005), or start from another init")
+    return MeanField(mean, scale, losses)
+
+
+def reference_elbo(logdensity_fn, mean, scale, rng_key, num_draws: int = 1000) -> tuple[float, float]:
+    """(estimate, standard error) of the reference's own ELBO E_q0[log pi(x) - log q0(x)] (x-space, i.i.d.).
+
+    Evaluated eagerly (``vmap`` without ``jit``): one cheap pass, no compilation."""
+    with jax.enable_x64(True):
+        mean, scale = jnp.asarray(mean, jnp.float64), jnp.asarray(scale, jnp.float64)
+        noise = jax.random.normal(rng_key, (num_draws,) + mean.shape, jnp.float64)
+        log_q = (-0.5 * jnp.sum(noise**2, -1) - jnp.sum(jnp.log(scale))
+                 - 0.5 * mean.shape[0] * math.log(2 * math.pi))
+        terms = np.asarray(jax.vmap(logdensity_fn)(mean + scale * noise) - log_q)
+    return float(np.mean(terms)), float(np.std(terms, ddof=1) / math.sqrt(num_draws))
+
+
+def _final_elbo(losses: np.ndarray) -> tuple[float, float]:
+    """The reference's ELBO from SVI's own estimates: mean and SE of -loss over the last 10 % of steps (the learning
+    rate has decayed to a few % of its start there, so the parameters barely move)."""
+    tail = -losses[-max(2, losses.size // 10):]
+    tail = tail[np.isfinite(tail)]
+    if tail.size < 2:
+        return float("nan"), float("nan")
+    return float(np.mean(tail)), float(np.std(tail, ddof=1) / math.sqrt(tail.size))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# step-size selection
+def step_size_grid(num_points: int, leapfrog_steps: int, unit: float = 1.0) -> np.ndarray:
+    """eps = c / L * unit with c log-spaced over GRID_DISPLACEMENTS: c is one map's largest displacement."""
+    low, high = GRID_DISPLACEMENTS
+    return np.geomspace(low, high, num_points) / leapfrog_steps * unit
+
+
+def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: int, leapfrog_steps: int,
+                     momentum: str = "laplace", whiten: bool = True, num_orbits: int = 32,
+                     batch_size: int = 256) -> tuple[float, np.ndarray, np.ndarray]:
+    """The grid value with the largest ELBO estimate at ``flow_length``, less one standard error; also each value's
+    ELBO mean and SE.
+
+    Subtracting one SE guards against the winner's curse (a noisy estimate that is high by chance: large steps give
+    the noisiest ELBOs). Every grid point uses the same reference draws (common random numbers). Grid points whose
+    estimate is not finite are never chosen.
+    """
+    means, ses = [], []
+    for step_size in np.asarray(grid, np.float64):
+        flow = kernel.mixflow(logdensity_fn, mean, scale, flow_length=flow_length, step_size=float(step_size),
+                              num_steps=leapfrog_steps, momentum=momentum, whiten=whiten, batch_size=batch_size)
+        estimates = flow.elbo(rng_key, num_orbits)
+        finite = np.all(np.isfinite(estimates))
+        means.append(float(np.mean(estimates)) if finite else -np.inf)
+        ses.append(float(np.std(estimates, ddof=1) / math.sqrt(num_orbits)) if finite else np.nan)
+    means, ses = np.asarray(means), np.asarray(ses)
+    if not np.any(np.isfinite(means)):
+        raise ValueError("every step size on the grid gave a non-finite ELBO: the flow overflowed. Check the "
+                         "model's log density, or pass a small step_size explicitly")
+    penalised = np.where(np.isfinite(means), means - np.nan_to_num(ses, nan=np.inf), -np.inf)
+    return float(np.asarray(grid)[int(np.argmax(penalised))]), means, ses
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the fitted approximation: what fit.log_density delegates to
+class LogDensityEstimate(NamedTuple):
+    """An importance-sampling estimate of log q_N(x) (the x-marginal is not available in closed form)."""
+
+    estimate: np.ndarray
+    standard_error: np.ndarray  # delta-method standard error of the log estimate
+    num_samples: int
+
+
+class MixFlowApproximation:
+    """The fitted MixFlow of a `Target`: exact log density on (x, rho, u), an estimate for x alone, and sampling.
+
+    Coordinates: ``space="unconstrained"`` (default) takes x as the flat unconstrained vector the flow runs on
+    (shape (..., dim)); ``space="constrained"`` takes a dict of constrained latent site values (leading batch dims
+    allowed) and subtracts the log-Jacobian of NumPyro's constraining transforms, giving the density w.r.t. the
+    reference measure NumPyro uses for each site's support. The whitening Jacobian is always included.
+    """
+
+    def __init__(self, target, flow: kernel.MixFlow, *, step_size: float, flow_length: int, seed: int = 0):
+        self.target = target
+        self.flow = flow
+        self.step_size = step_size
+        self.flow_length = flow_length
+        self._key = jax.random.key(seed)
+        self._calls = 0
+
+    def __repr__(self):
+        return (f"MixFlowApproximation(dim={self.target.dim}, flow_length={self.flow_length}, "
+                f"step_size={self.step_size:.4g})")
+
+    def _next_key(self, rng_key):
+        if rng_key is not None:
+            return rng_key
+        self._calls += 1
+        return jax.random.fold_in(self._key, self._calls)
+
+    def log_density(self, position, momentum=None, uniform=None, *, space: str = "unconstrained", rng_key=None,
+                    num_samples: int = 1000):
+        """log q_N: exact when ``momentum`` and ``uniform`` are given (augmented space); otherwise a
+        `LogDensityEstimate` of the x-marginal by importance sampling over (rho, u) ~ m x Uniform(0, 1)."""
+        if space not in ("unconstrained", "constrained"):
+            raise ValueError(f"space={space!r} must be 'unconstrained' (flat vectors) or 'constrained' (a dict of "
+                             "site values)")
+        if (momentum is None) != (uniform is None):
+            raise ValueError("pass both momentum and uniform for the exact augmented-space density, or neither for "
+                             "an importance-sampling estimate of the density of x alone")
+        if space == "constrained":
+            z, log_jacobian = self._unconstrain(position)
+        else:
+            z = np.asarray(position, np.float64)
+            if z.ndim == 0 or z.shape[-1] != self.target.dim:
+                raise ValueError(f"position must have shape (..., {self.target.dim}) (flat unconstrained vectors); "
+                                 f"got {z.shape}. For site values pass space='constrained'")
+            log_jacobian = 0.0
+        if momentum is None:
+            estimate, se = self.flow.marginal_log_density(self._next_key(rng_key), z, num_samples)
+            return LogDensityEstimate(estimate - log_jacobian, se, int(num_samples))
+        return self.flow.log_density(z, momentum, uniform) - log_jacobian
+
+    def sample(self, num_draws: int, rng_key=None) -> kernel.Draws:
+        """i.i.d. draws (x, rho, u) from q_N, x unconstrained (use ``target.constrain`` for site values)."""
+        return self.flow.sample(self._next_key(rng_key), num_draws)
+
+    def _unconstrain(self, values: dict):
+        """Flat unconstrained z and log|det d(constrained)/dz| for a dict of constrained site values."""
+        target = self.target
+        missing = [name for name in target.site_names if name not in values]
+        if missing:
+            raise ValueError(f"space='constrained' needs a value for every latent site {list(target.site_names)}; "
+                             f"missing {missing}")
+        first = target.sites[0]
+        batch_shape = np.shape(values[first.name])[:np.ndim(values[first.name]) - len(first.shape)]
+        flat = {site.name: np.reshape(np.asarray(values[site.name], np.float64), (-1,) + site.shape)
+                for site in target.sites}
+
+        def one(site_values):
+            z = target.unconstrain(site_values)
+            log_joint, _ = numpyro_util.log_density(target.model, target.args, target.data, site_values)
+            return z, target.logdensity(z) - log_joint
+
+        with jax.enable_x64(True):
+            z, log_jacobian = jax.device_get(jax.jit(jax.vmap(one))(flat))
+        return z.reshape(batch_shape + (target.dim,)), log_jacobian.reshape(batch_shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the option schema and the run
+class _StepSizeOption(Option):
+    """``step_size``: "auto" or a positive number (a numeric string from the command line is accepted)."""
+
+    def check(self, method: str, value):
+        if isinstance(value, str):
+            if value.strip().lower() == "auto":
+                return "auto"
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value)
+        raise ValueError(f"method '{method}': option 'step_size' must be 'auto' or a positive number, got "
+                         f"{value!r}; {self.help}")
+
+
+SCHEMA = MethodSchema(
+    "mixflow", "iid",
+    "MixFlows (Xu, Chen, Campbell 2023): a mixture of N repeated uncorrected-Hamiltonian maps of a mean-field "
+    "Gaussian; i.i.d. draws, exact augmented density, unbiased ELBO; warmup = SVI steps of the reference, chains = "
+    "independent repeats, draws = i.i.d. draws per repeat", (
+        Option("flow_length", int, 200, "N, the number of mixture terms (cost: about 2N maps per draw)", minimum=1),
+        Option("leapfrog_steps", int, 30, "L, leapfrog steps per map", minimum=1),
+        _StepSizeOption("step_size", str, "auto", "leapfrog step size in flow coordinates (whitened units when "
+                        "whiten=True), or 'auto' to maximise the ELBO over a grid at the requested flow_length"),
+        Option("momentum", str, "laplace", "momentum distribution", choices=("laplace", "gaussian")),
+        Option("whiten", bool, True, "run the flow in coordinates whitened by the mean-field reference"),
+        Option("step_size_grid", int, 9, "grid size for step_size='auto'", minimum=2),
+        Option("tuning_orbits", int, 32, "ELBO orbits per grid point for step_size='auto'", minimum=2),
+        Option("reference_learning_rate", float, 0.05, "initial Adam learning rate of the mean-field SVI",
+               minimum=1e-8),
+        Option("health_checks", int, 16, "draws per repeat whose log q_N is recomputed by a fresh backward pass",
+               minimum=0),
+        Option("orbit_batch_size", int, 256, "orbits vectorised at a time (memory is O(batch N))", minimum=1),
+    ),
+    precision="float64",
+)
+
+
+def _run(target, options, key, chains, warmup, draws) -> DirectResult:
+    if warmup < 1:
+        raise ValueError("method 'mixflow' fits its mean-field reference with `warmup` SVI steps; pass warmup >= 1 "
+                         "(for example warmup=1000)")
+    flow_length, leapfrog_steps = options["flow_length"], options["leapfrog_steps"]
+    momentum, whiten = options["momentum"], options["whiten"]
+    batch_size = options["orbit_batch_size"]
+    key_init, key_reference, key_tune, key_draws, key_approx = jax.random.split(key, 5)
+    if getattr(target, "dtype", jnp.float64) != jnp.float64:  # fit(precision="float32"): the flow still needs float64
+        with jax.enable_x64(True):
+            target = build_target(target.model, target.data, args=target.args)
+    logdensity = target.logdensity
+
+    start = time.perf_counter()
+    with jax.enable_x64(True):
+        z0 = np.asarray(target.init(key_init, 1)[0], np.float64)
+    reference = fit_mean_field(logdensity, z0, key_reference, num_steps=warmup,
+                               learning_rate=options["reference_learning_rate"])
+    reference_value, reference_se = _final_elbo(reference.losses)
+    grid = grid_means = grid_ses = np.asarray([])
+    if options["step_size"] == "auto":
+        unit = 1.0 if whiten else float(np.min(reference.scale))
+        grid = step_size_grid(options["step_size_grid"], leapfrog_steps, unit)
+        step_size, grid_means, grid_ses = select_step_size(
+            logdensity, reference.mean, reference.scale, key_tune, grid=grid, flow_length=flow_length,
+            leapfrog_steps=leapfrog_steps, momentum=momentum, whiten=whiten, num_orbits=options["tuning_orbits"],
+            batch_size=batch_size)
+    else:
+        step_size = float(options["step_size"])
+    training_s = time.perf_counter() - start
+
+    flow = kernel.mixflow(logdensity, reference.mean, reference.scale, flow_length=flow_length, step_size=step_size,
+                          num_steps=leapfrog_steps, momentum=momentum, whiten=whiten, batch_size=batch_size)
+    start = time.perf_counter()
+    result = flow.draw(key_draws, chains * draws)
+    sampling_s = time.perf_counter() - start
+
+    def per_repeat(values):
+        return np.asarray(values).reshape((chains, draws) + np.shape(values)[1:])
+
+    z = per_repeat(result.position)
+    log_q, log_target, orbit_elbo = per_repeat(result.log_density), per_repeat(result.log_target), per_repeat(
+        result.elbo)
+    inversion = per_repeat(result.inversion_error)
+
+    checks = min(options["health_checks"], draws)
+    route_gap = np.zeros((chains, 0))
+    if checks:
+        momentum_draws, uniform_draws = per_repeat(result.momentum), per_repeat(result.uniform)
+        fresh = flow.log_density(z[:, :checks], momentum_draws[:, :checks], uniform_draws[:, :checks])
+        route_gap = np.abs(fresh - log_q[:, :checks])
+
+    finite = np.isfinite(log_q) & np.isfinite(log_target) & np.all(np.isfinite(z), axis=-1)
+    sample_stats = {
+        "log_q": log_q,  # exact log q_N of the draw on the augmented space (unconstrained coordinates)
+        "log_target": log_target,  # log p(z) + sum log m(rho)
+        "orbit_elbo": orbit_elbo,  # the unbiased ELBO estimate of the draw's orbit
+        "inversion_error": inversion,
+        "diverging": ~finite,
+    }
+    pareto_k = _pareto_k(log_target - log_q)
+    extra = {
+        "step_size": step_size,
+        "step_size_grid": grid,
+        "step_size_grid_elbo": grid_means,
+        "step_size_grid_elbo_se": grid_ses,
+        "reference_mean": reference.mean,
+        "reference_scale": reference.scale,
+        "reference_elbo": [reference_value, reference_se],  # from SVI's last 10 % of steps
+        "svi_loss": _thin(reference.losses, 200),
+        "inversion_error_max": float(np.nanmax(inversion)),
+        "log_q_two_route_max_abs_diff": float(np.nanmax(route_gap)) if route_gap.size else float("nan"),
+        "log_q_two_route_abs_diff": route_gap,
+        "pareto_k": pareto_k,
+        "training_s": training_s,
+        "sampling_s": sampling_s,
+    }
+    approximation = MixFlowApproximation(target, flow, step_size=step_size, flow_length=flow_length,
+                                         seed=int(jax.random.randint(key_approx, (), 0, 2**31 - 1)))
+    elbo = np.mean(orbit_elbo, axis=1)
+    return DirectResult(z, sample_stats, None, elbo, extra, approximation)
+
+
+def _thin(values: np.ndarray, size: int) -> np.ndarray:
+    if values.size <= size:
+        return values
+    return values[np.linspace(0, values.size - 1, size).astype(int)]
+
+
+def _pareto_k(log_ratio: np.ndarray) -> np.ndarray:
+    """PSIS k-hat per repeat of the augmented importance ratios pibar / q_N at the draws (NaN if not computable)."""
+    from samplax.infer import diagnostics
+
+    try:
+        return np.asarray(diagnostics.importance_diagnostics(log_ratio)["pareto_k"], np.float64)
+    except ValueError:
+        return np.full(log_ratio.shape[0], np.nan)
+
+
+register_method(DirectMethod(SCHEMA, _run))
