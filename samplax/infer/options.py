@@ -80,11 +80,17 @@ def register(schema_: MethodSchema) -> MethodSchema:
     return schema_
 
 
+def _load_registry():
+    import samplax.infer.methods  # noqa: F401  (registers every method on import)
+
+
 def methods() -> list[str]:
+    _load_registry()
     return sorted(_REGISTRY)
 
 
 def schema(method: str) -> MethodSchema:
+    _load_registry()
     if not isinstance(method, str) or method not in _REGISTRY:
         raise ValueError(f"unknown method {method!r}; valid methods are {methods()}")
     return _REGISTRY[method]
