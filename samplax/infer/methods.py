@@ -182,3 +182,4 @@ register_method(DirectMethod(
 # Method families registered in their own modules (each adds its schema to the registry on import).
 from samplax.infer import method_mixflow  # noqa: E402,F401
 from samplax.infer import method_cmcd  # noqa: E402,F401
+from samplax.infer import method_bplmc  # noqa: E402,F401

@@ -936,16 +936,20 @@ def _proximal_panel(context: _Context) -> str | None:
     if norm is None and context.method not in ("bplmc", "myula"):
         return None
     rows = []
-    for name in ("smoothing", "step_size", "legendre", "metropolis"):
+    for name in ("smoothing", "step_size", "side", "legendre", "adjusted"):
         if name in context.options:
             rows.append(f"<tr><th>{name.replace('_', ' ')} (option)</th><td>{_esc(context.options[name])}</td></tr>")
     step = context.stat_values("step_size")
     if step is not None:
         rows.append(f"<tr><th>step size per chain</th><td>"
                     f"{_esc(_short_list([_num(np.median(row)) for row in step]))}</td></tr>")
+    out_of_domain = context.stat_values("out_of_domain")
+    if out_of_domain is not None:
+        rows.append(f"<tr><th>out-of-domain proposals per chain (rejected)</th><td>"
+                    f"{_esc(_short_list(np.asarray(out_of_domain).sum(axis=1).tolist()))}</td></tr>")
     diverging = context.diverging()
     if diverging is not None:
-        rows.append(f"<tr><th>rejected (non-finite or out-of-domain) steps per chain</th><td>"
+        rows.append(f"<tr><th>divergent (non-finite, or out of domain when unadjusted) steps per chain</th><td>"
                     f"{_esc(_short_list(diverging.sum(axis=1).tolist()))}</td></tr>")
     parts = [f"<table><tbody>{''.join(rows)}</tbody></table>"] if rows else []
     if norm is not None and norm.ndim == 2:
