@@ -295,7 +295,8 @@ def _finish_fn(target: Target):
 def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
     options, chains, draws = settings["options"], settings["chains"], settings["draws"]
     timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
-    chunk = chunk_size_for(draws, checkpoint_every)
+    chunk = chunk_size_for(draws, checkpoint_every,
+                           max_chunks=20 if (progress or checkpoint is not None) else 1)
     sharding = chain_sharding(chains)
     init_key, warmup_key, sample_key = keys
     positions = target.init(init_key, chains, settings["init"])
