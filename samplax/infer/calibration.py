@@ -361,7 +361,11 @@ def _same_value(argument_value, site_value) -> bool:
     if argument_value is None or np.shape(argument_value) != np.shape(site_value):
         return False
     try:
-        return bool(np.array_equal(np.asarray(argument_value), np.asarray(site_value)))
+        argument, site = np.asarray(argument_value), np.asarray(site_value)
+        if np.issubdtype(argument.dtype, np.floating) or np.issubdtype(site.dtype, np.floating):
+            # the model may hold the argument in float32 while the data are float64: equal up to that rounding
+            return bool(np.allclose(argument, site, rtol=1e-6, atol=0.0))
+        return bool(np.array_equal(argument, site))
     except (TypeError, ValueError):
         return False
 

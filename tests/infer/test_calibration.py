@@ -240,7 +240,7 @@ def test_sbc_with_real_nuts_fits_is_uniform():
 
     entry = zoo.get("normal_normal")
     data = entry.make_data(seed=0, num_observations=5)
-    result = sbc(entry.model, data, num_datasets=40, method="nuts", observed={"y": "y"}, chains=2, warmup=200,
+    result = sbc(entry.model, data, num_datasets=40, method="nuts", chains=2, warmup=200,
                  draws=200, thin=4, seed=3)
     pvalues = result.uniformity_pvalues()
     assert all(p > 1e-3 for p in pvalues.values()), pvalues

@@ -1,0 +1,591 @@
+"""Foundation: samplax nuts vs NumPyro NUTS (ESS/s, cold and warm), mala's per-step cost, SBC of nuts and mala.
+
+Three measurements, all in one process (`main` writes ``<out_dir>/foundation.md`` and the SBC histograms):
+
+1. NUTS, samplax (``samplax.fit(method="nuts")``) against plain NumPyro (``MCMC(NUTS)``,
+   ``chain_method="vectorized"``, then ``az.from_numpyro``) on the same model, chains, warm-up, draws and
+   ``target_accept``. Score: the minimum bulk ESS over every posterior coordinate both produce (ArviZ), divided by
+   the wall time of the whole call (tracing, compilation, warm-up, sampling, InferenceData). "Cold" is the first fit
+   of that model in the process, "warm" the same call again (median of a few). Both libraries are imported and run
+   once on another model first, so one-off start-up costs (imports, backend start) are in neither number.
+2. MALA's per-step cost in steady state (compiled, run once untimed, then the median of interleaved repeats):
+   (a) against one jitted, vmapped ``value_and_grad`` of the log density on logistic regression with n = 10^4,
+   d = 50, the unavoidable cost of a gradient-based step; (b) against BlackJAX's own MALA loop (``blackjax.mala``,
+   ``lax.scan`` over the same steps, vmapped over the same chains, same step size) on every zoo model.
+3. Simulation-based calibration (Talts et al. 2018) of nuts and mala on three zoo models: rank histograms and
+   chi-square uniformity p-values, from `samplax.infer.calibration.sbc` with samplax's own warm-up and step
+   vmapped over simulated data sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import arviz as az
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer import MCMC, NUTS
+
+import samplax
+from benchmarks import common
+from samplax.infer import methods as method_registry
+from samplax.infer.options import validate
+from samplax.infer.run import ChainRunner, chunk_size_for
+from samplax.kernels.baselines import MALAParams
+from samplax.models import zoo
+from samplax.models.bridge import build_target
+
+__all__ = ["main", "FULL", "QUICK"]
+
+TOPIC = "foundation"
+
+FULL = dict(
+    nuts_models=("eight_schools", "logistic_regression"), chains=4, warmup=1000, draws=1000, warm_repeats=3,
+    target_accept=0.8, startup_run=True,
+    big_regression=dict(num_observations=10_000, num_features=50), mala_chains=4, mala_steps=1000,
+    mala_repeats=7, mala_fit_warmup=500, mala_fit_draws=500,
+    blackjax_models=None,  # every zoo model whose data can be made
+    blackjax_steps=1000, blackjax_repeats=15, blackjax_step_size=0.01,
+    sbc_models=("normal_normal", "eight_schools", "logistic_regression"), sbc_datasets=100,
+    sbc_sizes={"nuts": (500, 500), "mala": (1000, 2000)},  # (warm-up, draws) per data set
+)
+
+QUICK = dict(
+    nuts_models=("eight_schools",), chains=2, warmup=100, draws=100, warm_repeats=1, target_accept=0.8,
+    startup_run=False,
+    big_regression=dict(num_observations=1_000, num_features=10), mala_chains=2, mala_steps=100, mala_repeats=2,
+    mala_fit_warmup=50, mala_fit_draws=50,
+    blackjax_models=("normal_normal", "eight_schools"), blackjax_steps=100,
+    blackjax_repeats=2, blackjax_step_size=0.01,
+    sbc_models=("normal_normal",), sbc_datasets=10, sbc_sizes={"nuts": (50, 50), "mala": (100, 100)},
+)
+
+NUTS_GOAL = 0.9          # samplax ESS/s over NumPyro ESS/s, cold and warm: at least
+GRADIENT_GOAL = 1.2      # samplax mala step over one value_and_grad: at most
+BLACKJAX_GOAL = 1.05     # samplax mala step over BlackJAX's mala loop: at most
+
+NUTS_HEADERS = ["model", "call", "samplax s", "NumPyro s", "samplax min ESS", "NumPyro min ESS", "samplax ESS/s",
+                "NumPyro ESS/s", "ratio samplax/NumPyro", f"goal >= {NUTS_GOAL}x"]
+COMPILE_HEADERS = ["model", "library", "call", "wall s", "XLA programs", "XLA compile s", "trace + lower s",
+                   "rest s", "largest programs"]
+GRADIENT_HEADERS = ["what runs (per step, all chains)", "us per step", "ratio to value_and_grad",
+                    f"goal <= {GRADIENT_GOAL}x"]
+BLACKJAX_HEADERS = ["model", "dim", "BlackJAX us/step", "samplax one scan us/step", "ratio", "samplax fit chunks us/step",
+                    "ratio ", "cost per chunk ms", f"goal <= {BLACKJAX_GOAL}x (one scan / chunks)"]
+SBC_HEADERS = ["model", "method", "data sets", "ranks L+1", "coordinates", "min p-value", "coordinates p < 0.01",
+               "uniform at 1% (Bonferroni)", "histogram"]
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _quiet():
+    """Silence the expected warnings of short runs (convergence, ArviZ) inside a measured call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _to_host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def _min_bulk_ess(idata, var_names) -> float:
+    ess = az.ess(idata, method="bulk", var_names=list(var_names))
+    return float(min(np.nanmin(ess[name].values) for name in var_names))
+
+
+def _max_rhat(idata, var_names) -> float:
+    rhat = az.rhat(idata, var_names=list(var_names))
+    return float(max(np.nanmax(rhat[name].values) for name in var_names))
+
+
+def _divergences(idata) -> int:
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None or "diverging" not in stats:
+        return 0
+    return int(np.asarray(stats["diverging"]).sum())
+
+
+# ----------------------------------------------------------------------------------------------- 1. NUTS vs NumPyro
+def _fit_samplax_nuts(model, data, s):
+    fit = samplax.fit(model, data, method="nuts", chains=s["chains"], warmup=s["warmup"], draws=s["draws"], seed=0,
+                      progress=False, target_accept=s["target_accept"])
+    return fit.idata, fit.timing
+
+
+def _fit_numpyro_nuts(model, data, s):
+    mcmc = MCMC(NUTS(model, target_accept_prob=s["target_accept"]), num_warmup=s["warmup"], num_samples=s["draws"],
+                num_chains=s["chains"], chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), **data)
+    return az.from_numpyro(mcmc), None
+
+
+_NUTS_RUNNERS = {"samplax": _fit_samplax_nuts, "NumPyro": _fit_numpyro_nuts}
+
+
+def _measured_fit(library, model, data, s) -> dict:
+    with _quiet(), common.CompileMeter() as meter:
+        start = time.perf_counter()
+        idata, timing = _NUTS_RUNNERS[library](model, data, s)
+        wall = time.perf_counter() - start
+    return {"idata": idata, "wall": wall, "meter": meter, "timing": timing}
+
+
+def nuts_vs_numpyro(s: dict) -> dict:
+    """Cold and warm fits of each model by both libraries; returns rows for the tables and the verdicts."""
+    # one-off start-up of both libraries on another model, excluded from every number
+    if s["startup_run"]:
+        startup = zoo.get("normal_normal")
+        tiny = dict(s, chains=1, warmup=10, draws=10)
+        for library in _NUTS_RUNNERS:
+            _measured_fit(library, startup.model, startup.make_data(), tiny)
+
+    rows, compile_rows, verdicts, details, programs = [], [], [], [], {}
+    for index, name in enumerate(s["nuts_models"]):
+        entry = zoo.get(name)
+        data = entry.make_data()
+        order = list(_NUTS_RUNNERS) if index % 2 == 0 else list(_NUTS_RUNNERS)[::-1]
+        calls = {library: [] for library in order}
+        for library in order:  # cold: the first fit of this model in the process
+            calls[library].append(_measured_fit(library, entry.model, data, s))
+        for _ in range(s["warm_repeats"]):  # warm: the identical call again, interleaved
+            for library in order:
+                calls[library].append(_measured_fit(library, entry.model, data, s))
+        posterior = {library: calls[library][0]["idata"].posterior for library in order}
+        var_names = [v for v in posterior["samplax"].data_vars if v in posterior["NumPyro"].data_vars]
+        for call, pick in (("cold", lambda c: c[:1]), ("warm", lambda c: c[1:])):
+            ess = {library: _min_bulk_ess(pick(calls[library])[0]["idata"], var_names) for library in order}
+            wall = {library: statistics.median(x["wall"] for x in pick(calls[library])) for library in order}
+            rate = {library: ess[library] / wall[library] for library in order}
+            ratio = rate["samplax"] / rate["NumPyro"]
+            met = ratio >= NUTS_GOAL
+            verdicts.append((f"nuts ESS/s vs NumPyro, {name}, {call}", f"{ratio:.2f}x", met))
+            label = call if call == "cold" else f"warm (median of {s['warm_repeats']})"
+            rows.append([name, label, wall["samplax"], wall["NumPyro"], ess["samplax"], ess["NumPyro"],
+                         rate["samplax"], rate["NumPyro"], f"{ratio:.2f}x", common.yes_no(met)])
+            for library in ("samplax", "NumPyro"):
+                measured = pick(calls[library])[0]
+                meter = measured["meter"]
+                rest = measured["wall"] - meter.seconds
+                compile_rows.append([name, library, call, measured["wall"], meter.compiles, meter.backend_seconds,
+                                     meter.trace_seconds + meter.lower_seconds, rest, meter.largest(2)])
+        programs[name] = calls["samplax"][0]["meter"].programs
+        timing = calls["samplax"][1]["timing"] if len(calls["samplax"]) > 1 else calls["samplax"][0]["timing"]
+        details.append({
+            "model": name, "order": " then ".join(order), "var_names": var_names,
+            "rhat": {library: _max_rhat(calls[library][0]["idata"], var_names) for library in order},
+            "divergences": {library: _divergences(calls[library][0]["idata"]) for library in order},
+            "samplax_timing": timing,
+        })
+    return {"rows": rows, "compile_rows": compile_rows, "verdicts": verdicts, "details": details,
+            "programs": programs}
+
+
+# ------------------------------------------------------------------------------------------ 2. MALA per-step cost
+def _mala_runner(target, num_steps: int, chunk: int):
+    """samplax's mala step driven by samplax's ChainRunner (fit's driver), keeping positions and sample stats.
+
+    ``finish`` passes the positions through, so this is the kernel plus the runner (data as an argument, per-draw
+    keys by fold_in, the recorded statistics, the copy to the host after each chunk) without fit's constrain /
+    log-likelihood pass.
+    """
+    method = method_registry.get_method("mala")
+    options = validate("mala", {})
+
+    def build(data):
+        return method.step(target.with_data(data), options), method.record, lambda z: {"posterior": {"z": z}}
+
+    runner = ChainRunner(build, chunk)
+    runner.executable = runner.function  # compiled by the first (untimed) call
+    data = target.data_arrays()
+
+    def run(states, params, chain_keys):
+        pieces = []
+        for index in range(num_steps // chunk):
+            states, host = runner.run(data, states, params, chain_keys, index * chunk)
+            pieces.append(host)
+        return pieces
+
+    return run
+
+
+def _mala_start(target, chains: int, step_size: float, seed: int = 0):
+    positions = target.init(jax.random.key(seed), chains)
+    states = jax.vmap(lambda z: blackjax.mala.init(z, target.logdensity))(positions)
+    params = MALAParams(jnp.full((chains,), step_size, positions.dtype), jnp.ones_like(positions))
+    chain_keys = jax.random.split(jax.random.key(seed + 1), chains)
+    return positions, states, params, chain_keys
+
+
+def _blackjax_mala_loop(target, num_steps: int, step_size: float):
+    """BlackJAX's documented inference loop for ``blackjax.mala``, vmapped over chains."""
+    algorithm = blackjax.mala(target.logdensity, step_size)
+
+    def loop(key, state):
+        def one_step(state, key):
+            state, info = algorithm.step(key, state)
+            return state, (state.position, state.logdensity, info.acceptance_rate, info.is_accepted)
+
+        _, kept = jax.lax.scan(one_step, state, jax.random.split(key, num_steps))
+        return kept
+
+    return jax.jit(jax.vmap(loop))
+
+
+def mala_vs_gradient(s: dict) -> dict:
+    """(a): samplax mala per step over one jitted, vmapped value_and_grad, logistic regression n=10^4, d=50."""
+    entry = zoo.get("logistic_regression")
+    data = entry.make_data(**s["big_regression"])
+    target = build_target(entry.model, data)
+    chains, steps = s["mala_chains"], s["mala_steps"]
+    positions, states, params, chain_keys = _mala_start(target, chains, 1e-3)
+
+    value_and_grad = jax.vmap(jax.value_and_grad(target.logdensity))
+
+    @jax.jit
+    def gradient_loop(z):
+        def body(z, _):  # each evaluation depends on the last, so XLA cannot merge or hoist them
+            value, grad = value_and_grad(z)
+            return z + 1e-6 * grad, value
+
+        return jax.lax.scan(body, z, None, length=steps)
+
+    one_scan = _mala_runner(target, steps, steps)
+    chunk = chunk_size_for(steps)
+    chunked = _mala_runner(target, steps, chunk)
+    times = common.interleaved_times({
+        "gradient": lambda: _to_host(gradient_loop(positions)),
+        "one_scan": lambda: one_scan(states, params, chain_keys),
+        "chunked": lambda: chunked(states, params, chain_keys),
+    }, s["mala_repeats"])
+    per_step = {name: statistics.median(values) / steps * 1e6 for name, values in times.items()}
+    ratios = {name: common.paired_ratio(values, times["gradient"]) for name, values in times.items()}
+
+    # the sampling phase of a real fit: adds fit's constrain + pointwise log-likelihood (n values per draw)
+    with _quiet():
+        fit = samplax.fit(entry.model, data, method="mala", chains=chains, warmup=s["mala_fit_warmup"],
+                          draws=s["mala_fit_draws"], seed=0, progress=False)
+    per_step["fit"] = fit.timing["sampling_s"] / s["mala_fit_draws"] * 1e6
+    ratios["fit"] = per_step["fit"] / per_step["gradient"]  # not interleaved: a ratio of medians
+
+    labels = {
+        "gradient": f"jit(vmap(value_and_grad(logdensity))), {chains} chains (scan of {steps} chained calls)",
+        "one_scan": f"samplax mala step, ChainRunner, one compiled chunk of {steps} steps",
+        "chunked": f"samplax mala step, ChainRunner, {steps // chunk} chunks of {chunk} (as fit runs it)",
+        "fit": f"samplax.fit sampling phase, {s['mala_fit_draws']} draws (adds constrain + {target.observed['y'].size} "
+               "pointwise log-likelihoods per draw, copied to host)",
+    }
+    rows, verdicts = [], []
+    for name in ("gradient", "one_scan", "chunked", "fit"):
+        met = None if name == "gradient" else bool(ratios[name] <= GRADIENT_GOAL)
+        rows.append([labels[name], per_step[name], f"{ratios[name]:.2f}x", common.yes_no(met)])
+    verdicts.append(("mala step / value_and_grad, as fit's runner runs it", f"{ratios['chunked']:.2f}x",
+                     ratios["chunked"] <= GRADIENT_GOAL))
+    verdicts.append(("mala step / value_and_grad, fit's whole sampling phase", f"{ratios['fit']:.2f}x",
+                     ratios["fit"] <= GRADIENT_GOAL))
+    return {"rows": rows, "verdicts": verdicts, "dim": target.dim, "chains": chains,
+            "n": int(target.observed["y"].size)}
+
+
+def mala_vs_blackjax(s: dict) -> dict:
+    """(b): samplax mala per step over BlackJAX's mala loop, same step size, steps and chains, on zoo models."""
+    names = s["blackjax_models"] or tuple(zoo.names())
+    chains, steps, step_size = s["mala_chains"], s["blackjax_steps"], s["blackjax_step_size"]
+    chunk = chunk_size_for(steps)
+    rows, skipped, ratios_scan, ratios_chunk = [], [], [], []
+    for name in names:
+        entry = zoo.get(name)
+        try:
+            data = entry.make_data()
+        except ImportError as error:  # e.g. breast_cancer without scikit-learn
+            skipped.append(f"{name} ({error})")
+            continue
+        target = build_target(entry.model, data)
+        if target.discrete_sites or target.dim == 0:  # MALA needs a gradient on every latent site
+            skipped.append(f"{name} ({len(target.discrete_sites)} discrete latent sites: not a MALA target)")
+            continue
+        positions, states, params, chain_keys = _mala_start(target, chains, step_size)
+        loop = _blackjax_mala_loop(target, steps, step_size)
+        blackjax_keys = jax.random.split(jax.random.key(2), chains)
+        one_scan = _mala_runner(target, steps, steps)
+        chunked = _mala_runner(target, steps, chunk)
+        times = common.interleaved_times({
+            "blackjax": lambda: _to_host(loop(blackjax_keys, states)),
+            "one_scan": lambda: one_scan(states, params, chain_keys),
+            "chunked": lambda: chunked(states, params, chain_keys),
+        }, s["blackjax_repeats"])
+        us = {key: statistics.median(values) / steps * 1e6 for key, values in times.items()}
+        ratio_scan = common.paired_ratio(times["one_scan"], times["blackjax"])
+        ratio_chunk = common.paired_ratio(times["chunked"], times["blackjax"])
+        chunk_overhead_ms = (us["chunked"] - us["one_scan"]) * chunk / 1e3
+        ratios_scan.append(ratio_scan)
+        ratios_chunk.append(ratio_chunk)
+        verdict = f"{common.yes_no(ratio_scan <= BLACKJAX_GOAL)} / {common.yes_no(ratio_chunk <= BLACKJAX_GOAL)}"
+        rows.append([name, target.dim, us["blackjax"], us["one_scan"], f"{ratio_scan:.2f}x", us["chunked"],
+                     f"{ratio_chunk:.2f}x", chunk_overhead_ms, verdict])
+    met_scan = sum(r <= BLACKJAX_GOAL for r in ratios_scan)
+    met_chunk = sum(r <= BLACKJAX_GOAL for r in ratios_chunk)
+    verdicts = [
+        ("mala step / BlackJAX mala loop, one scan, every model",
+         f"{met_scan}/{len(ratios_scan)} models; worst {max(ratios_scan):.2f}x", met_scan == len(ratios_scan)),
+        ("mala step / BlackJAX mala loop, fit's chunks, every model",
+         f"{met_chunk}/{len(ratios_chunk)} models; worst {max(ratios_chunk):.2f}x", met_chunk == len(ratios_chunk)),
+    ]
+    return {"rows": rows, "verdicts": verdicts, "skipped": skipped, "chains": chains, "steps": steps,
+            "chunk": chunk, "step_size": step_size}
+
+
+# ------------------------------------------------------------------------------------------------------- 3. SBC
+def _vectorized_sampler(prototype, method_name: str, num_warmup: int, num_draws: int):
+    """``sampler(key, data) -> {site: (num_draws, *shape)}``: samplax's warm-up and step for one chain, traceable.
+
+    The same pieces `fit` runs (the method's registered warm-up, step and the bridge's ``logdensity`` and
+    ``constrain``), on the prototype Target conditioned on the (traced) simulated data set (`Target.with_data`).
+    """
+    method = method_registry.get_method(method_name)
+    options = validate(method_name, {})
+
+    def sampler(key, data):
+        target = prototype.with_data({name: value for name, value in data.items() if name in prototype.data_arrays()})
+        init_key, warmup_key, draw_key = jax.random.split(key, 3)
+        position = jax.random.uniform(init_key, (target.dim,), minval=-2.0, maxval=2.0)  # fit's default init
+        state, params, _ = method.warmup(target, options, num_warmup)(warmup_key, position)
+        step = method.step(target, options)
+
+        def body(state, t):
+            state, _ = step(jax.random.fold_in(draw_key, t), state, params)
+            return state, state.position
+
+        _, positions = jax.lax.scan(body, state, jnp.arange(num_draws))
+        constrained = jax.vmap(target.constrain)(positions)
+        return {site.name: constrained[site.name] for site in target.sites}
+
+    return sampler
+
+
+def sbc_histograms(s: dict, out_dir: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from samplax.infer.calibration import sbc
+
+    rows, images = [], []
+    for name in s["sbc_models"]:
+        entry = zoo.get(name)
+        data = entry.make_data()
+        prototype = build_target(entry.model, data)
+        for method_name in ("nuts", "mala"):
+            num_warmup, num_draws = s["sbc_sizes"][method_name]
+            sampler = _vectorized_sampler(prototype, method_name, num_warmup, num_draws)
+            with _quiet():
+                result = sbc(entry.model, data, num_datasets=s["sbc_datasets"], observed={"y": "y"}, sampler=sampler, vectorized=True,
+                             thin="auto", seed=0)
+            pvalues = np.concatenate([np.ravel(v) for v in result.uniformity_pvalues().values()])
+            coordinates = pvalues.size
+            png = f"{TOPIC}_sbc_{name}_{method_name}.png"
+            axes = result.plot()
+            figure = np.ravel(axes)[0].figure
+            figure.suptitle(f"SBC ranks: {name}, {method_name} ({result.num_datasets} data sets, "
+                            f"L+1 = {result.num_ranks})")
+            figure.tight_layout()
+            figure.savefig(Path(out_dir) / png, dpi=72)
+            plt.close(figure)
+            images.append((f"{name}, {method_name}", png))
+            rows.append([name, method_name, result.num_datasets, result.num_ranks, coordinates,
+                         float(pvalues.min()), int((pvalues < 0.01).sum()),
+                         common.yes_no(bool(pvalues.min() >= 0.01 / coordinates)), f"[png]({png})"])
+    return {"rows": rows, "images": images}
+
+
+# ------------------------------------------------------------------------------------------------------- the page
+def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load) -> tuple[str, str]:
+    verdicts = nuts["verdicts"] + gradient["verdicts"] + bj["verdicts"]
+    met = sum(bool(v[2]) for v in verdicts)
+    summary = (f"{met}/{len(verdicts)} speed goals met"
+               + (" (quick smoke run: tiny sizes, numbers not meaningful)" if quick else "")
+               + "; nuts vs NumPyro ESS/s, mala step cost vs value_and_grad and BlackJAX, SBC of nuts and mala.")
+    lines = [
+        f"Command: `{common.command_for(TOPIC, quick)}` (from the repository root; `make bench` runs every topic). "
+        f"Mode: {'quick (tiny sizes)' if quick else 'full'}; whole page measured in one process in {seconds:.0f} s, "
+        "float32" + ("." if quick else ", JAX's persistent compilation cache off."),
+        "",
+        "## Machine",
+        "",
+        common.machine_markdown(info),
+        "",
+        "## Goals",
+        "",
+        common.markdown_table(["goal", "measured", "verdict"], [[g, m, common.yes_no(bool(v))] for g, m, v in verdicts]),
+        "",
+        _load_caveat(load),
+        "",
+        "## 1. NUTS: samplax against NumPyro",
+        "",
+        f"`samplax.fit(model, data, method=\"nuts\", chains={s['chains']}, warmup={s['warmup']}, draws={s['draws']}, "
+        f"target_accept={s['target_accept']})` against `MCMC(NUTS(model, target_accept_prob={s['target_accept']}), "
+        f"num_warmup={s['warmup']}, num_samples={s['draws']}, num_chains={s['chains']}, chain_method=\"vectorized\")` "
+        "followed by `az.from_numpyro` (which, like samplax, adds the pointwise log-likelihood). Both use a diagonal "
+        "mass matrix, tree depth 10 and NumPyro's uniform(-2, 2) initialisation. ESS/s = minimum bulk ESS over every "
+        "posterior coordinate both return (deterministic sites included) / wall seconds of the whole call. Cold = "
+        "the first fit of the model in this process"
+        + (" (both libraries were already imported and run once on normal_normal)" if s["startup_run"] else "")
+        + "; warm = the identical call again. Same seed, so cold and warm produce the same draws.",
+        "",
+        common.markdown_table(NUTS_HEADERS, nuts["rows"]),
+        "",
+    ]
+    for d in nuts["details"]:
+        t = d["samplax_timing"]
+        lines.append(f"- {d['model']}: run order {d['order']}; max R-hat samplax {d['rhat']['samplax']:.3f}, NumPyro "
+                     f"{d['rhat']['NumPyro']:.3f}; divergences samplax {d['divergences']['samplax']}, NumPyro "
+                     f"{d['divergences']['NumPyro']}; samplax's own timing (warm call): compile "
+                     f"{t['compile_s']:.2f} s, warm-up {t['warmup_s']:.2f} s, sampling {t['sampling_s']:.2f} s.")
+    lines += [
+        "",
+        "Where the wall time goes (JAX's compile events, `benchmarks.common.CompileMeter`; rest = wall minus "
+        "tracing, lowering and XLA compilation: running, host work, InferenceData, diagnostics):",
+        "",
+        common.markdown_table(COMPILE_HEADERS, nuts["compile_rows"]),
+        "",
+        _nuts_diagnosis(nuts),
+        "",
+        "## 2. MALA: cost per step",
+        "",
+        "Steady state: every function is compiled and run once untimed, then timed round-robin with its competitors "
+        f"({s['mala_repeats']} rounds in (a), {s['blackjax_repeats']} in (b)). Times are medians per step of all "
+        "chains together; a ratio is the median over rounds of the two calls' ratio in that round (calls of one round "
+        "share the machine's load).",
+        "",
+        f"### (a) against one gradient evaluation: logistic regression, n = {gradient['n']}, dim = {gradient['dim']}, "
+        f"{gradient['chains']} chains",
+        "",
+        common.markdown_table(GRADIENT_HEADERS, gradient["rows"]),
+        "",
+        "### (b) against BlackJAX's own MALA loop, every zoo model",
+        "",
+        f"BlackJAX: `blackjax.mala(logdensity, step_size={bj['step_size']})`, its documented loop "
+        f"(`lax.scan` over {bj['steps']} split keys, keeping position, log density, acceptance), `vmap` over "
+        f"{bj['chains']} chains, one jitted call, results copied to the host. samplax: the registered mala step "
+        f"(diagonal preconditioning, identity mass here, same step size) driven by `ChainRunner`, keeping "
+        f"position, log density, acceptance and the divergence flag; \"one scan\" runs the {bj['steps']} steps in one "
+        f"compiled chunk, \"fit chunks\" in chunks of {bj['chunk']} as fit does (draws copied to the host after "
+        "each). The log density is the same `Target.logdensity` on both sides (BlackJAX's closes over the data, "
+        "samplax's takes them as an argument, as fit compiles it). Cost per chunk = (fit chunks - one scan) x "
+        "chunk length: what each chunk adds (dispatch, copies to the host, Python).",
+        "",
+        common.markdown_table(BLACKJAX_HEADERS, bj["rows"]),
+        "",
+    ]
+    if bj["skipped"]:
+        lines += ["Skipped: " + "; ".join(bj["skipped"]) + ".", ""]
+    lines += [
+        "## 3. Simulation-based calibration of nuts and mala",
+        "",
+        f"`samplax.infer.calibration.sbc(model, data, num_datasets={s['sbc_datasets']}, sampler=..., "
+        "vectorized=True, thin=\"auto\")`: prior draws and simulated data from the model, then per data set one "
+        "chain of samplax's registered warm-up and step (the functions `fit` runs, on the bridge's log density; "
+        f"warm-up/draws: nuts {s['sbc_sizes']['nuts'][0]}/{s['sbc_sizes']['nuts'][1]}, mala "
+        f"{s['sbc_sizes']['mala'][0]}/{s['sbc_sizes']['mala'][1]}), vmapped over data sets; draws thinned by ESS. "
+        "p-values: chi-square test of uniform ranks per scalar coordinate; \"uniform at 1 %\" asks whether the "
+        "smallest p-value clears 0.01 / (number of coordinates). With this few data sets the test only catches "
+        "gross miscalibration.",
+        "",
+        common.markdown_table(SBC_HEADERS, calibration["rows"]),
+        "",
+    ]
+    for label, png in calibration["images"]:
+        lines += [f"![SBC rank histograms: {label}]({png})", ""]
+    return summary, "\n".join(lines)
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not available
+        return float("nan")
+
+
+def _load_caveat(load: tuple[float, float]) -> str:
+    """How far to trust small ratios: the machine's one-minute load average against its cores, start and end."""
+    cores = os.cpu_count() or 1
+    busiest = max(load)
+    text = (f"One-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, on {cores} cores.")
+    if busiest > cores:
+        text += (" The machine was shared with other work, so timings carry noise well beyond their repeat-to-repeat "
+                 "spread: ratios within about 20 % of a goal are not resolved here; interleaving and paired ratios "
+                 "protect the comparisons, not the absolute times.")
+    return text
+
+
+def _nuts_diagnosis(nuts) -> str:
+    """Plain words on where samplax's time goes relative to NumPyro, from the measured compile events."""
+    sentences = []
+    by_call = {(row[0], row[1], row[2]): row for row in nuts["compile_rows"]}
+    ratios = {(row[0], row[1].split()[0]): row for row in nuts["rows"]}
+    for model in dict.fromkeys(row[0] for row in nuts["compile_rows"]):
+        cold_s, cold_n = by_call[(model, "samplax", "cold")], by_call[(model, "NumPyro", "cold")]
+        sentences.append(
+            f"{model}, cold: samplax compiled {cold_s[4]} XLA programs in {cold_s[5]:.1f} s ({cold_s[8]}), NumPyro "
+            f"{cold_n[4]} in {cold_n[5]:.1f} s ({cold_n[8]}).")
+        chunk_seconds = sum(seconds for name, seconds in nuts["programs"][model] if "run_chunk" in name)
+        row = ratios.get((model, "cold"))
+        if chunk_seconds > 0 and row is not None:
+            wall_s, wall_n, ess_s, ess_n = row[2], row[3], row[4], row[5]
+            estimate = (ess_s / max(wall_s - chunk_seconds, 1e-9)) / (ess_n / wall_n)
+            sentences.append(
+                f"{model}: samplax's warm-up program and its sampling-chunk program (`jit(run_chunk)`, "
+                f"{chunk_seconds:.1f} s to compile) each contain the NUTS transition; NumPyro compiles one program "
+                f"(`_fori_collect_loop`) for warm-up and sampling. Compiling the transition once (one program that "
+                f"adapts during warm-up steps and not after) would remove most of those {chunk_seconds:.1f} s: the "
+                f"cold ratio would be about {estimate:.2f}x instead of {row[8]}.")
+        if (model, "samplax", "warm") in by_call:
+            warm_s, warm_n = by_call[(model, "samplax", "warm")], by_call[(model, "NumPyro", "warm")]
+            sentences.append(
+                f"{model}, warm: samplax compiled {warm_s[4]} programs (its compiled-program cache), NumPyro "
+                f"{warm_n[4]} in {warm_n[5]:.1f} s (a new `MCMC` object recompiles).")
+            if warm_s[4] == 0 and warm_s[6] > 0.2:
+                sentences.append(
+                    f"{model}, warm: samplax still spent {warm_s[6]:.1f} s of its {warm_s[3]:.1f} s tracing, with "
+                    "nothing to compile: the shapes of the warm-up's outputs are re-derived by tracing it on every "
+                    "call (`jax.eval_shape` in `fit._run_mcmc` at the time of writing); the cached executable's "
+                    "`out_info` has them.")
+    return "\n".join(f"- {text}" for text in sentences)
+
+
+def main(out_dir: Path, quick: bool = False) -> Path:
+    """Run the three foundation measurements and write ``out_dir/foundation.md`` (plus SBC PNGs); return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = QUICK if quick else FULL
+    info = common.machine_info()
+    load_at_start = _load_average()
+    start = time.perf_counter()
+    # full runs time cold compilation; the quick smoke run may reuse a persistent cache (tests set one up)
+    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+        nuts = nuts_vs_numpyro(s)
+        gradient = mala_vs_gradient(s)
+        bj = mala_vs_blackjax(s)
+        calibration = sbc_histograms(s, out_dir)
+    load = (load_at_start, _load_average())
+    summary, body = _page(s, quick, info, nuts, gradient, bj, calibration, time.perf_counter() - start, load)
+    return common.write_page(out_dir, TOPIC, "Foundation benchmarks", summary, body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args()
+    print(main(args.out, quick=args.quick))
