@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default="fit.nc", help="NetCDF output (default fit.nc)")
     fit.add_argument("--report", help="also write the HTML diagnostics report here")
     fit.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    fit.add_argument("--devices", type=int, help="emulate this many CPU devices")
+    fit.add_argument("--coordinator", help="HOST:PORT of the coordination service (multi-process admm/dsgld)")
+    fit.add_argument("--num-processes", type=int, help="processes in the job")
+    fit.add_argument("--process-id", type=int, help="this process's id, 0 .. num-processes - 1")
+    fit.add_argument("--heartbeat", type=float, help="seconds of silence before a peer counts as lost (default 30)")
 
     resume = sub.add_parser("resume", help="finish a checkpointed fit", description="Finish a checkpointed fit.")
     resume.add_argument("checkpoint", help="checkpoint directory")
@@ -123,6 +128,14 @@ def _say(text: str, quiet: bool = False):
 
 
 def _run_fit(args) -> int:
+    from samplax.infer import distributed
+
+    try:  # before anything imports BlackJAX: that starts JAX's backend
+        distributed.configure_from_cli(devices=args.devices, coordinator=args.coordinator,
+                                       num_processes=args.num_processes, process_id=args.process_id,
+                                       heartbeat=args.heartbeat)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     from samplax.infer.fit import fit as fit_model
     from samplax.infer.options import parse_cli_option, schema
 
@@ -149,6 +162,10 @@ def _run_fit(args) -> int:
 def _finish(result, out, report, quiet) -> int:
     import pandas as pd
 
+    from samplax.infer import distributed
+
+    if not distributed.is_output_process():  # in a multi-process job only process 0 writes and prints
+        return 0
     result.save(out)
     if not quiet:
         with pd.option_context("display.width", 160, "display.max_columns", 20):

@@ -183,3 +183,4 @@ register_method(DirectMethod(
 from samplax.infer import method_mixflow  # noqa: E402,F401
 from samplax.infer import method_cmcd  # noqa: E402,F401
 from samplax.infer import method_bplmc  # noqa: E402,F401
+from samplax.infer import method_admm  # noqa: E402,F401

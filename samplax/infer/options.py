@@ -133,7 +133,10 @@ def parse_cli_option(method: str, text: str) -> tuple[str, Any]:
         elif option.type in (dict, object):
             import json
 
-            value = json.loads(raw)
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw  # a bare word such as noise=paper
         else:
             value = option.type(raw)
     except ValueError:

@@ -1,0 +1,560 @@
+"""Devices and processes for distributed samplers (admm, dsgld): meshes, multi-process start-up, lost peers.
+
+One process: `agent_mesh` lays the agent axis over the local devices (several GPUs, or CPU devices emulated with
+``jax_num_cpu_devices`` / `configure_devices` before JAX starts its backend).
+
+Several processes (one per machine, or several on one machine): every process runs the same program and calls
+`initialize` first, before any JAX computation and before ``samplax.fit`` is first used (importing BlackJAX, as
+``samplax.fit`` does, starts JAX's backend)::
+
+    from samplax.infer import distributed
+    distributed.initialize(coordinator="10.0.0.1:4321", num_processes=2, process_id=0)   # 1 on the other machine
+    import samplax
+    fit = samplax.fit(model, data, method="admm", num_agents=8)        # same call everywhere
+    if distributed.is_output_process():
+        fit.save("fit.nc")
+
+The arguments may come from the environment instead: ``SAMPLAX_COORDINATOR``, ``SAMPLAX_NUM_PROCESSES``,
+``SAMPLAX_PROCESS_ID``, ``SAMPLAX_HEARTBEAT_S``. This is JAX's own runtime (``jax.distributed``: its coordination
+service and key-value store; collectives over gloo on CPU, NCCL on GPU); samplax adds three things around it:
+
+* the coordination service runs in a small child process of process 0 (not inside it), with JAX's recoverable mode,
+  so that losing any sampling process, process 0 included, never makes JAX abort the others with a C++ trace;
+* a heartbeat through the key-value store: each process bumps a counter every ``heartbeat_s / 5`` seconds and
+  watches the others'. A peer that is killed, stopped (SIGSTOP) or cut off is noticed within ``heartbeat_s``; the
+  process prints which peer was lost and exits with status 1 (never a hang);
+* `guard`: a collective that fails (gloo raises when a peer's socket closes) ends the process the same way.
+
+If the machine running the coordination service itself goes down, JAX's client ends the other processes with its
+own fatal message: that is outside samplax's reach.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "AGENT_AXIS",
+    "DistributedContext",
+    "initialize",
+    "configure_devices",
+    "configure_from_cli",
+    "current",
+    "is_output_process",
+    "shutdown",
+    "agent_mesh",
+    "guard",
+    "AgentRun",
+    "run_agents",
+]
+
+AGENT_AXIS = "agents"
+DEFAULT_HEARTBEAT_S = 30.0
+EXIT_LOST_PEER = 1
+
+_CONTEXT: "DistributedContext | None" = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# start-up
+def configure_devices(num_cpu_devices: int | None):
+    """Emulate ``num_cpu_devices`` CPU devices (testing and weak scaling on one machine); call before JAX starts."""
+    if num_cpu_devices is None:
+        return
+    if not isinstance(num_cpu_devices, int) or isinstance(num_cpu_devices, bool) or num_cpu_devices < 1:
+        raise ValueError(f"num_cpu_devices must be a positive integer, got {num_cpu_devices!r}")
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        if jax.config.jax_num_cpu_devices != num_cpu_devices and jax.local_device_count() != num_cpu_devices:
+            raise ValueError(f"num_cpu_devices={num_cpu_devices}: JAX has already started with "
+                             f"{jax.local_device_count()} devices; set it before any JAX computation (first thing in "
+                             "the script), or set XLA_FLAGS=--xla_force_host_platform_device_count=N")
+        return
+    jax.config.update("jax_num_cpu_devices", num_cpu_devices)
+
+
+def _env(name: str, cast):
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return cast(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not a valid {cast.__name__}") from None
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, *,
+               heartbeat_s: float | None = None, num_cpu_devices: int | None = None,
+               initialization_timeout_s: int = 120) -> "DistributedContext | None":
+    """Join a multi-process job (JAX's ``jax.distributed`` runtime; CPU collectives over gloo). Returns None when
+    there is only one process. Call it first, before any JAX computation.
+
+    coordinator: "host:port" of the coordination service, reachable from every process (process 0 starts it);
+    num_processes, process_id: the job size and this process's id in 0 .. num_processes - 1; heartbeat_s: a peer
+    silent this long counts as lost (default 30 s); num_cpu_devices: emulate this many CPU devices per process.
+    Unset arguments are read from SAMPLAX_COORDINATOR, SAMPLAX_NUM_PROCESSES, SAMPLAX_PROCESS_ID,
+    SAMPLAX_HEARTBEAT_S.
+    """
+    global _CONTEXT
+    coordinator = coordinator or _env("SAMPLAX_COORDINATOR", str)
+    num_processes = num_processes if num_processes is not None else _env("SAMPLAX_NUM_PROCESSES", int)
+    process_id = process_id if process_id is not None else _env("SAMPLAX_PROCESS_ID", int)
+    if heartbeat_s is None:
+        heartbeat_s = _env("SAMPLAX_HEARTBEAT_S", float) or DEFAULT_HEARTBEAT_S
+    configure_devices(num_cpu_devices)
+    if num_processes is None or num_processes == 1:
+        if coordinator is not None and num_processes is None:
+            raise ValueError("coordinator is set but num_processes is not; pass num_processes (and process_id)")
+        return None
+    if _CONTEXT is not None:
+        raise ValueError("samplax.infer.distributed.initialize was already called in this process")
+    if not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"num_processes must be a positive integer, got {num_processes!r}")
+    if coordinator is None or ":" not in coordinator:
+        raise ValueError(f"coordinator must be 'host:port' reachable from every process, got {coordinator!r}")
+    if process_id is None or not 0 <= process_id < num_processes:
+        raise ValueError(f"process_id must be in 0 .. {num_processes - 1}, got {process_id!r}")
+    if not heartbeat_s > 0:
+        raise ValueError(f"heartbeat_s must be positive, got {heartbeat_s!r}")
+
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise ValueError("initialize() must run before any JAX computation, and before samplax.fit is first used "
+                         "(importing BlackJAX starts JAX's backend, which has already started here); call it first "
+                         "thing in the script")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_enable_recoverability", True)
+    jax_heartbeat = int(4 * heartbeat_s + 10)  # JAX's own liveness check stays behind samplax's
+    service = None
+    try:
+        from jax._src import distributed as jax_distributed
+        from jax._src.lib import _jax
+    except ImportError:  # pragma: no cover - a JAX without these internals: the plain start-up
+        jax_distributed = None
+    if jax_distributed is not None and hasattr(_jax, "get_distributed_runtime_service"):
+        if process_id == 0:
+            service = _start_service(coordinator, num_processes, jax_heartbeat, initialization_timeout_s)
+        state = jax_distributed.global_state
+        state.coordinator_address = coordinator
+        state.process_id = process_id
+        state.num_processes = num_processes
+        state.client = _jax.get_distributed_runtime_client(
+            coordinator, process_id, init_timeout=initialization_timeout_s, use_compression=True,
+            heartbeat_timeout=jax_heartbeat)
+        try:
+            state.client.connect()
+        except Exception as err:
+            if service is not None:
+                service.kill()
+            raise RuntimeError(f"process {process_id} could not join the samplax job at {coordinator}: {err}") from None
+        state.initialize_preemption_sync_manager()
+    else:  # pragma: no cover
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id, heartbeat_timeout_seconds=jax_heartbeat,
+                                   initialization_timeout=initialization_timeout_s)
+    _CONTEXT = DistributedContext(coordinator, num_processes, process_id, float(heartbeat_s), service)
+    _CONTEXT.start()
+    atexit.register(shutdown)
+    return _CONTEXT
+
+
+def configure_from_cli(*, devices: int | None = None, coordinator: str | None = None,
+                       num_processes: int | None = None, process_id: int | None = None,
+                       heartbeat: float | None = None) -> "DistributedContext | None":
+    """What ``samplax fit`` calls before anything else: emulated CPU devices and the multi-process start-up."""
+    return initialize(coordinator, num_processes, process_id, heartbeat_s=heartbeat, num_cpu_devices=devices)
+
+
+def current() -> "DistributedContext | None":
+    """The running multi-process context, or None in a single-process run."""
+    return _CONTEXT
+
+
+def is_output_process() -> bool:
+    """True in process 0 (or when there is one process): the process that writes results."""
+    return _CONTEXT is None or _CONTEXT.process_id == 0
+
+
+def shutdown():
+    """Leave the job cleanly (mark this process done, stop the heartbeat, shut JAX's client down). Idempotent."""
+    global _CONTEXT
+    if _CONTEXT is not None:
+        context, _CONTEXT = _CONTEXT, None
+        context.finish()
+
+
+def guard():
+    """Context manager around work that runs collectives: a failure caused by a lost peer ends the process with a
+    message naming it (exit status 1). A no-op in a single-process run."""
+    return _CONTEXT.guard() if _CONTEXT is not None else contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the coordination service in a child process
+def _start_service(coordinator: str, num_processes: int, jax_heartbeat: int, timeout_s: float):
+    command = [sys.executable, "-m", "samplax.infer.distributed", "serve", coordinator, str(num_processes),
+               str(jax_heartbeat), str(os.getpid())]
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(child.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.2):
+            line = child.stdout.readline()
+            if line.strip() == "ready":
+                selector.close()
+                return child
+        if child.poll() is not None:
+            break
+    selector.close()
+    child.kill()
+    error = child.stderr.read().strip().splitlines()[-3:] if child.stderr else []
+    raise RuntimeError(f"could not start the coordination service on {coordinator}: "
+                       f"{' '.join(error) or 'no answer in time'}. Is the port free?")
+
+
+def _serve(coordinator: str, num_processes: int, jax_heartbeat: int, parent_pid: int):  # pragma: no cover - child
+    from jax._src.lib import _jax
+
+    host, port = coordinator.rsplit(":", 1)
+    loopback = host in ("127.0.0.1", "localhost", "::1", "[::1]")
+    bind = f"{'127.0.0.1' if host == 'localhost' else host}:{port}" if loopback else f"[::]:{port}"
+    try:
+        service = _jax.get_distributed_runtime_service(bind, num_processes, heartbeat_timeout=jax_heartbeat,
+                                                       shutdown_timeout=max(60, jax_heartbeat), recoverable=True)
+    except Exception as err:
+        print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    print("ready", flush=True)
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    # process 0 is gone (finished or lost): stay long enough for the others to notice and leave cleanly
+    time.sleep(jax_heartbeat)
+    del service
+    os._exit(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+class DistributedContext:
+    """A joined multi-process job: who we are, the heartbeat watchdog and the lost-peer exit."""
+
+    def __init__(self, coordinator: str, num_processes: int, process_id: int, heartbeat_s: float, service):
+        from jax._src import distributed as jax_distributed
+
+        self.coordinator = coordinator
+        self.num_processes = num_processes
+        self.process_id = process_id
+        self.heartbeat_s = heartbeat_s
+        self._service = service
+        self._client = jax_distributed.global_state.client
+        self._stop = threading.Event()
+        self._last_answer = time.monotonic()
+        self._last_change: dict[int, float] = {}
+        self._counters: dict[int, str | None] = {}
+        self._done: set[int] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def peers(self) -> list[int]:
+        return [q for q in range(self.num_processes) if q != self.process_id]
+
+    # -- heartbeat ------------------------------------------------------------------------------------------------
+    def start(self):
+        try:
+            self._client.wait_at_barrier("samplax_start", int(max(60.0, 10 * self.heartbeat_s) * 1000))
+        except Exception as err:
+            self._exit(f"not every process of the job arrived at {self.coordinator} in time ({err})")
+        now = time.monotonic()
+        self._last_answer = now
+        self._last_change = {q: now for q in self.peers}
+        threading.Thread(target=self._beat, name="samplax-heartbeat", daemon=True).start()
+        threading.Thread(target=self._watch, name="samplax-watchdog", daemon=True).start()
+
+    def _beat(self):
+        counter = 0
+        while not self._stop.is_set():
+            counter += 1
+            try:
+                self._client.key_value_set(f"samplax/heartbeat/{self.process_id}", str(counter), allow_overwrite=True)
+                beats = dict(self._client.key_value_dir_get("samplax/heartbeat/"))
+                done = dict(self._client.key_value_dir_get("samplax/done/"))
+            except Exception:  # the service did not answer: the watchdog judges by the silence
+                time.sleep(self.heartbeat_s / 10)
+                continue
+            now = time.monotonic()
+            with self._lock:
+                self._last_answer = now
+                for q in self.peers:
+                    value = beats.get(f"samplax/heartbeat/{q}")
+                    if value != self._counters.get(q):
+                        self._counters[q] = value
+                        self._last_change[q] = now
+                    if f"samplax/done/{q}" in done:
+                        self._done.add(q)
+            self._stop.wait(self.heartbeat_s / 5)
+
+    def _watch(self):
+        while not self._stop.wait(self.heartbeat_s / 10):
+            verdict = self.lost_peer()
+            if verdict is not None and not self._stop.is_set():
+                self._exit(verdict)
+
+    def lost_peer(self) -> str | None:
+        """A sentence naming the lost peer, or None while every peer is alive."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_answer > self.heartbeat_s:
+                return (f"lost the coordination service at {self.coordinator} (run by process 0): no answer for "
+                        f"{now - self._last_answer:.1f} s")
+            for q in self.peers:
+                if q not in self._done and now - self._last_change[q] > self.heartbeat_s:
+                    return (f"lost process {q} of {self.num_processes}: no heartbeat for "
+                            f"{now - self._last_change[q]:.1f} s (killed, stopped or cut off)")
+        return None
+
+    def _exit(self, reason: str):
+        message = (f"samplax: process {self.process_id}: {reason}. The distributed run cannot continue without it; "
+                   f"exiting with status {EXIT_LOST_PEER}. Restart the job (all processes).")
+        try:
+            sys.stdout.flush()
+            print(message, file=sys.stderr, flush=True)
+        finally:
+            os._exit(EXIT_LOST_PEER)
+
+    # -- collectives ----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def guard(self):
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:
+            if not _looks_like_lost_peer(err):
+                raise
+            deadline = time.monotonic() + 1.5 * self.heartbeat_s
+            while time.monotonic() < deadline:
+                verdict = self.lost_peer()
+                if verdict is not None:
+                    self._exit(f"{verdict}; a collective failed: {_first_line(err)}")
+                time.sleep(self.heartbeat_s / 20)
+            self._exit(f"a collective with the other processes failed: {_first_line(err)}")
+
+    def finish(self):
+        """Leave cleanly: wait for every process to finish its work, shut the clients down (process 0 last, once
+        the others have left), then stop the coordination service."""
+        import jax
+
+        client = self._client
+        try:
+            client.key_value_set(f"samplax/done/{self.process_id}", "1", allow_overwrite=True)
+            client.wait_at_barrier("samplax_finish", int(max(60.0, 10 * self.heartbeat_s) * 1000))
+        except Exception as err:
+            self._exit(f"a peer did not reach the end of the job ({_first_line(err)})")
+        self._stop.set()
+        if self.process_id == 0:
+            deadline = time.monotonic() + max(30.0, 2 * self.heartbeat_s)
+            while time.monotonic() < deadline:
+                try:
+                    if not client.get_live_nodes(self.peers):
+                        break
+                except Exception:
+                    break
+                time.sleep(0.05)
+        try:
+            jax.distributed.shutdown()
+        except Exception:
+            pass
+        if self._service is not None:
+            self._service.terminate()
+            try:
+                self._service.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self._service.kill()
+
+
+def _looks_like_lost_peer(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}".lower()
+    return any(word in text for word in ("gloo", "connection closed", "connection reset", "unavailable",
+                                         "socket closed", "broken pipe", "nccl", "collective"))
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# meshes and the agent driver
+def agent_mesh(num_devices: int | None = None):
+    """A one-axis mesh (axis ``"agents"``) over ``num_devices`` devices, grouped by process: all devices of the job
+    by default; otherwise the first ``num_devices / process_count`` local devices of each process."""
+    import jax
+
+    processes = jax.process_count()
+    devices = sorted(jax.devices(), key=lambda device: (device.process_index, device.id))
+    if num_devices is not None:
+        if not isinstance(num_devices, int) or isinstance(num_devices, bool) or num_devices < 1:
+            raise ValueError(f"num_devices must be a positive integer, got {num_devices!r}")
+        if num_devices > len(devices) or num_devices % processes:
+            raise ValueError(f"num_devices={num_devices} is not available: the job has {len(devices)} devices over "
+                             f"{processes} process(es); use at most {len(devices)}, a multiple of {processes} (or "
+                             "emulate more CPU devices with num_cpu_devices / --devices)")
+        per_process = num_devices // processes
+        devices = [d for q in range(processes) for d in [x for x in devices if x.process_index == q][:per_process]]
+    return jax.sharding.Mesh(np.array(devices), (AGENT_AXIS,))
+
+
+class AgentRun(NamedTuple):
+    """Host arrays of a distributed run: network_average (replicas, draws, dim), consensus_residual and dual_sum
+    (replicas, draws), agent_positions (replicas, draws, agents, dim) or None, and timing in seconds."""
+
+    network_average: np.ndarray
+    consensus_residual: np.ndarray
+    dual_sum: np.ndarray
+    agent_positions: np.ndarray | None
+    timing: dict
+
+
+def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replicas: int, dim: int, warmup: int,
+               draws: int, record_agents: bool = True, chunk_size: int | None = None, dtype=None) -> AgentRun:
+    """Run a distributed sampler over ``mesh``'s agent axis.
+
+    ``make_sampler(block)`` builds the sampler (`samplax.kernels.admm.DistributedSampler`) from one device's
+    `AgentBlock`, inside ``shard_map``; ``agents`` is the host `AgentBlock` of this process's slots of ``layout``.
+    Iteration t (warm-up included) uses ``fold_in(run_key, t)``; positions start at N(0, I) per agent. Warm-up
+    iterations are not kept; kept iterations leave the devices in chunks of ``chunk_size``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from samplax.infer.run import chunk_size_for
+    from samplax.kernels.admm import initial_positions
+
+    dtype = dtype or jnp.zeros(()).dtype
+    spec = P(AGENT_AXIS)
+    sharding = NamedSharding(mesh, spec)
+    processes = jax.process_count()
+    if mesh.devices.size != layout.num_shards:
+        raise ValueError(f"the layout has {layout.num_shards} shards but the mesh {mesh.devices.size} devices")
+
+    def to_global(array):
+        array = np.asarray(array)
+        shape = (layout.num_slots,) + array.shape[1:]
+        if processes == 1:
+            return jax.device_put(array, sharding)
+        return jax.make_array_from_process_local_data(sharding, array, shape)
+
+    global_agents = jax.tree.map(to_global, agents)
+    chunk = chunk_size_for(draws, chunk_size)
+    if draws % chunk:
+        raise ValueError(f"chunk_size={chunk_size} must divide draws={draws} (every chunk compiles once)")
+    init_key, run_key = jax.random.split(key)
+
+    def body_start(block, init_key, run_key, count):
+        """x^0 ~ N(0, I) per agent, then ``count`` warm-up iterations (t = 0 .. count - 1), nothing kept."""
+        sampler = make_sampler(block)
+        state = sampler.init(initial_positions(init_key, block, num_replicas, dim, dtype))
+        return jax.lax.fori_loop(0, count, lambda t, s: sampler.step(jax.random.fold_in(run_key, t), s)[0], state)
+
+    def body_chunk(block, state, key, start):
+        sampler = make_sampler(block)
+
+        def one(state, t):
+            state, info = sampler.step(jax.random.fold_in(key, t), state)
+            out = {"network_average": info.network_average, "consensus_residual": info.consensus_residual,
+                   "dual_sum": info.dual_sum}
+            if record_agents:
+                out["agents"] = state.position
+            return state, out
+
+        return jax.lax.scan(one, state, start + jnp.arange(chunk))
+
+    out_specs = {"network_average": P(), "consensus_residual": P(), "dual_sum": P()}
+    if record_agents:
+        out_specs["agents"] = P(None, AGENT_AXIS)
+    start_fn = jax.jit(jax.shard_map(body_start, mesh=mesh, in_specs=(spec, P(), P(), P()), out_specs=spec))
+    chunk_fn = jax.jit(jax.shard_map(body_chunk, mesh=mesh, in_specs=(spec, spec, P(), P()),
+                                     out_specs=(spec, out_specs)))
+
+    timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
+    begin = time.perf_counter()
+    count = jnp.asarray(warmup, jnp.int32)
+    start_compiled = start_fn.lower(global_agents, init_key, run_key, count).compile()
+    state_shape = jax.eval_shape(start_fn, global_agents, init_key, run_key, count)
+    chunk_compiled = chunk_fn.lower(global_agents, state_shape, run_key, jnp.int32(0)).compile()
+    timing["compile_s"] = time.perf_counter() - begin
+
+    begin = time.perf_counter()
+    with guard():
+        state = jax.block_until_ready(start_compiled(global_agents, init_key, run_key, count))
+    timing["warmup_s"] = time.perf_counter() - begin
+
+    pieces = []
+    begin = time.perf_counter()
+    order = np.argsort(np.where(layout.slot_agent >= 0, layout.slot_agent, np.iinfo(np.int32).max))[:layout.num_agents]
+    for index in range(draws // chunk):
+        with guard():
+            # the warm-up loop folds in t = 0 .. warmup - 1 (it counts from 0), kept draws continue from there
+            state, out = chunk_compiled(global_agents, state, run_key, jnp.int32(warmup + index * chunk))
+            host = {name: _to_host(value) for name, value in out.items()}
+        pieces.append(host)
+    timing["sampling_s"] = time.perf_counter() - begin
+    merged = {name: np.concatenate([piece[name] for piece in pieces], axis=0) for name in pieces[0]}
+    agents_out = None
+    if record_agents:
+        agents_out = merged["agents"][:, order]  # (draws, agents, replicas, dim)
+        agents_out = np.transpose(agents_out, (2, 0, 1, 3))
+    return AgentRun(np.swapaxes(merged["network_average"], 0, 1), np.swapaxes(merged["consensus_residual"], 0, 1),
+                    np.swapaxes(merged["dual_sum"], 0, 1), agents_out, timing)
+
+
+def _to_host(value) -> np.ndarray:
+    """A global array as a host array on every process (replicated: the local copy; sharded: gathered)."""
+    import jax
+
+    if value.is_fully_addressable:
+        return np.asarray(value)
+    if value.sharding.is_fully_replicated:
+        return np.asarray(value.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+
+def allgather_host(value) -> np.ndarray:
+    """A small host value from every process, stacked along a new leading axis (one row per process)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return np.asarray(value)[None]
+    from jax.experimental import multihost_utils
+
+    with guard():
+        return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
+
+
+if __name__ == "__main__":  # pragma: no cover - the coordination service child
+    if len(sys.argv) == 6 and sys.argv[1] == "serve":
+        _serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        print("usage: python -m samplax.infer.distributed serve HOST:PORT NUM_PROCESSES HEARTBEAT PARENT_PID",
+              file=sys.stderr)
+        sys.exit(2)

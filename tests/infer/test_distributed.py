@@ -1,0 +1,288 @@
+"""admm and dsgld through fit (one device), on 4 emulated CPU devices, and as real 2-process jobs on loopback
+(jax.distributed, gloo), including a killed and a stopped peer. Spawned processes run tests/infer/_admm_worker.py."""
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import scipy.optimize
+
+import samplax
+import samplax.infer.method_admm  # noqa: F401  (registers admm and dsgld until methods.py imports it)
+from samplax.kernels import admm as admm_kernel
+from samplax.models.bridge import build_target
+
+pytestmark = [pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWarning"),
+              pytest.mark.filterwarnings("ignore:More chains:UserWarning")]
+
+WORKER_PATH = Path(__file__).with_name("_admm_worker.py")
+_spec = importlib.util.spec_from_file_location("_admm_worker", WORKER_PATH)
+worker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(worker)
+
+NOISE_SD, PRIOR_VARIANCE = 4.0, 10.0
+
+
+def shard_quadratics(data, num_agents):
+    """Per-agent A_i = X_i^T X_i / 16 + I / (10 n), b_i = X_i^T y_i / 16 of the worker's regression model, with the
+    observations split like Target.shards (numpy.array_split)."""
+    parts = zip(np.array_split(data["X"], num_agents), np.array_split(data["y"], num_agents))
+    precision, linear = [], []
+    for X, y in parts:
+        precision.append(X.T @ X / NOISE_SD ** 2 + np.eye(X.shape[1]) / (PRIOR_VARIANCE * num_agents))
+        linear.append(X.T @ y / NOISE_SD ** 2)
+    return np.array(precision), np.array(linear)
+
+
+def replica_mean_z(draws, exact):
+    """|mean - exact| / standard error per coordinate, the error from the spread of the chains' own means (chains
+    are independent replicas of the network)."""
+    per_chain = draws.mean(axis=1)
+    se = per_chain.std(axis=0, ddof=1) / np.sqrt(per_chain.shape[0])
+    return np.abs(per_chain.mean(axis=0) - exact) / se
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one device, through fit
+@pytest.fixture(scope="module")
+def reference_fit():
+    """The 2-process job's fit, run here on one device with the full data (the draws must be identical)."""
+    return samplax.fit(worker.regression_model, worker.regression_data(), **worker.FIT_SETTINGS)
+
+
+def test_admm_fit_layout_and_invariants(reference_fit):
+    idata = reference_fit.idata
+    assert idata.posterior["theta"].shape == (8, 20, 2)
+    assert idata.sample_stats["agent_z"].shape == (8, 20, 8, 2)
+    assert float(idata.sample_stats["dual_sum"].max()) < 1e-9  # sum_i p_i = 0 (float64 rounding only)
+    assert float(idata.sample_stats["consensus_residual"].min()) > 0  # noisy agents never agree exactly
+    assert json.loads(idata.attrs["extra_solver"]) == "closed_form"  # Gaussian-linear agents detected
+    assert json.loads(idata.attrs["extra_graph"]) == "cycle"
+    # the posterior group is the degree-weighted (here plain) average of the agents' iterates
+    np.testing.assert_allclose(idata.posterior["theta"].values, idata.sample_stats["agent_z"].values.mean(axis=2),
+                               atol=1e-10)
+
+
+def test_admm_fit_mean_matches_the_posterior_mean():
+    """Exact answer: the network average's stationary mean is the posterior mean (fixed point of the linear
+    recursion). 400 replicas x 60 kept iterations after 100 of warm-up; tolerance 4.5 standard errors from the
+    spread of the replicas' own means."""
+    data = worker.regression_data(200, seed=8)
+    fit = samplax.fit(worker.regression_model, data, method="admm", chains=400, warmup=100, draws=60, seed=1,
+                      progress=False, precision="float64", num_agents=5, graph="complete")
+    precision, linear = shard_quadratics(data, 5)
+    mean = np.linalg.solve(precision.sum(0), linear.sum(0))
+    assert np.all(replica_mean_z(fit.idata.posterior["theta"].values, mean) <= 4.5)
+
+
+def test_admm_newton_with_zero_noise_finds_the_map_of_a_logistic_regression():
+    """noise=0 is plain decentralised ADMM: every agent converges to argmax of the log posterior, computed here
+    independently with scipy (BFGS on the full log density). 300 iterations of a complete graph of 4."""
+    data = worker.regression_data(120, seed=2)
+    data["y"] = (data["y"] > 0).astype(np.int64)
+    fit = samplax.fit(worker.logistic_model, data, method="admm", chains=2, warmup=300, draws=2, seed=0,
+                      progress=False, precision="float64", num_agents=4, graph="complete", noise=0)
+    assert json.loads(fit.idata.attrs["extra_solver"]) == "newton"
+    with jax.enable_x64(True):
+        target = build_target(worker.logistic_model, data)
+        value_and_grad = jax.jit(jax.value_and_grad(lambda z: -target.logdensity(z)))
+        result = scipy.optimize.minimize(lambda z: tuple(map(np.asarray, value_and_grad(z))), np.zeros(target.dim),
+                                         jac=True, method="BFGS", options={"gtol": 1e-10})
+    np.testing.assert_allclose(fit.idata.sample_stats["agent_z"].values[:, -1], np.broadcast_to(
+        result.x, (2, 4, 2)), atol=1e-6)
+
+
+def test_dsgld_stationary_mean_is_exact():
+    """D-SGLD on quadratic agents is linear: its stationary mean solves ((I - W) ⊗ I + eta A) x = eta b (W the
+    Metropolis mixing matrix, A = blockdiag(A_i)), slightly off consensus. The degree-weighted network average of
+    300 replicas x 60 iterations (after 300 of warm-up) matches it within 4.5 standard errors, on a star (masked
+    all-gather with non-uniform weights) and with minibatches of 8 (unbiased gradients leave the mean unchanged)."""
+    data = worker.regression_data(240, seed=5)
+    step_size = 0.02
+    precision, linear = shard_quadratics(data, 6)
+    topology = admm_kernel.make_topology("star", 6)
+    mixing = admm_kernel.metropolis_weights(topology)
+    mixing = mixing + np.diag(1.0 - mixing.sum(axis=1))
+    dim = 2
+    system = np.kron(np.eye(6) - mixing, np.eye(dim)) + step_size * np.block(
+        [[precision[i] if i == j else np.zeros((dim, dim)) for j in range(6)] for i in range(6)])
+    stationary = np.linalg.solve(system, step_size * linear.reshape(-1)).reshape(6, dim)
+    exact_average = (topology.degrees / topology.degrees.sum()) @ stationary
+    fit = samplax.fit(worker.regression_model, data, method="dsgld", chains=300, warmup=300, draws=60, seed=3,
+                      progress=False, precision="float64", num_agents=6, graph="star", step_size=step_size,
+                      batch_size=8)
+    assert np.all(replica_mean_z(fit.idata.posterior["theta"].values, exact_average) <= 4.5)
+    assert "dual_sum" not in fit.idata.sample_stats
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(num_agents=4, edges=[[0, 1], [1, 2]]), r"agents \[3\] have no neighbours"),
+    (dict(noise="loud"), "noise='loud' is not known"),
+    (dict(solver="closed_form", num_agents=4), "needs a quadratic potential"),
+    (dict(num_observations=100), "num_observations is for multi-process runs"),
+    (dict(num_devices=3), "num_devices=3 is not available"),
+])
+def test_admm_option_errors(options, message):
+    data = worker.regression_data(40)
+    model = worker.regression_model
+    if options.get("solver") == "closed_form":
+        data["y"] = (data["y"] > 0).astype(np.int64)
+        model = worker.logistic_model
+    with pytest.raises(ValueError, match=message):
+        samplax.fit(model, data, method="admm", chains=2, warmup=1, draws=1, progress=False, **options)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# spawned processes
+def _environment(**extra):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+    env.pop("XLA_FLAGS", None)
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawn(tmp_path, name, *args):
+    out = open(tmp_path / f"{name}.out", "w")
+    err = open(tmp_path / f"{name}.err", "w")
+    process = subprocess.Popen([sys.executable, str(WORKER_PATH), *map(str, args)], stdout=out, stderr=err,
+                               env=_environment(), cwd=str(tmp_path))
+    process.log = (tmp_path / f"{name}.out", tmp_path / f"{name}.err")
+    return process
+
+
+def _wait_for(processes, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(text in p.log[0].read_text() for p in processes):
+            return
+        if any(p.poll() is not None for p in processes):
+            break
+        time.sleep(0.2)
+    logs = {p.args[-1]: (p.log[0].read_text(), p.log[1].read_text()[-2000:]) for p in processes}
+    raise AssertionError(f"the workers did not print {text!r} in time: {logs}")
+
+
+def _stop_all(processes, port):
+    """Kill the workers (by pid) and the coordination service child of process 0 (found by its unique port)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"samplax.infer.distributed" in command and f"127.0.0.1:{port}".encode() in command:
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def test_four_emulated_devices_give_the_same_draws_as_one(tmp_path):
+    """Same agents on 1 and on 4 emulated CPU devices (XLA_FLAGS in a subprocess): identical draws up to float64
+    rounding, for a cycle of 8 (ppermute), a complete graph of 5 (psum, padded slots) and a logistic regression on a
+    star of 6 (masked all-gather, padded slots, Newton solver)."""
+    out = tmp_path / "devices.json"
+    result = subprocess.run([sys.executable, str(WORKER_PATH), "devices", str(out)], capture_output=True, text=True,
+                            timeout=600, env=_environment(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report) == {"cycle8_ppermute", "complete5_psum_padded", "star6_allgather_newton_padded"}
+    for name, entry in report.items():
+        assert entry["devices"] == [1, 4], (name, entry)
+        assert entry["posterior"] <= 1e-7 * entry["scale"] and entry["agents"] <= 1e-6 * entry["scale"], (name, entry)
+
+
+@pytest.fixture(scope="module")
+def two_process_job(tmp_path_factory):
+    """A real 2-process job on loopback (2 CPU devices each, gloo): the fit, then a long run during which the test
+    stops process 1 with SIGSTOP."""
+    tmp_path = tmp_path_factory.mktemp("two_processes")
+    port = _free_port()
+    out = tmp_path / "draws.npz"
+    processes = [_spawn(tmp_path, f"p{i}", "fit", out, port, i, "then-long") for i in range(2)]
+    try:
+        _wait_for(processes, "sampling", timeout=400)
+        os.kill(processes[1].pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            code = processes[0].wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = None
+        elapsed = time.monotonic() - stopped
+        logs = [p.log[1].read_text() for p in processes]
+        draws = dict(np.load(out)) if out.exists() else None
+    finally:
+        _stop_all(processes, port)
+    return {"code": code, "elapsed": elapsed, "stderr": logs[0], "draws": draws}
+
+
+def test_two_processes_match_one_process(two_process_job, reference_fit):
+    """Each process held only its half of the observations (num_observations = the global count); the draws equal
+    the single-device run with the full data (same agents, same keys) up to float64 rounding."""
+    draws = two_process_job["draws"]
+    assert draws is not None, two_process_job["stderr"][-3000:]
+    assert int(draws["processes"]) == 2 and int(draws["devices"]) == 4
+    np.testing.assert_allclose(draws["theta"], reference_fit.idata.posterior["theta"].values, atol=1e-9)
+    np.testing.assert_allclose(draws["agents"], reference_fit.idata.sample_stats["agent_z"].values, atol=1e-9)
+
+
+def test_a_stopped_peer_ends_the_job(two_process_job):
+    """SIGSTOP on process 1 (no error, only silence): process 0 exits with status 1 within the 5 s heartbeat plus
+    a margin, naming process 1, without a C++ abort trace."""
+    assert two_process_job["code"] == 1, two_process_job["stderr"][-3000:]
+    assert two_process_job["elapsed"] < 30
+    assert "lost process 1 of 2" in two_process_job["stderr"]
+    assert "Check failure stack trace" not in two_process_job["stderr"]
+
+
+def test_a_killed_peer_ends_the_job(tmp_path):
+    """SIGKILL on process 0 (which also started the coordination service): process 1 exits with status 1 within
+    the heartbeat plus a margin, naming process 0, without a C++ abort trace."""
+    port = _free_port()
+    processes = [_spawn(tmp_path, f"p{i}", "long", "-", port, i) for i in range(2)]
+    try:
+        _wait_for(processes, "sampling", timeout=300)
+        time.sleep(1.0)
+        processes[0].kill()
+        killed = time.monotonic()
+        code = processes[1].wait(timeout=60)
+        elapsed = time.monotonic() - killed
+        stderr = processes[1].log[1].read_text()
+    finally:
+        _stop_all(processes, port)
+    assert code == 1, stderr[-3000:]
+    assert elapsed < 30
+    assert "lost process 0 of 2" in stderr
+    assert "Check failure stack trace" not in stderr
+
+
+def test_shard_prior_equals_the_targets_prior():
+    """Agents evaluate the prior on their own shard only (observed sites masked out by name); it must equal
+    Target.log_prior (full data) including the Jacobian of a constrained site (sigma > 0 here)."""
+    from samplax.infer.method_admm import shard_log_prior
+    from samplax.models import zoo
+
+    entry = zoo.get("sparse_regression")
+    with jax.enable_x64(True):
+        target = build_target(entry.model, entry.make_data(num_observations=30, num_features=3, learn_noise=True))
+        shards = target.shards(3)
+        z = jax.random.normal(jax.random.key(0), (target.dim,))
+        expected = float(jax.jit(target.log_prior)(z))
+        values = np.asarray(jax.jit(jax.vmap(shard_log_prior(target, shards), in_axes=(None, 0)))(z, shards.data))
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
