@@ -193,7 +193,7 @@ def _import_model(reference: str):
 def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts", chains: int = 4,
         warmup: int = 1000, draws: int = 1000, seed: int = 0, init: str | dict | None = None, precision: str | None = None, progress: bool = True,
         checkpoint: str | None = None, checkpoint_every: int | None = None, thin: int = 1,
-        **options: Any) -> Fit:
+        log_likelihood: bool = True, **options: Any) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
     Args:
@@ -212,6 +212,8 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
             ``checkpoint_every`` draws, and `samplax.resume` finishes an interrupted run.
         checkpoint_every: kept draws per chunk (default: at most 20 equal chunks).
         thin: keep every ``thin``-th transition (MCMC methods); ``draws`` counts the kept draws.
+        log_likelihood: record the pointwise log-likelihood of every draw (for ``az.loo``); False saves its cost
+            on large data sets.
         **options: the method's own options (`samplax methods METHOD` lists them).
 
     Returns:
@@ -226,7 +228,8 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
     model, data, model_ref = _resolve_model(model, data)
     settings = dict(method=method, chains=int(chains), warmup=int(warmup), draws=int(draws), seed=int(seed),
                     precision=precision, options=options, init=init if not isinstance(init, dict) else
-                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref, thin=int(thin))
+                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref, thin=int(thin),
+                    log_likelihood=bool(log_likelihood))
     with jax.enable_x64(precision == "float64"):
         target = build_target(model, data, seed=seed)
         return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
@@ -251,6 +254,7 @@ def resume(path: str, model=None, data: dict | None = None, *, progress: bool = 
         data = store.read_data()
     settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
                                          "init", "model_ref", "thin")}
+    settings["log_likelihood"] = manifest.get("log_likelihood", True)
     with jax.enable_x64(settings["precision"] == "float64"):
         target = build_target(model, data, seed=settings["seed"])
         return _fit_target(target, settings, progress=progress, checkpoint=path,
@@ -279,13 +283,13 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
     return fit_
 
 
-def _finish_fn(target: Target):
+def _finish_fn(target: Target, log_likelihood: bool = True):
     """Chunk of unconstrained positions (chain, draw, dim) -> constrained draws and log-likelihoods."""
 
     def finish(z):
         flat = z.reshape((-1, z.shape[-1]))
         posterior = jax.vmap(target.constrain)(flat)
-        loglik = jax.vmap(target.log_likelihood)(flat) if target.observed else {}
+        loglik = jax.vmap(target.log_likelihood)(flat) if (target.observed and log_likelihood) else {}
         reshape = lambda x: x.reshape(z.shape[:2] + x.shape[1:])  # noqa: E731
         return {"posterior": jax.tree.map(reshape, posterior), "log_likelihood": jax.tree.map(reshape, loglik)}
 
@@ -309,7 +313,8 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
         method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
     program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str), num_warmup,
-                   chunk, settings["thin"], target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
+                   chunk, settings["thin"], settings["log_likelihood"], target.static_data_key(),
+                   tuple((site.name, site.shape) for site in target.sites))
 
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     manifest = _checkpoint_manifest(target, settings, chunk)
@@ -345,7 +350,8 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
 
         def build(data):
             conditioned = target.with_data(data)
-            return method.step(conditioned, options), method.record, _finish_fn(conditioned)
+            return method.step(conditioned, options), method.record, _finish_fn(conditioned,
+                                                                                 settings["log_likelihood"])
 
         runner = ChainRunner(build, chunk, settings["thin"])
         runner.executable, seconds = COMPILED.compile(("chunk",) + program_key, runner.function, data, states,
@@ -422,7 +428,7 @@ def _run_direct(target, method, settings, keys):
                         settings["draws"])
     elapsed = time.perf_counter() - start
     z = jnp.asarray(result.z)
-    finished = jax.jit(_finish_fn(target))(z)
+    finished = jax.jit(_finish_fn(target, settings.get("log_likelihood", True)))(z)
     finished = jax.tree.map(np.asarray, finished)
     return {"posterior": finished["posterior"], "sample_stats": result.sample_stats,
             "log_likelihood": finished["log_likelihood"], "log_evidence": result.log_evidence, "elbo": result.elbo,

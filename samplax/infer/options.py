@@ -15,7 +15,7 @@ __all__ = ["Option", "MethodSchema", "register", "schema", "methods", "validate"
 
 # Names that fit() itself takes: never method options.
 COMMON_ARGUMENTS = ("model", "data", "method", "chains", "warmup", "draws", "seed", "init", "precision", "progress",
-                    "checkpoint", "checkpoint_every", "thin")
+                    "checkpoint", "checkpoint_every", "thin", "log_likelihood")
 
 
 @dataclasses.dataclass(frozen=True)

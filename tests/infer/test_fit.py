@@ -219,3 +219,9 @@ def test_thinning_keeps_every_kth_transition():
     np.testing.assert_array_equal(whole.idata.posterior["lam"].values[:, 2::3], thinned.idata.posterior["lam"].values)
     with pytest.raises(ValueError, match="thin must be"):
         _tiny(thin=0)
+
+
+def test_log_likelihood_can_be_skipped():
+    result = _tiny(log_likelihood=False)
+    assert "log_likelihood" not in result.idata.groups()
+    np.testing.assert_array_equal(result.idata.posterior["lam"].values, _tiny().idata.posterior["lam"].values)
