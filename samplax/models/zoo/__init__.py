@@ -20,6 +20,8 @@ Every `make_data` returns numpy arrays and Python scalars that survive a round t
 | logistic_regression, breast_cancer | none | regression |
 | sparse_regression | none | regression, nonsmooth |
 | gaussian_mixture | none | multimodal, simplex, positive |
+| grid_network | marginals, log Z (enumeration / variable elimination) | discrete |
+| open_universe_mixture | P(M), log Z for tiny sizes | discrete, multimodal |
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from samplax.models.zoo.conjugate import (
 )
 from samplax.models.zoo.geometry import BANANA, FUNNEL
 from samplax.models.zoo.hierarchical import EIGHT_SCHOOLS, EIGHT_SCHOOLS_CENTERED
+from samplax.models.zoo.grid_networks import GRID_NETWORK
 from samplax.models.zoo.mixture import GAUSSIAN_MIXTURE
+from samplax.models.zoo.open_universe import OPEN_UNIVERSE_MIXTURE
 from samplax.models.zoo.regression import BREAST_CANCER, LOGISTIC_REGRESSION, SPARSE_REGRESSION
 
 __all__ = ["Reference", "ZooModel", "get", "names", "listing"]
@@ -55,6 +59,8 @@ _REGISTRY: dict[str, ZooModel] = {
         GAMMA_POISSON,
         GAUSSIAN_MIXTURE,
         BOX_BOUNDED,
+        GRID_NETWORK,
+        OPEN_UNIVERSE_MIXTURE,
     )
 }
 
