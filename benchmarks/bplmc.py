@@ -270,10 +270,4 @@ NumPyro's unconstrained coordinates, biased by its step.
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    args = parser.parse_args()
-    print(main(args.out, quick=args.quick))
+    common.topic_cli(main, __doc__)

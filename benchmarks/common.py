@@ -290,3 +290,14 @@ def read_summary(page: Path) -> str | None:
     except OSError:
         return None
     return None
+
+
+def topic_cli(main: Callable, doc: str | None):
+    """``python -m benchmarks.<topic> [--quick] [--out DIR]``: run one topic's ``main`` from the shell."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args()
+    print(main(args.out, quick=args.quick))
