@@ -38,6 +38,7 @@ class DirectResult(NamedTuple):
     elbo: np.ndarray | None       # (repeats,)
     extra: dict                   # method-specific records kept in attrs (JSON-able arrays)
     approximation: object = None  # e.g. a trained flow; Fit.log_density delegates to its log_density(...)
+    discrete: dict | None = None  # latent discrete sites: name -> (repeats, draws, *shape) values (gibbs, meta_gibbs)
 
 
 class DirectMethod(NamedTuple):
@@ -184,3 +185,4 @@ from samplax.infer import method_mixflow  # noqa: E402,F401
 from samplax.infer import method_cmcd  # noqa: E402,F401
 from samplax.infer import method_bplmc  # noqa: E402,F401
 from samplax.infer import method_admm  # noqa: E402,F401
+from samplax.infer import method_gibbs  # noqa: E402,F401

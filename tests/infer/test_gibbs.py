@@ -20,7 +20,6 @@ import pytest
 from numpyro.infer.util import log_density
 
 from samplax.infer import method_gibbs as mg
-from samplax.infer.methods import DirectResult
 from samplax.infer.options import validate
 from samplax.kernels import meta_proposal as mp
 from samplax.models import motifs
@@ -282,8 +281,6 @@ def test_options_are_checked():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # a 100-draw run earns convergence warnings
-@pytest.mark.skipif("discrete" not in DirectResult._fields,
-                    reason="samplax.fit does not carry discrete draws yet (DirectResult.discrete)")
 def test_fit_returns_discrete_draws_and_block_acceptance():
     import samplax
 

@@ -128,8 +128,12 @@ def forward_sample(generator: np.random.Generator, cpt: np.ndarray) -> np.ndarra
     return x
 
 
-def grid_network_data(seed=0, rows=5, cols=5, deterministic_fraction=0.5, num_evidence=2) -> dict:
-    """Random tables of the given family and ``num_evidence`` observed nodes (values from one forward sample)."""
+def grid_network_data(seed=0, rows=6, cols=6, deterministic_fraction=0.5, num_evidence=2) -> dict:
+    """Random tables of the given family and ``num_evidence`` observed nodes (values from one forward sample).
+
+    The defaults (6 x 6, seed 0) leave the four interior 3 x 3 blocks latent, so the zoo entry contains the grid motif
+    and ``samplax fit grid_network --method meta_gibbs`` finds blocks to propose (a 5 x 5 grid has one interior block).
+    """
     rows = check_positive_int(rows, "rows")
     cols = check_positive_int(cols, "cols")
     num_evidence = check_positive_int(num_evidence, "num_evidence", minimum=0)
