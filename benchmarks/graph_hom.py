@@ -48,7 +48,8 @@ def _jax_glauber_rate(network, motif, chains, steps, conditional, proposals, see
     """Steps per second (and fraction of steps that moved) of the jitted, vmapped Glauber kernel, compile excluded."""
     csr, constraints = sg.kernel_inputs(motif, network, chain="glauber")
     kernel = graph_hom.build_glauber_kernel(
-        max_degree=network.max_degree, conditional=conditional, proposals=proposals, unweighted=network.unweighted
+        max_degree=network.max_degree, conditional=conditional, proposals=proposals, unweighted=network.unweighted,
+        free_nodes=graph_hom.has_free_nodes(constraints),
     )
     start = jnp.asarray(sg.exact_tree_sample(motif, network, chains, np.random.default_rng(seed)), jnp.int32)
 

@@ -309,7 +309,10 @@ def sample_homomorphisms(
     kernel_options = (
         ("conditional", conditional), ("proposals", int(proposals))
     ) if chain == "glauber" else (("measure", measure), ("lazy", lazy))
-    runner = _chunk_runner(chain, kernel_options, degree_key, parsed_network.unweighted, thin, chunk_draws, keep_states)
+    # A motif without isolated nodes never draws a free node: the kernel can leave that search out of every step.
+    runner_options = kernel_options + (
+        (("free_nodes", graph_hom.has_free_nodes(motif_arrays)),) if chain == "glauber" else ())
+    runner = _chunk_runner(chain, runner_options, degree_key, parsed_network.unweighted, thin, chunk_draws, keep_states)
 
     chain_keys = jax.random.split(jax.random.key(seed), chains)
     current = jnp.asarray(states, dtype=jnp.int32)

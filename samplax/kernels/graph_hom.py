@@ -65,6 +65,7 @@ __all__ = [
     "pivot",
     "edge_weight",
     "search_steps_for",
+    "has_free_nodes",
 ]
 
 
@@ -154,6 +155,7 @@ def build_glauber_kernel(
     conditional: str = "enumerate",
     proposals: int = 8,
     unweighted: bool = False,
+    free_nodes: bool = True,
 ):
     """Build the Glauber kernel `kernel(rng_key, state, network, constraints) -> (state, info)`.
 
@@ -161,6 +163,8 @@ def build_glauber_kernel(
     conditional: "enumerate" (the exact conditional, O(max_degree) per step) or "rejection" (a lazy Glauber chain
         with `proposals` rejection-sampling tries per step; same target pi; see the module docstring).
     unweighted: True when every weight is 1 and alpha is uniform: neighbours are then drawn by index.
+    free_nodes: False when every motif node has a motif-neighbour (static), which skips drawing a free node from
+        alpha on every step (a binary search over all n nodes).
     """
     if conditional not in ("enumerate", "rejection"):
         raise ValueError(f"conditional must be 'enumerate' or 'rejection', got {conditional!r}")
@@ -183,8 +187,8 @@ def build_glauber_kernel(
         has_constraint = jnp.any(mask)
         pivot_row = rows[pivot_slot]
         start, end = network.indptr[pivot_row], network.indptr[pivot_row + 1]
-        # The other constraints: every slot but the pivot's (a stable sort moves the pivot's slot last).
-        others = jnp.argsort(jnp.arange(num_slots) == pivot_slot, stable=True)[: num_slots - 1]
+        # The other constraints: every slot but the pivot's, in order (slot i, or i + 1 from the pivot's on).
+        others = jnp.arange(num_slots - 1) + (jnp.arange(num_slots - 1) >= pivot_slot)
         other_rows, other_mask = rows[others], mask[others]
 
         def others_product(candidates):
@@ -221,9 +225,10 @@ def build_glauber_kernel(
                 accepted = uniforms[2 + proposals :] < accept_probability
             drawn = jnp.any(accepted)
             new_value = jnp.where(drawn, candidates[jnp.argmax(accepted)], x[j])
-        free_value = _sample_cumulative(network.node_cumulative, uniforms[1])
-        new_value = jnp.where(has_constraint, new_value, free_value)
-        drawn = jnp.where(has_constraint, drawn, True)
+        if free_nodes:
+            free_value = _sample_cumulative(network.node_cumulative, uniforms[1])
+            new_value = jnp.where(has_constraint, new_value, free_value)
+            drawn = jnp.where(has_constraint, drawn, True)
         new_x = x.at[j].set(new_value.astype(x.dtype))
         info = GlauberInfo(updated_node=j, is_moved=new_value != x[j], acceptance_rate=drawn.astype(jnp.float32))
         return HomomorphismState(new_x), info
@@ -250,7 +255,8 @@ def glauber(
     """
     max_degree, unweighted = _static_facts(network, max_degree, unweighted)
     kernel = build_glauber_kernel(
-        max_degree=max_degree, conditional=conditional, proposals=proposals, unweighted=unweighted
+        max_degree=max_degree, conditional=conditional, proposals=proposals, unweighted=unweighted,
+        free_nodes=has_free_nodes(constraints),
     )
 
     def step(rng_key, state):
@@ -430,6 +436,15 @@ def _sample_cumulative(cumulative, uniform):
     node, padding, repeat 1 and are never drawn)."""
     index = jnp.searchsorted(cumulative, uniform * cumulative[-1], side="right")
     return jnp.minimum(index, cumulative.shape[0] - 1).astype(jnp.int32)
+
+
+def has_free_nodes(constraints: MotifConstraints) -> bool:
+    """Whether some motif node has no motif-neighbour (its Glauber update draws from alpha); True when unknown
+    (constraints traced inside a jit)."""
+    try:
+        return bool(not np.asarray(constraints.mask).any(axis=1).all())
+    except jax.errors.TracerArrayConversionError:
+        return True
 
 
 def _static_facts(network: CSRNetwork, max_degree: int | None, unweighted: bool | None):

@@ -123,6 +123,24 @@ def test_glauber_samples_pi_on_a_weighted_network(weighted, conditional):
         assert 0.2 < acceptance.mean() < 1.0  # the lazy chain sometimes keeps x_j
 
 
+@pytest.mark.parametrize("conditional", ["enumerate", "rejection"])
+def test_glauber_samples_pi_for_a_motif_with_an_isolated_node(weighted, conditional):
+    """An edge plus an isolated node: the isolated node is redrawn from the node weights (the free-node branch that
+    the kernel compiles only when the motif has such a node); pi = A(x0, x1) alpha(x0) alpha(x1) alpha(x2)."""
+    motif = g.as_motif(_edge_plus_isolated())
+    constraints = _constraints(motif, weighted)
+    assert graph_hom.has_free_nodes(constraints) and not graph_hom.has_free_nodes(_constraints(PATH, weighted))
+    algorithm = graph_hom.glauber(_arrays(weighted), constraints, conditional=conditional, proposals=2)
+    states, _ = _final_states(algorithm, _start(motif, weighted), seed=3)
+    _assert_distributed_as(states, motif, weighted)
+
+
+def _edge_plus_isolated():
+    motif = nx.Graph([(0, 1)])
+    motif.add_node(2)
+    return motif
+
+
 def test_glauber_samples_pi_for_a_motif_with_a_cycle():
     """A triangle with a pendant node (not a tree), exact conditional, on a weighted network with many triangles:
     K5 minus an edge plus a node joined to two of its nodes. (On a network with a single triangle the Glauber chain
