@@ -26,7 +26,7 @@ import numpy as np
 from samplax.infer import methods as method_registry
 from samplax.infer.options import schema, validate
 from samplax.infer.run import (COMPILED, Checkpoint, ChainRunner, chain_sharding, chunk_size_for, data_fingerprint,
-                               device_layout)
+                               device_layout, progress_chunk_size)
 from samplax.models.bridge import Target, build_target
 
 __all__ = ["fit", "Fit", "Estimate", "resume", "load", "ConvergenceWarning"]
@@ -299,8 +299,9 @@ def _finish_fn(target: Target, log_likelihood: bool = True):
 def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
     options, chains, draws = settings["options"], settings["chains"], settings["draws"]
     timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
-    chunk = chunk_size_for(draws, checkpoint_every,
-                           max_chunks=20 if (progress or checkpoint is not None) else 1)
+    # chunks exist for checkpoints and for the progress bar; a bar alone gets them only when sampling is long enough
+    # to watch (decided after warm-up, from its speed), since every chunk costs a dispatch and a copy to the host
+    chunk = chunk_size_for(draws, checkpoint_every, max_chunks=20 if checkpoint is not None else 1)
     sharding = chain_sharding(chains)
     init_key, warmup_key, sample_key = keys
     positions = target.init(init_key, chains, settings["init"])
@@ -313,7 +314,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
         method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
     program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str), num_warmup,
-                   chunk, settings["thin"], settings["log_likelihood"], target.static_data_key(),
+                   settings["thin"], settings["log_likelihood"], target.static_data_key(),
                    tuple((site.name, site.shape) for site in target.sites))
 
     store = Checkpoint(checkpoint) if checkpoint is not None else None
@@ -347,6 +348,9 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             if store is not None:
                 store.save_warmup(manifest, states, params, {})
         bar.set_description(f"{settings['method']}: sampling")
+        if progress and store is None and checkpoint_every is None:
+            chunk = progress_chunk_size(draws, timing["warmup_s"] / settings["warmup"] * settings["thin"]
+                                        if settings["warmup"] > 0 else None)
 
         def build(data):
             conditioned = target.with_data(data)
@@ -354,7 +358,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
                                                                                  settings["log_likelihood"])
 
         runner = ChainRunner(build, chunk, settings["thin"])
-        runner.executable, seconds = COMPILED.compile(("chunk",) + program_key, runner.function, data, states,
+        runner.executable, seconds = COMPILED.compile(("chunk", chunk) + program_key, runner.function, data, states,
                                                       params, chain_keys, jnp.asarray(0, jnp.int32))
         timing["compile_s"] += seconds
         pieces = []

@@ -49,6 +49,21 @@ def chunk_size_for(draws: int, requested: int | None = None, max_chunks: int = 2
     return draws
 
 
+PROGRESS_MIN_SECONDS = 2.0  # sampling expected to finish sooner than this runs as one chunk: no bar to watch
+
+
+def progress_chunk_size(draws: int, seconds_per_draw: float | None) -> int:
+    """The chunk length when only a progress bar wants chunks: one chunk if sampling should take less than
+    `PROGRESS_MIN_SECONDS` (so a fast fit pays no per-chunk dispatch and copy), else at most 20 chunks.
+
+    ``seconds_per_draw`` comes from the warm-up's speed (None when there was no warm-up: 20 chunks). The choice only
+    changes how the draws are cut, never the draws: draw t of a chain always uses fold_in(chain_key, t).
+    """
+    if seconds_per_draw is not None and draws * seconds_per_draw < PROGRESS_MIN_SECONDS:
+        return draws
+    return chunk_size_for(draws)
+
+
 def chain_sharding(num_chains: int):
     """Spread chains over the local devices when they divide evenly; else keep them on the default device."""
     devices = jax.local_devices()
@@ -87,8 +102,10 @@ class ChainRunner:
             keys = jax.vmap(jax.vmap(lambda t: jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys)))(steps)
 
             def body(states, keys_j):
-                # kept draw j is the last of `thin` transitions
-                states, _ = jax.lax.scan(lambda s, k: transition(s, k), states, keys_j[:-1])
+                # kept draw j is the last of `thin` transitions (no inner loop at all when thin == 1: an empty
+                # scan still costs a loop per draw)
+                if thin > 1:
+                    states, _ = jax.lax.scan(lambda s, k: transition(s, k), states, keys_j[:-1])
                 states, info = transition(states, keys_j[-1])
                 return states, jax.vmap(record)(states, info)
 

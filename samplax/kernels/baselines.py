@@ -6,9 +6,9 @@ vmap-friendly functions; nothing knows about NumPyro.
 * NUTS (Hoffman and Gelman 2014) with Stan's window adaptation: ``blackjax.window_adaptation``.
 * MALA (Roberts and Tweedie 1996), preconditioned by a diagonal inverse mass matrix M^-1:
   z' = z + eps M^-1 grad log p(z) + sqrt(2 eps) M^-1/2 xi, accepted with the Metropolis-Hastings ratio. It is
-  BlackJAX's MALA step applied in whitened coordinates u = M^-1/2 z. Giving it the HMC-family kernel signature
-  ``(key, state, logdensity, step_size, inverse_mass_matrix)`` lets ``blackjax.staged_adaptation`` tune it with
-  Stan's windows (dual averaging towards an acceptance of 0.574, Welford variance in slow windows).
+  BlackJAX's MALA step written in z coordinates with the mass matrix (see `_mala_kernel`). Giving it the HMC-family
+  kernel signature ``(key, state, logdensity, step_size, inverse_mass_matrix)`` lets ``blackjax.staged_adaptation``
+  tune it with Stan's windows (dual averaging towards an acceptance of 0.574, Welford variance in slow windows).
 * Adaptive tempered SMC (Del Moral et al. 2006; Jasra et al. 2011): tempering exponents chosen so the ESS falls by a
   fixed fraction, HMC moves preconditioned by the particles' variance; log Z = sum of log mean incremental weights.
 """
@@ -22,8 +22,6 @@ from typing import Callable, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.mcmc import diffusions
-from blackjax.mcmc import proposal as mh_proposal
 from blackjax.mcmc.mala import MALAState
 
 __all__ = [
@@ -90,63 +88,52 @@ def mala_init(position, logdensity: Callable) -> MALAState:
     return blackjax.mala.init(position, logdensity)
 
 
-def _mala_transition():
-    """BlackJAX's MALA transition energy and MH step, unchanged, plus a divergence flag."""
+def _mala_kernel(precondition: bool = True):
+    """Preconditioned MALA with the HMC-family signature ``kernel(key, state, logdensity, step_size,
+    inverse_mass_matrix)``, so BlackJAX's staged (Stan window) adaptation can drive it.
 
-    def transition_energy(state, new_state, step_size):
-        theta = state.position - new_state.position - step_size * new_state.logdensity_grad
-        return -new_state.logdensity + 0.25 * (1.0 / step_size) * jnp.sum(theta * theta)
+    With m = M^-1 (diagonal), eps the step size and xi ~ N(0, I):
 
-    acceptance_ratio = mh_proposal.compute_asymmetric_acceptance_ratio(transition_energy)
+        z' = z + eps m grad log p(z) + sqrt(2 eps m) xi
+        log alpha = log p(z') - log p(z) - |z - z' - eps m grad log p(z')|^2_{m^-1} / (4 eps) + |xi|^2 / 2
 
-    def kernel(key, state: MALAState, logdensity: Callable, step_size) -> tuple[MALAState, MALAInfo]:
-        integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity))
-        key_move, key_accept = jax.random.split(key)
-        proposal = MALAState(*integrator(key_move, state, step_size))
-        diverging = ~(jnp.isfinite(proposal.logdensity) & jnp.all(jnp.isfinite(proposal.logdensity_grad)))
-        log_p_accept = jnp.where(diverging, -jnp.inf, acceptance_ratio(state, proposal, step_size=step_size))
-        new_state, (accepted, p_accept, _) = mh_proposal.static_binomial_sampling(key_accept, log_p_accept, state,
-                                                                                  proposal)
-        return new_state, MALAInfo(p_accept, accepted, diverging)
+    (the forward proposal density is written with xi itself, so it costs no second residual). This is BlackJAX's
+    MALA (which has no mass matrix) moved to z coordinates instead of run on a whitened log density: no change of
+    variables per evaluation. One key gives d + 1 standard normals per step: xi and a last one, X, whose Phi(X) is the
+    exact uniform of the accept test (log Phi(X) <= log alpha), one counter-based hash per step instead of three
+    (split, normal, uniform). A non-finite log alpha (the proposal's log density or gradient is NaN or infinite) is
+    a divergence: the proposal is rejected.
+    """
+
+    def kernel(key, state: MALAState, logdensity: Callable, step_size, inverse_mass_matrix):
+        m = inverse_mass_matrix if precondition else jnp.ones_like(inverse_mass_matrix)
+        position = state.position
+        gaussians = jax.random.normal(key, (position.shape[0] + 1,), position.dtype)
+        xi = gaussians[:-1]
+        proposal_position = position + step_size * m * state.logdensity_grad + jnp.sqrt(2.0 * step_size * m) * xi
+        proposal_logdensity, proposal_grad = jax.value_and_grad(logdensity)(proposal_position)
+        backward = position - proposal_position - step_size * m * proposal_grad
+        log_alpha = (proposal_logdensity - state.logdensity - 0.25 / step_size * jnp.sum(backward * backward / m)
+                     + 0.5 * jnp.sum(xi * xi))
+        diverging = ~jnp.isfinite(log_alpha)
+        log_alpha = jnp.where(diverging, -jnp.inf, log_alpha)
+        accepted = (log_alpha >= 0.0) | (jax.scipy.special.ndtr(gaussians[-1]) < jnp.exp(log_alpha))
+        new_state = MALAState(jnp.where(accepted, proposal_position, position),
+                              jnp.where(accepted, proposal_logdensity, state.logdensity),
+                              jnp.where(accepted, proposal_grad, state.logdensity_grad))
+        return new_state, MALAInfo(jnp.exp(jnp.minimum(log_alpha, 0.0)), accepted, diverging)
 
     return kernel
 
 
-def _whitened(logdensity, scale):
-    """log p in coordinates u = z / scale, and maps of the MALA state between the two."""
-
-    def logdensity_u(u):
-        return logdensity(u * scale)
-
-    def to_u(state):
-        return MALAState(state.position / scale, state.logdensity, state.logdensity_grad * scale)
-
-    def to_z(state):
-        return MALAState(state.position * scale, state.logdensity, state.logdensity_grad / scale)
-
-    return logdensity_u, to_u, to_z
-
-
 def _preconditioned_mala(precondition: bool = True):
-    """MALA with the HMC-family kernel signature, so BlackJAX's staged (Stan window) adaptation can drive it."""
-
-    def build_kernel():
-        kernel = _mala_transition()
-
-        def preconditioned_kernel(key, state, logdensity, step_size, inverse_mass_matrix):
-            scale = jnp.sqrt(inverse_mass_matrix) if precondition else jnp.ones_like(inverse_mass_matrix)
-            logdensity_u, to_u, to_z = _whitened(logdensity, scale)
-            new_state, info = kernel(key, to_u(state), logdensity_u, step_size)
-            return to_z(new_state), info
-
-        return preconditioned_kernel
-
-    return SimpleNamespace(init=mala_init, build_kernel=build_kernel)
+    """The kernel as an algorithm namespace (init, build_kernel) for ``blackjax.staged_adaptation``."""
+    return SimpleNamespace(init=mala_init, build_kernel=lambda: _mala_kernel(precondition))
 
 
 def mala_step(logdensity: Callable, params: MALAParams):
     """One preconditioned MALA transition: ``step(key, state) -> (state, MALAInfo)`` (state in z coordinates)."""
-    kernel = _preconditioned_mala().build_kernel()
+    kernel = _mala_kernel()
 
     def step(key, state):
         return kernel(key, state, logdensity, params.step_size, params.inverse_mass_matrix)

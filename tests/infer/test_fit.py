@@ -150,6 +150,23 @@ def test_same_seed_same_draws(method):
     assert not np.array_equal(first.idata.posterior["lam"].values, third.idata.posterior["lam"].values)
 
 
+def test_progress_bar_cuts_only_runs_long_enough_to_watch(monkeypatch):
+    """A progress bar alone cuts sampling into chunks only when it should take >= PROGRESS_MIN_SECONDS; the cut
+    never changes the draws."""
+    from samplax.infer import run
+
+    assert run.progress_chunk_size(1000, 1e-5) == 1000          # 10 ms of sampling: one chunk
+    assert run.progress_chunk_size(1000, 0.01) == 50            # 10 s: 20 chunks
+    assert run.progress_chunk_size(1000, None) == 50            # no warm-up to time: 20 chunks
+    quiet = _tiny()
+    monkeypatch.setattr(run, "PROGRESS_MIN_SECONDS", 0.0)       # force the bar's 20 chunks on this tiny fit
+    calls, original = [], run.ChainRunner.run
+    monkeypatch.setattr(run.ChainRunner, "run", lambda self, *args: calls.append(1) or original(self, *args))
+    with_bar = _tiny(progress=True)
+    assert len(calls) == 20
+    np.testing.assert_array_equal(quiet.idata.posterior["lam"].values, with_bar.idata.posterior["lam"].values)
+
+
 def test_chunking_does_not_change_draws(tmp_path):
     """fold_in(chain_key, t) keys: 40 draws in one chunk equal 4 checkpointed chunks of 10."""
     whole = _tiny()
