@@ -98,16 +98,20 @@ class ChainRunner:
 
             # every transition key of the chunk in one batched op before the scan (cheaper than fold_in inside
             # it); transition t of a chain always uses fold_in(chain_key, t), whatever the chunking
-            steps = (start * thin + jnp.arange(chunk_size * thin)).reshape(chunk_size, thin)
-            keys = jax.vmap(jax.vmap(lambda t: jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys)))(steps)
+            steps = start * thin + jnp.arange(chunk_size * thin)
+            keys = jax.vmap(lambda t: jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys))(steps)
 
             def body(states, keys_j):
                 # kept draw j is the last of `thin` transitions (no inner loop at all when thin == 1: an empty
                 # scan still costs a loop per draw)
                 if thin > 1:
                     states, _ = jax.lax.scan(lambda s, k: transition(s, k), states, keys_j[:-1])
-                states, info = transition(states, keys_j[-1])
+                    keys_j = keys_j[-1]
+                states, info = transition(states, keys_j)
                 return states, jax.vmap(record)(states, info)
+
+            if thin > 1:
+                keys = keys.reshape((chunk_size, thin) + keys.shape[1:])
 
             states, kept = jax.lax.scan(body, states, keys)
             kept = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), kept)  # (chain, draw, ...)
