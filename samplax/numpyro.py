@@ -4,9 +4,9 @@
     mcmc.run(jax.random.key(0), y=y)
     mcmc.get_samples()          # constrained, through postprocess_fn
 
-NumPyro drives warm-up one step at a time, so adaptation here is online: the state carries BlackJAX's Stan-style
-window-adaptation state (dual averaging of the step size, Welford variance for a diagonal inverse mass matrix) and
-updates it during the first ``num_warmup`` steps, following BlackJAX's schedule; afterwards the parameters are frozen.
+NumPyro drives warm-up one step at a time, so adaptation here is online (`baselines.online_window_adaptation`, built
+from BlackJAX's dual averaging and Welford mass matrix): the state carries Stan's window-adaptation state and updates
+it during the first ``num_warmup`` steps, following BlackJAX's schedule; afterwards the parameters are frozen.
 Variational and distributed methods have no adapter: they are not single-chain Markov kernels.
 """
 
@@ -18,7 +18,6 @@ import blackjax
 import jax
 import jax.numpy as jnp
 from blackjax.adaptation.staged_adaptation import build_schedule
-from blackjax.adaptation.window_adaptation import base as window_adaptation_base
 from numpyro.infer.mcmc import MCMCKernel
 
 from samplax.kernels import baselines
@@ -71,7 +70,8 @@ class _AdaptiveKernel(MCMCKernel):
         self._target = target
         self._num_warmup = int(num_warmup)
         self._schedule = build_schedule(max(self._num_warmup, 1))
-        self._adapt_init, self._adapt_update, self._adapt_final = window_adaptation_base(True, self._target_accept)
+        self._adapt_init, self._adapt_update, self._adapt_final = baselines.online_window_adaptation(
+            self._target_accept)
         is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
         batched = rng_key.ndim > (0 if is_typed else 1)  # NumPyro's chain_method="vectorized" passes many keys
         keys = rng_key if batched else rng_key[None]

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
+from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.mcmc.mala import MALAState
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "mala_init",
     "mala_warmup",
     "mala_step",
+    "OnlineAdaptationState",
+    "online_window_adaptation",
     "SMCResult",
     "tempered_smc",
 ]
@@ -69,6 +73,59 @@ def nuts_step(logdensity: Callable, params: NUTSParams, *, max_tree_depth: int =
                       max_num_doublings=max_tree_depth)
 
     return step
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Online Stan window adaptation (one step at a time, for drivers such as numpyro.infer.MCMC)
+class OnlineAdaptationState(NamedTuple):
+    step_size_state: Any
+    mass_matrix_state: Any
+    step_size: jnp.ndarray
+    inverse_mass_matrix: jnp.ndarray
+
+
+def online_window_adaptation(target_accept: float, is_mass_matrix_diagonal: bool = True):
+    """``(init, update, final)`` of Stan's windowed adaptation driven one transition at a time.
+
+    Built from BlackJAX's dual averaging (``adaptation.step_size.dual_averaging_adaptation``) and Welford mass matrix
+    (``adaptation.mass_matrix.mass_matrix_adaptation``) with the windows of ``staged_adaptation.build_schedule``:
+    fast windows adapt the step size; slow windows also accumulate the variance, and at the end of each the inverse
+    mass matrix is recomputed and the dual averaging restarts from the current step size. (BlackJAX's own
+    step-by-step version, ``window_adaptation.base``, is deprecated; its batch replacements run the whole warm-up in
+    one call, which a driver that owns the loop cannot use.)
+
+        init(position, initial_step_size) -> state
+        update(state, (stage, is_window_end), position, acceptance_rate) -> state
+        final(state) -> (step_size, inverse_mass_matrix)     # the averaged step size
+    """
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_mass_matrix_diagonal)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+
+    def init(position, initial_step_size):
+        mass_state = mm_init(position.size)
+        return OnlineAdaptationState(da_init(initial_step_size), mass_state, jnp.asarray(initial_step_size),
+                                     mass_state.inverse_mass_matrix)
+
+    def update(state, stage, position, acceptance_rate):
+        stage_index, is_window_end = stage
+        step_state = da_update(state.step_size_state, acceptance_rate)
+        mass_state = jax.lax.cond(stage_index == 1, lambda m: mm_update(m, position), lambda m: m,
+                                  state.mass_matrix_state)
+        state = OnlineAdaptationState(step_state, mass_state, jnp.exp(step_state.log_step_size),
+                                      state.inverse_mass_matrix)
+
+        def end_of_slow_window(state):
+            mass_state = mm_final(state.mass_matrix_state)
+            step_state = da_init(da_final(state.step_size_state))
+            return OnlineAdaptationState(step_state, mass_state, jnp.exp(step_state.log_step_size),
+                                         mass_state.inverse_mass_matrix)
+
+        return jax.lax.cond(is_window_end, end_of_slow_window, lambda s: s, state)
+
+    def final(state):
+        return jnp.exp(state.step_size_state.log_step_size_avg), state.mass_matrix_state.inverse_mass_matrix
+
+    return init, update, final
 
 
 # ---------------------------------------------------------------------------------------------------------------------

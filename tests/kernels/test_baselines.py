@@ -82,3 +82,38 @@ def test_steps_from_exact_draws_keep_the_gaussian_target():
     assert np.all(np.abs(z.mean(axis=0) - np.asarray(MEAN)) < 4 * mean_se), (z.mean(axis=0), MEAN)
     variance_se = np.asarray(SD) ** 2 * np.sqrt(2.0 / (chains - 1))
     assert np.all(np.abs(z.var(axis=0, ddof=1) - np.asarray(SD) ** 2) < 4 * variance_se), (z.var(axis=0), SD**2)
+
+
+def test_online_window_adaptation_follows_blackjax_window_adaptation_step_for_step():
+    """Same schedule, positions and acceptance rates: the online adaptation gives BlackJAX's (deprecated) step-by-step
+    window adaptation's step sizes and inverse mass matrices at every step, and the same final values."""
+    import warnings
+
+    import pytest
+    from blackjax.adaptation.staged_adaptation import build_schedule
+
+    window_adaptation = pytest.importorskip("blackjax.adaptation.window_adaptation")
+    if not hasattr(window_adaptation, "base"):
+        pytest.skip("BlackJAX no longer ships window_adaptation.base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        reference = window_adaptation.base(True, 0.7)
+    ours = baselines.online_window_adaptation(0.7)
+    num_steps = 150
+    schedule = build_schedule(num_steps)
+    rng = np.random.default_rng(0)
+    positions = rng.normal(size=(num_steps, 3)) * np.array([0.1, 1.0, 5.0])
+    acceptance = rng.uniform(size=num_steps)
+    start = jnp.zeros(3)
+    state_ref, state_ours = reference[0](start, 0.5), ours[0](start, 0.5)
+    update_ref, update_ours = jax.jit(reference[1]), jax.jit(ours[1])
+    for t in range(num_steps):
+        stage = (schedule[t][0], schedule[t][1])
+        state_ref = update_ref(state_ref, stage, jnp.asarray(positions[t]), acceptance[t])
+        state_ours = update_ours(state_ours, stage, jnp.asarray(positions[t]), acceptance[t])
+        np.testing.assert_allclose(float(state_ours.step_size), float(state_ref.step_size), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(state_ours.inverse_mass_matrix),
+                                   np.asarray(state_ref.inverse_mass_matrix), rtol=1e-5)
+    for a, b in zip(ours[2](state_ours), reference[2](state_ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+    assert not np.allclose(np.asarray(state_ours.inverse_mass_matrix), 1.0)  # the windows did adapt the metric
