@@ -3,7 +3,8 @@ topic run at quick sizes into a temporary folder.
 
 The quick run's timings mean nothing and are not asserted; what is checked is that the page is written with every
 table and a verdict for every goal, that its ratios are the ones its own columns imply, that the SBC histograms
-exist and are linked, and that the harness links pages, skips topics not written yet and reports failures.
+exist and are linked, and that the harness links pages, skips topics not written yet and reports failures. Every
+other topic runs once in quick mode in its own process and must write its page.
 """
 
 from __future__ import annotations
@@ -185,3 +186,21 @@ def test_harness_rejects_an_unknown_topic(fake_topics, tmp_path, capsys):
         run.main(["--only", "nonexistent", "--out", str(tmp_path)])
     assert error.value.code == 2
     assert "unknown topic(s) ['nonexistent']; valid topics: fake_ok, fake_missing, fake_broken" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("topic", [topic for topic in run.TOPICS if topic != "foundation"])
+def test_every_topic_runs_in_quick_mode_and_writes_its_page(topic, tmp_path):
+    """Each benchmark topic, as `python -m benchmarks.<topic> --quick` (its own process: some set device flags),
+    exits 0 and writes its page with the summary line the index reads, so no benchmark rots between `make bench`
+    runs. (The foundation topic runs in-process above.)"""
+    import os
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{topic}", "--quick", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=280,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = tmp_path / f"{topic}.md"
+    assert page.exists(), sorted(p.name for p in tmp_path.iterdir())
+    assert common.read_summary(page), page.read_text()[:500]
