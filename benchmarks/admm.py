@@ -74,13 +74,10 @@ def _quiet():
 
 # --------------------------------------------------------------------------------------------- 1. agent W2
 def linear_regression(num_agents, points, seed=0, dim=2, noise_sd=4.0, prior_variance=10.0):
-    """The paper's setting as quadratic agents: A_i = X_i^T X_i / s^2 + I / (lambda n), b_i = X_i^T y_i / s^2."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(num_agents, points, dim))
-    truth = rng.normal(size=dim) * 2.0
-    y = X @ truth + noise_sd * rng.normal(size=(num_agents, points))
-    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd ** 2 + np.eye(dim) / (prior_variance * num_agents)
-    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd ** 2
+    """The paper's setting as quadratic agents (`samplax.kernels.admm.regression_agents`) with the exact posterior."""
+    from samplax.kernels import admm
+
+    precision, linear = admm.regression_agents(num_agents, points, dim, seed, noise_sd, prior_variance)
     covariance = np.linalg.inv(precision.sum(0))
     return precision, linear, covariance @ linear.sum(0), covariance
 

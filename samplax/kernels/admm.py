@@ -70,6 +70,7 @@ __all__ = [
     "Exchange",
     "make_exchange",
     "QuadraticPotential",
+    "regression_agents",
     "quadratic_prox",
     "newton_prox",
     "ADMMState",
@@ -358,6 +359,20 @@ class QuadraticPotential(NamedTuple):
 
     precision: Any
     linear: Any
+
+
+def regression_agents(num_agents: int, points_per_agent: int = 50, dim: int = 2, seed: int = 0,
+                      noise_sd: float = 4.0, prior_variance: float = 10.0) -> QuadraticPotential:
+    """The paper's Bayesian linear regression split over agents (defaults: d = 2, noise sd 4, prior N(0, 10 I)
+    shared evenly): f_i(x) = ||y_i - X_i x||^2 / (2 s^2) + ||x||^2 / (2 lambda n) = x^T A_i x / 2 - b_i^T x + const,
+    A_i = X_i^T X_i / s^2 + I / (lambda n), b_i = X_i^T y_i / s^2 (numpy arrays, (n, d, d) and (n, d))."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(num_agents, points_per_agent, dim))
+    truth = rng.normal(size=dim) * 2.0
+    y = X @ truth + noise_sd * rng.normal(size=(num_agents, points_per_agent))
+    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd ** 2 + np.eye(dim) / (prior_variance * num_agents)
+    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd ** 2
+    return QuadraticPotential(precision, linear)
 
 
 def quadratic_prox():

@@ -14,18 +14,6 @@ NOISE_SD = 4.0
 PRIOR_VARIANCE = 10.0
 
 
-def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0):
-    """The paper's Bayesian linear regression (d = 2, noise sd 4, prior N(0, 10 I) split evenly): per agent
-    f_i(x) = ||y_i - X_i x||^2 / (2 * 16) + ||x||^2 / (2 * 10 n) = x^T A_i x / 2 - b_i^T x + const."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(num_agents, points_per_agent, dim))
-    truth = rng.normal(size=dim) * 2.0
-    y = X @ truth + NOISE_SD * rng.normal(size=(num_agents, points_per_agent))
-    precision = np.einsum("nmi,nmj->nij", X, X) / NOISE_SD ** 2 + np.eye(dim) / (PRIOR_VARIANCE * num_agents)
-    linear = np.einsum("nmi,nm->ni", X, y) / NOISE_SD ** 2
-    return precision, linear
-
-
 def posterior(precision, linear):
     covariance = np.linalg.inv(precision.sum(axis=0))
     return covariance @ linear.sum(axis=0), covariance
@@ -36,7 +24,7 @@ def run_sampler(graph, num_agents, *, noise="calibrated", solver="closed_form", 
     """Run D-ADMMS on one device; returns the kept network averages (keep, R, d), agent 0's iterates (keep, R, d),
     the dual sums (keep, R), and the problem."""
     if precision is None:
-        precision, linear = regression_agents(num_agents)
+        precision, linear = admm.regression_agents(num_agents, noise_sd=NOISE_SD, prior_variance=PRIOR_VARIANCE)
     topology = admm.make_topology(graph, num_agents)
     layout = admm.make_layout(num_agents)
     data = admm.QuadraticPotential(precision, linear)
