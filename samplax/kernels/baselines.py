@@ -78,10 +78,16 @@ def nuts_step(logdensity: Callable, params: NUTSParams, *, max_tree_depth: int =
 # ---------------------------------------------------------------------------------------------------------------------
 # Online Stan window adaptation (one step at a time, for drivers such as numpyro.infer.MCMC)
 class OnlineAdaptationState(NamedTuple):
-    step_size_state: Any
-    mass_matrix_state: Any
-    step_size: jnp.ndarray
-    inverse_mass_matrix: jnp.ndarray
+    step_size_state: Any    # BlackJAX's dual averaging state
+    mass_matrix_state: Any  # BlackJAX's mass matrix state (the inverse mass matrix in use + the Welford sums)
+
+    @property
+    def step_size(self):
+        return jnp.exp(self.step_size_state.log_step_size)
+
+    @property
+    def inverse_mass_matrix(self):
+        return self.mass_matrix_state.inverse_mass_matrix
 
 
 def online_window_adaptation(target_accept: float, is_mass_matrix_diagonal: bool = True):
@@ -102,28 +108,22 @@ def online_window_adaptation(target_accept: float, is_mass_matrix_diagonal: bool
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
 
     def init(position, initial_step_size):
-        mass_state = mm_init(position.size)
-        return OnlineAdaptationState(da_init(initial_step_size), mass_state, jnp.asarray(initial_step_size),
-                                     mass_state.inverse_mass_matrix)
+        return OnlineAdaptationState(da_init(initial_step_size), mm_init(position.size))
 
     def update(state, stage, position, acceptance_rate):
         stage_index, is_window_end = stage
         step_state = da_update(state.step_size_state, acceptance_rate)
         mass_state = jax.lax.cond(stage_index == 1, lambda m: mm_update(m, position), lambda m: m,
                                   state.mass_matrix_state)
-        state = OnlineAdaptationState(step_state, mass_state, jnp.exp(step_state.log_step_size),
-                                      state.inverse_mass_matrix)
+        state = OnlineAdaptationState(step_state, mass_state)
 
         def end_of_slow_window(state):
-            mass_state = mm_final(state.mass_matrix_state)
-            step_state = da_init(da_final(state.step_size_state))
-            return OnlineAdaptationState(step_state, mass_state, jnp.exp(step_state.log_step_size),
-                                         mass_state.inverse_mass_matrix)
+            return OnlineAdaptationState(da_init(da_final(state.step_size_state)), mm_final(state.mass_matrix_state))
 
         return jax.lax.cond(is_window_end, end_of_slow_window, lambda s: s, state)
 
     def final(state):
-        return jnp.exp(state.step_size_state.log_step_size_avg), state.mass_matrix_state.inverse_mass_matrix
+        return jnp.exp(state.step_size_state.log_step_size_avg), state.inverse_mass_matrix
 
     return init, update, final
 
@@ -157,8 +157,8 @@ def _mala_kernel(precondition: bool = True):
     (the forward proposal density is written with xi itself, so it costs no second residual). This is BlackJAX's
     MALA (which has no mass matrix) moved to z coordinates instead of run on a whitened log density: no change of
     variables per evaluation. One key gives d + 1 standard normals per step: xi and a last one, X, whose Phi(X) is the
-    exact uniform of the accept test (log Phi(X) <= log alpha), one counter-based hash per step instead of three
-    (split, normal, uniform). A non-finite log alpha (the proposal's log density or gradient is NaN or infinite) is
+    uniform of the accept test (accept when log alpha >= 0 or Phi(X) < alpha), one counter-based hash per step
+    instead of three (split, normal, uniform). A non-finite log alpha (the proposal's log density or gradient is NaN or infinite) is
     a divergence: the proposal is rejected.
     """
 
