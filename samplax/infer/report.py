@@ -1211,28 +1211,25 @@ def _num(value: Any, digits: int = 4) -> str:
     return np.format_float_positional(value, precision=digits, unique=False, fractional=False, trim="-")
 
 
-def _int(value: Any) -> str:
+def _as_number(value: Any, finite: Callable[[float], str], non_finite: Callable[[float], str]) -> str:
+    """``finite(x)`` or ``non_finite(x)`` of float(value); the escaped value itself when it is not a number."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         return _esc(value)
-    return f"{value:.0f}" if math.isfinite(value) else _num(value)
+    return finite(value) if math.isfinite(value) else non_finite(value)
+
+
+def _int(value: Any) -> str:
+    return _as_number(value, lambda x: f"{x:.0f}", _num)
 
 
 def _rhat(value: Any) -> str:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return _esc(value)
-    return f"{value:.3f}" if math.isfinite(value) else _num(value)
+    return _as_number(value, lambda x: f"{x:.3f}", _num)
 
 
 def _seconds(value: Any) -> str:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return _esc(value)
-    return "n/a" if not math.isfinite(value) else f"{value:.3g} s"
+    return _as_number(value, lambda x: f"{x:.3g} s", lambda x: "n/a")
 
 
 def _short_list(values: list, limit: int = 8) -> str:
