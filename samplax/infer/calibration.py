@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplax.models.bridge import build_target
+
 __all__ = ["SBCResult", "sbc"]
 
 
@@ -288,14 +290,11 @@ def sbc(
 
 def _model_structure(model, data, observed):
     """Map observed arguments to their sample sites, and list the latent sites with their shapes."""
-    from numpyro import handlers
-
-    trace = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(**data)
-    sample_sites = {name: site for name, site in trace.items() if site["type"] == "sample"}
-    observed_sites = {name: site for name, site in sample_sites.items() if site["is_observed"]}
-    latent_shapes = {
-        name: tuple(jnp.shape(site["value"])) for name, site in sample_sites.items() if not site["is_observed"]
-    }
+    target = build_target(model, data)
+    latent_shapes = {site.name: site.shape for site in target.sites}
+    latent_shapes.update({name: tuple(np.shape(target.discrete_start[name])) for name in target.discrete_sites})
+    observed_sites = {name: {"value": value} for name, value in target.observed.items()}
+    sample_sites = {**latent_shapes, **observed_sites}
     if not latent_shapes:
         raise ValueError("the model has no latent sample sites: there is nothing to calibrate")
 

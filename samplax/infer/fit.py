@@ -29,7 +29,7 @@ from samplax.infer.run import (COMPILED, Checkpoint, ChainRunner, chain_sharding
                                device_layout, progress_chunk_size)
 from samplax.models.bridge import Target, build_target
 
-__all__ = ["fit", "Fit", "Estimate", "resume", "load", "ConvergenceWarning"]
+__all__ = ["fit", "Fit", "Estimate", "resume", "load", "prior_predictive", "ConvergenceWarning"]
 
 PRECISIONS = ("float32", "float64")
 
@@ -91,25 +91,41 @@ class Fit:
                 f"sites={list(posterior.data_vars)})")
 
     def summary(self, var_names=None, **kwargs):
-        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``."""
+        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``; latent sites first."""
         from samplax.infer import diagnostics
 
         return diagnostics.summary(self.idata, sampling_seconds=self.timing.get("sampling_s"), var_names=var_names,
                                    **kwargs)
 
-    def warnings(self) -> list[str]:
-        """Stan-style plain-English warnings for this fit (empty when nothing looks wrong)."""
+    def warnings(self, var_names=None) -> list[str]:
+        """Stan-style plain-English warnings about the latent sites (empty when nothing looks wrong)."""
         from samplax.infer import diagnostics
 
-        return diagnostics.convergence_warnings(self.idata)
+        return diagnostics.convergence_warnings(self.idata, var_names=var_names)
 
-    def predict(self, seed: int = 0) -> az.InferenceData:
-        """Posterior predictive draws of every observed site, added to ``idata`` as ``posterior_predictive``."""
-        if self.target is None:
-            raise ValueError("predict() needs the model: this Fit was loaded from a file; refit, or use "
-                             "numpyro.infer.Predictive with fit.idata.posterior")
-        predictive = _posterior_predictive(self.target, self.idata.posterior, seed)
-        self.idata.add_groups(posterior_predictive=predictive)
+    def predict(self, model=None, data: dict | None = None, seed: int = 0) -> az.InferenceData:
+        """Posterior predictive draws of every observed site, added to ``idata`` as ``posterior_predictive``.
+
+        Runs ``numpyro.infer.Predictive`` on the posterior's latent sites. ``model`` is needed for a Fit loaded from
+        a file; ``data`` (default: the data of the fit, or for a loaded fit its ``constant_data``) predicts at other
+        inputs. The data keys passed as ``obs=`` are set to None, NumPyro's convention for predictive runs.
+        """
+        from samplax.models import predictive
+
+        model = model if model is not None else (self.target.model if self.target is not None else None)
+        if model is None:
+            raise ValueError("predict() needs the model: this Fit was loaded from a file; pass it: "
+                             "fit.predict(model=my_model) (and data= if the model needs inputs that are not in "
+                             "fit.idata.constant_data)")
+        if data is None:
+            data = self.target.data if self.target is not None else predictive.data_from_idata(self.idata)
+        observed_keys = (self.target.observed_data_keys if self.target is not None and data is self.target.data
+                         else json.loads(self.idata.attrs.get("observed_data_keys", "{}")))
+        groups = predictive.posterior_predictive(model, data, self.idata.posterior, seed=seed,
+                                                 observed_keys=observed_keys,
+                                                 latent=_site_list(self.idata, "latent_sites"))
+        # join="right": a second predict() (or one on a saved fit that had one) replaces the group
+        self.idata.extend(az.from_dict(posterior_predictive=groups, dims=_stored_dims(self.idata)), join="right")
         return self.idata
 
     def save(self, path: str):
@@ -121,11 +137,11 @@ class Fit:
         self.idata.to_netcdf(os.fspath(path))
         return path
 
-    def report(self, path: str):
-        """Write the self-contained HTML diagnostics report."""
+    def report(self, path: str, var_names=None):
+        """Write the self-contained HTML diagnostics report (``var_names`` limits it to those sites)."""
         from samplax.infer import report
 
-        return report.write_report(self, path)
+        return report.write_report(self, path, var_names=var_names)
 
 
 def load(path: str) -> Fit:
@@ -193,7 +209,7 @@ def _import_model(reference: str):
 def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts", chains: int = 4,
         warmup: int = 1000, draws: int = 1000, seed: int = 0, init: str | dict | None = None, precision: str | None = None, progress: bool = True,
         checkpoint: str | None = None, checkpoint_every: int | None = None, thin: int = 1,
-        log_likelihood: bool = True, **options: Any) -> Fit:
+        log_likelihood: bool = True, coords: dict | None = None, dims: dict | None = None, **options: Any) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
     Args:
@@ -204,7 +220,9 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
         warmup: adaptation steps, discarded (for variational methods: optimisation or tuning steps).
         draws: kept draws per chain (per repeat).
         seed: the same seed gives the same draws.
-        init: None/"uniform", "median", "prior", or a dict of constrained values per latent site.
+        init: NumPyro's init strategies: None/"uniform" (uniform on (-2, 2) in unconstrained space), "median",
+            "sample" (a prior draw), "feasible", or a dict of constrained values for some latent sites (the others
+            start uniform). Starts with a non-finite log density or gradient are redrawn up to 100 times.
         precision: "float32" or "float64" (scoped x64 mode; the global JAX flag is never flipped); None takes the
             method's default (float64 for mixflow, float32 otherwise).
         progress: show a progress bar (advanced between compiled chunks).
@@ -214,6 +232,9 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
         thin: keep every ``thin``-th transition (MCMC methods); ``draws`` counts the kept draws.
         log_likelihood: record the pointwise log-likelihood of every draw (for ``az.loo``); False saves its cost
             on large data sets.
+        coords: ArviZ coordinates, ``{dim name: labels}``.
+        dims: ArviZ dims, ``{variable: [dim names]}``; by default each site's dims are named from its plates, as
+            ``az.from_numpyro`` names them.
         **options: the method's own options (`samplax methods METHOD` lists them).
 
     Returns:
@@ -225,11 +246,12 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
     if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
         raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
     options = validate(method, options)
+    _check_coords_dims(coords, dims)
     model, data, model_ref = _resolve_model(model, data)
     settings = dict(method=method, chains=int(chains), warmup=int(warmup), draws=int(draws), seed=int(seed),
                     precision=precision, options=options, init=init if not isinstance(init, dict) else
                     {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref, thin=int(thin),
-                    log_likelihood=bool(log_likelihood))
+                    log_likelihood=bool(log_likelihood), coords=_jsonable(coords), dims=_jsonable(dims))
     with jax.enable_x64(precision == "float64"):
         target = build_target(model, data, seed=seed)
         return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
@@ -255,6 +277,7 @@ def resume(path: str, model=None, data: dict | None = None, *, progress: bool = 
     settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
                                          "init", "model_ref", "thin")}
     settings["log_likelihood"] = manifest.get("log_likelihood", True)
+    settings["coords"], settings["dims"] = manifest.get("coords"), manifest.get("dims")
     with jax.enable_x64(settings["precision"] == "float64"):
         target = build_target(model, data, seed=settings["seed"])
         return _fit_target(target, settings, progress=progress, checkpoint=path,
@@ -264,8 +287,7 @@ def resume(path: str, model=None, data: dict | None = None, *, progress: bool = 
 # ---------------------------------------------------------------------------------------------------------------------
 def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False) -> Fit:
     method = method_registry.get_method(settings["method"])
-    if method.gradient_based:
-        target.require_continuous(settings["method"])
+    target.require_supported(settings["method"], unsupported_features(method))
     keys = jax.random.split(jax.random.key(settings["seed"]), 3)
     if isinstance(method, method_registry.MCMCMethod):
         result = _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming)
@@ -281,6 +303,11 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
     for message in fit_.warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return fit_
+
+
+def unsupported_features(method) -> tuple[str, ...]:
+    """The model features a registered method refuses (its schema's, plus discrete sites for gradient methods)."""
+    return tuple(method.schema.unsupported) + (("discrete_latent",) if method.gradient_based else ())
 
 
 def _finish_fn(target: Target, log_likelihood: bool = True):
@@ -473,35 +500,91 @@ def _assemble(target: Target, settings: dict, result: dict) -> az.InferenceData:
             attrs[name] = json.dumps([estimate.value, estimate.se])
     for name, value in result.get("extra", {}).items():
         attrs[f"extra_{name}"] = json.dumps(np.asarray(value).tolist())
+    attrs.update(_site_attrs(target))
     stats = {name: np.asarray(value) for name, value in result["sample_stats"].items()}
     groups = dict(posterior=result["posterior"], sample_stats=stats)
     if result["log_likelihood"]:
         groups["log_likelihood"] = result["log_likelihood"]
+    return _inference_data(target, groups, attrs, settings.get("coords"), settings.get("dims"))
+
+
+def _site_attrs(target: Target) -> dict:
+    """What a loaded fit needs to tell latent from deterministic sites and to rebuild the model's data."""
+    return {"latent_sites": json.dumps(list(target.site_names) + list(target.discrete_sites)),
+            "deterministic_sites": json.dumps(list(target.deterministic_shapes)),
+            "observed_data_keys": json.dumps(target.observed_data_keys),
+            "data_mode": target.data_mode}
+
+
+def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims=None) -> az.InferenceData:
+    """InferenceData with the model's observed and constant data, dims named from plates as az.from_numpyro does.
+
+    ``dims`` given by the user override the plate names of the sites they name; ``coords`` label dims.
+    """
     if target.observed:
         groups["observed_data"] = {k: np.asarray(v) for k, v in target.observed.items()}
-    idata = az.from_dict(**groups, attrs=attrs)
-    return idata
+    constant = target.constant_data()
+    if constant:
+        groups["constant_data"] = constant
+    merged = {**target.dims, **(dims or {})}
+    ndim = {}
+    for group, variables in groups.items():
+        offset = 0 if group in ("observed_data", "constant_data") else 2
+        for name, value in variables.items():
+            ndim[name] = np.ndim(value) - offset
+    # a plate name list longer than the value's axes (a site broadcast inside its plates) is dropped, not guessed
+    merged = {name: list(names) for name, names in merged.items() if name in ndim and len(names) <= ndim[name]}
+    return az.from_dict(**groups, attrs=attrs, dims=merged, coords=dict(coords or {}))
 
 
-def _posterior_predictive(target: Target, posterior, seed: int) -> dict:
-    from numpyro import handlers
+def _jsonable(mapping):
+    """coords/dims as JSON-able lists (they go into the checkpoint manifest)."""
+    return None if mapping is None else {k: np.asarray(v).tolist() for k, v in mapping.items()}
 
-    names = [site.name for site in target.sites if site.name in posterior]
-    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    params = {name: jnp.asarray(posterior[name].values.reshape((chains * draws,) + posterior[name].shape[2:]))
-              for name in names}
 
-    class _Unobserve(handlers.Messenger):
-        def process_message(self, msg):
-            if msg["type"] == "sample" and msg["is_observed"]:
-                msg["is_observed"] = False
-                msg["value"] = None
+def _site_list(idata, attr: str) -> list[str] | None:
+    return json.loads(idata.attrs[attr]) if attr in idata.attrs else None
 
-    def one(key, values):
-        model = handlers.seed(handlers.substitute(_Unobserve(target.model), data=values), key)
-        tr = handlers.trace(model).get_trace(**target.data)
-        return {name: tr[name]["value"] for name in target.observed}
 
-    keys = jax.random.split(jax.random.key(seed), chains * draws)
-    out = jax.jit(jax.vmap(one))(keys, params)
-    return {name: np.asarray(v).reshape((chains, draws) + v.shape[1:]) for name, v in out.items()}
+def _stored_dims(idata) -> dict:
+    """The dims of the observed sites as stored (what posterior_predictive variables are named with)."""
+    if "observed_data" not in idata.groups():
+        return {}
+    return {name: list(da.dims) for name, da in idata["observed_data"].data_vars.items()}
+
+
+def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: int = 500, seed: int = 0,
+                     coords: dict | None = None, dims: dict | None = None) -> az.InferenceData:
+    """Draws from the prior and the prior predictive distribution (``numpyro.infer.Predictive``).
+
+    Returns an InferenceData with ``prior`` (latent and deterministic sites), ``prior_predictive`` (observed
+    sites), ``observed_data`` and ``constant_data``, dims named from plates. A model with a flat prior is refused.
+    """
+    from samplax.models import predictive
+
+    for name, value, minimum in (("draws", draws, 1), ("seed", seed, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    _check_coords_dims(coords, dims)
+    model, data, _ = _resolve_model(model, data)
+    target = build_target(model, data, seed=seed)
+    groups = predictive.prior_predictive(target, draws=int(draws), seed=int(seed))
+    attrs = {"inference_library": "samplax", "versions": json.dumps(_versions()), "seed": int(seed),
+             **_site_attrs(target)}
+    return _inference_data(target, groups, attrs, coords, dims)
+
+
+def _check_coords_dims(coords, dims):
+    """coords: {dim: labels}; dims: {variable: [dim names]} (ArviZ's meaning), checked before any tracing."""
+    if coords is not None:
+        if not isinstance(coords, dict):
+            raise ValueError(f"coords must be a dict {{dim name: list of labels}}, got {type(coords).__name__}")
+        for name, labels in coords.items():
+            if not isinstance(name, str) or np.ndim(labels) != 1:
+                raise ValueError(f"coords[{name!r}] must be a 1-d list of labels, got {labels!r}")
+    if dims is not None:
+        if not isinstance(dims, dict):
+            raise ValueError(f"dims must be a dict {{variable: list of dim names}}, got {type(dims).__name__}")
+        for name, names in dims.items():
+            if isinstance(names, str) or not all(isinstance(n, str) for n in np.atleast_1d(names)):
+                raise ValueError(f"dims[{name!r}] must be a list of dim names, got {names!r}")

@@ -22,8 +22,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.util import potential_energy
-from numpyro.primitives import Messenger
 
 from samplax.infer import distributed
 from samplax.infer.methods import DirectMethod, DirectResult, register_method
@@ -59,7 +57,7 @@ ADMM_SCHEMA = MethodSchema(
                choices=("auto", "closed_form", "newton")),
         Option("newton_steps", int, 5, "damped Newton steps per proximal solve (warm-started)", minimum=1),
         *_COMMON[3:],
-    ))
+    ), unsupported=("no_observation_plate",))
 
 DSGLD_SCHEMA = MethodSchema(
     "dsgld", "mcmc",
@@ -71,7 +69,7 @@ DSGLD_SCHEMA = MethodSchema(
         Option("batch_size", int, None, "minibatch per agent and step (default: the whole shard)", minimum=1,
                allow_none=True),
         *_COMMON[3:],
-    ))
+    ), unsupported=("no_observation_plate",))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -131,7 +129,7 @@ class AgentProblem:
             in_slots = False
         self.shards = shards
         self.num_agents = num_agents
-        log_prior = shard_log_prior(target, shards)
+        log_prior = shards.shard_log_prior
         loglik = shards.shard_loglik
 
         def likelihood_potential(z, shard):
@@ -184,35 +182,6 @@ class AgentProblem:
         if not everyone_ok:
             return None
         return kernel.QuadraticPotential(np.asarray(hess), np.asarray(linear))
-
-
-class _HideObserved(Messenger):
-    """Masks the model's observed sites (by name) out of the log density, leaving the prior and the transforms'
-    Jacobians (which NumPyro adds as observed factor sites of its own, hence the names)."""
-
-    def __init__(self, fn, names):
-        self.names = frozenset(names)
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["type"] == "sample" and msg["name"] in self.names:
-            msg["fn"] = msg["fn"].mask(False)
-
-
-def shard_log_prior(target, shards):
-    """``log_prior(z, shard)``: the log prior on the flat unconstrained vector (Jacobians included), evaluated with
-    one agent's shard as the data, so an agent never touches observations other than its own (the prior itself
-    does not depend on them). Equals ``target.log_prior(z)``."""
-    split_keys = [key for key in shards.data if key != "mask"]
-    shared = {key: value for key, value in target.data.items() if key not in split_keys}
-    model, args, unravel = _HideObserved(target.model, target.observed), target.args, target.unravel
-
-    def log_prior(z, shard):
-        data = dict(shared)
-        data.update({key: shard[key] for key in split_keys})
-        return -potential_energy(model, args, data, unravel(z))
-
-    return log_prior
 
 
 def agent_problem(target, options: dict) -> AgentProblem:

@@ -39,7 +39,6 @@ import numpyro.distributions as dist
 import optax
 from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer import util as numpyro_util
 from numpyro.infer.autoguide import AutoDiagonalNormal
 from numpyro.infer.initialization import init_to_value
 
@@ -231,8 +230,7 @@ class MixFlowApproximation:
 
         def one(site_values):
             z = target.unconstrain(site_values)
-            log_joint, _ = numpyro_util.log_density(target.model, target.args, target.data, site_values)
-            return z, target.logdensity(z) - log_joint
+            return z, target.logdensity(z) - target.log_joint(site_values)
 
         with jax.enable_x64(True):
             z, log_jacobian = jax.device_get(jax.jit(jax.vmap(one))(flat))

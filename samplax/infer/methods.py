@@ -175,7 +175,7 @@ register_method(DirectMethod(
                             minimum=0.05, maximum=0.99),
                      Option("num_mcmc_steps", int, 10, "HMC moves per tempering step", minimum=1),
                      Option("num_integration_steps", int, 5, "leapfrog steps per HMC move", minimum=1),
-                 )),
+                 ), unsupported=("improper_prior",)),
     _smc_run,
 ))
 

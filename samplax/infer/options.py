@@ -15,7 +15,7 @@ __all__ = ["Option", "MethodSchema", "register", "schema", "methods", "validate"
 
 # Names that fit() itself takes: never method options.
 COMMON_ARGUMENTS = ("model", "data", "method", "chains", "warmup", "draws", "seed", "init", "precision", "progress",
-                    "checkpoint", "checkpoint_every", "thin", "log_likelihood")
+                    "checkpoint", "checkpoint_every", "thin", "log_likelihood", "coords", "dims")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +57,17 @@ class MethodSchema:
     description: str
     options: tuple[Option, ...]
     precision: str = "float32"  # the default of fit(precision=None); mixflow needs float64
+    # model features (samplax.models.bridge.Target.features) the method refuses before compilation; gradient
+    # methods also refuse discrete latent sites
+    unsupported: tuple[str, ...] = ()
 
     def defaults(self) -> dict:
         return {option.name: option.default for option in self.options}
 
     def describe(self) -> str:
         lines = [f"{self.name}: {self.description}"]
+        if self.unsupported:
+            lines.append(f"  refuses models with: {', '.join(self.unsupported)}")
         for option in self.options:
             extra = f" one of {list(option.choices)}" if option.choices else ""
             lines.append(f"  {option.name} ({option.type.__name__}, default {option.default!r}){extra}: {option.help}")

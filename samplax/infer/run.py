@@ -17,7 +17,6 @@ mentions exists, so a killed run leaves a consistent checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -26,6 +25,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from samplax.models.bridge import data_fingerprint
 
 __all__ = ["chunk_size_for", "ChainRunner", "CompiledCache", "COMPILED", "Checkpoint", "CHECKPOINT_FORMAT_VERSION", "chain_sharding",
            "data_fingerprint"]
@@ -163,20 +164,6 @@ class CompiledCache:
 
 
 COMPILED = CompiledCache()
-
-
-def data_fingerprint(data: dict) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(data):
-        value = data[key]
-        digest.update(key.encode())
-        if value is None:
-            digest.update(b"None")
-            continue
-        array = np.asarray(value)
-        digest.update(str(array.dtype).encode() + str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
 
 
 def _atomic_write(path: str, write: Callable):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -28,19 +29,28 @@ from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.infer import util as npu
+from numpyro.infer.initialization import init_to_feasible, init_to_median, init_to_sample, init_to_uniform, init_to_value
 
 __all__ = [
     "Site",
     "Target",
+    "UnsupportedModelError",
     "Composite",
     "LegendreSpec",
     "Shards",
     "FactorGraph",
     "build_target",
+    "data_fingerprint",
     "INIT_STRATEGIES",
 ]
 
-INIT_STRATEGIES = ("uniform", "median", "prior")
+INIT_STRATEGIES = ("uniform", "median", "sample", "feasible")
+_INIT_ALIASES = {"prior": "sample"}  # the name samplax used before NumPyro's
+INIT_ATTEMPTS = 100  # redraws per chain before giving up, as numpyro.infer.util.find_valid_initial_params
+# what JAX raises when a model reads traced data as a Python value (int(n), if y.max() > 0, np.asarray(y))
+CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
+                         jax.errors.TracerBoolConversionError, jax.errors.TracerArrayConversionError)
+DATA_MODES = ("arguments", "constants")
 _BATCH_LOGDENSITY: dict = {}
 
 
@@ -55,6 +65,19 @@ class Site:
     stop: int
     distribution: str
     discrete: bool
+
+
+class UnsupportedModelError(ValueError):
+    """A method refuses a model because of a feature it does not support (raised before any compilation).
+
+    ``feature`` is one of `Target.features`'s names; ``method`` the method's name.
+    """
+
+    def __init__(self, method: str, feature: str, detail: str = ""):
+        self.method = method
+        self.feature = feature
+        super().__init__(f"method '{method}' does not support models with the feature '{feature}'"
+                         + (f": {detail}" if detail else ""))
 
 
 class LegendreSpec(NamedTuple):
@@ -86,8 +109,10 @@ class Composite(NamedTuple):
 class Shards(NamedTuple):
     """The data split along the observation plate into ``num_agents`` padded, masked shards.
 
-    ``prior_logdensity(z)`` and ``shard_loglik(z, shard)`` act on the flat unconstrained vector; ``shard`` is one
-    element of ``data`` (a pytree whose leaves have a leading agent axis) and carries its own ``mask``.
+    ``prior_logdensity(z)``, ``shard_loglik(z, shard)`` and ``shard_log_prior(z, shard)`` act on the flat
+    unconstrained vector; ``shard`` is one element of ``data`` (a pytree whose leaves have a leading agent axis) and
+    carries its own ``mask``. ``shard_log_prior`` equals ``prior_logdensity`` but reads only the agent's own shard
+    (the observed sites masked out), so an agent never touches other agents' observations.
     """
 
     num_agents: int
@@ -96,6 +121,7 @@ class Shards(NamedTuple):
     shard_loglik: Callable
     data: dict
     sizes: np.ndarray
+    shard_log_prior: Callable
 
 
 class FactorGraph(NamedTuple):
@@ -114,6 +140,72 @@ def _site_discrete(site) -> bool:
     return bool(getattr(fn, "is_discrete", False)) or site.get("infer", {}).get("enumerate") is not None
 
 
+class _HideObserved(handlers.Messenger):
+    """Masks the named observed sites out of the log density, leaving the prior and the transforms' Jacobians."""
+
+    def __init__(self, fn, names):
+        self.names = frozenset(names)
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.names:
+            msg["fn"] = msg["fn"].mask(False)
+
+
+def _is_latent(site) -> bool:
+    return site["type"] == "sample" and not site["is_observed"] and not site.get("infer", {}).get("is_auxiliary")
+
+
+def _is_observation(site) -> bool:
+    """An observed sample site that is data, not a ``numpyro.factor`` term (a Unit distribution)."""
+    return (site["type"] == "sample" and site["is_observed"] and not site.get("infer", {}).get("is_auxiliary")
+            and not isinstance(site["fn"], dist.distribution.Unit))
+
+
+def _observed_data_keys(data: dict, observed_sites) -> dict[str, str]:
+    """Data key -> observed site name, for the keys the model passes as ``obs=`` (the same array, or equal)."""
+    found = {}
+    for key, value in data.items():
+        if value is None or isinstance(value, (str, bool, int, float)):
+            continue
+        for name, site in observed_sites:
+            obs = site["value"]
+            if obs is value or (np.shape(obs) == np.shape(value) and np.array_equal(np.asarray(obs), np.asarray(value),
+                                                                                  equal_nan=True)):
+                found[key] = name
+                break
+    return found
+
+
+def _plate_dims(trace) -> dict[str, list[str]]:
+    """Dimension names of each sample and deterministic site, exactly as ``az.from_numpyro`` infers them: the names
+    of the site's plates ordered by their dim, then ``infer={"event_dims": [...]}`` (other axes stay unnamed)."""
+    dims = {}
+    for name, site in trace.items():
+        if site["type"] not in ("sample", "deterministic"):
+            continue
+        batch = [frame.name for frame in sorted(site.get("cond_indep_stack", []), key=lambda frame: frame.dim)]
+        event = list(site.get("infer", {}).get("event_dims", []))
+        if batch or event:
+            dims[name] = batch + event
+    return dims
+
+
+def data_fingerprint(data: dict) -> str:
+    """SHA-256 of the data's keys, dtypes, shapes and bytes (Python scalars by their repr)."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        value = data[key]
+        digest.update(key.encode())
+        if value is None or isinstance(value, str):
+            digest.update(repr(value).encode())
+            continue
+        array = np.asarray(value)
+        digest.update(str(array.dtype).encode() + str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def _base_dist(fn):
     while isinstance(fn, (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)):
         fn = fn.base_dist
@@ -125,71 +217,105 @@ def _support_name(support) -> str:
 
 
 class Target:
-    """What a kernel needs from a (model, data) pair. Build it with `build_target`."""
+    """What a kernel needs from a (model, data) pair. Build it with `build_target`.
+
+    Shapes and supports come from one trace of the model with NumPyro's ``init_to_uniform`` substituted at every
+    continuous latent site, as ``numpyro.infer.util.initialize_model`` does: the prior is never sampled (flat priors
+    have no sampler), and argument validation is off for that trace (a uniform draw may give a distribution invalid
+    parameters; such points are redrawn by `init`).
+
+    Data reach compiled programs in one of two ways (``data_mode``): as arguments (the default: one compiled program
+    serves every data set of the same shapes) or, when the model reads its data as Python values (``int(n)``,
+    ``K = int(y.max()) + 1``, ``if evidence[i] ...``) and tracing with array arguments fails, as NumPy constants
+    closed over by the program, keyed by a fingerprint of the data.
+    """
 
     def __init__(self, model, data: dict, *, args: tuple = (), seed: int = 0):
         self.model = model
         self.args = tuple(args)
         self.data = dict(data)
-        key = jax.random.key(seed)
-        prototype = self._prototype_trace(key)
+        self.data_mode = "arguments"
+        prototype = self._prototype_trace(jax.random.key(seed))
         self._trace = prototype
-        latent = [
-            (name, s)
-            for name, s in prototype.items()
-            if s["type"] == "sample" and not s["is_observed"] and not s.get("infer", {}).get("is_auxiliary")
-        ]
+        latent = [(name, s) for name, s in prototype.items() if _is_latent(s)]
         self.discrete_sites = tuple(name for name, s in latent if _site_discrete(s))
-        self.observed = {name: np.asarray(s["value"]) for name, s in prototype.items() if s["type"] == "sample" and s["is_observed"]}
+        self.discrete_start = {name: prototype[name]["value"] for name in self.discrete_sites}
+        observed_sites = [(name, s) for name, s in prototype.items() if _is_observation(s)]
+        self.observed = {name: np.asarray(s["value"]) for name, s in observed_sites}
+        self.observed_data_keys = _observed_data_keys(self.data, observed_sites)
         self.deterministic_shapes = {name: tuple(jnp.shape(s["value"])) for name, s in prototype.items() if s["type"] == "deterministic"}
+        self.improper_sites = tuple(name for name, s in latent if isinstance(_base_dist(s["fn"]), dist.ImproperUniform))
+        self.factor_sites = tuple(name for name, s in prototype.items() if s["type"] == "sample" and s["is_observed"]
+                                  and not _is_observation(s))
+        self.dims = _plate_dims(prototype)
         continuous = [(name, s) for name, s in latent if name not in self.discrete_sites]
         self.sites: tuple[Site, ...] = ()
         self.dim = 0
-        if not continuous:
-            self._unravel = None
-            return
-        self._transforms = {name: dist.biject_to(s["fn"].support) for name, s in continuous}
-        unconstrained = {name: self._transforms[name].inv(s["value"]) for name, s in continuous}
-        flat, self._unravel = ravel_pytree(unconstrained)
-        self.dim = int(flat.shape[0])
-        sites, start = [], 0
-        for name, s in continuous:
-            size = int(np.size(unconstrained[name]))
-            sites.append(
-                Site(name, tuple(jnp.shape(s["value"])), s["fn"].support, start, start + size,
-                     type(_base_dist(s["fn"])).__name__, False)
-            )
-            start += size
-        # ravel_pytree orders dict leaves by key; re-derive offsets in that order so slices are right.
-        order = sorted(sites, key=lambda site: site.name)
-        offset, fixed = 0, {}
-        for site in order:
-            size = site.stop - site.start
-            fixed[site.name] = dataclasses.replace(site, start=offset, stop=offset + size)
-            offset += size
-        self.sites = tuple(fixed[name] for name, _ in continuous)
-        self.dtype = flat.dtype
+        self.dtype = jnp.zeros(()).dtype
+        self._unravel = None
+        if continuous:
+            self._transforms = {name: dist.biject_to(s["fn"].support) for name, s in continuous}
+            unconstrained = {name: self._transforms[name].inv(s["value"]) for name, s in continuous}
+            flat, self._unravel = ravel_pytree(unconstrained)
+            self.dim = int(flat.shape[0])
+            self.dtype = flat.dtype
+            # ravel_pytree orders dict leaves by key: the slices follow that order, the sites the model's order
+            offsets, offset = {}, 0
+            for name in sorted(unconstrained):
+                size = int(np.size(unconstrained[name]))
+                offsets[name] = (offset, offset + size)
+                offset += size
+            self.sites = tuple(Site(name, tuple(jnp.shape(s["value"])), s["fn"].support, *offsets[name],
+                                    type(_base_dist(s["fn"])).__name__, False) for name, s in continuous)
+        self.data_mode = self._choose_data_mode()
+        if self.data_mode == "arguments":
+            self.data = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in self.data.items()}
 
     # ----------------------------------------------------------------------------------------------
     # tracing helpers
-    def _prototype_trace(self, key):
-        model = handlers.seed(self.model, key)
+    def _prototype_trace(self, key, init_fn=None):
+        model = handlers.substitute(handlers.seed(self.model, key), substitute_fn=init_fn or init_to_uniform(radius=2))
         try:
-            with handlers.block():
-                tr = handlers.trace(model).get_trace(*self.args, **self.data)
+            with handlers.block(), numpyro.validation_enabled(False):
+                return handlers.trace(model).get_trace(*self.args, **self.data)
         except TypeError as err:
             raise ValueError(
                 f"calling the model with the data failed: {err}. The model is called as model(**data): the data "
                 "keys must be the model's argument names."
             ) from err
-        return tr
+
+    def _choose_data_mode(self) -> str:
+        """"arguments" when the model traces with its array data as abstract arguments, else "constants"."""
+        arrays = {k: jnp.asarray(v) for k, v in self.data.items() if isinstance(v, (np.ndarray, jax.Array))}
+        if not arrays:
+            return "arguments"
+        z = jnp.zeros(self.dim, self.dtype)
+        try:
+            jax.eval_shape(lambda data, z: self.with_data(data)._log_joint(z), arrays, z)
+        except CONCRETIZATION_ERRORS:
+            return "constants"
+        return "arguments"
+
+    def _log_joint(self, z):
+        """The log joint at ``z`` (no Jacobian), discrete sites at their prototype values: one model trace."""
+        values = {name: self._transforms[name](value) for name, value in self._unravel(z).items()} if self.dim else {}
+        return self.log_joint(values)
+
+    def log_joint(self, values: dict):
+        """Log joint density at constrained site values (no Jacobian); discrete sites not given keep the values of
+        the first trace."""
+        return npu.log_density(self.model, self.args, self.data, {**self.discrete_start, **values})[0]
 
     def data_arrays(self) -> dict:
-        """The array-valued data: what compiled functions take as arguments (Python scalars stay static)."""
+        """The array data that compiled functions take as arguments: none when the data are constants."""
+        if self.data_mode == "constants":
+            return {}
         return {k: v for k, v in self.data.items() if isinstance(v, jax.Array)}
 
     def static_data_key(self) -> tuple:
         """A hashable summary of everything in the data that is baked into a compiled program."""
+        if self.data_mode == "constants":
+            return ("constants", data_fingerprint(self.data))
         return tuple(sorted((k, repr(v)) for k, v in self.data.items() if not isinstance(v, jax.Array)))
 
     def with_data(self, arrays: dict) -> "Target":
@@ -197,6 +323,36 @@ class Target:
         clone = copy.copy(self)
         clone.data = {**self.data, **arrays}
         return clone
+
+    def constant_data(self) -> dict:
+        """The data that are neither observed values nor None (the ``constant_data`` group of InferenceData)."""
+        return {k: np.asarray(v) for k, v in self.data.items()
+                if k not in self.observed_data_keys and v is not None and not isinstance(v, str)
+                and np.asarray(v).dtype.kind in "biuf"}
+
+    def features(self) -> frozenset:
+        """What the model has that a method may not support (see `samplax.infer.options.MethodSchema.unsupported`).
+
+        ``continuous_latent``, ``discrete_latent``, ``improper_prior`` (a flat prior: no prior draws exist),
+        ``factor`` (a ``numpyro.factor`` term), ``no_observation_plate`` (no observed site inside a plate: nothing
+        to shard), ``no_observations``.
+        """
+        found = set()
+        if self.dim:
+            found.add("continuous_latent")
+        if self.discrete_sites:
+            found.add("discrete_latent")
+        if self.improper_sites:
+            found.add("improper_prior")
+        if self.factor_sites:
+            found.add("factor")
+        if not self.observed:
+            found.add("no_observations")
+        try:
+            _observation_plate_size(self._trace)
+        except ValueError:
+            found.add("no_observation_plate")
+        return frozenset(found)
 
     @property
     def site_names(self) -> tuple[str, ...]:
@@ -241,8 +397,7 @@ class Target:
     def log_likelihood(self, z) -> dict:
         """Pointwise log-likelihood of each observed site at ``z`` (shape of the observed value)."""
         tr = self._trace_at(z)
-        return {name: s["fn"].log_prob(s["value"]) for name, s in tr.items()
-                if s["type"] == "sample" and s["is_observed"]}
+        return {name: s["fn"].log_prob(s["value"]) for name, s in tr.items() if _is_observation(s)}
 
     def log_prior(self, z):
         """Log prior on the flat unconstrained vector (Jacobians included): log joint minus log-likelihood."""
@@ -262,84 +417,143 @@ class Target:
     # ----------------------------------------------------------------------------------------------
     # starting points
     def init(self, key, num_chains: int, strategy: str | dict | None = None):
-        """``num_chains`` flat unconstrained starting points, checked to have a finite log density.
+        """``num_chains`` flat unconstrained starting points whose log density and gradient are finite.
 
-        ``strategy``: None or "uniform" (NumPyro's default: uniform on (-2, 2) in unconstrained space), "median",
-        "prior" (a draw from the prior), or a dict of constrained values for every latent site (all chains start there).
+        ``strategy`` is one of NumPyro's init strategies: None or "uniform" (``init_to_uniform(radius=2)``: uniform
+        on (-2, 2) in unconstrained space), "median" (``init_to_median``), "sample" (``init_to_sample``, a prior
+        draw; flat priors fall back to uniform), "feasible" (``init_to_feasible``: unconstrained zero), or a dict of
+        constrained values for some or all latent sites (``init_to_value``; the others start uniform). Like
+        ``numpyro.infer.util.find_valid_initial_params``, a chain whose start has a non-finite log density or
+        gradient is redrawn, up to `INIT_ATTEMPTS` times; then the error names the sites whose log-probability is
+        not finite.
         """
         if self.dim == 0:
             raise ValueError("the model has no continuous latent sites to sample")
+        init_fn, deterministic = self._init_strategy(strategy)
+        value_and_grad = self._batch_value_and_grad()
+        data = self.data_arrays()
+        positions = self._draw_positions(jax.random.split(key, num_chains), init_fn)
+        for attempt in range(1, INIT_ATTEMPTS + 1):
+            values, grads = map(np.asarray, value_and_grad(data, jnp.asarray(positions, self.dtype)))
+            bad = ~(np.isfinite(values) & np.isfinite(grads).all(axis=-1))
+            if not bad.any():
+                return jnp.asarray(positions, dtype=self.dtype)
+            if deterministic:
+                break
+            keys = jax.random.split(jax.random.fold_in(key, attempt), num_chains)
+            positions[bad] = self._draw_positions(keys[np.flatnonzero(bad)], init_fn)
+        self.check_initial_point(jnp.asarray(positions[np.flatnonzero(bad)[0]], self.dtype),
+                                 attempts=1 if deterministic else INIT_ATTEMPTS)
+        raise AssertionError("unreachable")  # check_initial_point raises
+
+    def _init_strategy(self, strategy):
+        """(NumPyro init function or None for the vectorised uniform draw, whether every draw is the same)."""
         if isinstance(strategy, dict):
-            z0 = self.unconstrain(strategy)
-            self.check_initial_point(z0)
-            return jnp.broadcast_to(z0, (num_chains, self.dim))
-        strategy = strategy or "uniform"
+            values = self._check_init_values(strategy)
+            return init_to_value(values=values), len(values) == len(self.sites)
+        strategy = _INIT_ALIASES.get(strategy, strategy or "uniform")
         if strategy not in INIT_STRATEGIES:
             raise ValueError(f"init={strategy!r} is not a valid strategy; use one of {list(INIT_STRATEGIES)} or a "
                              "dict of constrained values per site")
-        batch_logdensity = self._batch_logdensity()
-        logdensity = lambda positions: batch_logdensity(self.data_arrays(), positions)  # noqa: E731
-        if strategy == "median":
-            init_fn = numpyro.infer.init_to_median(num_samples=15)
-        elif strategy == "prior":
-            init_fn = numpyro.infer.init_to_sample()
-        else:
-            init_fn = None
-        keys = jax.random.split(key, num_chains)
-        positions = np.stack([np.asarray(self._draw_init(k, init_fn)) for k in keys]) if init_fn else \
-            np.asarray(jax.random.uniform(key, (num_chains, self.dim), minval=-2.0, maxval=2.0))
-        for attempt in range(100):
-            bad = ~np.isfinite(np.asarray(logdensity(jnp.asarray(positions))))
-            if not bad.any():
-                return jnp.asarray(positions, dtype=self.dtype)
-            key, sub = jax.random.split(key)
-            redraw = jax.random.uniform(sub, (int(bad.sum()), self.dim), minval=-2.0, maxval=2.0)
-            positions[bad] = np.asarray(redraw)
-        self.check_initial_point(jnp.asarray(positions[bad][0]))
-        raise AssertionError("unreachable")  # check_initial_point raises
+        return {"uniform": (None, False), "median": (init_to_median(num_samples=15), False),
+                "sample": (init_to_sample, False), "feasible": (init_to_feasible, True)}[strategy]
 
-    def _batch_logdensity(self):
-        """A jitted log density over many points, shared by every target of the same model and data shapes."""
+    def _check_init_values(self, values: dict) -> dict:
+        """Init values as arrays of the sites' shapes, inside their supports; names every problem."""
+        unknown = [name for name in values if name not in self.site_names]
+        if unknown:
+            raise ValueError(f"init names {unknown}, which are not continuous latent sites of the model; the sites "
+                             f"are {list(self.site_names)}")
+        checked = {}
+        for site in self.sites:
+            if site.name not in values:
+                continue
+            try:
+                value = jnp.asarray(values[site.name], dtype=self.dtype)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"site '{site.name}': init value {values[site.name]!r} is not numeric ({err})") \
+                    from None
+            if value.shape != site.shape:
+                try:
+                    value = jnp.broadcast_to(value, site.shape)
+                except ValueError:
+                    raise ValueError(f"site '{site.name}': init value has shape {value.shape}, the model expects "
+                                     f"{site.shape}") from None
+            if not bool(np.all(np.asarray(site.support.check(value)))):
+                raise ValueError(f"site '{site.name}': init value {np.asarray(value)!r} is outside its support "
+                                 f"{site.support}; pass a value inside it or drop the site from init")
+            checked[site.name] = value
+        return checked
+
+    def _draw_positions(self, keys, init_fn) -> np.ndarray:
+        """One start per key, as a writable (len(keys), dim) array."""
+        if init_fn is None:  # init_to_uniform(radius=2) on the flat unconstrained vector, vectorised
+            draw = jax.vmap(lambda k: jax.random.uniform(k, (self.dim,), self.dtype, minval=-2.0, maxval=2.0))
+            return np.array(draw(keys))
+        return np.stack([np.asarray(self._draw_init(k, init_fn)) for k in keys])
+
+    def _batch_value_and_grad(self):
+        """Jitted log density and gradient over many points, shared by every target of the same model and data."""
         key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites))
         if key not in _BATCH_LOGDENSITY:
-            _BATCH_LOGDENSITY[key] = jax.jit(lambda data, z: jax.vmap(self.with_data(data).logdensity)(z))
+            _BATCH_LOGDENSITY[key] = jax.jit(
+                lambda data, z: jax.vmap(jax.value_and_grad(self.with_data(data).logdensity))(z))
         return _BATCH_LOGDENSITY[key]
 
     def _draw_init(self, key, init_fn):
-        with handlers.block():
-            seeded = handlers.seed(self.model, key)
-            values = {}
-            tr = handlers.trace(handlers.substitute(seeded, substitute_fn=init_fn)).get_trace(*self.args, **self.data)
-            for site in self.sites:
-                values[site.name] = tr[site.name]["value"]
-        return self.unconstrain(values)
+        tr = self._prototype_trace(key, init_fn)
+        return self.ravel_unconstrained({site.name: self._transforms[site.name].inv(tr[site.name]["value"])
+                                         for site in self.sites})
 
-    def check_initial_point(self, z):
-        """Raise a ValueError naming the site whose log-probability is not finite at ``z``."""
-        value = float(self.logdensity(z))
-        if np.isfinite(value):
+    def check_initial_point(self, z, attempts: int = 1):
+        """Raise a ValueError naming the sites whose log-probability (or gradient) is not finite at ``z``."""
+        value, grad = jax.value_and_grad(self.logdensity)(z)
+        value = float(value)
+        tried = f" after {attempts} draws" if attempts > 1 else ""
+        if np.isfinite(value) and np.isfinite(np.asarray(grad)).all():
             return
+        if np.isfinite(value):
+            raise ValueError(f"the gradient of the log density is not finite at every start{tried}; check the "
+                             "model for operations without a derivative there (sqrt(0), log(0)), or pass init values")
         params = self.constrain(z)
         culprits = []
         for name, lp in self.site_log_probs(z).items():
             if not np.isfinite(float(lp)):
                 site_value = params.get(name, self.observed.get(name))
                 culprits.append(f"site '{name}': log-probability is {float(lp)} at value {np.asarray(site_value)!r}")
-        detail = "; ".join(culprits) or "the log density is not finite (a factor or a Jacobian)"
+        detail = "; ".join(culprits) or "the log density is not finite (a Jacobian or a deterministic computation)"
         raise ValueError(
-            f"initial log-density is {value}: {detail}. Pass init values inside each site's support "
+            f"initial log-density is {value}{tried}: {detail}. Pass init values inside each site's support "
             "(fit(..., init={...})) or use init='median'."
         )
 
     # ----------------------------------------------------------------------------------------------
     # checks
+    def require_supported(self, method: str, unsupported) -> None:
+        """Raise `UnsupportedModelError` if the model has a feature in ``unsupported`` (before any compilation)."""
+        present = self.features()
+        for feature in unsupported:
+            if feature in present:
+                raise UnsupportedModelError(method, feature, self._feature_detail(feature))
+
     def require_continuous(self, method: str):
-        if self.discrete_sites:
-            raise ValueError(
-                f"method '{method}' needs gradients but the model has discrete latent sites "
-                f"{list(self.discrete_sites)}; marginalise them (e.g. MixtureSameFamily or "
-                "numpyro.contrib.funsor enumeration) or use method='gibbs'/'meta_gibbs'"
-            )
+        self.require_supported(method, ("discrete_latent",))
+
+    def _feature_detail(self, feature: str) -> str:
+        return {
+            "discrete_latent": f"it needs gradients but the model has discrete latent sites "
+                               f"{list(self.discrete_sites)}; marginalise them (e.g. MixtureSameFamily or "
+                               "numpyro.contrib.funsor enumeration) or use method='gibbs'/'meta_gibbs'",
+            "improper_prior": f"it starts from draws of the prior, and the sites {list(self.improper_sites)} have "
+                              "improper (flat) priors; give them proper priors or use method='nuts'",
+            "continuous_latent": f"it samples discrete sites only, and the model has continuous latent sites "
+                                 f"{list(self.site_names)}; use method='nuts' or 'gibbs'",
+            "no_observation_plate": "it splits the observations across agents, and the model has no observed site "
+                                    "inside a numpyro.plate; put the observations in a plate or use method='nuts'",
+            "no_observations": "it needs observed data, and the model observes nothing",
+            "factor": f"it cannot evaluate numpyro.factor terms ({list(self.factor_sites)}) the way it needs; use "
+                      "method='nuts'",
+        }.get(feature, "")
 
     # ----------------------------------------------------------------------------------------------
     # composite view for Bregman proximal kernels
@@ -479,9 +693,17 @@ class Target:
                     total = total + jnp.sum(jnp.where(mask, lp, 0.0))
             return total
 
+        prior_model = _HideObserved(model, self.observed)
+
+        def shard_log_prior(z, shard):
+            data = dict(shared)
+            data.update({k: shard[k] for k in split_keys})
+            return -npu.potential_energy(prior_model, args, data, unravel(z))
+
         data = dict(stacked)
         data["mask"] = mask
-        return Shards(num_agents, int(num_observations or plate_size), target.log_prior, shard_loglik, data, sizes)
+        return Shards(num_agents, int(num_observations or plate_size), target.log_prior, shard_loglik, data, sizes,
+                      shard_log_prior)
 
     # ----------------------------------------------------------------------------------------------
     # discrete sites
@@ -564,19 +786,19 @@ def check_data(model, data) -> dict:
             raise ValueError(f"data keys {unknown} are not arguments of the model; it takes {list(params)}")
     converted = {}
     for key, value in data.items():
-        if value is None or isinstance(value, (bool, int, float, str)):
+        if value is None or isinstance(value, (bool, int, str)):
             converted[key] = value
             continue
         try:
             array = np.asarray(value)
         except ValueError:
             raise ValueError(f"data '{key}' is ragged (rows of different lengths); pass a rectangular array") from None
-        if array.ndim == 0 and array.dtype != object:
-            converted[key] = array.item()  # a scalar stays a Python scalar (it may size a plate)
+        if array.ndim == 0 and array.dtype.kind in "biu":
+            converted[key] = array.item()  # an integer scalar stays a Python int (it may size a plate)
             continue
         if array.dtype == object:
             raise ValueError(f"data '{key}' is not a numeric array (ragged or mixed types); pass a rectangular array")
-        converted[key] = jnp.asarray(array)
+        converted[key] = array
     return converted
 
 

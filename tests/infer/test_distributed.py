@@ -275,7 +275,6 @@ def test_a_killed_peer_ends_the_job(tmp_path):
 def test_shard_prior_equals_the_targets_prior():
     """Agents evaluate the prior on their own shard only (observed sites masked out by name); it must equal
     Target.log_prior (full data) including the Jacobian of a constrained site (sigma > 0 here)."""
-    from samplax.infer.method_admm import shard_log_prior
     from samplax.models import zoo
 
     entry = zoo.get("sparse_regression")
@@ -284,5 +283,5 @@ def test_shard_prior_equals_the_targets_prior():
         shards = target.shards(3)
         z = jax.random.normal(jax.random.key(0), (target.dim,))
         expected = float(jax.jit(target.log_prior)(z))
-        values = np.asarray(jax.jit(jax.vmap(shard_log_prior(target, shards), in_axes=(None, 0)))(z, shards.data))
+        values = np.asarray(jax.jit(jax.vmap(shards.shard_log_prior, in_axes=(None, 0)))(z, shards.data))
     np.testing.assert_allclose(values, expected, rtol=1e-12)

@@ -27,7 +27,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from samplax.models.zoo.base import Reference, ZooModel, check_positive_int, concrete, rng
+from samplax.models.zoo.base import Reference, ZooModel, check_positive_int, rng
 
 __all__ = [
     "GRID_NETWORK",
@@ -54,10 +54,9 @@ def site_name(row: int, col: int) -> str:
 
 
 def _check_tables(cpt) -> np.ndarray:
-    table = concrete(cpt)
-    if table is None:
-        raise ValueError("argument 'cpt': the grid network needs concrete conditional tables (not traced by jit)")
-    table = np.asarray(table, dtype=float)
+    # read on the host, as a user's model would: traced tables raise JAX's TracerArrayConversionError, and samplax's
+    # bridge then passes the data as constants
+    table = np.asarray(cpt, dtype=float)
     if table.ndim != 3 or table.shape[2] != 4 or table.shape[0] < 1 or table.shape[1] < 1:
         raise ValueError(f"argument 'cpt': expected shape (rows, cols, 4) of P(x = 1 | up, left) at index "
                          f"2 * up + left, got {table.shape}")
@@ -69,11 +68,7 @@ def _check_tables(cpt) -> np.ndarray:
 def _check_evidence(evidence, shape) -> np.ndarray:
     if evidence is None:
         return np.full(shape, -1, dtype=np.int64)
-    values = concrete(evidence)
-    if values is None:
-        raise ValueError("argument 'evidence': the grid network needs concrete evidence (which nodes are observed "
-                         "is decided when the model is traced)")
-    values = np.asarray(values)
+    values = np.asarray(evidence)  # which nodes are observed is decided when the model is traced: host values
     if values.shape != shape:
         raise ValueError(f"argument 'evidence': expected shape {shape} (one entry per node), got {values.shape}")
     if not np.all(np.isin(values, (-1, 0, 1))):

@@ -1,0 +1,240 @@
+"""Models written the way NumPyro users write them: flat priors, data read as Python values, -inf regions, plates
+with names, predictive runs. Each statistical check has an exact answer; tolerances are 4 Monte Carlo standard errors
+(ArviZ's MCSE) for means and 10 % for standard deviations (their estimation error is about sd / sqrt(2 ESS), under
+2 % at the ESS these runs reach, so 10 % is over 5 standard errors)."""
+
+import json
+
+import arviz as az
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from jax import numpy as jnp
+from numpyro.distributions import constraints
+
+import samplax
+from samplax.models.bridge import UnsupportedModelError, build_target
+
+RUN = dict(chains=4, warmup=500, draws=500, seed=0, progress=False)
+
+
+def assert_moments(fit, name, mean, sd, index=()):
+    """Posterior mean within 4 MCSE of ``mean`` and posterior sd within 10 % of ``sd`` (component ``index``)."""
+    draws = fit.idata.posterior[name]
+    summary = az.summary(fit.idata, var_names=[name], kind="all")
+    row = summary.iloc[int(np.ravel_multi_index(index, draws.shape[2:])) if index else 0]
+    values = draws.values.reshape(draws.shape[:2] + (-1,))[..., int(np.ravel_multi_index(index, draws.shape[2:]))
+                                                           if index else 0]
+    assert abs(values.mean() - mean) < 4 * row["mcse_mean"], (name, index, values.mean(), mean, row["mcse_mean"])
+    assert abs(values.std() / sd - 1) < 0.10, (name, index, values.std(), sd)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def flat_prior_mean(y, sigma=2.0):
+    """Stan's default: no prior statement, so a flat prior on the real line."""
+    mu = numpyro.sample("mu", dist.ImproperUniform(constraints.real, (), ()))
+    with numpyro.plate("obs", len(y)):
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+def test_flat_prior_gives_the_likelihood_posterior():
+    """mu | y ~ N(mean(y), sigma / sqrt(n)) under a flat prior: NumPyro initialises with init_to_uniform, so does
+    samplax (a prior draw does not exist)."""
+    y = np.random.default_rng(3).normal(1.5, 2.0, size=50)
+    fit = samplax.fit(flat_prior_mean, {"y": y}, **RUN)
+    assert_moments(fit, "mu", y.mean(), 2.0 / np.sqrt(50))
+    assert fit.idata.posterior["mu"].dims == ("chain", "draw")
+
+
+def counts_model(counts):
+    """Data read as Python values: the total count and the number of categories."""
+    categories = int(counts.shape[0])
+    p = numpyro.sample("p", dist.Dirichlet(jnp.ones(categories)))
+    numpyro.sample("counts", dist.Multinomial(int(counts.sum()), p), obs=counts)
+
+
+def test_data_read_as_python_values_runs_with_data_as_constants():
+    """int(counts.sum()) cannot be traced with the data as arguments: samplax closes over them instead, records the
+    mode, and the posterior is the exact Dirichlet(1 + counts)."""
+    counts = np.array([10, 20, 30])
+    fit = samplax.fit(counts_model, {"counts": counts}, **RUN)
+    assert fit.idata.attrs["data_mode"] == "constants"
+    alpha = 1.0 + counts
+    mean = alpha / alpha.sum()
+    sd = np.sqrt(alpha * (alpha.sum() - alpha) / (alpha.sum() ** 2 * (alpha.sum() + 1)))
+    for k in range(3):
+        assert_moments(fit, "p", mean[k], sd[k], index=(k,))
+
+
+def test_data_mode_is_keyed_on_the_data():
+    """Closed-over data are part of the compiled program, so other counts must give another posterior."""
+    a = build_target(counts_model, {"counts": np.array([10, 20, 30])})
+    b = build_target(counts_model, {"counts": np.array([30, 20, 10])})
+    assert a.data_mode == b.data_mode == "constants"
+    assert a.static_data_key() != b.static_data_key()
+    plain = build_target(flat_prior_mean, {"y": np.ones(5)})
+    assert plain.data_mode == "arguments" and plain.data_arrays()
+
+
+def half_normal_by_factor():
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    numpyro.factor("positive", jnp.where(x > 0, 0.0, -jnp.inf))
+
+
+def test_minus_infinity_region_half_normal():
+    """A factor that is -inf for x < 0 turns N(0, 1) into a half-normal: mean sqrt(2/pi), sd sqrt(1 - 2/pi).
+    Half of the uniform starts are in the -inf region and are redrawn; divergences at the wall are expected."""
+    target = build_target(half_normal_by_factor, {})
+    starts = target.init(jax.random.key(0), 64)
+    assert (np.asarray(starts) > 0).all()
+    assert target.factor_sites == ("positive",) and not target.observed
+    with pytest.warns(samplax.ConvergenceWarning):
+        fit = samplax.fit(half_normal_by_factor, {}, chains=4, warmup=500, draws=1000, seed=1, progress=False)
+    assert_moments(fit, "x", np.sqrt(2 / np.pi), np.sqrt(1 - 2 / np.pi))
+    assert "log_likelihood" not in fit.idata.groups()  # a factor is not an observation
+
+
+def test_all_starts_invalid_names_the_site():
+    def impossible():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.factor("wall", jnp.where(x > 100.0, 0.0, -jnp.inf))
+
+    with pytest.raises(ValueError, match=r"after 100 draws.*site 'wall'"):
+        build_target(impossible, {}).init(jax.random.key(0), 2)
+
+
+def gp_poisson(x, k):
+    """posteriordb's gp_pois_regr: a latent GP through exp into a Poisson rate (a uniform start can overflow exp)."""
+    rho = numpyro.sample("rho", dist.Gamma(25.0, 4.0))
+    alpha = numpyro.sample("alpha", dist.HalfNormal(2.0))
+    f_tilde = numpyro.sample("f_tilde", dist.Normal(jnp.zeros(len(x)), 1.0).to_event(1))
+    cov = alpha**2 * jnp.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / rho**2) + 1e-6 * jnp.eye(len(x))
+    f = numpyro.deterministic("f", jnp.linalg.cholesky(cov) @ f_tilde)
+    numpyro.sample("k", dist.Poisson(jnp.exp(f)), obs=k)
+
+
+def test_gp_poisson_initialises():
+    x = np.linspace(-10, 10, 11)
+    k = np.array([40, 37, 29, 12, 4, 3, 9, 19, 77, 82, 33])
+    target = build_target(gp_poisson, {"x": x, "k": k})
+    starts = target.init(jax.random.key(0), 8)
+    logdensity = np.asarray(jax.vmap(target.logdensity)(starts))
+    assert np.isfinite(logdensity).all() and target.dim == 13
+
+
+def test_init_strategies_are_numpyros():
+    target = build_target(flat_prior_mean, {"y": np.ones(5)})
+    for strategy in ("uniform", "median", "sample", "feasible", "prior"):
+        starts = np.asarray(target.init(jax.random.key(1), 3, strategy))
+        assert starts.shape == (3, 1) and np.isfinite(starts).all()
+        assert (np.abs(starts) <= 2).all()  # a flat prior has no draws: median and sample fall back to uniform
+    np.testing.assert_array_equal(np.asarray(target.init(jax.random.key(1), 2, "feasible")), 0.0)
+    with pytest.raises(ValueError, match=r"init names \['nu'\].*\['mu'\]"):
+        target.init(jax.random.key(0), 1, {"nu": 1.0})
+    positive = build_target(lambda: numpyro.sample("s", dist.HalfNormal(1.0)), {})
+    with pytest.raises(ValueError, match=r"site 's'.*outside its support"):
+        positive.init(jax.random.key(0), 1, {"s": -1.0})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def schools_by_group(group, x, y=None):
+    """A hierarchical regression with named plates, a derived (deterministic) mean and categories from the data."""
+    num_groups = int(group.max()) + 1
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfNormal(2.0))
+    with numpyro.plate("groups", num_groups):
+        a = numpyro.sample("a", dist.Normal(mu, tau))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("obs", len(x)):
+        m = numpyro.deterministic("m", a[group] + b * x)
+        numpyro.sample("y", dist.Normal(m, sigma), obs=y)
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    rng = np.random.default_rng(1)
+    group = rng.integers(0, 4, 40)
+    x = rng.normal(size=40)
+    data = {"group": group, "x": x, "y": rng.normal(0.5 * group + x, 0.5)}
+    fit = samplax.fit(schools_by_group, data, chains=2, warmup=200, draws=100, seed=0, progress=False,
+                      coords={"groups": ["w", "x", "y", "z"]}, dims={"b": ["slope"]})
+    return fit, data
+
+
+def test_dims_are_named_from_plates_as_arviz_names_them(grouped):
+    from arviz.data.io_numpyro import infer_dims
+
+    fit, data = grouped
+    expected = infer_dims(schools_by_group, (), data)
+    for group in ("posterior", "log_likelihood", "observed_data"):
+        for name, da in fit.idata[group].data_vars.items():
+            site_dims = [d for d in da.dims if d not in ("chain", "draw")]
+            if name in expected:
+                assert site_dims == expected[name], (group, name)
+    assert fit.idata.posterior["a"].coords["groups"].values.tolist() == ["w", "x", "y", "z"]
+    assert fit.idata.posterior["b"].dims == ("chain", "draw")  # dims for a scalar site are ignored, as in ArviZ
+    assert sorted(fit.idata.constant_data.data_vars) == ["group", "x"]
+    np.testing.assert_array_equal(fit.idata.constant_data["group"].values, data["group"])
+    assert json.loads(fit.idata.attrs["deterministic_sites"]) == ["m"]
+    assert json.loads(fit.idata.attrs["observed_data_keys"]) == {"y": "y"}
+
+
+def test_bad_coords_and_dims_are_refused_before_tracing():
+    with pytest.raises(ValueError, match="coords must be a dict"):
+        samplax.fit(flat_prior_mean, {"y": np.ones(3)}, coords=["obs"], progress=False)
+    with pytest.raises(ValueError, match=r"dims\['y'\] must be a list"):
+        samplax.fit(flat_prior_mean, {"y": np.ones(3)}, dims={"y": "obs"}, progress=False)
+
+
+def test_predict_after_load_needs_only_the_model(grouped, tmp_path):
+    fit, data = grouped
+    path = fit.save(tmp_path / "fit.nc")
+    loaded = samplax.load(path)
+    with pytest.raises(ValueError, match="pass it: fit.predict"):
+        loaded.predict()
+    idata = loaded.predict(model=schools_by_group, seed=2)
+    predicted = idata.posterior_predictive["y"]
+    assert predicted.dims == ("chain", "draw", "obs") and predicted.shape == (2, 100, 40)
+    # y_rep | theta ~ N(m, sigma): standardised residuals of the replicates are N(0, 1)
+    post = loaded.idata.posterior
+    z = (predicted - post["m"]) / post["sigma"]
+    assert abs(float(z.mean())) < 4 / np.sqrt(z.size) and abs(float(z.std()) - 1) < 0.05
+    again = fit.predict(seed=2)  # the live fit gives the same draws from the same seed
+    np.testing.assert_allclose(again.posterior_predictive["y"].values, predicted.values, rtol=1e-5)
+
+
+def conjugate(y=None, n=10):
+    mu = numpyro.sample("mu", dist.Normal(1.0, 2.0))
+    with numpyro.plate("obs", n):
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_prior_predictive_moments_and_groups():
+    """mu ~ N(1, 2) and y_i | mu ~ N(mu, 1): prior mean 1, sd 2; prior predictive mean 1, sd sqrt(5)."""
+    draws = 4000
+    idata = samplax.prior_predictive(conjugate, {"y": np.zeros(10)}, draws=draws, seed=0)
+    assert {"prior", "prior_predictive", "observed_data"} <= set(idata.groups())
+    mu = idata.prior["mu"].values.ravel()
+    y = idata.prior_predictive["y"]
+    assert y.dims == ("chain", "draw", "obs") and y.shape == (1, draws, 10)
+    assert abs(mu.mean() - 1.0) < 4 * 2.0 / np.sqrt(draws) and abs(mu.std() / 2.0 - 1) < 0.05
+    first = y.values[..., 0].ravel()
+    assert abs(first.mean() - 1.0) < 4 * np.sqrt(5 / draws) and abs(first.std() / np.sqrt(5) - 1) < 0.05
+    with pytest.raises(ValueError, match=r"\['mu'\] have improper"):
+        samplax.prior_predictive(flat_prior_mean, {"y": np.ones(3)})
+
+
+def test_methods_refuse_unsupported_features_before_compiling():
+    with pytest.raises(UnsupportedModelError, match="improper_prior") as info:
+        samplax.fit(flat_prior_mean, {"y": np.ones(5)}, method="smc", progress=False)
+    assert info.value.feature == "improper_prior" and info.value.method == "smc"
+
+    def no_plate(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    with pytest.raises(UnsupportedModelError, match="no_observation_plate"):
+        samplax.fit(no_plate, {"y": 1.0}, method="admm", progress=False)
