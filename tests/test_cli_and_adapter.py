@@ -102,3 +102,120 @@ def test_numpyro_adapter_runs_inside_mcmc(kernel):
     sd = float(np.std(draws[site]))
     assert abs(estimate - float(reference.mean[site])) < 4 * sd / np.sqrt(ess)
     assert abs(sd / float(reference.sd[site]) - 1) < 0.15
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# summary, --var-names, --summary-rows, --coords and --dims
+def derived_fit(chains=2, draws=200, size=60):
+    """A hand-built fit: latent mu and tau, a deterministic p of `size` values (recorded as fit.py records them)."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    posterior = {"p": rng.normal(size=(chains, draws, size)), "mu": rng.normal(size=(chains, draws)),
+                 "tau": rng.normal(size=(chains, draws))}
+    attrs = {"method": "nuts", "options": "{}", "deterministic_sites": json.dumps(["p"]),
+             "timing": json.dumps({"sampling_s": 2.0})}
+    idata = az.from_dict(posterior=posterior, sample_stats={"diverging": np.zeros((chains, draws), bool)},
+                         attrs=attrs)
+    return samplax.infer.fit.Fit(idata)
+
+
+def test_summary_lists_latent_sites_first_and_caps_long_tables(capsys):
+    """62 rows capped at 10: the latent rows, then 8 deterministic rows under their heading, then a note with the
+    number of rows left out and how to see them; 0 prints every row; var_names picks sites."""
+    import io
+
+    out = io.StringIO()
+    cli.print_summary(derived_fit(), max_rows=10, file=out)
+    text = out.getvalue()
+    lines = text.splitlines()
+    labels = {"mu", "tau"} | {f"p[{i}]" for i in range(60)}
+    rows = [line.split()[0] for line in lines if line and line.split()[0] in labels]
+    assert rows == ["mu", "tau"] + [f"p[{i}]" for i in range(8)]
+    heading = lines.index("deterministic sites (functions of the latent sites: reported, not judged):")
+    assert lines[heading + 2].startswith("p[0]") and lines[heading - 1].startswith("tau")
+    assert ("... 52 of 62 rows left out, 52 of them deterministic: --summary-rows 0 prints them all, --var-names "
+            "mu,tau picks sites.") in lines
+    assert any(line.startswith("Deterministic sites (p: 60 values) are functions of the latent") for line in lines)
+    everything = io.StringIO()
+    cli.print_summary(derived_fit(), max_rows=0, file=everything)
+    assert "p[59]" in everything.getvalue() and "left out" not in everything.getvalue()
+    picked = io.StringIO()
+    cli.print_summary(derived_fit(), var_names=["tau"], file=picked)
+    assert picked.getvalue().split()[:10] == ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "mcse_sd", "ess_bulk",
+                                               "ess_tail", "r_hat", "ess_bulk_per_s"]
+    assert "tau" in picked.getvalue() and "mu " not in picked.getvalue() and "Deterministic" not in picked.getvalue()
+
+
+def test_report_command_filters_with_var_names(tmp_path, capsys):
+    """`samplax report fit.nc --var-names` writes a report of those sites only; an unknown name exits 2 and lists
+    the valid ones; a blank list is bad usage."""
+    path = tmp_path / "fit.nc"
+    derived_fit().save(path)
+    out = tmp_path / "mu.html"
+    assert cli.main(["report", str(path), "--out", str(out), "--var-names", "mu", "--quiet"]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "<th>mu</th>" in page and "<th>tau</th>" not in page and "p[0]" not in page
+    assert cli.main(["report", str(path), "--out", str(tmp_path / "x.html"), "--var-names", "mu,nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variable(s) ['nope']" in err and "['mu', 'p', 'tau']" in err
+    assert cli.main(["report", str(path), "--var-names", " , "]) == 2
+    assert "--var-names expects site names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, content, message", [
+    ("--coords", None, "coords file {path!r} does not exist"),
+    ("--coords", "{'school': [1]}", "coords file {path!r} is not valid JSON"),
+    ("--coords", '["a", "b"]', "coords file {path!r} must hold a JSON object of dimension name -> list of labels"),
+    ("--coords", '{"school": {"a": 1}}', "coords file {path!r}: the entry 'school' must be a list of labels"),
+    ("--coords", '{"school": ["a", ["b"]]}', "coords file {path!r}: the entry 'school' must be a list"),
+    ("--dims", None, "dims file {path!r} does not exist"),
+    ("--dims", "not json", "dims file {path!r} is not valid JSON"),
+    ("--dims", '"theta"', "dims file {path!r} must hold a JSON object of site name -> list of dimension names"),
+    ("--dims", '{"theta": "school"}', "dims file {path!r}: the entry 'theta' must be a list of dimension names"),
+    ("--dims", '{"theta": ["school", 2]}', "dims file {path!r}: the entry 'theta' must be a list"),
+])
+def test_coords_and_dims_file_errors_name_the_file(tmp_path, capsys, flag, content, message):
+    path = str(tmp_path / "labels.json")
+    if content is not None:
+        (tmp_path / "labels.json").write_text(content)
+    assert cli.main(["fit", "normal_normal", flag, path, "--quiet", "--out", str(tmp_path / "fit.nc")]) == 2
+    assert message.format(path=path) in capsys.readouterr().err
+    assert not (tmp_path / "fit.nc").exists()  # refused before any fitting
+
+
+def test_fit_with_coords_dims_var_names_and_summary_rows(tmp_path, capsys):
+    """A real CLI fit: coords and dims from files label the saved InferenceData; --summary-rows caps the printed
+    table with a note; --var-names filters the summary and the warnings; an unknown name exits 2 after saving."""
+    (tmp_path / "model.py").write_text(
+        "import numpyro, numpyro.distributions as dist\n"
+        "def model(N, y=None):\n"
+        "    mu = numpyro.sample('mu', dist.Normal(0, 10))\n"
+        "    with numpyro.plate('obs', N):\n"
+        "        numpyro.deterministic('fitted', mu * 1.0 + 0.0 * y)\n"
+        "        numpyro.sample('y', dist.Normal(mu, 1), obs=y)\n")
+    (tmp_path / "data.json").write_text(json.dumps({"N": 30, "y": np.linspace(1.0, 3.0, 30).tolist()}))
+    (tmp_path / "coords.json").write_text(json.dumps({"unit": [f"u{i}" for i in range(30)]}))
+    (tmp_path / "dims.json").write_text(json.dumps({"fitted": ["unit"], "y": ["unit"]}))
+    common = ["fit", f"{tmp_path / 'model.py'}:model", "--data", str(tmp_path / "data.json"), "--method", "mala",
+              "--chains", "2", "--warmup", "100", "--draws", "100", "--coords", str(tmp_path / "coords.json"),
+              "--dims", str(tmp_path / "dims.json")]
+    out = tmp_path / "fit.nc"
+    assert cli.main(common + ["--out", str(out), "--summary-rows", "5"]) == 0, capsys.readouterr().err
+    printed, err = capsys.readouterr()
+    # 200 MALA draws: mu's ESS is below 400, so a warning, printed once by the CLI (not as a Python warning), and
+    # never about the deterministic site
+    assert "samplax: warning: Bulk ESS is below 400 for 1 parameter(s) (lowest: mu" in err
+    assert "ConvergenceWarning" not in err and "fitted" not in err
+    assert "... 26 of 31 rows left out" in printed and "--summary-rows 0 prints them all" in printed
+    assert printed.split("\n", 2)[1].startswith("mu ")  # the latent site comes first
+    assert "Deterministic sites (fitted: 30 values) are functions of the latent sites" in printed
+    posterior = samplax.load(out).idata.posterior
+    assert list(posterior["fitted"].dims) == ["chain", "draw", "unit"]
+    assert posterior["fitted"].coords["unit"].values.tolist()[:2] == ["u0", "u1"]
+    assert cli.main(common + ["--out", str(tmp_path / "mu.nc"), "--var-names", "mu", "--summary-rows", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "mu " in printed and "fitted" not in printed and "left out" not in printed
+    assert cli.main(common + ["--out", str(tmp_path / "sigma.nc"), "--var-names", "sigma"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variable(s) ['sigma']" in err and "the fit was saved" in err and (tmp_path / "sigma.nc").exists()

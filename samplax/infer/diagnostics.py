@@ -23,6 +23,15 @@ ESS, R-hat, MCSE, PSIS and E-BFMI come from ArviZ (``az.summary``, ``az.ess``, `
 - ``compare_to_reference`` / ``compare_log_evidence``: estimates against known answers in units of their
   Monte Carlo standard error.
 - ``convergence_warnings``: Stan-style plain-English warnings, each naming the problem and the next step.
+- ``site_roles`` / ``deterministic_note``: which posterior sites are latent (sampled) and which deterministic
+  (functions of the latent sites, ``numpyro.deterministic``), and the one line that describes the latter.
+
+Latent and deterministic sites: a deterministic site is a function of the latent sites, so its R-hat and ESS say
+nothing about whether the sampler converged that the latent sites do not already say, and a 150-element derived
+vector would otherwise flood the warnings. ``convergence_warnings`` and the report's verdict judge latent sites only;
+``deterministic_note`` describes the deterministic ones in one informational line; ``summary`` lists latent sites
+first, then deterministic ones. A fit records its deterministic sites as ``attrs["deterministic_sites"]`` (a JSON list
+of names); without that attribute (old files, other libraries' InferenceData) every posterior variable is latent.
 
 Weighted and i.i.d. draws (variational, importance-sampling and SMC methods: ``sample_stats.log_weight``
 present, or ``attrs["draws_kind"]`` in ``{"iid", "weighted"}``) are judged by their importance weights, not by
@@ -47,6 +56,8 @@ import xarray as xr
 
 __all__ = [
     "summary",
+    "site_roles",
+    "deterministic_note",
     "importance_diagnostics",
     "kernel_stein_discrepancy",
     "compare_to_reference",
@@ -66,13 +77,16 @@ def summary(
     idata: Any,
     *,
     sampling_seconds: float | None = None,
-    var_names: list[str] | None = None,
+    var_names: str | list[str] | None = None,
     hdi_prob: float = 0.94,
     round_to: int | str | None = None,
 ) -> pd.DataFrame:
     """ArviZ's summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``.
 
-    ``round_to`` is passed to ``az.summary`` (None: ArviZ's default rounding; ``"none"``: unrounded).
+    Rows list the latent sites first, then the deterministic ones (see ``site_roles``), each group in the
+    posterior's order. ``var_names`` (a site name or a list of them) keeps only those sites, in the same order; an
+    unknown name is a ``ValueError`` that lists the posterior's sites. ``round_to`` is passed to ``az.summary``
+    (None: ArviZ's default rounding; ``"none"``: unrounded).
 
     ``sampling_seconds`` is the wall time of the sampling phase (warm-up excluded); when it is None it is read
     from the attributes if present (samplax's ``attrs["timing"]["sampling_s"]``, or ArviZ's posterior
@@ -91,10 +105,10 @@ def summary(
                 f"sampling_seconds must be a positive number of seconds, got {sampling_seconds!r}; "
                 "pass the sampling wall time (for example fit.timing['sampling_s']) or None"
             )
-    _check_var_names(posterior, var_names)
+    latent, deterministic = site_roles(idata, var_names=var_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = az.summary(idata, var_names=var_names, hdi_prob=hdi_prob, kind="all", round_to=round_to)
+        table = az.summary(posterior[latent + deterministic], hdi_prob=hdi_prob, kind="all", round_to=round_to)
     seconds = np.nan if sampling_seconds is None else sampling_seconds
     table["ess_bulk_per_s"] = table["ess_bulk"] / seconds
     return table
@@ -368,12 +382,53 @@ def draws_kind(idata: Any) -> str:
     return "weighted" if _log_weights(idata) is not None else "mcmc"
 
 
+def site_roles(idata: Any, var_names: str | list[str] | None = None) -> tuple[list[str], list[str]]:
+    """``(latent_names, deterministic_names)``: the posterior's sites split by role, each in the posterior's order.
+
+    Deterministic sites are those named in ``attrs["deterministic_sites"]`` (a JSON list of names, recorded by
+    ``samplax.fit``; on the InferenceData or its posterior group); names there that the posterior lacks are
+    ignored. Without the attribute (old files, other libraries' InferenceData) every posterior variable is latent.
+    ``var_names`` (a site name or a list of them) keeps only those sites; an unknown name is a ``ValueError`` that
+    lists the valid ones.
+    """
+    posterior = _posterior(idata)
+    selected = _check_var_names(posterior, var_names)
+    deterministic_attr = _deterministic_attr(idata, posterior)
+    names = [str(name) for name in posterior.data_vars if selected is None or name in selected]
+    latent = [name for name in names if name not in deterministic_attr]
+    deterministic = [name for name in names if name in deterministic_attr]
+    return latent, deterministic
+
+
+def _deterministic_attr(idata: Any, posterior: xr.Dataset) -> set[str]:
+    for attrs in (getattr(idata, "attrs", None) or {}, posterior.attrs):
+        value = attrs.get("deterministic_sites")
+        if value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    f"attrs['deterministic_sites'] must be a JSON list of site names, got {value!r}"
+                ) from None
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+            raise ValueError(f"attrs['deterministic_sites'] must be a JSON list of site names, got {value!r}")
+        return set(value)
+    return set()
+
+
 def convergence_warnings(
     idata: Any,
     *,
     ess_threshold: float = 400,
     rhat_threshold: float = 1.01,
     bfmi_threshold: float = 0.3,
+    var_names: str | list[str] | None = None,
 ) -> list[str]:
     """Plain-English warnings about a fit, each naming the problem and the next step. Empty when all is well.
 
@@ -381,19 +436,20 @@ def convergence_warnings(
     bulk or tail ESS below ``ess_threshold``, E-BFMI below ``bfmi_threshold`` (when ``sample_stats.energy``
     exists). Weighted draws: importance-weight ESS below ``ess_threshold`` and Pareto k-hat above 0.7. I.i.d.
     draws: fewer than ``ess_threshold`` draws. Any kind: non-finite draws. The kind comes from ``draws_kind``.
+
+    Only latent sites are judged (``site_roles``): deterministic sites are functions of them, and
+    ``deterministic_note`` describes them in one informational line instead. ``var_names`` (a site name or a list
+    of them) restricts the per-site checks (non-finite draws, R-hat, ESS) to those sites; the checks of the whole
+    run (divergences, E-BFMI, importance weights, the number of i.i.d. draws) concern every site and always apply.
     """
     posterior = _posterior(idata)
-    if not ess_threshold > 0:
-        raise ValueError(f"ess_threshold must be positive, got {ess_threshold!r}")
-    if not rhat_threshold > 1.0:
-        raise ValueError(f"rhat_threshold must exceed 1, got {rhat_threshold!r}; Stan's default is 1.01")
-    if not bfmi_threshold > 0:
-        raise ValueError(f"bfmi_threshold must be positive, got {bfmi_threshold!r}; the usual value is 0.3")
+    _check_thresholds(ess_threshold, rhat_threshold, bfmi_threshold)
+    latent, _ = site_roles(idata, var_names=var_names)
     stats = getattr(idata, "sample_stats", None)
     kind = draws_kind(idata)
     messages: list[str] = []
 
-    bad_sites = [name for name, da in posterior.data_vars.items() if not np.isfinite(da.values).all()]
+    bad_sites = _nonfinite_sites(posterior, latent)
     if bad_sites:
         messages.append(
             f"Posterior draws of {_name_list(bad_sites)} contain NaN or infinite values: the sampler failed "
@@ -452,15 +508,8 @@ def convergence_warnings(
             )
         return messages
 
-    finite_sites = [name for name in posterior.data_vars if name not in bad_sites]
-    if not finite_sites:
-        return messages
-    finite_posterior = posterior[finite_sites]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = _scalar_series(az.rhat(finite_posterior))
-        ess_bulk = _scalar_series(az.ess(finite_posterior, method="bulk"))
-        ess_tail = _scalar_series(az.ess(finite_posterior, method="tail"))
+    finite_sites = [name for name in latent if name not in bad_sites]
+    rhat, ess_bulk, ess_tail = _chain_scores(posterior, finite_sites)
 
     high_rhat = rhat[~(rhat <= rhat_threshold)]
     if len(high_rhat):
@@ -505,6 +554,52 @@ def convergence_warnings(
     return messages
 
 
+def deterministic_note(
+    idata: Any,
+    *,
+    ess_threshold: float = 400,
+    rhat_threshold: float = 1.01,
+    var_names: str | list[str] | None = None,
+) -> str | None:
+    """The one informational line about a fit's deterministic sites, or None when it has none (see ``site_roles``).
+
+    Deterministic sites are functions of the latent sites, so they are described, never judged: the line names
+    them and counts their scalar values, and, for Markov chains, says how many values have R-hat above
+    ``rhat_threshold`` or bulk/tail ESS below ``ess_threshold`` (a low ESS of a derived quantity makes its own
+    estimates noisy, though the latent sites passed); for any kind it names deterministic sites with non-finite
+    values. ``var_names`` keeps only those sites, as in ``convergence_warnings``.
+    """
+    posterior = _posterior(idata)
+    _check_thresholds(ess_threshold, rhat_threshold)
+    _, deterministic = site_roles(idata, var_names=var_names)
+    if not deterministic:
+        return None
+    kind = draws_kind(idata)
+    size = sum(int(np.prod(posterior[name].shape[2:], dtype=np.int64)) for name in deterministic)
+    judged = "their R-hat and ESS are" if kind == "mcmc" else "their diagnostics are"
+    text = (f"Deterministic sites ({_plain_list(deterministic)}: {size} value{'s' if size != 1 else ''}) are "
+            f"functions of the latent sites: {judged} reported in the summary but not judged.")
+    notes = []
+    nonfinite = _nonfinite_sites(posterior, deterministic)
+    if nonfinite:
+        notes.append(f"{_plain_list(nonfinite)} contain{'s' if len(nonfinite) == 1 else ''} NaN or infinite values "
+                     "(the deterministic expression overflows or is undefined at some draws)")
+    if kind == "mcmc":
+        rhat, ess_bulk, ess_tail = _chain_scores(posterior, [n for n in deterministic if n not in nonfinite])
+        ess = np.fmin(ess_bulk, ess_tail)
+        failing = (rhat > rhat_threshold) | (ess < ess_threshold)  # NaN: a constant value, nothing to judge
+        if failing.any():
+            worst = (f"largest R-hat: {rhat.idxmax()} = {rhat.max():.3f}" if (rhat > rhat_threshold).any()
+                     else f"lowest ESS: {ess.idxmin()} = {ess.min():.0f}")
+            count = int(failing.sum())
+            notes.append(f"{count} of the {size} values {'has' if count == 1 else 'have'} R-hat above "
+                         f"{rhat_threshold:g} or bulk/tail ESS below {ess_threshold:g} ({worst}); if you report "
+                         "them, run more draws until they pass")
+    if notes:
+        text += " For information: " + "; ".join(notes) + "."
+    return text
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -521,12 +616,44 @@ def _posterior(idata: Any) -> xr.Dataset:
     return posterior
 
 
-def _check_var_names(posterior: xr.Dataset, var_names: list[str] | None) -> None:
+def _check_var_names(posterior: xr.Dataset, var_names: str | list[str] | None) -> list[str] | None:
+    """``var_names`` as a list (a single name becomes a one-element list), or None; unknown names are an error."""
     if var_names is None:
-        return
-    unknown = [name for name in var_names if name not in posterior.data_vars]
+        return None
+    names = [var_names] if isinstance(var_names, str) else list(var_names)
+    if not names:
+        raise ValueError(f"var_names is empty; name at least one of {sorted(map(str, posterior.data_vars))}, or "
+                         "pass None for every site")
+    unknown = [name for name in names if name not in posterior.data_vars]
     if unknown:
-        raise ValueError(f"unknown variable(s) {unknown}; the posterior has {sorted(posterior.data_vars)}")
+        raise ValueError(f"unknown variable(s) {unknown}; the posterior has {sorted(map(str, posterior.data_vars))}")
+    return names
+
+
+def _check_thresholds(ess_threshold: float, rhat_threshold: float, bfmi_threshold: float = 0.3) -> None:
+    if not ess_threshold > 0:
+        raise ValueError(f"ess_threshold must be positive, got {ess_threshold!r}")
+    if not rhat_threshold > 1.0:
+        raise ValueError(f"rhat_threshold must exceed 1, got {rhat_threshold!r}; Stan's default is 1.01")
+    if not bfmi_threshold > 0:
+        raise ValueError(f"bfmi_threshold must be positive, got {bfmi_threshold!r}; the usual value is 0.3")
+
+
+def _nonfinite_sites(posterior: xr.Dataset, names: list[str]) -> list[str]:
+    return [name for name in names
+            if np.issubdtype(posterior[name].dtype, np.number) and not np.isfinite(posterior[name].values).all()]
+
+
+def _chain_scores(posterior: xr.Dataset, names: list[str]) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """R-hat, bulk ESS and tail ESS of every scalar coordinate of the named sites (empty series for no names)."""
+    if not names:
+        empty = pd.Series([], dtype=np.float64)
+        return empty, empty.copy(), empty.copy()
+    subset = posterior[names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (_scalar_series(az.rhat(subset)), _scalar_series(az.ess(subset, method="bulk")),
+                _scalar_series(az.ess(subset, method="tail")))
 
 
 def _log_weights(idata: Any) -> np.ndarray | None:
@@ -607,4 +734,9 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def _name_list(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _plain_list(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(str(name) for name in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -5,14 +5,17 @@
 
 The page reads top to bottom:
 
-1. the verdict in plain words, from `diagnostics.convergence_warnings` (Stan's advice: each problem with its next step);
+1. the verdict in plain words, from `diagnostics.convergence_warnings` (Stan's advice: each problem with its next step),
+   which judges latent sites only; deterministic sites (functions of the latent ones, `diagnostics.site_roles`) get the
+   one informational line of `diagnostics.deterministic_note`;
 2. the checks behind it, against the Stan/ArviZ thresholds: R-hat <= 1.01, bulk and tail ESS >= 400, no divergent
    transition after warm-up, E-BFMI >= 0.3 (when ``sample_stats.energy`` exists). Weighted and i.i.d. draws
    (``attrs["draws_kind"]`` in {"weighted", "iid"} or ``sample_stats.log_weight``) are independent repeats, not Markov
    chains, so R-hat is not used: weighted draws are judged by the importance weights' ESS ``(sum w)^2 / sum w^2``
    (>= 400) and Pareto k-hat (<= 0.7, Vehtari et al. 2024);
-3. the summary table (`diagnostics.summary`: mean, sd, HDI, MCSE, bulk/tail ESS, R-hat, bulk ESS per second), each
-   cell that fails a threshold marked;
+3. the summary table (`diagnostics.summary`: mean, sd, HDI, MCSE, bulk/tail ESS, R-hat, bulk ESS per second), latent
+   sites first, each of their cells that fails a threshold marked; deterministic sites follow, their cells that would
+   fail marked as a note, not a failure;
 4. plots: trace, rank, a pair plot of the most correlated parameters with divergent draws marked, the energy plot;
 5. method panels, each shown when its records exist (names listed in docs/report.md): sampler statistics, importance
    weights and evidence (smc, cmcd, ais), ELBO (variational methods), ELBO against flow length and numerical health
@@ -20,8 +23,10 @@ The page reads top to bottom:
    (gibbs, meta_gibbs), and any other record a method stores;
 6. the run: method, options, timing, versions.
 
-Only ``fit.idata``, ``fit.timing``, ``fit.log_evidence``, ``fit.elbo``, ``fit.method`` and ``fit.options`` are read, so
-a fit loaded from NetCDF (no model attached) reports exactly like the original.
+``var_names`` restricts the page to those sites (verdict, checks, table and plots); the checks of the whole run
+(divergences, E-BFMI, importance weights) still apply. Only ``fit.idata``, ``fit.timing``, ``fit.log_evidence``,
+``fit.elbo``, ``fit.method`` and ``fit.options`` are read, so a fit loaded from NetCDF (no model attached) reports
+exactly like the original.
 
 Safety and size: every name that comes from the model or the file (site names, coordinates, attrs, options, warning
 texts that quote them) is HTML-escaped, and dollar signs are escaped before matplotlib sees them (no mathtext).
@@ -87,10 +92,12 @@ NUMERICAL_HEALTH = {
 }
 
 
-def write_report(fit: Any, path: str | os.PathLike) -> str | os.PathLike:
+def write_report(fit: Any, path: str | os.PathLike, var_names: str | list[str] | None = None) -> str | os.PathLike:
     """Write the self-contained HTML report of ``fit`` (a `samplax.Fit` or an InferenceData) to ``path``.
 
-    Returns ``path``. The file is written to a temporary name and renamed, so a reader never sees half a page.
+    ``var_names`` (a site name or a list of them) restricts the report to those sites; an unknown name is a
+    ``ValueError`` that lists the valid ones. Returns ``path``. The file is written to a temporary name and renamed,
+    so a reader never sees half a page.
     """
     target = os.fspath(path)
     if not target or os.path.isdir(target):
@@ -98,7 +105,7 @@ def write_report(fit: Any, path: str | os.PathLike) -> str | os.PathLike:
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise ValueError(f"the folder {folder!r} for the report does not exist; create it first or pick another path")
-    page = render_report(fit)
+    page = render_report(fit, var_names=var_names)
     partial = target + ".partial"
     with open(partial, "w", encoding="utf-8") as handle:
         handle.write(page)
@@ -106,9 +113,12 @@ def write_report(fit: Any, path: str | os.PathLike) -> str | os.PathLike:
     return path
 
 
-def render_report(fit: Any) -> str:
-    """The report of ``fit`` (a `samplax.Fit` or an ArviZ InferenceData) as one HTML string."""
-    context = _Context.build(_as_fit(fit))
+def render_report(fit: Any, var_names: str | list[str] | None = None) -> str:
+    """The report of ``fit`` (a `samplax.Fit` or an ArviZ InferenceData) as one HTML string.
+
+    ``var_names`` restricts it to those sites, as in `write_report`.
+    """
+    context = _Context.build(_as_fit(fit), var_names)
     body = [_header(context), _section("verdict", "Verdict", _verdict_html(context))]
     body.append(_guarded("checks", "Checks", _checks_html, context))
     body.append(_guarded("summary", "Summary", _summary_html, context))
@@ -160,19 +170,23 @@ class _Context:
     draws: int
     chain_index: np.ndarray
     draw_index: np.ndarray
-    table: pd.DataFrame | None = None
+    latent: list = dataclasses.field(default_factory=list)         # latent site names shown, in model order
+    deterministic: list = dataclasses.field(default_factory=list)  # deterministic site names shown
+    var_names: list | None = None
+    table: pd.DataFrame | None = None   # every row shown: latent sites first, then deterministic ones
     table_error: str | None = None
-    rhat: pd.Series | None = None
+    rhat: pd.Series | None = None       # the judged scores: latent sites' rows only
     ess_bulk: pd.Series | None = None
     ess_tail: pd.Series | None = None
     messages: list = dataclasses.field(default_factory=list)
     messages_error: str | None = None
+    note: str | None = None             # diagnostics.deterministic_note
     weights: dict | None = None
     weights_error: str | None = None
     bfmi: np.ndarray | None = None
 
     @classmethod
-    def build(cls, fit) -> "_Context":
+    def build(cls, fit, var_names: str | list[str] | None = None) -> "_Context":
         idata = fit.idata
         posterior = idata.posterior
         for dim in ("chain", "draw"):
@@ -180,21 +194,25 @@ class _Context:
                 raise ValueError(f"the posterior group must have dims ('chain', 'draw', ...); missing {dim!r}")
         if not posterior.data_vars:
             raise ValueError("the posterior group has no variables: there are no draws to report on")
+        latent, deterministic = diagnostics.site_roles(idata, var_names=var_names)
+        posterior = posterior[latent + deterministic]  # the sites shown, latent first
         chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
         stride = max(1, math.ceil(draws / MAX_PLOT_DRAWS))
         stats = getattr(idata, "sample_stats", None)
         context = cls(fit=fit, idata=idata, posterior=posterior, stats=stats,
                       kind=diagnostics.draws_kind(idata), parameters=_parameters(posterior), chains=chains,
                       draws=draws, chain_index=np.arange(min(chains, MAX_PLOT_CHAINS)),
-                      draw_index=np.arange(0, draws, stride))
+                      draw_index=np.arange(0, draws, stride), latent=latent, deterministic=deterministic,
+                      var_names=None if var_names is None else latent + deterministic)
         context._score()
         return context
 
     def _score(self):
+        thresholds = {"ess_threshold": ESS_THRESHOLD, "rhat_threshold": RHAT_THRESHOLD}
         try:
-            self.messages = diagnostics.convergence_warnings(self.idata, ess_threshold=ESS_THRESHOLD,
-                                                             rhat_threshold=RHAT_THRESHOLD,
-                                                             bfmi_threshold=BFMI_THRESHOLD)
+            self.messages = diagnostics.convergence_warnings(self.idata, bfmi_threshold=BFMI_THRESHOLD,
+                                                             var_names=self.var_names, **thresholds)
+            self.note = diagnostics.deterministic_note(self.idata, var_names=self.var_names, **thresholds)
         except (ValueError, FloatingPointError) as error:
             self.messages_error = str(error)
         try:
@@ -213,6 +231,10 @@ class _Context:
                 self.bfmi = np.atleast_1d(np.asarray(az.bfmi(self.idata), dtype=np.float64))
 
     # -- helpers used by the sections
+    def is_latent(self, label: str) -> bool:
+        """Whether a table row (``theta[0]``) belongs to a latent site (judged), not to a deterministic one."""
+        return self.rhat is not None and label in self.rhat.index
+
     def has_stat(self, name: str) -> bool:
         return self.stats is not None and name in self.stats
 
@@ -273,12 +295,18 @@ def _summary_and_scores(context: _Context):
     """
     seconds = context.sampling_seconds
     # an explicit positive time, always: with None the summary would read attrs["timing"], which may hold NaN
-    table = diagnostics.summary(context.idata, sampling_seconds=seconds or 1.0, round_to="none")
+    table = diagnostics.summary(context.idata, sampling_seconds=seconds or 1.0, round_to="none",
+                                var_names=context.var_names)
     if seconds is None:
         table["ess_bulk_per_s"] = np.nan
+    latent_sites = set(context.latent)
     if len(table) == len(context.parameters):
         table.index = [parameter.label for parameter in context.parameters]
-    return table, table["r_hat"], table["ess_bulk"], table["ess_tail"]
+        latent_rows = [p.site in latent_sites for p in context.parameters]
+    else:  # ArviZ left some rows out (non-numeric sites): read the site from its label
+        latent_rows = [str(label).split("[", 1)[0] in latent_sites for label in table.index]
+    judged = table.loc[np.asarray(latent_rows, dtype=bool)]  # only latent sites are judged
+    return table, judged["r_hat"], judged["ess_bulk"], judged["ess_tail"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -293,8 +321,8 @@ class _Check(NamedTuple):
 
 def _checks(context: _Context) -> list[_Check]:
     checks = []
-    nonfinite = [name for name, da in context.posterior.data_vars.items()
-                 if np.issubdtype(da.dtype, np.number) and not np.isfinite(da.values).all()]
+    nonfinite = [name for name in context.latent if np.issubdtype(context.posterior[name].dtype, np.number)
+                 and not np.isfinite(context.posterior[name].values).all()]
     checks.append(_Check("Non-finite draws", _esc(", ".join(nonfinite)) if nonfinite else "none", "none",
                          "fail" if nonfinite else "pass"))
     diverging = context.diverging()
@@ -308,7 +336,7 @@ def _checks(context: _Context) -> list[_Check]:
         checks.append(_Check(what, value, "0", "fail" if count else "pass"))
     if context.kind == "weighted":
         checks.extend(_weight_checks(context))
-    elif context.rhat is not None:
+    elif context.rhat is not None and len(context.rhat):
         if context.kind == "mcmc":
             checks.append(_extreme_check("Largest R-hat", context.rhat, "max", f"&le; {RHAT_THRESHOLD:g}",
                                          lambda v: v <= RHAT_THRESHOLD, "{:.3f}", "bias"))
@@ -331,13 +359,30 @@ def _checks(context: _Context) -> list[_Check]:
         checks.append(_Check(f"Draws that hit the maximum tree depth ({int(max_depth)})",
                              f"{hits} of {tree_depth.size}", "few (efficiency, not validity)",
                              "note" if hits else "pass"))
-    if context.table is not None and context.sampling_seconds is not None and context.kind != "weighted":
-        per_second = context.table["ess_bulk"] / context.sampling_seconds
+    if context.ess_bulk is not None and context.sampling_seconds is not None and context.kind != "weighted":
+        per_second = context.ess_bulk / context.sampling_seconds
         finite = per_second[np.isfinite(per_second)]
         if len(finite):
             checks.append(_Check("Smallest bulk ESS per second of sampling",
                                  f"{_num(finite.min())} ({_esc(finite.idxmin())})", "higher is faster", "info"))
+    if context.deterministic:
+        checks.append(_deterministic_check(context))
     return checks
+
+
+def _deterministic_check(context: _Context) -> _Check:
+    """One line for every deterministic site: described, not judged ("note" when some values would fail)."""
+    size = sum(int(np.prod(context.posterior[name].shape[2:], dtype=np.int64)) for name in context.deterministic)
+    value = f"{_esc(_short_list(context.deterministic, limit=5))} ({size} value{'s' if size != 1 else ''})"
+    would_fail = 0
+    if context.table is not None and context.kind == "mcmc":
+        rows = context.table.loc[[label for label in context.table.index if not context.is_latent(label)]]
+        would_fail = int(((rows["r_hat"] > RHAT_THRESHOLD)
+                          | (np.fmin(rows["ess_bulk"], rows["ess_tail"]) < ESS_THRESHOLD)).sum())
+        if would_fail:
+            value += f"; {would_fail} would fail R-hat or ESS"
+    return _Check("Deterministic sites (functions of the latent sites)", value, "not judged",
+                  "note" if would_fail else "info")
 
 
 def _weight_checks(context: _Context) -> list[_Check]:
@@ -390,7 +435,8 @@ def _good_reason(context: _Context) -> str:
     if context.kind == "mcmc" and context.rhat is not None and len(context.rhat):
         parts.append(f"all {context.chains} chains agree (largest R-hat {context.rhat.max():.3f}, at most "
                      f"{RHAT_THRESHOLD:g})")
-        parts.append(f"every parameter has bulk and tail ESS of at least {ESS_THRESHOLD} (smallest "
+        parts.append(f"every {'latent ' if context.deterministic else ''}parameter has bulk and tail ESS of at "
+                     f"least {ESS_THRESHOLD} (smallest "
                      f"{min(context.ess_bulk.min(), context.ess_tail.min()):.0f})")
     if context.kind == "weighted" and context.weights is not None:
         parts.append(f"the importance weights keep an ESS of {context.weights['ess']:.0f} draws (at least "
@@ -399,6 +445,8 @@ def _good_reason(context: _Context) -> str:
                      "used because the chains are independent repeats, not Markov chains")
     if context.kind == "iid":
         parts.append(f"the {context.chains * context.draws} draws are independent (R-hat is not used)")
+    if not context.latent:
+        parts.append("no latent site is among the sites shown, so only the checks of the whole run apply")
     diverging = context.diverging()
     if diverging is not None:
         parts.append(f"none of the {diverging.size} transitions diverged")
@@ -422,7 +470,9 @@ def _verdict_html(context: _Context) -> str:
                f"E-BFMI &ge; {BFMI_THRESHOLD:g}." if context.kind == "mcmc" else
                f"importance-weight ESS &ge; {ESS_THRESHOLD}, Pareto k-hat &le; {PARETO_K_THRESHOLD:g}."
                if context.kind == "weighted" else f"ESS &ge; {ESS_THRESHOLD}.")
-            + "</p></div>")
+            + "</p>"
+            + (f'<p class="small deterministic">{_esc(context.note)}</p>' if context.note else "")
+            + "</div>")
 
 
 def _checks_html(context: _Context) -> str:
@@ -467,22 +517,33 @@ def _summary_html(context: _Context) -> str:
     rows_shown = _rows_to_show(context, table)
     header = "".join(f"<th>{title}</th>" for _, title, _, _ in columns)
     rows = []
+    in_deterministic = False
     for label in rows_shown:
+        latent = context.is_latent(label)
+        if not latent and not in_deterministic:
+            in_deterministic = True
+            rows.append(f'<tr class="group"><th colspan="{len(columns) + 1}">Deterministic sites: functions of the '
+                        "latent sites, reported but not judged</th></tr>")
         cells = [f"<th>{_esc(label)}</th>"]
         for column, _, fmt, _ in columns:
             value = table.at[label, column]
             flag = _flag(context, label, column)
             text = {"num": _num, "int": _int, "rhat": _rhat}[fmt](value)
+            if flag and not latent:
+                flag += " (not judged: a deterministic site)"
             title = f' title="{flag}"' if flag else ""
-            cells.append(f'<td class="{"bad" if flag else ""}"{title}>{text}</td>')
+            cells.append(f'<td class="{("bad" if latent else "note") if flag else ""}"{title}>{text}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     notes = []
     if len(rows_shown) < len(table):
-        notes.append(f"Showing {len(rows_shown)} of {len(table)} scalar parameters: those that fail a threshold "
-                     "first, then in the model's order. <code>fit.summary()</code> has them all.")
+        notes.append(f"Showing {len(rows_shown)} of {len(table)} scalar parameters: the latent ones that fail a "
+                     "threshold first, then latent sites before deterministic ones, in the model's order. "
+                     "<code>fit.summary()</code> has them all.")
     notes.append("Marked cells fail a threshold: "
                  + (f"R-hat above {RHAT_THRESHOLD:g} or undefined, " if context.kind == "mcmc" else "")
                  + f"bulk or tail ESS below {ESS_THRESHOLD}."
+                 + (" Cells of deterministic sites that would fail are marked as notes, not failures."
+                    if context.deterministic and context.kind != "weighted" else "")
                  + (f" HDI: highest-density interval {hdi_header}." if hdi_header else "")
                  + " MCSE: Monte Carlo standard error. ESS bulk/s: bulk ESS per second of sampling (warm-up and "
                  "compilation excluded).")
@@ -498,13 +559,16 @@ def _summary_html(context: _Context) -> str:
 
 
 def _flag(context: _Context, label: str, column: str) -> str:
-    if column == "r_hat" and context.kind == "mcmc" and context.rhat is not None:
-        value = context.rhat.get(label, math.nan)
-        if not value <= RHAT_THRESHOLD:
+    """Why a cell fails its threshold ('' when it passes). Undefined values (draws that do not vary) fail for latent
+    sites only: a deterministic site may well be constant."""
+    latent = context.is_latent(label)
+    if column == "r_hat" and context.kind == "mcmc":
+        value = float(context.table.at[label, "r_hat"])
+        if value > RHAT_THRESHOLD or (latent and math.isnan(value)):
             return f"R-hat above {RHAT_THRESHOLD:g}" if math.isfinite(value) else "R-hat undefined"
     if column in ("ess_bulk", "ess_tail") and context.kind != "weighted":
-        series = context.ess_bulk if column == "ess_bulk" else context.ess_tail
-        if series is not None and not series.get(label, math.nan) >= ESS_THRESHOLD:
+        value = float(context.table.at[label, column])
+        if value < ESS_THRESHOLD or (latent and math.isnan(value)):
             return f"ESS below {ESS_THRESHOLD}"
     return ""
 
@@ -522,14 +586,20 @@ def _problem_labels(context: _Context) -> list[str]:
 
 
 def _rows_to_show(context: _Context, table: pd.DataFrame) -> list[str]:
+    """At most MAX_TABLE_ROWS labels in table order: failing latent rows, the other latent rows, deterministic rows
+    that would fail, then the rest."""
     labels = list(table.index)
     if len(labels) <= MAX_TABLE_ROWS:
         return labels
-    chosen = set(_problem_labels(context)[:MAX_TABLE_ROWS])
-    for label in labels:
+    deterministic = [label for label in labels if not context.is_latent(label)]
+    noted = [label for label in deterministic
+             if any(_flag(context, label, column) for column in ("r_hat", "ess_bulk", "ess_tail"))]
+    latent = [label for label in labels if context.is_latent(label)]
+    chosen: dict[str, None] = {}
+    for label in _problem_labels(context) + latent + noted + deterministic:
         if len(chosen) >= MAX_TABLE_ROWS:
             break
-        chosen.add(label)
+        chosen[label] = None
     return [label for label in labels if label in chosen]
 
 
@@ -1108,8 +1178,12 @@ def _header(context: _Context) -> str:
     nav = "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title in (
         ("verdict", "verdict"), ("checks", "checks"), ("summary", "summary"), ("trace", "plots"), ("run", "run")))
     return (f"<header><h1>Diagnostics report: {_esc(context.method)}</h1>"
-            f'<p class="meta">{context.chains} chains &times; {context.draws} draws &middot; {len(sites)} sites '
-            f"({sites_text}) &middot; {len(context.parameters)} scalar parameters"
+            f'<p class="meta">{context.chains} chains &times; {context.draws} draws &middot; {len(sites)} '
+            f"site{'s' if len(sites) != 1 else ''} ({sites_text}"
+            + (f"; {len(context.deterministic)} deterministic" if context.deterministic else "")
+            + f") &middot; {len(context.parameters)} scalar parameters"
+            + (f" &middot; selected with var_names from {len(context.idata.posterior.data_vars)} sites"
+               if context.var_names is not None else "")
             + (f" &middot; fitted {_esc(created)}" if created else "")
             + f'</p><nav>{nav}</nav></header>')
 
@@ -1167,6 +1241,8 @@ thead th { background: #eef1f4; font-weight: 600; }
 tbody th { text-align: left; font-weight: 500; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 td.bad { background: #fbd9d5; color: var(--bad); font-weight: 600; }
+td.note { color: var(--warn); font-weight: 600; }
+tr.group th { text-align: left; background: #eef1f4; color: var(--muted); font-weight: 600; }
 table.checks th { text-align: left; }
 table.checks td { text-align: left; white-space: normal; }
 table.checks tr.fail td.status { color: var(--bad); font-weight: 700; }

@@ -1,5 +1,6 @@
 """Tests for samplax.infer.diagnostics: ArviZ-based summaries, importance weights, KSD, reference checks."""
 
+import json
 import math
 
 import arviz as az
@@ -383,3 +384,108 @@ def test_convergence_warning_argument_errors():
         diagnostics.convergence_warnings(iid_idata(), ess_threshold=0)
     with pytest.raises(ValueError, match="draws_kind"):
         diagnostics.convergence_warnings(az.from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"draws_kind": "x"}))
+
+
+# ------------------------------------------------------------------------- latent and deterministic sites
+
+
+def derived_idata(seed=13, deterministic=("p", "mu_hat"), draws=400):
+    """Latent sites mu () and sigma () with exact i.i.d. draws (4 x 400: ESS ~1600), and a 150-element derived p
+    whose elements 80..120 have one chain offset by 3 sd (R-hat far above 1.01) plus a clean mu_hat (2,): 152
+    deterministic values."""
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(CHAINS, draws, 150))
+    p[1, :, 80:121] += 3.0
+    posterior = {"p": p, "mu": rng.normal(size=(CHAINS, draws)), "sigma": rng.normal(size=(CHAINS, draws)),
+                 "mu_hat": rng.normal(size=(CHAINS, draws, 2))}
+    attrs = {} if deterministic is None else {"deterministic_sites": json.dumps(list(deterministic))}
+    stats_ = {"diverging": np.zeros((CHAINS, draws), dtype=bool)}
+    return az.from_dict(posterior=posterior, sample_stats=stats_, attrs=attrs)
+
+
+def test_site_roles_reads_the_recorded_deterministic_sites():
+    """Roles come from attrs['deterministic_sites'] (names the posterior lacks are ignored), in posterior order;
+    without the attribute every site is latent; var_names filters; bad input is a clear error."""
+    idata = derived_idata(deterministic=("mu_hat", "p", "gone"))
+    assert diagnostics.site_roles(idata) == (["mu", "sigma"], ["p", "mu_hat"])
+    assert diagnostics.site_roles(derived_idata(deterministic=None)) == (["p", "mu", "sigma", "mu_hat"], [])
+    assert diagnostics.site_roles(idata, var_names=["mu_hat", "sigma"]) == (["sigma"], ["mu_hat"])
+    assert diagnostics.site_roles(idata, var_names="p") == ([], ["p"])
+    with pytest.raises(ValueError, match=r"unknown variable\(s\) \['theta'\]; the posterior has \['mu', 'mu_hat'"):
+        diagnostics.site_roles(idata, var_names=["mu", "theta"])
+    with pytest.raises(ValueError, match="var_names is empty"):
+        diagnostics.site_roles(idata, var_names=[])
+    broken = az.from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"deterministic_sites": "p, mu_hat"})
+    with pytest.raises(ValueError, match="must be a JSON list of site names"):
+        diagnostics.site_roles(broken)
+
+
+def test_deterministic_site_with_bad_rhat_is_described_not_judged():
+    """41 deterministic values with R-hat >> 1.01 and fine latent sites: no convergence warning, and one
+    informational line that names the deterministic sites, counts their values and the failing ones."""
+    idata = derived_idata()
+    assert diagnostics.convergence_warnings(idata) == []
+    note = diagnostics.deterministic_note(idata)
+    assert "\n" not in note
+    assert note.startswith("Deterministic sites (p, mu_hat: 152 values) are functions of the latent sites: their "
+                           "R-hat and ESS are reported in the summary but not judged.")
+    assert "41 of the 152 values have R-hat above 1.01" in note and "largest R-hat: p[" in note
+    # the same draws without the attribute: p is latent, and its R-hat is a warning (the set-up has the defect)
+    messages = diagnostics.convergence_warnings(derived_idata(deterministic=None))
+    assert any("R-hat is above 1.01 for 41 parameter(s) (worst: p[" in m for m in messages), messages
+    assert diagnostics.deterministic_note(derived_idata(deterministic=None)) is None
+
+
+def test_deterministic_note_for_clean_constant_and_non_finite_sites():
+    """Clean deterministic sites get the description alone; a constant one (R-hat undefined) is not a problem; a
+    non-finite one is mentioned in the note, never a warning; weighted draws are not judged by R-hat."""
+    rng = np.random.default_rng(14)
+    clean = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "twice": rng.normal(size=(CHAINS, DRAWS)),
+                                    "one": np.ones((CHAINS, DRAWS))},
+                         attrs={"deterministic_sites": json.dumps(["twice", "one"])})
+    assert diagnostics.convergence_warnings(clean) == []
+    assert diagnostics.deterministic_note(clean) == (
+        "Deterministic sites (twice, one: 2 values) are functions of the latent sites: their R-hat and ESS are "
+        "reported in the summary but not judged.")
+    log_p = rng.normal(size=(CHAINS, DRAWS))
+    log_p[0, 3] = -np.inf
+    nonfinite = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "log_p": log_p},
+                             attrs={"deterministic_sites": json.dumps(["log_p"])})
+    assert diagnostics.convergence_warnings(nonfinite) == []
+    assert "log_p contains NaN or infinite values" in diagnostics.deterministic_note(nonfinite)
+    weighted = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "p": rng.normal(size=(CHAINS, DRAWS))},
+                            sample_stats={"log_weight": np.zeros((CHAINS, DRAWS))},
+                            attrs={"deterministic_sites": json.dumps(["p"])})
+    assert "their diagnostics are reported" in diagnostics.deterministic_note(weighted)
+
+
+def test_var_names_filters_warnings_but_not_the_checks_of_the_whole_run():
+    """A stuck latent site 'a' warns only when selected; divergences concern every site and always warn."""
+    rng = np.random.default_rng(15)
+    a = rng.normal(size=(CHAINS, DRAWS))
+    a[1] = 3.0
+    diverging = np.zeros((CHAINS, DRAWS), dtype=bool)
+    diverging[0, :5] = True
+    idata = az.from_dict(posterior={"a": a, "b": rng.normal(size=(CHAINS, DRAWS))},
+                         sample_stats={"diverging": diverging})
+    everything = diagnostics.convergence_warnings(idata)
+    assert any("R-hat" in m and "a" in m for m in everything) and any("divergent" in m for m in everything)
+    only_b = diagnostics.convergence_warnings(idata, var_names=["b"])
+    assert len(only_b) == 1 and "5 of 4000 transitions" in only_b[0], only_b
+    with pytest.raises(ValueError, match=r"unknown variable\(s\) \['c'\]; the posterior has \['a', 'b'\]"):
+        diagnostics.convergence_warnings(idata, var_names=["c"])
+    with pytest.raises(ValueError, match="unknown variable"):
+        diagnostics.deterministic_note(idata, var_names="c")
+
+
+def test_summary_lists_latent_sites_first_and_filters():
+    """Rows: latent sites (posterior order), then deterministic ones, also under var_names."""
+    idata = derived_idata()
+    table = diagnostics.summary(idata)
+    labels = list(table.index)
+    assert labels[:2] == ["mu", "sigma"] and labels[2:152] == [f"p[{i}]" for i in range(150)]
+    assert labels[152:] == ["mu_hat[0]", "mu_hat[1]"]
+    assert list(diagnostics.summary(idata, var_names=["mu_hat", "sigma"]).index) == ["sigma", "mu_hat[0]",
+                                                                                      "mu_hat[1]"]
+    assert list(diagnostics.summary(idata, var_names="mu").index) == ["mu"]
+    assert list(diagnostics.summary(derived_idata(deterministic=None)).index)[:2] == ["p[0]", "p[1]"]

@@ -280,6 +280,55 @@ def test_write_report_and_errors(tmp_path):
         render_report(az.from_dict(sample_stats={"diverging": np.zeros((2, 10), bool)}))
 
 
+def test_deterministic_sites_are_reported_not_judged():
+    """A 60-element deterministic p with R-hat >> 1.01 in 11 elements and clean latent sites: the verdict stays
+    'Trustworthy', says so in one deterministic line, the checks list p once as a note, and the table lists latent
+    sites first with p's failing cells marked as notes, not failures."""
+    rng = np.random.default_rng(6)
+    p = rng.normal(size=(2, 400, 60))
+    p[1, :, 40:51] += 3.0
+    fit = synthetic({"p": p, "mu": rng.normal(size=(2, 400)), "sigma": rng.normal(size=(2, 400))},
+                    {"diverging": np.zeros((2, 400), bool)}, {"deterministic_sites": json.dumps(["p"])})
+    page = render_report(fit)
+    verdict = section(page, "verdict")
+    assert 'class="verdict good"' in verdict and "R-hat is above" not in verdict
+    assert verdict.count("Deterministic sites (p: 60 values) are functions of the latent sites") == 1
+    assert "11 of the 60 values have R-hat above 1.01" in verdict
+    checks = section(page, "checks")
+    assert "FAIL" not in checks and "Largest R-hat</td><td>" in checks
+    assert re.search(r"Deterministic sites \(functions of the latent sites\)</td><td>p \(60 values\); 11 would fail "
+                     r"R-hat or ESS</td><td>not judged</td><td class=\"status\">note", checks)
+    table = section(page, "summary").split("<tbody>")[1]
+    labels = re.findall(r"<tr><th>([^<]*)</th>", table)
+    assert labels[:2] == ["mu", "sigma"] and labels[2:] == [f"p[{i}]" for i in range(60)]
+    assert table.index("Deterministic sites: functions of the latent sites") < table.index("<th>p[0]</th>")
+    assert 'class="bad"' not in table and table.count('class="note" title="R-hat above 1.01 (not judged') == 11
+    assert "3 sites (mu, sigma, p; 1 deterministic)" in page
+    # the same draws without the attribute: p is judged, and the verdict says not to trust the fit
+    judged = render_report(synthetic({name: fit.idata.posterior[name].values for name in ("p", "mu", "sigma")}))
+    assert "Not trustworthy" in section(judged, "verdict") and "Deterministic sites" not in judged
+
+
+def test_var_names_restricts_the_report(tmp_path):
+    """var_names keeps only those sites in the verdict, checks, table and plots; unknown names list the valid ones."""
+    rng = np.random.default_rng(7)
+    stuck = rng.normal(size=(2, 300))
+    stuck[1] += 4.0
+    fit = synthetic({"stuck": stuck, "fine": rng.normal(size=(2, 300)), "v": rng.normal(size=(2, 300, 3))},
+                    {"diverging": np.zeros((2, 300), bool)})
+    assert "Not trustworthy" in section(render_report(fit), "verdict")
+    page = render_report(fit, var_names=["v", "fine"])
+    assert "Trustworthy" in section(page, "verdict") and "Not trustworthy" not in page
+    rows = section(page, "summary").split("<tbody>")[1]
+    assert re.findall(r"<tr><th>([^<]*)</th>", rows) == ["fine", "v[0]", "v[1]", "v[2]"]
+    assert "stuck" not in page and "selected with var_names from 3 sites" in page
+    path = write_report(fit, tmp_path / "stuck.html", var_names="stuck")
+    assert "Not trustworthy" in section(path.read_text(encoding="utf-8"), "verdict")
+    with pytest.raises(ValueError, match=r"unknown variable\(s\) \['nope'\]; the posterior has \['fine', 'stuck', "):
+        write_report(fit, tmp_path / "never.html", var_names=["nope"])
+    assert not (tmp_path / "never.html").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
