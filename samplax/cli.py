@@ -5,6 +5,7 @@
                 [--report report.html] [--var-names a,b] [--summary-rows N] [--quiet]
     samplax zoo                     list the built-in models
     samplax methods [METHOD]        list the methods, or one method's options
+    samplax resume DIR [--model MODEL] [--out fit.nc]   finish a checkpointed fit
     samplax report fit.nc --out report.html [--var-names a,b]
 
 MODEL is a zoo name or ``path/to/file.py:function``. The data file is a JSON object of arrays; a posteriordb-style
@@ -198,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--process-id", type=int, help="this process's id, 0 .. num-processes - 1")
     fit.add_argument("--heartbeat", type=float, help="seconds of silence before a peer counts as lost (default 30)")
 
-    resume = sub.add_parser("resume", help="finish a checkpointed fit", description="Finish a checkpointed fit.")
+    resume = sub.add_parser("resume", help="finish a checkpointed fit",
+                            description="Finish a checkpointed fit. Nothing in the checkpoint names code to run: pass "
+                                        "the model unless it was a zoo model.")
     resume.add_argument("checkpoint", help="checkpoint directory")
+    resume.add_argument("--model", metavar="MODEL",
+                        help="the model that wrote the checkpoint: zoo name or path/to/file.py:function (needed "
+                             "unless it was a zoo model)")
     resume.add_argument("--out", default="fit.nc")
     resume.add_argument("--quiet", action="store_true")
 
@@ -242,6 +248,7 @@ def _run_fit(args) -> int:
         data = load_data(args.data)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    _check_outputs(args.out, args.report)  # before fitting: a long run must not end in an unwritable path
     labels = {"coords": load_coords(args.coords), "dims": load_dims(args.dims)}
     labels = {name: value for name, value in labels.items() if value is not None}
     var_names = parse_var_names(args.var_names)
@@ -258,6 +265,20 @@ def _run_fit(args) -> int:
     except ValueError as err:  # raised before sampling: a usage problem
         raise UsageError(str(err)) from None
     return _finish(result, args.out, args.report, args.quiet, var_names=var_names, summary_rows=args.summary_rows)
+
+
+def _check_outputs(out, report):
+    """--out and --report must be writable files (folder exists and is writable, not a directory): a UsageError
+    before any fitting or compiling."""
+    from samplax.infer.fit import check_output_path
+
+    for flag, path in (("--out", out), ("--report", report)):
+        if path is None:
+            continue
+        try:
+            check_output_path(path, f"the {flag} file")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
 
 @contextlib.contextmanager
@@ -358,9 +379,11 @@ def main(argv=None) -> int:
         if args.command == "resume":
             from samplax.infer.fit import resume
 
+            _check_outputs(args.out, None)
+            model = load_model(args.model)[0] if args.model else None
             try:
                 with _convergence_warnings_held():
-                    result = resume(args.checkpoint, progress=not args.quiet)
+                    result = resume(args.checkpoint, model=model, progress=not args.quiet)
             except ValueError as err:
                 raise UsageError(str(err)) from None
             return _finish(result, args.out, None, args.quiet)
@@ -380,12 +403,21 @@ def main(argv=None) -> int:
             return 0
     except UsageError as err:
         print(f"samplax: error: {err}", file=sys.stderr)
+        from samplax.infer.distributed import report_failure  # peers of a multi-process job exit with it too
+
+        report_failure(f"usage error: {err}")
         return 2
     except KeyboardInterrupt:
         print("samplax: interrupted", file=sys.stderr)
+        from samplax.infer.distributed import report_failure
+
+        report_failure("interrupted")
         return 130
     except Exception as err:  # a failure while running: exit 1 with the reason, not a bare trace
         print(f"samplax: error: the run failed: {type(err).__name__}: {err}", file=sys.stderr)
+        from samplax.infer.distributed import report_failure
+
+        report_failure(err)
         return 1
     return 2
 

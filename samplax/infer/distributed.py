@@ -16,14 +16,24 @@ Several processes (one per machine, or several on one machine): every process ru
 
 The arguments may come from the environment instead: ``SAMPLAX_COORDINATOR``, ``SAMPLAX_NUM_PROCESSES``,
 ``SAMPLAX_PROCESS_ID``, ``SAMPLAX_HEARTBEAT_S``. This is JAX's own runtime (``jax.distributed``: its coordination
-service and key-value store; collectives over gloo on CPU, NCCL on GPU); samplax adds three things around it:
+service and key-value store; collectives over gloo on CPU, NCCL on GPU); samplax adds four things around it:
 
 * the coordination service runs in a small child process of process 0 (not inside it), with JAX's recoverable mode,
   so that losing any sampling process, process 0 included, never makes JAX abort the others with a C++ trace;
 * a heartbeat through the key-value store: each process bumps a counter every ``heartbeat_s / 5`` seconds and
   watches the others'. A peer that is killed, stopped (SIGSTOP) or cut off is noticed within ``heartbeat_s``; the
   process prints which peer was lost and exits with status 1 (never a hang);
-* `guard`: a collective that fails (gloo raises when a peer's socket closes) ends the process the same way.
+* `guard`: a collective that fails (gloo raises when a peer's socket closes) ends the process the same way;
+* failures as messages: a process that fails (an uncaught exception, or an error that ``samplax fit`` reports and
+  turns into its exit status: 2 for a usage error, 1 otherwise) publishes its error under
+  ``samplax/failed/{process_id}`` in the key-value store (`report_failure`; `initialize` installs a
+  ``sys.excepthook`` that does it) and exits with its own status and message, without the finishing barrier (the
+  others are busy in collectives that need it, and would only time out there). The others read ``samplax/failed/``
+  with their heartbeat and exit with status 1 within about ``heartbeat_s / 5`` seconds, naming the peer and its
+  error: ``samplax: process 0: process 1 of 2 failed: ValueError: ...``. If process 0 fails, its coordination
+  service child outlives it long enough for the others to read the error. A peer whose program simply ends (or
+  calls `shutdown`) while this process is still inside `guard` counts as gone once it has been done for
+  ``heartbeat_s`` (every process runs the same collectives, so it can never join the next one).
 
 If the machine running the coordination service itself goes down, JAX's client ends the other processes with its
 own fatal message: that is outside samplax's reach.
@@ -51,6 +61,7 @@ __all__ = [
     "current",
     "is_output_process",
     "shutdown",
+    "report_failure",
     "agent_mesh",
     "guard",
     "AgentRun",
@@ -60,6 +71,8 @@ __all__ = [
 AGENT_AXIS = "agents"
 DEFAULT_HEARTBEAT_S = 30.0
 EXIT_LOST_PEER = 1
+FAILED_KEY = "samplax/failed/"  # + process id: the error of a process that failed
+_MAX_FAILURE_CHARS = 2000  # keep a published error (and the peers' message) readable
 
 _CONTEXT: "DistributedContext | None" = None
 
@@ -151,9 +164,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         state.coordinator_address = coordinator
         state.process_id = process_id
         state.num_processes = num_processes
+        # shutdown_on_destruction=False: JAX's client shutdown happens in `finish` or not at all (a failed process)
         state.client = _jax.get_distributed_runtime_client(
             coordinator, process_id, init_timeout=initialization_timeout_s, use_compression=True,
-            heartbeat_timeout=jax_heartbeat)
+            heartbeat_timeout=jax_heartbeat, shutdown_on_destruction=False)
         try:
             state.client.connect()
         except Exception as err:
@@ -168,6 +182,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     _CONTEXT = DistributedContext(coordinator, num_processes, process_id, float(heartbeat_s), service)
     _CONTEXT.start()
     atexit.register(shutdown)
+    _install_excepthook()
     return _CONTEXT
 
 
@@ -194,6 +209,45 @@ def shutdown():
     if _CONTEXT is not None:
         context, _CONTEXT = _CONTEXT, None
         context.finish()
+
+
+def report_failure(error: "BaseException | str"):
+    """Tell the other processes of the job that this one failed and will not finish: they exit with status 1 and a
+    message naming this process and ``error``, instead of waiting for it at the next collective. This process then
+    leaves without waiting for them (`shutdown` skips the finishing barrier) and exits with its own status and
+    message.
+
+    Uncaught exceptions are reported automatically (`initialize` installs a ``sys.excepthook``); call it where a
+    script catches an error and exits on its own (``samplax fit`` does, for usage errors and failed runs). The
+    first report wins; a no-op in a single-process run.
+
+    Args:
+        error: the exception, or a sentence saying what went wrong.
+    """
+    if _CONTEXT is not None:
+        _CONTEXT.fail(_describe(error))
+
+
+def _describe(error: "BaseException | str") -> str:
+    if isinstance(error, BaseException):
+        text = str(error).strip()
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    else:
+        text = str(error).strip()
+    return text if len(text) <= _MAX_FAILURE_CHARS else text[:_MAX_FAILURE_CHARS - 3] + "..."
+
+
+def _install_excepthook():
+    """Publish an uncaught exception to the peers before Python prints it and exits (status 1)."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        try:
+            report_failure(value if value is not None else kind.__name__)
+        finally:
+            previous(kind, value, traceback)
+
+    sys.excepthook = hook
 
 
 def guard():
@@ -268,6 +322,10 @@ class DistributedContext:
         self._last_change: dict[int, float] = {}
         self._counters: dict[int, str | None] = {}
         self._done: set[int] = set()
+        self._done_since: dict[int, float] = {}
+        self._guarded = 0  # how many `guard` blocks (collectives that need every process) are running
+        self._failed_peers: dict[int, str] = {}
+        self._failure: str | None = None  # this process's own published error
         self._lock = threading.Lock()
 
     @property
@@ -294,6 +352,7 @@ class DistributedContext:
                 self._client.key_value_set(f"samplax/heartbeat/{self.process_id}", str(counter), allow_overwrite=True)
                 beats = dict(self._client.key_value_dir_get("samplax/heartbeat/"))
                 done = dict(self._client.key_value_dir_get("samplax/done/"))
+                failed = dict(self._client.key_value_dir_get(FAILED_KEY))
             except Exception:  # the service did not answer: the watchdog judges by the silence
                 time.sleep(self.heartbeat_s / 10)
                 continue
@@ -307,18 +366,33 @@ class DistributedContext:
                         self._last_change[q] = now
                     if f"samplax/done/{q}" in done:
                         self._done.add(q)
+                        self._done_since.setdefault(q, now)
+                    if f"{FAILED_KEY}{q}" in failed:
+                        self._failed_peers[q] = failed[f"{FAILED_KEY}{q}"]
             self._stop.wait(self.heartbeat_s / 5)
 
     def _watch(self):
         while not self._stop.wait(self.heartbeat_s / 10):
             verdict = self.lost_peer()
-            if verdict is not None and not self._stop.is_set():
+            # a process that failed itself exits with its own status and message, not its peers'
+            if verdict is not None and not self._stop.is_set() and self._failure is None:
                 self._exit(verdict)
 
     def lost_peer(self) -> str | None:
-        """A sentence naming the lost peer, or None while every peer is alive."""
+        """A sentence naming the failed or lost peer, or None while every peer is alive."""
         now = time.monotonic()
         with self._lock:
+            if self._failed_peers:  # a published error says more than the silence that follows it
+                q = min(self._failed_peers)
+                return f"process {q} of {self.num_processes} failed: {self._failed_peers[q].rstrip('.')}"
+            if self._guarded:
+                # a peer that reached its end cannot join the collectives this process is still running (every
+                # process runs the same ones); the margin covers this process's own way out of its last one
+                for q, since in sorted(self._done_since.items()):
+                    if now - since > self.heartbeat_s:
+                        return (f"process {q} of {self.num_processes} ended its part of the job {now - since:.1f} s "
+                                "ago (its program finished or called shutdown) while this process still needs it "
+                                "for collectives")
             if now - self._last_answer > self.heartbeat_s:
                 return (f"lost the coordination service at {self.coordinator} (run by process 0): no answer for "
                         f"{now - self._last_answer:.1f} s")
@@ -337,9 +411,28 @@ class DistributedContext:
         finally:
             os._exit(EXIT_LOST_PEER)
 
+    def fail(self, error: str):
+        """Publish this process's error under ``samplax/failed/{process_id}`` (once; bounded wait) so that the peers
+        exit with it, and leave the job without the finishing barrier."""
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = error
+
+        def publish():
+            with contextlib.suppress(Exception):  # the service is gone: the peers will see the silence instead
+                self._client.key_value_set(f"{FAILED_KEY}{self.process_id}", error, allow_overwrite=True)
+
+        # an unanswered RPC must not keep this process from exiting
+        thread = threading.Thread(target=publish, name="samplax-report-failure", daemon=True)
+        thread.start()
+        thread.join(timeout=min(10.0, self.heartbeat_s))
+
     # -- collectives ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def guard(self):
+        with self._lock:
+            self._guarded += 1
         try:
             yield
         except KeyboardInterrupt:
@@ -354,12 +447,20 @@ class DistributedContext:
                     self._exit(f"{verdict}; a collective failed: {_first_line(err)}")
                 time.sleep(self.heartbeat_s / 20)
             self._exit(f"a collective with the other processes failed: {_first_line(err)}")
+        finally:
+            with self._lock:
+                self._guarded -= 1
 
     def finish(self):
         """Leave cleanly: wait for every process to finish its work, shut the clients down (process 0 last, once
         the others have left), then stop the coordination service."""
         import jax
 
+        if self._failure is not None:
+            # the peers exit on the published error; the barrier and JAX's shutdown would wait for them in vain. The
+            # coordination service child (process 0) outlives this process long enough for them to read the error.
+            self._stop.set()
+            return
         client = self._client
         try:
             client.key_value_set(f"samplax/done/{self.process_id}", "1", allow_overwrite=True)

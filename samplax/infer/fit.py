@@ -25,9 +25,13 @@ import numpy as np
 
 from samplax.infer import methods as method_registry
 from samplax.infer.options import schema, validate
-from samplax.infer.run import (COMPILED, Checkpoint, ChainRunner, chain_sharding, chunk_size_for, data_fingerprint,
-                               device_layout, progress_chunk_size)
+from samplax.infer.checkpoint import Checkpoint, model_fingerprint, model_record
+from samplax.infer.run import (COMPILED, ChainRunner, chain_sharding, chunk_plan, chunk_size_for, data_fingerprint,
+                               device_layout, num_chunks_for, progress_chunk_size)
 from samplax.models.bridge import Target, build_target
+from samplax.infer import cache as compilation_cache
+
+compilation_cache.configure()  # a second process compiles nothing the first one did
 
 __all__ = ["fit", "Fit", "Estimate", "resume", "load", "prior_predictive", "ConvergenceWarning"]
 
@@ -91,11 +95,12 @@ class Fit:
                 f"sites={list(posterior.data_vars)})")
 
     def summary(self, var_names=None, **kwargs):
-        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``; latent sites first."""
+        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s`` (per second of the
+        whole fit: what to compare across methods) and ``ess_bulk_per_sampling_s``; latent sites first."""
         from samplax.infer import diagnostics
 
-        return diagnostics.summary(self.idata, sampling_seconds=self.timing.get("sampling_s"), var_names=var_names,
-                                   **kwargs)
+        return diagnostics.summary(self.idata, sampling_seconds=self.timing.get("sampling_s"),
+                                   wall_seconds=self.timing.get("total_s"), var_names=var_names, **kwargs)
 
     def warnings(self, var_names=None) -> list[str]:
         """Stan-style plain-English warnings about the latent sites (empty when nothing looks wrong)."""
@@ -129,7 +134,13 @@ class Fit:
         return self.idata
 
     def save(self, path: str):
-        """Write the InferenceData to NetCDF (data only; `samplax.load` reads it back)."""
+        """Write the InferenceData to NetCDF (data only; `samplax.load` reads it back).
+
+        Raises:
+            ValueError: ``path`` is a directory or its folder is missing or not writable (checked before writing),
+                or a site name cannot be stored in NetCDF.
+        """
+        check_output_path(path, "the fit")
         bad = [name for group in self.idata.groups() for name in self.idata[group].data_vars if "/" in str(name)]
         if bad:
             raise ValueError(f"site names {sorted(set(bad))} contain '/', which NetCDF cannot store as a variable "
@@ -145,23 +156,95 @@ class Fit:
 
 
 def load(path: str) -> Fit:
-    """A Fit from a NetCDF file written by `Fit.save` or `samplax fit --out` (no model attached)."""
-    return Fit(az.from_netcdf(os.fspath(path)))
+    """A Fit from a NetCDF file written by `Fit.save` or `samplax fit --out` (no model attached).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not NetCDF (the message names the path).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no fit file at {path!r}")
+    try:
+        idata = az.from_netcdf(path)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # h5py / netCDF4 / xarray each word it differently
+        raise ValueError(f"{path!r} is not a NetCDF fit written by samplax (Fit.save or samplax fit --out): "
+                         f"{type(err).__name__}: {err}") from None
+    return Fit(idata)
+
+
+def check_output_path(path, what: str = "the output") -> None:
+    """Refuse an output path that cannot be written, before any work: empty, a directory, or in a folder that is
+    missing or not writable. The error names the path."""
+    target = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not target:
+        raise ValueError(f"{what} needs a file path to be written to, got {path!r}")
+    if os.path.isdir(target):
+        raise ValueError(f"cannot write {what} to {target!r}: it is a directory; name a file in it")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {what} to {target!r}: the folder {folder!r} does not exist; create it "
+                         "first or pick another path")
+    if not os.access(folder, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
+        raise ValueError(f"cannot write {what} to {target!r}: permission denied")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # argument checks (before anything is traced or compiled)
+SEED_LIMIT = 2**32  # JAX's default keys hold 32 bits of seed: seed 2**32 would repeat seed 0's draws
+
+
 def _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every):
     schema(method)
     for name, value, minimum in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, (int, np.integer))
+                                         or isinstance(checkpoint_every, bool) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+
+
+def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, checkpoint_every):
+    """The arguments of fit() that not every method uses: an error, never silently ignored."""
+    if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
+        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
+    for name, value in (("progress", progress), ("log_likelihood", log_likelihood)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if init is not None and not isinstance(init, (str, dict)):
+        raise ValueError(f"init must be a strategy name or a dict {{site: value}}, got {type(init).__name__}")
+    if isinstance(method_registry.get_method(method), method_registry.MCMCMethod):
+        return
+    unused = [name for name, value, default in (("thin", thin, 1), ("init", init, None),
+                                                ("checkpoint_every", checkpoint_every, None)) if value != default]
+    if unused:
+        raise ValueError(f"method '{method}' does not use {unused} (it runs in one compiled call and starts from "
+                         "its own reference); drop them")
+
+
+def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likelihood: bool, precision: str):
+    """Refuse a run whose kept draws cannot fit in this machine's memory, before anything is compiled."""
+    values_per_draw = (sum(int(np.prod(site.shape)) for site in target.sites)
+                       + sum(int(np.prod(shape)) for shape in target.deterministic_shapes.values())
+                       + (sum(int(np.size(value)) for value in target.observed.values()) if log_likelihood else 0)
+                       + target.dim + 8)  # the unconstrained position and the sample statistics
+    item = 8 if precision == "float64" else 4
+    kept = chains * draws * values_per_draw * item * 3  # device chunk, host pieces and the InferenceData copy
+    keys = chains * draws * thin * 8  # one transition key per step is made before each compiled chunk
+    needed = kept + keys
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate
+        return
+    if needed > available:
+        raise ValueError(
+            f"this run needs about {needed / 2**30:.1f} GiB ({chains} chains x {draws} draws x {values_per_draw} values "
+            f"per draw, thin={thin}) and the machine has {available / 2**30:.1f} GiB; keep fewer draws, thin less, "
+            "or pass log_likelihood=False")
 
 
 def _resolve_model(model, data):
@@ -177,32 +260,28 @@ def _resolve_model(model, data):
 
 
 def _model_reference(model) -> str | None:
-    try:
-        from samplax.models import zoo
+    """``"zoo:NAME"`` for a zoo model, else None.
 
-        for name in zoo.names():
-            if zoo.get(name).model is model:
-                return f"zoo:{name}"
-    except ImportError:
-        pass
-    module, qualname = getattr(model, "__module__", None), getattr(model, "__qualname__", "")
-    if module and module != "__main__" and "<" not in qualname:
-        return f"{module}:{qualname}"
+    Only registered zoo names are recorded: a checkpoint never names a module to import, so resuming a checkpoint
+    someone sent cannot run code (the caller passes any other model to `resume`).
+    """
+    from samplax.models import zoo
+
+    for name in zoo.names():
+        if zoo.get(name).model is model:
+            return f"zoo:{name}"
     return None
 
 
-def _import_model(reference: str):
-    if reference.startswith("zoo:"):
-        from samplax.models import zoo
+def _import_model(reference: str | None):
+    """The zoo model a checkpoint's ``model_ref`` names; anything else is refused (nothing is ever imported)."""
+    if not isinstance(reference, str) or not reference.startswith("zoo:"):
+        raise ValueError("the checkpoint's model is not a zoo model, and samplax never imports code named in a "
+                         "checkpoint file; pass the model: samplax.resume(path, model=my_model) (command line: "
+                         "samplax resume DIR --model file.py:function)")
+    from samplax.models import zoo
 
-        return zoo.get(reference[4:]).model
-    import importlib
-
-    module, qualname = reference.split(":", 1)
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return zoo.get(reference[len("zoo:"):]).model
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -240,11 +319,12 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
     Returns:
         The `Fit`: ``idata``, ``summary()``, ``log_evidence``, ``elbo``, ``timing``, ``predict()``, ``report()``.
     """
+    started = time.perf_counter()
     if precision is None and isinstance(method, str) and method in method_registry.registered():
         precision = schema(method).precision
     _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
-    if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
-        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
+    _check_run_arguments(method, thin=thin, init=init, progress=progress, log_likelihood=log_likelihood,
+                         checkpoint_every=checkpoint_every)
     options = validate(method, options)
     _check_coords_dims(coords, dims)
     model, data, model_ref = _resolve_model(model, data)
@@ -254,30 +334,43 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
                     log_likelihood=bool(log_likelihood), coords=_jsonable(coords), dims=_jsonable(dims))
     with jax.enable_x64(precision == "float64"):
         target = build_target(model, data, seed=seed)
+        _check_memory(target, int(chains), int(draws), int(thin), bool(log_likelihood), precision)
         return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
-                           checkpoint_every=checkpoint_every)
+                           checkpoint_every=checkpoint_every, started=started)
 
 
-def resume(path: str, model=None, data: dict | None = None, *, progress: bool = True) -> Fit:
+def resume(path: str, model: Callable | str | None = None, data: dict | None = None, *,
+           progress: bool = True) -> Fit:
     """Finish a checkpointed run; the result equals the uninterrupted run's draws.
 
-    The model is re-imported from the manifest when it was a zoo model or importable function; otherwise pass it.
-    The data default to the copy stored in the checkpoint. A model, data, options or device layout that differ from
-    the checkpoint's are refused.
+    Nothing read from the checkpoint is imported or called: the manifest names a model only by its zoo name.
+
+    Args:
+        path: the checkpoint directory given to ``fit(checkpoint=...)``.
+        model: the model that wrote the checkpoint (a function or a zoo name). Needed unless it was a zoo model.
+        data: the data of the run; default the copy stored in the checkpoint (checked against its SHA-256).
+        progress: show a progress bar.
+
+    Returns:
+        The `Fit` of the whole run.
+
+    Raises:
+        ValueError: the folder is not a samplax checkpoint of this format version, the manifest or a file fails its
+            checks, or the model (its fingerprint), data, settings or device layout differ from the checkpoint's.
     """
     store = Checkpoint(path)
-    manifest = store.read_manifest()
+    manifest = store.read_manifest()  # validated: schema, settings digest, model_ref only "zoo:NAME"
     if model is None:
-        if not manifest.get("model_ref"):
-            raise ValueError("the checkpoint does not record an importable model (it was defined in __main__ or a "
-                             "notebook); pass it: samplax.resume(path, model=my_model)")
         model = _import_model(manifest["model_ref"])
+    elif isinstance(model, str):
+        model = _import_model(f"zoo:{model}")
+    elif not callable(model):
+        raise ValueError(f"model must be a NumPyro model function or a zoo name, got {type(model).__name__}")
     if data is None:
-        data = store.read_data()
+        data = store.read_data(manifest)
+    validate(manifest["method"], manifest["options"])  # an unknown method or option is an error, not a surprise
     settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
-                                         "init", "model_ref", "thin")}
-    settings["log_likelihood"] = manifest.get("log_likelihood", True)
-    settings["coords"], settings["dims"] = manifest.get("coords"), manifest.get("dims")
+                                         "init", "model_ref", "thin", "log_likelihood", "coords", "dims")}
     with jax.enable_x64(settings["precision"] == "float64"):
         target = build_target(model, data, seed=settings["seed"])
         return _fit_target(target, settings, progress=progress, checkpoint=path,
@@ -285,7 +378,9 @@ def resume(path: str, model=None, data: dict | None = None, *, progress: bool = 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False) -> Fit:
+def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False,
+                started: float | None = None) -> Fit:
+    started = time.perf_counter() if started is None else started
     method = method_registry.get_method(settings["method"])
     target.require_supported(settings["method"], unsupported_features(method))
     keys = jax.random.split(jax.random.key(settings["seed"]), 3)
@@ -296,8 +391,13 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
             raise ValueError(f"method '{settings['method']}' runs in one compiled call and cannot be checkpointed; "
                              "drop checkpoint=")
         result = _run_direct(target, method, settings, keys)
+    assembling = time.perf_counter()
     idata = _assemble(target, settings, result)
-    fit_ = Fit(idata, target=target, timing=result["timing"], log_evidence=_estimate(result.get("log_evidence")),
+    timing = result["timing"]
+    timing["postprocess_s"] = timing.get("postprocess_s", 0.0) + time.perf_counter() - assembling
+    timing["total_s"] = time.perf_counter() - started  # what the user waited for, tracing the model included
+    idata.attrs["timing"] = json.dumps(timing)
+    fit_ = Fit(idata, target=target, timing=timing, log_evidence=_estimate(result.get("log_evidence")),
                elbo=_estimate(result.get("elbo")))
     fit_.approximation = result.get("approximation")
     for message in fit_.warnings():
@@ -329,6 +429,18 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     # chunks exist for checkpoints and for the progress bar; a bar alone gets them only when sampling is long enough
     # to watch (decided after warm-up, from its speed), since every chunk costs a dispatch and a copy to the host
     chunk = chunk_size_for(draws, checkpoint_every, max_chunks=20 if checkpoint is not None else 1)
+    # the checkpoint folder is checked (ours, or empty) and the manifest compared before anything is compiled
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    manifest = None
+    if store is not None:
+        manifest = _checkpoint_manifest(target, settings, chunk)
+        if store.exists():
+            current, manifest = manifest, store.read_manifest()
+            _check_resume(manifest, current)
+        elif resuming:
+            raise ValueError(f"no checkpoint at {checkpoint!r}")
+        else:
+            manifest = store.start(manifest, target.data)
     sharding = chain_sharding(chains)
     init_key, warmup_key, sample_key = keys
     positions = target.init(init_key, chains, settings["init"])
@@ -340,33 +452,23 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     data = target.data_arrays()
     warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
         method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
-    program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str), num_warmup,
-                   settings["thin"], settings["log_likelihood"], target.static_data_key(),
-                   tuple((site.name, site.shape) for site in target.sites))
-
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
-    manifest = _checkpoint_manifest(target, settings, chunk)
-    if store is not None:
-        if store.exists():
-            _check_resume(store.read_manifest(), manifest)
-            manifest = store.read_manifest()
-        else:
-            if resuming:
-                raise ValueError(f"no checkpoint at {checkpoint!r}")
-            manifest = store.start(manifest, target.data)
+    warmup_program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str),
+                          num_warmup, target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
+    # thinning and the log-likelihood change only the sampling chunks: refits that vary them reuse the warm-up
+    program_key = warmup_program_key + (settings["thin"], settings["log_likelihood"])
 
     # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
     states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
                                 else (None, None))
     with _progress_bar(progress, draws, settings["method"]) as bar:
         if store is not None and manifest.get("warmup_done"):
-            states, params, _ = store.load_warmup(states_like, params_like)
+            states, params, _ = store.load_warmup(manifest, states_like, params_like)
         else:
             start = time.perf_counter()
             if settings["warmup"] == 0:
                 states, params = jax.vmap(method.start(target, options))(positions)
             else:
-                compiled, seconds = COMPILED.compile(("warmup",) + program_key, warmup_fn, data, warmup_keys,
+                compiled, seconds = COMPILED.compile(("warmup",) + warmup_program_key, warmup_fn, data, warmup_keys,
                                                      positions)
                 timing["compile_s"] += seconds
                 start = time.perf_counter()
@@ -384,26 +486,38 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             return method.step(conditioned, options), method.record, _finish_fn(conditioned,
                                                                                  settings["log_likelihood"])
 
-        runner = ChainRunner(build, chunk, settings["thin"])
-        runner.executable, seconds = COMPILED.compile(("chunk", chunk) + program_key, runner.function, data, states,
-                                                      params, chain_keys, jnp.asarray(0, jnp.int32))
-        timing["compile_s"] += seconds
+        runners: dict = {}
+
+        def runner_for(length):
+            # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
+            if length not in runners:
+                runner = ChainRunner(build, length, settings["thin"])
+                runner.executable, seconds = COMPILED.compile(("chunk", length) + program_key, runner.function, data,
+                                                              states, params, chain_keys, jnp.asarray(0, jnp.int32))
+                timing["compile_s"] += seconds
+                runners[length] = runner
+            return runners[length]
+
+        plan = chunk_plan(draws, chunk)
         pieces = []
-        first = manifest.get("completed_chunks", 0) if store is not None else 0
+        first = manifest["completed_chunks"] if store is not None else 0
         for index in range(first):
-            states_loaded, host = store.load_chunk(index, states_like if index == first - 1 else None)
+            states_loaded, host = store.load_chunk(manifest, index, plan[index][1],
+                                                   states_like if index == first - 1 else None)
             pieces.append(host)
             if index == first - 1:
                 states = states_loaded
-            bar.update(chunk)
-        for index in range(first, draws // chunk):
+            bar.update(plan[index][1])
+        for index in range(first, len(plan)):
+            begin, length = plan[index]
+            runner = runner_for(length)
             start = time.perf_counter()
-            states, host = runner.run(data, states, params, chain_keys, index * chunk)
+            states, host = runner.run(data, states, params, chain_keys, begin)
             timing["sampling_s"] += time.perf_counter() - start
             pieces.append(host)
             if store is not None:
                 store.save_chunk(manifest, index, states, host)
-            bar.update(chunk)
+            bar.update(length)
 
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     step_size = np.asarray(params.step_size) if hasattr(params, "step_size") else None
@@ -414,21 +528,55 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
 
 
 def _checkpoint_manifest(target: Target, settings: dict, chunk: int) -> dict:
-    return dict(settings, chunk_size=chunk, device_layout=device_layout(),
+    """Everything a checkpoint is bound to: the settings, the chunking, the device layout, the key, and
+    fingerprints of the data and of the model (sites, distributions, code: `samplax.infer.checkpoint.model_record`)."""
+    record = model_record(target)
+    return dict(settings, chunk_size=chunk, num_chunks=num_chunks_for(settings["draws"], chunk),
+                device_layout=device_layout(),
                 key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
                 data_fingerprint=data_fingerprint(target.data),
+                model_fingerprint=model_fingerprint(record), model=record,
                 sites={site.name: list(site.shape) for site in target.sites})
 
 
+# compared in this order, so a different model is reported as such rather than by one of its consequences
+_RESUME_FIELDS = ("model_fingerprint", "data_fingerprint", "method", "options", "chains", "warmup", "draws", "thin",
+                  "seed", "key_data", "precision", "chunk_size", "num_chunks", "sites", "device_layout", "init",
+                  "log_likelihood", "model_ref", "coords", "dims")
+
+
 def _check_resume(saved: dict, current: dict):
-    for field in ("method", "options", "chains", "warmup", "draws", "thin", "seed", "precision", "chunk_size", "sites",
-                  "data_fingerprint", "device_layout", "init"):
-        if json.dumps(saved.get(field), sort_keys=True) != json.dumps(current.get(field), sort_keys=True):
-            raise ValueError(
-                f"the checkpoint does not match this run: '{field}' was {saved.get(field)!r} and is now "
-                f"{current.get(field)!r}. Resume with the same model, data and settings, or start a new checkpoint "
-                "directory"
-            )
+    """Refuse a checkpoint written by another model, data set, setting or device layout, naming what differs."""
+    for field in _RESUME_FIELDS:
+        was, now = saved.get(field), current.get(field)
+        if json.dumps(was, sort_keys=True) == json.dumps(now, sort_keys=True):
+            continue
+        if field == "model_fingerprint":
+            raise ValueError(f"the checkpoint was written by another model: 'model_fingerprint' was {was[:12]}... and "
+                             f"is now {now[:12]}... ({_model_difference(saved['model'], current['model'])}). Resume "
+                             "with the model that wrote it, or start a new checkpoint directory")
+        raise ValueError(
+            f"the checkpoint does not match this run: '{field}' was {_short_value(was)} and is now "
+            f"{_short_value(now)}. Resume with the same model, data and settings, or start a new checkpoint directory"
+        )
+
+
+def _model_difference(saved: dict, current: dict) -> str:
+    """Which part of two `model_record`s differs, in words."""
+    words = {"sites": "latent sites (name, shape, distribution)", "discrete_sites": "discrete sites",
+             "observed": "observed sites", "deterministic": "deterministic sites"}
+    for key, what in words.items():
+        if json.dumps(saved.get(key), sort_keys=True) != json.dumps(current.get(key), sort_keys=True):
+            return f"{what}: {_short_value(saved.get(key))} vs {_short_value(current.get(key))}"
+    if saved.get("python") != current.get("python"):
+        return (f"the model function's code hash differs; the checkpoint was written under Python {saved.get('python')}"
+                f" and this is Python {current.get('python')}, whose bytecode differs")
+    return "same sites, but the model function's code (SHA-256 of its bytecode and constants) differs"
+
+
+def _short_value(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _NoBar:
@@ -458,6 +606,7 @@ def _run_direct(target, method, settings, keys):
     result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"],
                         settings["draws"])
     elapsed = time.perf_counter() - start
+    start = time.perf_counter()
     if result.discrete:  # samplers of discrete sites: substitute those values too when tracing the model
         from samplax.models.motifs import finish_with_discrete
 
@@ -469,7 +618,9 @@ def _run_direct(target, method, settings, keys):
     return {"posterior": finished["posterior"], "sample_stats": result.sample_stats,
             "log_likelihood": finished["log_likelihood"], "log_evidence": result.log_evidence, "elbo": result.elbo,
             "extra": result.extra, "approximation": result.approximation,
-            "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed}}
+            # one compiled call: its compilation and tuning are inside sampling_s (compile_s is not separated)
+            "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed,
+                       "postprocess_s": time.perf_counter() - start}}
 
 
 def _versions() -> dict:

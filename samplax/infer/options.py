@@ -8,6 +8,7 @@ option is an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 __all__ = ["Option", "MethodSchema", "register", "schema", "methods", "validate", "parse_cli_option",
@@ -41,6 +42,10 @@ class Option:
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise ValueError(f"method '{method}': option '{self.name}' must be {self.type.__name__}, got "
                              f"{value!r} ({type(value).__name__}); {self.help}")
+        if self.type is float and not math.isfinite(value):
+            # nan passes every comparison with a bound: a chain with step size nan never moves
+            raise ValueError(f"method '{method}': option '{self.name}' must be a finite number, got {value!r}; "
+                             f"{self.help}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"method '{method}': option '{self.name}'={value!r} is not one of {list(self.choices)}")
         if self.minimum is not None and value < self.minimum:

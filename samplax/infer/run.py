@@ -1,25 +1,13 @@
-"""Run vectorised chains in jitted fixed-length chunks, with a host-side progress bar and atomic checkpoints.
+"""Run vectorised chains in jitted fixed-length chunks, with a host-side progress bar.
 
 A chunk is one compiled call: ``lax.scan`` over draws of a ``vmap`` over chains. The key of draw ``t`` of a chain is
-``fold_in(chain_key, t)``, so a run cut into chunks, or stopped and resumed from a checkpoint, gives the same draws as
-one uninterrupted run. Draws leave the device after each chunk (bounded device memory); the progress bar advances
-between chunks on the host, never through a per-step callback.
-
-Checkpoint layout (a directory; no pickle anywhere, loading runs no code):
-    manifest.json     format version, method, options, seed, raw key data, chain count, device layout, chunking,
-                      site shapes, a fingerprint of the data, completed chunks
-    data.npz          the data the model was conditioned on
-    warmup.npz        the chains' states and adapted parameters after warm-up
-    chunk_00003.npz   the draws, sample statistics and log-likelihoods of chunk 3, and the states at its end
-Every file is written to a temporary name and renamed, and the manifest is rewritten only after the chunk file it
-mentions exists, so a killed run leaves a consistent checkpoint.
+``fold_in(chain_key, t)``, so a run cut into chunks, or stopped and resumed from a checkpoint
+(`samplax.infer.checkpoint`), gives the same draws as one uninterrupted run. Draws leave the device after each chunk
+(bounded device memory); the progress bar advances between chunks on the host, never through a per-step callback.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Callable
 
 import jax
@@ -28,22 +16,21 @@ import numpy as np
 
 from samplax.models.bridge import data_fingerprint
 
-__all__ = ["chunk_size_for", "ChainRunner", "CompiledCache", "COMPILED", "Checkpoint", "CHECKPOINT_FORMAT_VERSION", "chain_sharding",
-           "data_fingerprint"]
-
-CHECKPOINT_FORMAT_VERSION = 1
+__all__ = ["chunk_size_for", "chunk_plan", "num_chunks_for", "progress_chunk_size", "ChainRunner", "CompiledCache",
+           "COMPILED", "chain_sharding", "device_layout", "data_fingerprint"]
 
 
 def chunk_size_for(draws: int, requested: int | None = None, max_chunks: int = 20) -> int:
-    # callers pass max_chunks=1 when nothing happens between chunks (no progress bar, no checkpoint)
     """The chunk length: ``requested`` if given, else the smallest divisor of ``draws`` giving <= max_chunks chunks.
 
-    A divisor means every chunk has the same length, so the chunk function compiles once.
+    ``requested`` need not divide ``draws`` (`chunk_plan` makes the last chunk shorter); the default is a divisor so
+    that every chunk has the same length and the chunk function compiles once. Callers pass max_chunks=1 when nothing
+    happens between chunks (no progress bar, no checkpoint).
     """
     if requested is not None:
-        if not isinstance(requested, int) or requested < 1:
+        if not isinstance(requested, (int, np.integer)) or isinstance(requested, bool) or requested < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, got {requested!r}")
-        return min(requested, draws)
+        return int(min(requested, draws))  # a Python int: it goes into the JSON manifest
     for size in range(max(1, -(-draws // max_chunks)), draws + 1):
         if draws % size == 0:
             return size
@@ -166,101 +153,15 @@ class CompiledCache:
 COMPILED = CompiledCache()
 
 
-def _atomic_write(path: str, write: Callable):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def chunk_plan(draws: int, chunk_size: int) -> list[tuple[int, int]]:
+    """(first kept draw, length) of every chunk: equal chunks of ``chunk_size`` and a shorter last one if needed.
+
+    The remainder is its own chunk (a second compiled executable of that length) rather than dropped or padded:
+    draw t of a chain uses fold_in(chain_key, t) whatever the chunk it falls in, so the draws equal an
+    uninterrupted run's.
+    """
+    return [(start, min(chunk_size, draws - start)) for start in range(0, draws, chunk_size)]
 
 
-def _flatten(prefix: str, tree) -> dict:
-    leaves = jax.tree.leaves(tree)
-    return {f"{prefix}{i:04d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-
-
-def _unflatten(prefix: str, archive, like):
-    leaves, treedef = jax.tree.flatten(like)
-    loaded = [archive[f"{prefix}{i:04d}"] for i in range(len(leaves))]
-    for i, (want, got) in enumerate(zip(leaves, loaded)):
-        if tuple(want.shape) != tuple(got.shape):
-            raise ValueError(f"checkpoint array {prefix}{i:04d} has shape {got.shape}, expected {want.shape}: "
-                             "the checkpoint was written for another model or chain count")
-    return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype=w.dtype) for x, w in zip(loaded, leaves)])
-
-
-class Checkpoint:
-    """Read and write one checkpoint directory (see the module docstring for the layout)."""
-
-    def __init__(self, path: str):
-        self.path = os.fspath(path)
-
-    @property
-    def manifest_path(self):
-        return os.path.join(self.path, "manifest.json")
-
-    def exists(self) -> bool:
-        return os.path.exists(self.manifest_path)
-
-    def start(self, manifest: dict, data: dict):
-        os.makedirs(self.path, exist_ok=True)
-        arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
-        _atomic_write(os.path.join(self.path, "data.npz"), lambda p: np.savez(p, **arrays))
-        manifest = dict(manifest, format_version=CHECKPOINT_FORMAT_VERSION, completed_chunks=0, warmup_done=False)
-        self.write_manifest(manifest)
-        return manifest
-
-    def write_manifest(self, manifest: dict):
-        _atomic_write(self.manifest_path, lambda p: open(p, "w").write(json.dumps(manifest, indent=1)))
-
-    def read_manifest(self) -> dict:
-        if not self.exists():
-            raise ValueError(f"no checkpoint at {self.path!r} (manifest.json missing)")
-        with open(self.manifest_path) as handle:
-            manifest = json.load(handle)
-        if manifest.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-            raise ValueError(f"checkpoint format version {manifest.get('format_version')} is not supported "
-                             f"(this samplax writes version {CHECKPOINT_FORMAT_VERSION})")
-        return manifest
-
-    def read_data(self) -> dict:
-        with np.load(os.path.join(self.path, "data.npz"), allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-
-    def save_warmup(self, manifest: dict, states, params, extra: dict):
-        payload = {**_flatten("state", states), **_flatten("param", params),
-                   **{f"extra_{k}": np.asarray(v) for k, v in extra.items()}}
-        _atomic_write(os.path.join(self.path, "warmup.npz"), lambda p: np.savez(p, **payload))
-        manifest["warmup_done"] = True
-        self.write_manifest(manifest)
-
-    def load_warmup(self, states_like, params_like):
-        with np.load(os.path.join(self.path, "warmup.npz"), allow_pickle=False) as archive:
-            extra = {k[len("extra_"):]: archive[k] for k in archive.files if k.startswith("extra_")}
-            return _unflatten("state", archive, states_like), _unflatten("param", archive, params_like), extra
-
-    def chunk_path(self, index: int) -> str:
-        return os.path.join(self.path, f"chunk_{index:05d}.npz")
-
-    def save_chunk(self, manifest: dict, index: int, states, host: dict):
-        payload = {**_flatten("state", states)}
-        for group, values in host.items():
-            for name, value in values.items():
-                payload[f"{group}/{name}"] = value
-        _atomic_write(self.chunk_path(index), lambda p: np.savez(p, **payload))
-        manifest["completed_chunks"] = index + 1
-        self.write_manifest(manifest)
-
-    def load_chunk(self, index: int, states_like=None):
-        with np.load(self.chunk_path(index), allow_pickle=False) as archive:
-            host: dict = {}
-            for key in archive.files:
-                if "/" in key:
-                    group, name = key.split("/", 1)
-                    host.setdefault(group, {})[name] = archive[key]
-            states = _unflatten("state", archive, states_like) if states_like is not None else None
-        return states, host
+def num_chunks_for(draws: int, chunk_size: int) -> int:
+    return -(-draws // chunk_size)

@@ -239,8 +239,9 @@ def noise_scale(noise, topology: Topology, rho: float) -> np.ndarray:
             raise ValueError(f"noise={noise!r} is not known; use one of {list(NOISE_NAMES)} or a number >= 0 "
                              "(0 is plain decentralised ADMM)")
         return np.full(n, value)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) or not noise >= 0:
-        raise ValueError(f"noise must be one of {list(NOISE_NAMES)} or a number >= 0, got {noise!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) or \
+            not 0 <= noise < np.inf:
+        raise ValueError(f"noise must be one of {list(NOISE_NAMES)} or a finite number >= 0, got {noise!r}")
     return np.full(n, float(noise))
 
 

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from typing import Callable, NamedTuple
 
 import jax
@@ -639,11 +641,16 @@ def load_proposal(path) -> tuple[dict, ProposalConfig, dict]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable proposal file ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # truncated or not a zip
+        raise ValueError(f"{path}: not a readable proposal file ({type(error).__name__}: {error})") from None
     if "header" not in arrays:
         raise ValueError(f"{path}: no JSON header; not a samplax proposal file")
-    header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: the header is not JSON text ({error}); not a samplax proposal file") from None
+    if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
+        raise ValueError(f"{path}: the header has no 'config' object; not a samplax proposal file")
     if header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: format {header.get('format')!r} is not {FORMAT_NAME!r}")
     if header.get("format_version") != FORMAT_VERSION:

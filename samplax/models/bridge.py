@@ -140,6 +140,16 @@ def _site_discrete(site) -> bool:
     return bool(getattr(fn, "is_discrete", False)) or site.get("infer", {}).get("enumerate") is not None
 
 
+def _plate_shape_error(err: ValueError, data: dict) -> ValueError:
+    """NumPyro's "shapes disagree" with the data's shapes and what to do; other errors unchanged."""
+    if "shapes disagree" not in str(err):
+        return err
+    shapes = {k: tuple(np.shape(v)) for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array))}
+    return ValueError(f"the data do not fit the model's plates ({err}: the site's shape in its plates, then the "
+                      f"value's). Data shapes: {shapes}. Give every observed array one entry per element of its "
+                      "plates.")
+
+
 class _HideObserved(handlers.Messenger):
     """Masks the named observed sites out of the log density, leaving the prior and the transforms' Jacobians."""
 
@@ -237,6 +247,7 @@ class Target:
         self.data_mode = "arguments"
         prototype = self._prototype_trace(jax.random.key(seed))
         self._trace = prototype
+        self._check_finite_data(prototype)
         latent = [(name, s) for name, s in prototype.items() if _is_latent(s)]
         self.discrete_sites = tuple(name for name, s in latent if _site_discrete(s))
         self.discrete_start = {name: prototype[name]["value"] for name in self.discrete_sites}
@@ -283,6 +294,28 @@ class Target:
                 f"calling the model with the data failed: {err}. The model is called as model(**data): the data "
                 "keys must be the model's argument names."
             ) from err
+        except ValueError as err:
+            raise _plate_shape_error(err, self.data) from None
+
+    def _check_finite_data(self, trace):
+        """NaN or inf data must not reach a log-likelihood: name the data keys (masked observations are fine)."""
+        bad = [k for k, v in self.data.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+               and not np.isfinite(v).all()]
+        if not bad:
+            return
+        with numpyro.validation_enabled(False):
+            for name, site in trace.items():
+                if not _is_observation(site):
+                    continue
+                log_prob = site["fn"].log_prob(site["value"])
+                if site.get("mask") is not None:
+                    log_prob = jnp.where(site["mask"], log_prob, 0.0)
+                if not np.isfinite(np.asarray(log_prob)).all():
+                    counts = {k: int((~np.isfinite(self.data[k])).sum()) for k in bad}
+                    raise ValueError(
+                        f"data {bad} hold non-finite values ({counts} NaN or inf), and they make the log-likelihood "
+                        f"of site '{name}' non-finite. Drop those rows, or mask the missing observations: "
+                        "numpyro.sample(..., obs=y, obs_mask=~np.isnan(y)) or numpyro.handlers.mask(mask=...)")
 
     def _choose_data_mode(self) -> str:
         """"arguments" when the model traces with its array data as abstract arguments, else "constants"."""
@@ -294,6 +327,8 @@ class Target:
             jax.eval_shape(lambda data, z: self.with_data(data)._log_joint(z), arrays, z)
         except CONCRETIZATION_ERRORS:
             return "constants"
+        except ValueError as err:
+            raise _plate_shape_error(err, self.data) from None
         return "arguments"
 
     def _log_joint(self, z):
@@ -335,7 +370,8 @@ class Target:
 
         ``continuous_latent``, ``discrete_latent``, ``improper_prior`` (a flat prior: no prior draws exist),
         ``factor`` (a ``numpyro.factor`` term), ``no_observation_plate`` (no observed site inside a plate: nothing
-        to shard), ``no_observations``.
+        to shard), ``no_observations``, ``data_read_as_values`` (the model reads its data as Python values, so the
+        data cannot be arguments of a compiled program: ``data_mode == "constants"``).
         """
         found = set()
         if self.dim:
@@ -348,6 +384,8 @@ class Target:
             found.add("factor")
         if not self.observed:
             found.add("no_observations")
+        if self.data_mode == "constants":
+            found.add("data_read_as_values")
         try:
             _observation_plate_size(self._trace)
         except ValueError:
@@ -551,6 +589,10 @@ class Target:
             "no_observation_plate": "it splits the observations across agents, and the model has no observed site "
                                     "inside a numpyro.plate; put the observations in a plate or use method='nuts'",
             "no_observations": "it needs observed data, and the model observes nothing",
+            "data_read_as_values": "it splits the data into shards that are arguments of one compiled program, and "
+                                   "the model reads its data as Python values (int(...), a Python if on data); "
+                                   "compute those values outside the model and pass them as Python ints, or use "
+                                   "method='nuts'",
             "factor": f"it cannot evaluate numpyro.factor terms ({list(self.factor_sites)}) the way it needs; use "
                       "method='nuts'",
         }.get(feature, "")
@@ -798,6 +840,10 @@ def check_data(model, data) -> dict:
             continue
         if array.dtype == object:
             raise ValueError(f"data '{key}' is not a numeric array (ragged or mixed types); pass a rectangular array")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"data '{key}' has dtype {array.dtype}: samplax takes arrays of numbers (bool, int, "
+                             "float); encode categories as integer codes and split complex values into real and "
+                             "imaginary parts")
         converted[key] = array
     return converted
 

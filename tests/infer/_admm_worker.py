@@ -9,6 +9,12 @@
         With "then-long", both processes go on sampling for a long time afterwards (the test stops a peer).
     python tests/infer/_admm_worker.py long - PORT PROCESS_ID
         one process of a 2-process job that samples for a long time (the test kills or stops its peer).
+    python tests/infer/_admm_worker.py fail - PORT PROCESS_ID FAILING_ID
+        one process of a 2-process job (2 s heartbeat) that calls samplax.fit like `fit`; process FAILING_ID passes
+        an unknown option, so its fit raises ValueError while the other one goes on into the run.
+    python tests/infer/_admm_worker.py early - PORT PROCESS_ID
+        one process of a 2-process job (2 s heartbeat) like `long`, except that process 1 stops after 1000
+        iterations and its program ends normally while process 0 still needs it.
 """
 
 from __future__ import annotations
@@ -121,7 +127,27 @@ def long_job(port, process_id):
     long_run(process_id)
 
 
-def long_run(process_id):
+def early_job(port, process_id):
+    from samplax.infer import distributed
+
+    distributed.initialize(f"127.0.0.1:{port}", 2, process_id, heartbeat_s=2.0, num_cpu_devices=1)
+    long_run(process_id, draws=1_000 if process_id == 1 else 20_000_000, chunk_size=500)
+    print(f"process {process_id} ended", flush=True)
+
+
+def fail_job(port, process_id, failing_id):
+    from samplax.infer import distributed
+
+    distributed.initialize(f"127.0.0.1:{port}", 2, process_id, heartbeat_s=2.0, num_cpu_devices=1)
+    import samplax
+    import samplax.infer.method_admm  # noqa: F401
+
+    bad = {"bogus": 1} if process_id == failing_id else {}
+    samplax.fit(regression_model, regression_data(), **dict(FIT_SETTINGS, num_agents=2), **bad)
+    print(f"process {process_id} fitted", flush=True)
+
+
+def long_run(process_id, draws=20_000_000, chunk_size=200_000):
     """A long D-ADMMS run (quadratic agents, closed form) straight on the kernel and the distributed driver."""
     import jax
     import numpy as np
@@ -144,7 +170,7 @@ def long_run(process_id):
 
     print(f"process {process_id} sampling", flush=True)
     distributed.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(0), num_replicas=2, dim=dim,
-                           warmup=0, draws=20_000_000, chunk_size=200_000, record_agents=False)
+                           warmup=0, draws=draws, chunk_size=chunk_size, record_agents=False)
     print(f"process {process_id} finished without noticing the lost peer", flush=True)
 
 
@@ -158,5 +184,9 @@ if __name__ == "__main__":
         fit_job(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), then_long=sys.argv[5:] == ["then-long"])
     elif mode == "long":
         long_job(int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "early":
+        early_job(int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "fail":
+        fail_job(int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -1,5 +1,6 @@
 """admm and dsgld through fit (one device), on 4 emulated CPU devices, and as real 2-process jobs on loopback
-(jax.distributed, gloo), including a killed and a stopped peer. Spawned processes run tests/infer/_admm_worker.py."""
+(jax.distributed, gloo), including a killed and a stopped peer and a peer that fails with an error. Spawned processes
+run tests/infer/_admm_worker.py or the `samplax` command line."""
 
 import importlib.util
 import json
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceW
               pytest.mark.filterwarnings("ignore:More chains:UserWarning")]
 
 WORKER_PATH = Path(__file__).with_name("_admm_worker.py")
+ROOT = WORKER_PATH.parents[2]
 _spec = importlib.util.spec_from_file_location("_admm_worker", WORKER_PATH)
 worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)
@@ -156,11 +158,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _spawn(tmp_path, name, *args):
+def _spawn(tmp_path, name, *args, command=(str(WORKER_PATH),)):
     out = open(tmp_path / f"{name}.out", "w")
     err = open(tmp_path / f"{name}.err", "w")
-    process = subprocess.Popen([sys.executable, str(WORKER_PATH), *map(str, args)], stdout=out, stderr=err,
-                               env=_environment(), cwd=str(tmp_path))
+    env = _environment(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, *command, *map(str, args)], stdout=out, stderr=err, env=env,
+                               cwd=str(tmp_path))
     process.log = (tmp_path / f"{name}.out", tmp_path / f"{name}.err")
     return process
 
@@ -270,6 +273,83 @@ def test_a_killed_peer_ends_the_job(tmp_path):
     assert elapsed < 30
     assert "lost process 0 of 2" in stderr
     assert "Check failure stack trace" not in stderr
+
+
+def _wait_all(processes, timeout):
+    """Exit codes and the seconds from the start until each process exited (None: still running at the timeout)."""
+    start = time.monotonic()
+    codes, times = [None] * len(processes), [None] * len(processes)
+    while time.monotonic() - start < timeout and None in codes:
+        for index, process in enumerate(processes):
+            if codes[index] is None and process.poll() is not None:
+                codes[index], times[index] = process.returncode, time.monotonic() - start
+        time.sleep(0.1)
+    return codes, times
+
+
+def _finish_job(processes, port, timeout=120):
+    """Wait for every process of a job: (exit codes, end times, stderr texts); stragglers are stopped."""
+    try:
+        codes, times = _wait_all(processes, timeout=timeout)
+        return codes, times, [p.log[1].read_text() for p in processes]
+    finally:
+        _stop_all(processes, port)
+
+
+def test_a_peer_with_a_usage_error_ends_the_job(tmp_path):
+    """`samplax fit` as a 2-process job where process 1 passes an unknown --option: process 1 exits with status 2
+    and its usage error; process 0, which went on into the run, exits with status 1 soon after (2 s heartbeat),
+    naming process 1 and its error; no C++ abort trace, no hang."""
+    port = _free_port()
+    data = worker.regression_data(40)
+    (tmp_path / "data.json").write_text(json.dumps({name: value.tolist() for name, value in data.items()}))
+    fit_args = ["fit", f"{WORKER_PATH}:regression_model", "--data", "data.json", "--method", "admm", "--chains", 2,
+                "--warmup", 5, "--draws", 5, "--quiet", "--option", "num_agents=2", "--coordinator",
+                f"127.0.0.1:{port}", "--num-processes", 2, "--heartbeat", 2]
+    processes = [_spawn(tmp_path, f"p{i}", *fit_args, "--process-id", i, *(["--option", "bogus=1"] if i else []),
+                        command=("-m", "samplax.cli")) for i in range(2)]
+    codes, times, stderr = _finish_job(processes, port)
+    assert codes == [1, 2], stderr
+    assert times[0] - times[1] < 15, (times, stderr)
+    assert "samplax: error: unknown option 'bogus' for method 'admm'" in stderr[1]
+    assert "process 1 of 2 failed: usage error: unknown option 'bogus' for method 'admm'" in stderr[0], stderr[0]
+    assert "exiting with status 1" in stderr[0]
+    assert "lost process" not in stderr[0] + stderr[1]  # the failed peer is not taken for a silent one
+    assert not any("Check failure stack trace" in text for text in stderr), stderr
+
+
+def test_an_exception_in_a_peer_ends_the_job(tmp_path):
+    """Python API: process 0 (which also runs the coordination service) raises ValueError inside samplax.fit
+    after distributed.initialize: it exits with status 1 and its traceback; process 1 exits with status 1 soon
+    after, naming process 0 and the error; no C++ abort trace, no hang."""
+    port = _free_port()
+    processes = [_spawn(tmp_path, f"p{i}", "fail", "-", port, i, 0) for i in range(2)]
+    codes, times, stderr = _finish_job(processes, port)
+    assert codes == [1, 1], stderr
+    assert times[1] - times[0] < 15, (times, stderr)
+    assert "ValueError: unknown option(s) ['bogus'] for method 'admm'" in stderr[0]
+    assert "Traceback" in stderr[0] and "samplax: process 0:" not in stderr[0]  # its own error, not a peer's
+    assert "process 0 of 2 failed: ValueError: unknown option(s) ['bogus'] for method 'admm'" in stderr[1], stderr[1]
+    assert not any("Check failure stack trace" in text for text in stderr), stderr
+
+
+def test_a_peer_that_ends_early_ends_the_job(tmp_path):
+    """Process 1's program ends normally after 1000 iterations while process 0 is still sampling (blocked in a
+    collective that needs it): process 0 exits with status 1 soon after (2 s heartbeat), saying that process 1
+    ended its part of the job; process 1, waiting at the end for process 0, then exits with status 1 too."""
+    port = _free_port()
+    processes = [_spawn(tmp_path, f"p{i}", "early", "-", port, i) for i in range(2)]
+    try:
+        codes, times = _wait_all(processes, timeout=120)
+        stderr = [p.log[1].read_text() for p in processes]
+        ended = "process 1 ended" in processes[1].log[0].read_text()
+    finally:
+        _stop_all(processes, port)
+    assert codes == [1, 1] and ended, stderr
+    assert "process 1 of 2 ended its part of the job" in stderr[0], stderr[0]
+    assert "lost process 0 of 2" in stderr[1], stderr[1]
+    assert times[1] - times[0] < 15, (times, stderr)
+    assert not any("Check failure stack trace" in text for text in stderr), stderr
 
 
 def test_shard_prior_equals_the_targets_prior():
