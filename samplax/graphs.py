@@ -37,6 +37,7 @@ import numpy as np
 
 from samplax.kernels import graph_hom
 from samplax.models import graphs as model
+from samplax.infer import cache as compilation_cache
 from samplax.models.graphs import (
     Motif,
     Network,
@@ -58,6 +59,8 @@ from samplax.models.graphs import (
     path_motif,
     star_motif,
 )
+
+compilation_cache.configure()  # a second process compiles nothing the first one did
 
 __all__ = [
     "sample_homomorphisms",

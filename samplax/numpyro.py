@@ -22,6 +22,9 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from samplax.kernels import baselines
 from samplax.models.bridge import build_target
+from samplax.infer import cache as compilation_cache
+
+compilation_cache.configure()  # a second process compiles nothing the first one did
 
 __all__ = ["SamplaxKernelState", "NUTS", "MALA"]
 

@@ -77,11 +77,19 @@ def summary(
     idata: Any,
     *,
     sampling_seconds: float | None = None,
+    wall_seconds: float | None = None,
     var_names: str | list[str] | None = None,
     hdi_prob: float = 0.94,
     round_to: int | str | None = None,
 ) -> pd.DataFrame:
-    """ArviZ's summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s``.
+    """ArviZ's summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s`` and
+    ``ess_bulk_per_sampling_s``.
+
+    ``ess_bulk_per_s`` divides by ``wall_seconds``, the whole fit's wall time (tracing, compiling, warm-up,
+    sampling, post-processing: what a user waits for, and the figure to compare methods by);
+    ``ess_bulk_per_sampling_s`` divides by the sampling phase alone (the kernel's own speed). When None they are read
+    from samplax's ``attrs["timing"]`` (``total_s``, ``sampling_s``; ArviZ's posterior ``sampling_time`` for the
+    sampling phase), else NaN.
 
     Rows list the latent sites first, then the deterministic ones (see ``site_roles``), each group in the
     posterior's order. ``var_names`` (a site name or a list of them) keeps only those sites, in the same order; an
@@ -98,32 +106,37 @@ def summary(
         raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob!r}; pass for example hdi_prob=0.94")
     if sampling_seconds is None:
         sampling_seconds = _recorded_sampling_seconds(idata, posterior)
-    if sampling_seconds is not None:
-        sampling_seconds = float(sampling_seconds)
-        if not (math.isfinite(sampling_seconds) and sampling_seconds > 0.0):
+    if wall_seconds is None:
+        wall_seconds = _recorded_timing(idata).get("total_s")
+    for name, value in (("sampling_seconds", sampling_seconds), ("wall_seconds", wall_seconds)):
+        if value is not None and not (math.isfinite(float(value)) and float(value) > 0.0):
             raise ValueError(
-                f"sampling_seconds must be a positive number of seconds, got {sampling_seconds!r}; "
-                "pass the sampling wall time (for example fit.timing['sampling_s']) or None"
+                f"{name} must be a positive number of seconds, got {value!r}; pass the wall time (for example "
+                "fit.timing['sampling_s'] or fit.timing['total_s']) or None"
             )
     latent, deterministic = site_roles(idata, var_names=var_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         table = az.summary(posterior[latent + deterministic], hdi_prob=hdi_prob, kind="all", round_to=round_to)
-    seconds = np.nan if sampling_seconds is None else sampling_seconds
-    table["ess_bulk_per_s"] = table["ess_bulk"] / seconds
+    table["ess_bulk_per_s"] = table["ess_bulk"] / (np.nan if wall_seconds is None else float(wall_seconds))
+    table["ess_bulk_per_sampling_s"] = table["ess_bulk"] / (np.nan if sampling_seconds is None
+                                                            else float(sampling_seconds))
     return table
 
 
-def _recorded_sampling_seconds(idata: Any, posterior: xr.Dataset) -> float | None:
+def _recorded_timing(idata: Any) -> dict:
+    """samplax's ``attrs["timing"]`` as a dict (empty when absent or unreadable)."""
     timing = (getattr(idata, "attrs", None) or {}).get("timing")
     if isinstance(timing, str):
         try:
             timing = json.loads(timing)
         except ValueError:
             timing = None
-    if isinstance(timing, Mapping) and timing.get("sampling_s"):
-        return timing["sampling_s"]
-    return posterior.attrs.get("sampling_time")
+    return dict(timing) if isinstance(timing, Mapping) else {}
+
+
+def _recorded_sampling_seconds(idata: Any, posterior: xr.Dataset) -> float | None:
+    return _recorded_timing(idata).get("sampling_s") or posterior.attrs.get("sampling_time")
 
 
 # ------------------------------------------------------------------------------- importance weights

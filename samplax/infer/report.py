@@ -269,7 +269,11 @@ class _Context:
 
     @property
     def sampling_seconds(self) -> float | None:
-        seconds = (self.fit.timing or {}).get("sampling_s")
+        return self.seconds("sampling_s")
+
+    def seconds(self, field: str) -> float | None:
+        """A positive finite time from ``fit.timing`` (``sampling_s``, ``total_s``, ...), else None."""
+        seconds = (self.fit.timing or {}).get(field)
         try:
             seconds = float(seconds)
         except (TypeError, ValueError):
@@ -293,11 +297,13 @@ def _summary_and_scores(context: _Context):
 
     Unrounded because ArviZ's default rounding (two decimals) would turn an R-hat of 1.013 into a passing 1.01.
     """
-    seconds = context.sampling_seconds
-    # an explicit positive time, always: with None the summary would read attrs["timing"], which may hold NaN
-    table = diagnostics.summary(context.idata, sampling_seconds=seconds or 1.0, round_to="none",
-                                var_names=context.var_names)
+    seconds, wall = context.sampling_seconds, context.seconds("total_s")
+    # explicit positive times, always: with None the summary would read attrs["timing"], which may hold NaN
+    table = diagnostics.summary(context.idata, sampling_seconds=seconds or 1.0, wall_seconds=wall or 1.0,
+                                round_to="none", var_names=context.var_names)
     if seconds is None:
+        table["ess_bulk_per_sampling_s"] = np.nan
+    if wall is None:
         table["ess_bulk_per_s"] = np.nan
     latent_sites = set(context.latent)
     if len(table) == len(context.parameters):
@@ -498,7 +504,8 @@ SUMMARY_COLUMNS = (  # column, header, format, which draws kinds show it
     ("ess_bulk", "ESS bulk", "int", ("mcmc", "iid")),
     ("ess_tail", "ESS tail", "int", ("mcmc", "iid")),
     ("r_hat", "R-hat", "rhat", ("mcmc",)),
-    ("ess_bulk_per_s", "ESS bulk/s", "num", ("mcmc", "iid")),
+    ("ess_bulk_per_s", "ESS bulk / s (whole fit)", "num", ("mcmc", "iid")),
+    ("ess_bulk_per_sampling_s", "ESS bulk / s (sampling)", "num", ("mcmc", "iid")),
 )
 
 

@@ -31,15 +31,16 @@ def test_summary_columns_and_ess_per_second():
     (tail) and sd 0.043: the tolerance 0.25 is about 5 sd. The mean must lie within 5 MCSE of the exact 0.
     """
     idata = iid_idata()
-    table = diagnostics.summary(idata, sampling_seconds=2.0)
+    table = diagnostics.summary(idata, sampling_seconds=2.0, wall_seconds=5.0)
     expected = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
-    assert list(table.columns) == expected + ["ess_bulk_per_s"]
+    assert list(table.columns) == expected + ["ess_bulk_per_s", "ess_bulk_per_sampling_s"]
     assert list(table.index) == ["mu", "theta[0]", "theta[1]"]
     n = CHAINS * DRAWS
     assert np.all(np.abs(table["ess_bulk"] / n - 1.0) < 0.25)
     assert np.all(np.abs(table["ess_tail"] / n - 1.0) < 0.25)
     assert np.all(np.abs(table["mean"]) < 5 * table["mcse_mean"])
-    np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / 2.0)
+    np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / 5.0)  # the whole fit's wall time
+    np.testing.assert_allclose(table["ess_bulk_per_sampling_s"], table["ess_bulk"] / 2.0)
     assert np.all(table["r_hat"] < 1.01)
 
 
@@ -48,10 +49,12 @@ def test_summary_without_seconds_var_names_and_hdi_prob():
     table = diagnostics.summary(idata, var_names=["theta"], hdi_prob=0.9)
     assert list(table.index) == ["theta[0]", "theta[1]"]
     assert "hdi_5%" in table.columns and "hdi_95%" in table.columns
-    assert table["ess_bulk_per_s"].isna().all()
-    recorded = az.from_dict(posterior={"mu": idata.posterior["mu"].values}, attrs={"timing": '{"sampling_s": 4.0}'})
+    assert table["ess_bulk_per_s"].isna().all() and table["ess_bulk_per_sampling_s"].isna().all()
+    recorded = az.from_dict(posterior={"mu": idata.posterior["mu"].values},
+                            attrs={"timing": '{"sampling_s": 4.0, "total_s": 10.0}'})
     table = diagnostics.summary(recorded)
-    np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / 4.0)
+    np.testing.assert_allclose(table["ess_bulk_per_sampling_s"], table["ess_bulk"] / 4.0)
+    np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / 10.0)
     unrounded = diagnostics.summary(idata, round_to="none")
     assert unrounded.loc["mu", "mean"] == pytest.approx(float(idata.posterior["mu"].mean()), rel=1e-12)
 

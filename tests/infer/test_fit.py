@@ -112,9 +112,26 @@ def test_inference_data_layout(small_fit):
     assert attrs["method"] == "nuts" and attrs["seed"] == 7
     assert json.loads(attrs["options"])["target_accept"] == 0.8
     assert "jax" in json.loads(attrs["versions"])
-    assert set(small_fit.timing) == {"compile_s", "warmup_s", "sampling_s"}
+    assert set(small_fit.timing) == TIMING_FIELDS
+    parts = sum(small_fit.timing[k] for k in ("compile_s", "warmup_s", "sampling_s", "postprocess_s"))
+    assert parts <= small_fit.timing["total_s"]  # the whole fit also traced the model and drew its starts
     table = small_fit.summary()
     assert "ess_bulk_per_s" in table.columns and "r_hat" in table.columns
+    np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / small_fit.timing["total_s"])
+    np.testing.assert_allclose(table["ess_bulk_per_sampling_s"], table["ess_bulk"] / small_fit.timing["sampling_s"])
+
+
+TIMING_FIELDS = {"compile_s", "warmup_s", "sampling_s", "postprocess_s", "total_s"}
+
+
+def test_smc_timing_has_every_field():
+    """A method that runs in one compiled call reports the same timing fields (its compilation is not separated)."""
+    entry = zoo.get("normal_normal")
+    result = samplax.fit(entry.model, entry.make_data(seed=3), method="smc", chains=2, draws=50, seed=1,
+                         progress=False)
+    assert set(result.timing) == TIMING_FIELDS and np.isnan(result.timing["compile_s"])
+    assert result.timing["sampling_s"] + result.timing["postprocess_s"] <= result.timing["total_s"]
+    assert json.loads(result.idata.attrs["timing"])["total_s"] == result.timing["total_s"]
 
 
 def test_loo_runs(small_fit):

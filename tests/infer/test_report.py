@@ -106,7 +106,8 @@ def test_summary_table_matches_diagnostics_summary(good_fit, good_page):
     values = dict(zip(headers, cells))
     assert values["R-hat"] == f"{rhat:.3f}"
     assert float(values["mean"]) == pytest.approx(table.loc["a&b", "mean"], rel=1e-3, abs=1e-3)
-    assert set(headers) >= {"mean", "sd", "MCSE mean", "ESS bulk", "ESS tail", "R-hat", "ESS bulk/s"}
+    assert set(headers) >= {"mean", "sd", "MCSE mean", "ESS bulk", "ESS tail", "R-hat", "ESS bulk / s (whole fit)",
+                            "ESS bulk / s (sampling)"}
 
 
 def test_site_names_with_html_are_escaped(good_page):
