@@ -202,17 +202,27 @@ def _plate_dims(trace) -> dict[str, list[str]]:
 
 
 def data_fingerprint(data: dict) -> str:
-    """SHA-256 of the data's keys, dtypes, shapes and bytes (Python scalars by their repr)."""
+    """SHA-256 of the data's keys, dtypes, shapes and bytes (nested dicts, lists and tuples walked; Python scalars
+    and strings by their repr)."""
     digest = hashlib.sha256()
-    for key in sorted(data):
-        value = data[key]
-        digest.update(key.encode())
-        if value is None or isinstance(value, str):
+
+    def update(value):
+        if isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(b"{" + str(key).encode())
+                update(value[key])
+        elif isinstance(value, (list, tuple)) and not all(isinstance(v, (int, float, bool)) for v in value):
+            digest.update(f"{type(value).__name__}{len(value)}".encode())
+            for item in value:
+                update(item)
+        elif value is None or isinstance(value, str):
             digest.update(repr(value).encode())
-            continue
-        array = np.asarray(value)
-        digest.update(str(array.dtype).encode() + str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
+        else:
+            array = np.asarray(value)
+            digest.update(str(array.dtype).encode() + str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+
+    update(dict(data))
     return digest.hexdigest()
 
 
@@ -280,16 +290,21 @@ class Target:
                                     type(_base_dist(s["fn"])).__name__, False) for name, s in continuous)
         self.data_mode = self._choose_data_mode()
         if self.data_mode == "arguments":
-            self.data = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in self.data.items()}
+            self.data = {k: jnp.asarray(v) if isinstance(v, (np.ndarray, jax.Array)) else v
+                         for k, v in self.data.items()}
 
     # ----------------------------------------------------------------------------------------------
     # tracing helpers
     def _prototype_trace(self, key, init_fn=None):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)  # NumPyro's seed handler (and its scan) expect raw uint32 keys
         model = handlers.substitute(handlers.seed(self.model, key), substitute_fn=init_fn or init_to_uniform(radius=2))
         try:
             with handlers.block(), numpyro.validation_enabled(False):
                 return handlers.trace(model).get_trace(*self.args, **self.data)
         except TypeError as err:
+            if isinstance(err, CONCRETIZATION_ERRORS):  # JAX's conversion errors are TypeErrors: not a signature
+                raise
             raise ValueError(
                 f"calling the model with the data failed: {err}. The model is called as model(**data): the data "
                 "keys must be the model's argument names."
@@ -299,8 +314,8 @@ class Target:
 
     def _check_finite_data(self, trace):
         """NaN or inf data must not reach a log-likelihood: name the data keys (masked observations are fine)."""
-        bad = [k for k, v in self.data.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-               and not np.isfinite(v).all()]
+        arrays = {k: np.asarray(v) for k, v in self.data.items() if isinstance(v, (np.ndarray, jax.Array))}
+        bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
         if not bad:
             return
         with numpyro.validation_enabled(False):
@@ -311,7 +326,7 @@ class Target:
                 if site.get("mask") is not None:
                     log_prob = jnp.where(site["mask"], log_prob, 0.0)
                 if not np.isfinite(np.asarray(log_prob)).all():
-                    counts = {k: int((~np.isfinite(self.data[k])).sum()) for k in bad}
+                    counts = {k: int((~np.isfinite(arrays[k])).sum()) for k in bad}
                     raise ValueError(
                         f"data {bad} hold non-finite values ({counts} NaN or inf), and they make the log-likelihood "
                         f"of site '{name}' non-finite. Drop those rows, or mask the missing observations: "
@@ -351,7 +366,8 @@ class Target:
         """A hashable summary of everything in the data that is baked into a compiled program."""
         if self.data_mode == "constants":
             return ("constants", data_fingerprint(self.data))
-        return tuple(sorted((k, repr(v)) for k, v in self.data.items() if not isinstance(v, jax.Array)))
+        static = {k: v for k, v in self.data.items() if not isinstance(v, jax.Array)}
+        return ("arguments", data_fingerprint(static))  # a hash, not repr: repr elides the middle of long arrays
 
     def with_data(self, arrays: dict) -> "Target":
         """The same target conditioned on other arrays of the same shapes (traced arrays inside jit are fine)."""
@@ -831,6 +847,9 @@ def check_data(model, data) -> dict:
         if value is None or isinstance(value, (bool, int, str)):
             converted[key] = value
             continue
+        if isinstance(value, dict):  # a pytree of settings (NumPyro passes any pytree): checked leaf by leaf
+            converted[key] = _check_nested(key, value)
+            continue
         try:
             array = np.asarray(value)
         except ValueError:
@@ -844,8 +863,22 @@ def check_data(model, data) -> dict:
             raise ValueError(f"data '{key}' has dtype {array.dtype}: samplax takes arrays of numbers (bool, int, "
                              "float); encode categories as integer codes and split complex values into real and "
                              "imaginary parts")
-        converted[key] = array
+        # a JAX array stays one (a model may index it with a traced index, inside scan), a NumPy array stays NumPy
+        # (a model may read it as Python values), as NumPyro passes them
+        converted[key] = value if isinstance(value, jax.Array) else array
     return converted
+
+
+def _check_nested(key: str, value: dict) -> dict:
+    """A dict argument's entries checked like top-level data (numbers, numeric arrays, nested dicts)."""
+    def fake_model(**kwargs):  # check_data wants a signature: any key is fine inside a nested dict
+        pass
+
+    checked = {}
+    for name, entry in value.items():
+        label = f"{key}[{name!r}]"  # errors name the entry as the user indexes it
+        checked[name] = check_data(fake_model, {label: entry})[label]
+    return checked
 
 
 def build_target(model, data=None, *, args: tuple = (), seed: int = 0) -> Target:

@@ -238,3 +238,35 @@ def test_methods_refuse_unsupported_features_before_compiling():
 
     with pytest.raises(UnsupportedModelError, match="no_observation_plate"):
         samplax.fit(no_plate, {"y": 1.0}, method="admm", progress=False)
+
+
+def ar2_scan(y):
+    """NumPyro's ar2 example: the likelihood inside numpyro.contrib.control_flow.scan under condition; the data are
+    a JAX array indexed with scan's traced step (NumPy data would fail there, in NumPyro too)."""
+    from numpyro.contrib.control_flow import scan
+
+    alpha = numpyro.sample("alpha", dist.Normal(0.0, 1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+
+    def transition(y_prev, _):
+        y_t = numpyro.sample("y", dist.Normal(alpha * y_prev, sigma))
+        return y_t, None
+
+    with numpyro.handlers.condition(data={"y": y[1:]}):
+        scan(transition, y[0], jnp.arange(y.shape[0] - 1))
+
+
+def test_scan_models_keep_jax_data_and_nested_settings_are_data():
+    target = build_target(ar2_scan, {"y": jnp.sin(jnp.arange(20.0))})
+    assert target.dim == 2 and list(target.observed) == ["y"]
+
+    def with_settings(x, hypers, y=None):
+        scale = numpyro.sample("scale", dist.HalfNormal(hypers["prior_scale"]))
+        with numpyro.plate("obs", len(x)):
+            numpyro.sample("y", dist.Normal(0.0, scale), obs=y)
+
+    small = build_target(with_settings, {"x": np.ones(3), "y": np.ones(3), "hypers": {"prior_scale": 1.0}})
+    large = build_target(with_settings, {"x": np.ones(3), "y": np.ones(3), "hypers": {"prior_scale": 2.0}})
+    assert small.static_data_key() != large.static_data_key()  # a nested setting is part of the program's key
+    with pytest.raises(ValueError, match=r"data 'hypers\['prior_scale'\]' has dtype <U1"):
+        build_target(with_settings, {"x": np.ones(3), "y": np.ones(3), "hypers": {"prior_scale": np.array(["a"])}})
