@@ -39,6 +39,10 @@ class SamplaxKernelState(NamedTuple):
     accept_prob: jnp.ndarray
     diverging: jnp.ndarray
     rng_key: jnp.ndarray
+    # running figures of the current phase (warm-up, then sampling), as NumPyro's HMC shows them: the last step's
+    # acceptance alone flickers between 0 and 1 for MALA
+    mean_accept_prob: jnp.ndarray
+    num_divergences: jnp.ndarray
 
 
 class _AdaptiveKernel(MCMCKernel):
@@ -93,7 +97,8 @@ class _AdaptiveKernel(MCMCKernel):
             adaptation_state = self._adapt_init(position, self._initial_step_size)
             return SamplaxKernelState(jnp.asarray(0), target.unravel(position), kernel_state, adaptation_state,
                                       jnp.asarray(self._initial_step_size, position.dtype), jnp.ones_like(position),
-                                      jnp.zeros((), position.dtype), jnp.asarray(False), key)
+                                      jnp.zeros((), position.dtype), jnp.asarray(False), key,
+                                      jnp.zeros((), position.dtype), jnp.asarray(0))
 
         states = jax.vmap(init_one)(positions, keys)
         return states if batched else jax.tree.map(lambda x: x[0], states)
@@ -126,8 +131,15 @@ class _AdaptiveKernel(MCMCKernel):
             adaptation_state, step_size, inverse_mass_matrix = jax.lax.cond(
                 state.i < self._num_warmup, adapt,
                 lambda _: (state.adaptation_state, state.step_size, state.inverse_mass_matrix), None)
+        # steps so far in this phase, this one included; the sampling phase starts afresh at i == num_warmup
+        in_phase = jnp.where(state.i < self._num_warmup, state.i, state.i - self._num_warmup) + 1
+        restart = state.i == self._num_warmup
+        previous_mean = jnp.where(restart, 0.0, state.mean_accept_prob)
+        mean_accept_prob = previous_mean + (accept_prob - previous_mean) / in_phase
+        num_divergences = jnp.where(restart, 0, state.num_divergences) + diverging.astype(jnp.int32)
         return SamplaxKernelState(state.i + 1, target.unravel(kernel_state.position), kernel_state, adaptation_state,
-                                  step_size, inverse_mass_matrix, accept_prob, diverging, key)
+                                  step_size, inverse_mass_matrix, accept_prob, diverging, key, mean_accept_prob,
+                                  num_divergences)
 
     def postprocess_fn(self, model_args, model_kwargs):
         target = self._target if self._target is not None else build_target(self._model, model_kwargs,
@@ -135,7 +147,8 @@ class _AdaptiveKernel(MCMCKernel):
         return lambda z: target.constrain(target.ravel_unconstrained(z))
 
     def get_diagnostics_str(self, state):
-        return f"step size {float(state.step_size):.2e}. acc. prob={float(state.accept_prob):.2f}"
+        return (f"step size {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}. "
+                f"{int(state.num_divergences)} divergences")
 
     @property
     def default_fields(self):

@@ -102,6 +102,12 @@ def test_numpyro_adapter_runs_inside_mcmc(kernel):
     sd = float(np.std(draws[site]))
     assert abs(estimate - float(reference.mean[site])) < 4 * sd / np.sqrt(ess)
     assert abs(sd / float(reference.sd[site]) - 1) < 0.15
+    # the progress bar shows the running mean acceptance of the sampling phase, not the last step's
+    last = mcmc.last_state
+    accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
+    np.testing.assert_allclose(np.asarray(last.mean_accept_prob), accept.mean(axis=1), rtol=1e-4)
+    assert f"acc. prob={float(last.mean_accept_prob[0]):.2f}" in mcmc.sampler.get_diagnostics_str(
+        jax.tree.map(lambda x: x[0], last))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

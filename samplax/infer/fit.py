@@ -2,7 +2,8 @@
 
     fit = samplax.fit(model, data, method="nuts", chains=4, warmup=1000, draws=1000, seed=0)
     fit.summary()            # ArviZ summary plus ESS per second
-    fit.idata                # arviz.InferenceData: posterior, sample_stats, log_likelihood, observed_data
+    fit.idata                # arviz.InferenceData (ArviZ 0.x) or xarray.DataTree (ArviZ 1.x): posterior,
+                             # sample_stats, log_likelihood, observed_data
 
 Order of work: arguments and method options are checked first (no tracing, no compilation), then the model is traced
 once into a `Target`, then the method runs: MCMC methods as vectorised chains in compiled chunks (`infer.run`),
@@ -18,13 +19,15 @@ import time
 import warnings
 from typing import Any, Callable, NamedTuple
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplax.infer import arviz_compat
+from samplax.infer.arviz_compat import IData
 from samplax.infer import methods as method_registry
 from samplax.infer.options import schema, validate
+from samplax.infer.progress import Progress
 from samplax.infer.checkpoint import Checkpoint, model_fingerprint, model_record
 from samplax.infer.run import (COMPILED, ChainRunner, chain_sharding, chunk_plan, chunk_size_for, data_fingerprint,
                                device_layout, num_chunks_for, progress_chunk_size)
@@ -63,13 +66,14 @@ def _estimate(values) -> Estimate | None:
 # ---------------------------------------------------------------------------------------------------------------------
 # the Fit object
 class Fit:
-    """The result of `samplax.fit`: an InferenceData plus timing, estimates and helpers."""
+    """The result of `samplax.fit`: an InferenceData (a DataTree under ArviZ 1.x) plus timing, estimates and
+    helpers."""
 
-    def __init__(self, idata: az.InferenceData, *, target: Target | None = None, timing: dict | None = None,
+    def __init__(self, idata: IData, *, target: Target | None = None, timing: dict | None = None,
                  log_evidence: Estimate | None = None, elbo: Estimate | None = None):
         self.idata = idata
         self.target = target
-        attrs = idata.attrs if hasattr(idata, "attrs") else {}
+        attrs = arviz_compat.root_attrs(idata)
         self.method = attrs.get("method")
         self.options = json.loads(attrs.get("options", "{}"))
         self.precision = attrs.get("precision", "float32")
@@ -108,7 +112,7 @@ class Fit:
 
         return diagnostics.convergence_warnings(self.idata, var_names=var_names)
 
-    def predict(self, model=None, data: dict | None = None, seed: int = 0) -> az.InferenceData:
+    def predict(self, model=None, data: dict | None = None, seed: int = 0) -> IData:
         """Posterior predictive draws of every observed site, added to ``idata`` as ``posterior_predictive``.
 
         Runs ``numpyro.infer.Predictive`` on the posterior's latent sites. ``model`` is needed for a Fit loaded from
@@ -123,14 +127,15 @@ class Fit:
                              "fit.predict(model=my_model) (and data= if the model needs inputs that are not in "
                              "fit.idata.constant_data)")
         if data is None:
-            data = self.target.data if self.target is not None else predictive.data_from_idata(self.idata)
+            data = (self.target.data if self.target is not None
+                    else predictive.data_from_dataset(arviz_compat.group(self.idata, "constant_data")))
         observed_keys = (self.target.observed_data_keys if self.target is not None and data is self.target.data
-                         else json.loads(self.idata.attrs.get("observed_data_keys", "{}")))
-        groups = predictive.posterior_predictive(model, data, self.idata.posterior, seed=seed,
-                                                 observed_keys=observed_keys,
+                         else json.loads(arviz_compat.root_attrs(self.idata).get("observed_data_keys", "{}")))
+        posterior = arviz_compat.group(self.idata, "posterior")
+        groups = predictive.posterior_predictive(model, data, posterior, seed=seed, observed_keys=observed_keys,
                                                  latent=_site_list(self.idata, "latent_sites"))
-        # join="right": a second predict() (or one on a saved fit that had one) replaces the group
-        self.idata.extend(az.from_dict(posterior_predictive=groups, dims=_stored_dims(self.idata)), join="right")
+        # a second predict() (or one on a saved fit that had one) replaces the group
+        arviz_compat.set_group(self.idata, "posterior_predictive", groups, dims=_stored_dims(self.idata))
         return self.idata
 
     def save(self, path: str):
@@ -141,11 +146,12 @@ class Fit:
                 or a site name cannot be stored in NetCDF.
         """
         check_output_path(path, "the fit")
-        bad = [name for group in self.idata.groups() for name in self.idata[group].data_vars if "/" in str(name)]
+        bad = [name for group in arviz_compat.group_names(self.idata)
+               for name in arviz_compat.group(self.idata, group).data_vars if "/" in str(name)]
         if bad:
             raise ValueError(f"site names {sorted(set(bad))} contain '/', which NetCDF cannot store as a variable "
                              "name; rename those sites in the model to save the fit")
-        self.idata.to_netcdf(os.fspath(path))
+        arviz_compat.to_netcdf(self.idata, path)
         return path
 
     def report(self, path: str, var_names=None):
@@ -158,6 +164,8 @@ class Fit:
 def load(path: str) -> Fit:
     """A Fit from a NetCDF file written by `Fit.save` or `samplax fit --out` (no model attached).
 
+    Files written under ArviZ 0.x and 1.x load under either (``Fit.idata`` is the installed ArviZ's container).
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not NetCDF (the message names the path).
@@ -166,7 +174,7 @@ def load(path: str) -> Fit:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no fit file at {path!r}")
     try:
-        idata = az.from_netcdf(path)
+        idata = arviz_compat.from_netcdf(path)
     except (OSError, ValueError, TypeError, KeyError) as err:  # h5py / netCDF4 / xarray each word it differently
         raise ValueError(f"{path!r} is not a NetCDF fit written by samplax (Fit.save or samplax fit --out): "
                          f"{type(err).__name__}: {err}") from None
@@ -390,7 +398,9 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
         if checkpoint is not None:
             raise ValueError(f"method '{settings['method']}' runs in one compiled call and cannot be checkpointed; "
                              "drop checkpoint=")
-        result = _run_direct(target, method, settings, keys)
+        # one compiled call: its stages are not separable from here, but its clock ticks from the first second
+        with Progress(progress, settings["method"]) as bar, bar.stage("running"):
+            result = _run_direct(target, method, settings, keys)
     assembling = time.perf_counter()
     idata = _assemble(target, settings, result)
     timing = result["timing"]
@@ -460,7 +470,7 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
     # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
     states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
                                 else (None, None))
-    with _progress_bar(progress, draws, settings["method"]) as bar:
+    with Progress(progress, settings["method"], draws, chains) as bar:
         if store is not None and manifest.get("warmup_done"):
             states, params, _ = store.load_warmup(manifest, states_like, params_like)
         else:
@@ -468,15 +478,16 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             if settings["warmup"] == 0:
                 states, params = jax.vmap(method.start(target, options))(positions)
             else:
-                compiled, seconds = COMPILED.compile(("warmup",) + warmup_program_key, warmup_fn, data, warmup_keys,
-                                                     positions)
+                with bar.stage("compiling"):
+                    compiled, seconds = COMPILED.compile(("warmup",) + warmup_program_key, warmup_fn, data,
+                                                         warmup_keys, positions)
                 timing["compile_s"] += seconds
                 start = time.perf_counter()
-                states, params, _ = jax.block_until_ready(compiled(data, warmup_keys, positions))
+                with bar.stage("warm-up"):
+                    states, params, _ = jax.block_until_ready(compiled(data, warmup_keys, positions))
             timing["warmup_s"] = time.perf_counter() - start
             if store is not None:
                 store.save_warmup(manifest, states, params, {})
-        bar.set_description(f"{settings['method']}: sampling")
         if progress and store is None and checkpoint_every is None:
             chunk = progress_chunk_size(draws, timing["warmup_s"] / settings["warmup"] * settings["thin"]
                                         if settings["warmup"] > 0 else None)
@@ -492,8 +503,10 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
             if length not in runners:
                 runner = ChainRunner(build, length, settings["thin"])
-                runner.executable, seconds = COMPILED.compile(("chunk", length) + program_key, runner.function, data,
-                                                              states, params, chain_keys, jnp.asarray(0, jnp.int32))
+                with bar.stage("compiling"):
+                    runner.executable, seconds = COMPILED.compile(("chunk", length) + program_key, runner.function,
+                                                                  data, states, params, chain_keys,
+                                                                  jnp.asarray(0, jnp.int32))
                 timing["compile_s"] += seconds
                 runners[length] = runner
             return runners[length]
@@ -507,17 +520,18 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             pieces.append(host)
             if index == first - 1:
                 states = states_loaded
-            bar.update(plan[index][1])
+            bar.sampled(plan[index][1], host["stats"])
         for index in range(first, len(plan)):
             begin, length = plan[index]
             runner = runner_for(length)
             start = time.perf_counter()
-            states, host = runner.run(data, states, params, chain_keys, begin)
+            with bar.stage("sampling"):
+                states, host = runner.run(data, states, params, chain_keys, begin)
             timing["sampling_s"] += time.perf_counter() - start
             pieces.append(host)
             if store is not None:
                 store.save_chunk(manifest, index, states, host)
-            bar.update(length)
+            bar.sampled(length, host["stats"])
 
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     step_size = np.asarray(params.step_size) if hasattr(params, "step_size") else None
@@ -579,28 +593,6 @@ def _short_value(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
-
-    def set_description(self, text):
-        pass
-
-
-def _progress_bar(progress: bool, total: int, method: str):
-    if not progress:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"{method}: warm-up", unit="draw", leave=False)
-
-
 def _run_direct(target, method, settings, keys):
     start = time.perf_counter()
     result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"],
@@ -630,10 +622,10 @@ def _versions() -> dict:
     import samplax
 
     return {"samplax": samplax.__version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
-            "blackjax": getattr(blackjax, "__version__", "unknown"), "arviz": az.__version__}
+            "blackjax": getattr(blackjax, "__version__", "unknown"), "arviz": arviz_compat.ARVIZ_VERSION}
 
 
-def _assemble(target: Target, settings: dict, result: dict) -> az.InferenceData:
+def _assemble(target: Target, settings: dict, result: dict) -> IData:
     spec = schema(settings["method"])
     attrs = {
         "method": settings["method"],
@@ -667,7 +659,7 @@ def _site_attrs(target: Target) -> dict:
             "data_mode": target.data_mode}
 
 
-def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims=None) -> az.InferenceData:
+def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims=None) -> IData:
     """InferenceData with the model's observed and constant data, dims named from plates as az.from_numpyro does.
 
     ``dims`` given by the user override the plate names of the sites they name; ``coords`` label dims.
@@ -685,7 +677,7 @@ def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims
             ndim[name] = np.ndim(value) - offset
     # a plate name list longer than the value's axes (a site broadcast inside its plates) is dropped, not guessed
     merged = {name: list(names) for name, names in merged.items() if name in ndim and len(names) <= ndim[name]}
-    return az.from_dict(**groups, attrs=attrs, dims=merged, coords=dict(coords or {}))
+    return arviz_compat.from_dict(groups, attrs=attrs, dims=merged, coords=coords)
 
 
 def _jsonable(mapping):
@@ -694,18 +686,20 @@ def _jsonable(mapping):
 
 
 def _site_list(idata, attr: str) -> list[str] | None:
-    return json.loads(idata.attrs[attr]) if attr in idata.attrs else None
+    attrs = arviz_compat.root_attrs(idata)
+    return json.loads(attrs[attr]) if attr in attrs else None
 
 
 def _stored_dims(idata) -> dict:
     """The dims of the observed sites as stored (what posterior_predictive variables are named with)."""
-    if "observed_data" not in idata.groups():
+    observed = arviz_compat.group(idata, "observed_data")
+    if observed is None:
         return {}
-    return {name: list(da.dims) for name, da in idata["observed_data"].data_vars.items()}
+    return {name: list(da.dims) for name, da in observed.data_vars.items()}
 
 
 def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: int = 500, seed: int = 0,
-                     coords: dict | None = None, dims: dict | None = None) -> az.InferenceData:
+                     coords: dict | None = None, dims: dict | None = None) -> IData:
     """Draws from the prior and the prior predictive distribution (``numpyro.infer.Predictive``).
 
     Returns an InferenceData with ``prior`` (latent and deterministic sites), ``prior_predictive`` (observed

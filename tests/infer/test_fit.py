@@ -259,3 +259,32 @@ def test_log_likelihood_can_be_skipped():
     result = _tiny(log_likelihood=False)
     assert "log_likelihood" not in result.idata.groups()
     np.testing.assert_array_equal(result.idata.posterior["lam"].values, _tiny().idata.posterior["lam"].values)
+
+
+def test_progress_shows_stages_and_leaves_a_summary_line(capsys):
+    """From the first second the bar names the stage (compiling, warm-up, sampling) with its clock; the running
+    mean acceptance and divergence count follow the draws; one summary line stays on stderr when the bar closes.
+    A fresh model so that nothing is in the process's compiled-program cache."""
+    from samplax.infer import progress as progress_module
+
+    seen = []
+    original = progress_module.Progress._describe
+    progress_module.Progress._describe = lambda self, text: seen.append(text) or original(self, text)
+
+    def fresh(y=None):
+        lam = numpyro.sample("lam", dist.Gamma(3.0, 1.0))
+        with numpyro.plate("obs", 6):
+            numpyro.sample("y", dist.Poisson(lam), obs=y)
+
+    try:
+        result = samplax.fit(fresh, {"y": np.arange(6)}, method="mala", chains=2, warmup=50, draws=40, seed=1,
+                             progress=True)
+    finally:
+        progress_module.Progress._describe = original
+    stages = [text.split(" ")[0] for text in seen]
+    assert stages.index("compiling") < stages.index("warm-up") < stages.index("sampling"), seen
+    err = capsys.readouterr().err
+    line = [text for text in err.splitlines() if text.startswith("mala: 2 chains x 40 draws in")]
+    assert line and "compiling" in line[0] and "warm-up" in line[0] and "sampling" in line[0], err
+    acceptance = float(result.idata.sample_stats["acceptance_rate"].mean())
+    assert f"mean acceptance {acceptance:.2f}" in line[0] and "0 divergences" in line[0]
