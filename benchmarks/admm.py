@@ -422,7 +422,6 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     """Run the four ADMM measurements and write ``out_dir/admm.md``; return its path."""
     import tempfile
 
-    import samplax.infer.method_admm  # noqa: F401  (registers admm and dsgld)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ import numpy as np
 
 import samplax
 from benchmarks import common
-from samplax.infer import method_bplmc  # noqa: F401  (registers bplmc and myula)
+from samplax.infer import method_bplmc
 from samplax.models import zoo
 
 __all__ = ["main", "FULL", "QUICK", "HEADERS", "PROBLEMS"]

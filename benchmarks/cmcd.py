@@ -28,7 +28,6 @@ import numpy as np
 
 import samplax
 from benchmarks import common
-from samplax.infer import method_cmcd  # noqa: F401  (registers cmcd, mcd, ula, ais)
 from samplax.infer.diagnostics import importance_diagnostics
 from samplax.kernels import baselines
 from samplax.models import zoo

@@ -36,7 +36,7 @@ from numpyro.infer import MCMC, NUTS
 
 import samplax
 from benchmarks import common
-from samplax.infer import methods as method_registry
+from samplax.infer import registry
 from samplax.infer.options import validate
 from samplax.infer.run import ChainRunner, chunk_size_for, progress_chunk_size
 from samplax.kernels.baselines import MALAParams
@@ -197,7 +197,7 @@ def _mala_runner(target, num_steps: int, chunk: int):
     keys by fold_in, the recorded statistics, the copy to the host after each chunk) without fit's constrain /
     log-likelihood pass.
     """
-    method = method_registry.get_method("mala")
+    method = registry.get("mala")
     options = validate("mala", {})
 
     def build(data):
@@ -357,7 +357,7 @@ def _vectorized_sampler(prototype, method_name: str, num_warmup: int, num_draws:
     The same pieces `fit` runs (the method's registered warm-up, step and the bridge's ``logdensity`` and
     ``constrain``), on the prototype Target conditioned on the (traced) simulated data set (`Target.with_data`).
     """
-    method = method_registry.get_method(method_name)
+    method = registry.get(method_name)
     options = validate(method_name, {})
 
     def sampler(key, data):

@@ -40,7 +40,6 @@ from numpyro.infer.util import log_density
 import samplax
 from benchmarks import common
 from samplax.infer import diagnostics
-from samplax.infer import method_mixflow  # noqa: F401  (registers the method until methods.py imports it)
 from samplax.kernels import mixflow as kernel
 from samplax.models import zoo
 from samplax.models.bridge import build_target

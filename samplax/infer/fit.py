@@ -25,7 +25,8 @@ import numpy as np
 
 from samplax.infer import arviz_compat
 from samplax.infer.arviz_compat import IData
-from samplax.infer import methods as method_registry
+from samplax.infer import registry
+from samplax.infer.methods import MCMCMethod
 from samplax.infer.options import schema, validate
 from samplax.infer.progress import Progress
 from samplax.infer.checkpoint import Checkpoint, model_fingerprint, model_record
@@ -135,7 +136,8 @@ class Fit:
         groups = predictive.posterior_predictive(model, data, posterior, seed=seed, observed_keys=observed_keys,
                                                  latent=_site_list(self.idata, "latent_sites"))
         # a second predict() (or one on a saved fit that had one) replaces the group
-        arviz_compat.set_group(self.idata, "posterior_predictive", groups, dims=_stored_dims(self.idata))
+        arviz_compat.set_group(self.idata, "posterior_predictive", groups, dims=_stored_dims(self.idata),
+                               coords=_stored_coords(self.idata))
         return self.idata
 
     def save(self, path: str):
@@ -225,7 +227,7 @@ def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, c
             raise ValueError(f"{name} must be True or False, got {value!r}")
     if init is not None and not isinstance(init, (str, dict)):
         raise ValueError(f"init must be a strategy name or a dict {{site: value}}, got {type(init).__name__}")
-    if isinstance(method_registry.get_method(method), method_registry.MCMCMethod):
+    if isinstance(registry.get(method), MCMCMethod):
         return
     unused = [name for name, value, default in (("thin", thin, 1), ("init", init, None),
                                                 ("checkpoint_every", checkpoint_every, None)) if value != default]
@@ -328,7 +330,7 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
         The `Fit`: ``idata``, ``summary()``, ``log_evidence``, ``elbo``, ``timing``, ``predict()``, ``report()``.
     """
     started = time.perf_counter()
-    if precision is None and isinstance(method, str) and method in method_registry.registered():
+    if precision is None and isinstance(method, str) and method in registry.REGISTRY:
         precision = schema(method).precision
     _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
     _check_run_arguments(method, thin=thin, init=init, progress=progress, log_likelihood=log_likelihood,
@@ -389,10 +391,10 @@ def resume(path: str, model: Callable | str | None = None, data: dict | None = N
 def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False,
                 started: float | None = None) -> Fit:
     started = time.perf_counter() if started is None else started
-    method = method_registry.get_method(settings["method"])
+    method = registry.get(settings["method"])
     target.require_supported(settings["method"], unsupported_features(method))
     keys = jax.random.split(jax.random.key(settings["seed"]), 3)
-    if isinstance(method, method_registry.MCMCMethod):
+    if isinstance(method, MCMCMethod):
         result = _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming)
     else:
         if checkpoint is not None:
@@ -696,6 +698,14 @@ def _stored_dims(idata) -> dict:
     if observed is None:
         return {}
     return {name: list(da.dims) for name, da in observed.data_vars.items()}
+
+
+def _stored_coords(idata) -> dict:
+    """The labels of the observed sites' dims as stored (so posterior_predictive is labelled like observed_data)."""
+    observed = arviz_compat.group(idata, "observed_data")
+    if observed is None:
+        return {}
+    return {str(dim): observed.coords[dim].values for dim in observed.dims if dim in observed.coords}
 
 
 def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: int = 500, seed: int = 0,

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplax.infer import distributed
-from samplax.infer.methods import DirectMethod, DirectResult, register_method
-from samplax.infer.options import MethodSchema, Option
+from samplax.infer.methods import DirectMethod, DirectResult
+from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import admm as kernel
 
 __all__ = ["ADMM_SCHEMA", "DSGLD_SCHEMA", "build_topology", "agent_problem", "run_admm", "run_dsgld"]
@@ -294,5 +294,7 @@ def _extra(problem: AgentProblem, run, start: float, **settings) -> dict:
     return extra
 
 
-register_method(DirectMethod(ADMM_SCHEMA, run_admm))
-register_method(DirectMethod(DSGLD_SCHEMA, run_dsgld))
+ADMM = DirectMethod(ADMM_SCHEMA, run_admm)
+DSGLD = DirectMethod(DSGLD_SCHEMA, run_dsgld)
+
+METHODS = (ADMM, DSGLD)

@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
-from samplax.infer.methods import MCMCMethod, register_method
-from samplax.infer.options import MethodSchema, Option
+from samplax.infer.methods import MCMCMethod
+from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels.bregman import bplmc, block_legendre, make_legendre, myula
 from samplax.kernels.bregman.legendre import LEGENDRE_NAMES
 from samplax.kernels.bregman.prox import bregman_moreau_envelope
@@ -442,7 +442,9 @@ def _record(state: ProximalFitState, info: ProximalInfo) -> dict:
     return record
 
 
-register_method(MCMCMethod(BPLMC_SCHEMA, _make_warmup(bplmc_setup), _make_step(bplmc_setup), _record,
-                           _make_start(bplmc_setup)))
-register_method(MCMCMethod(MYULA_SCHEMA, _make_warmup(myula_setup), _make_step(myula_setup), _record,
-                           _make_start(myula_setup)))
+BPLMC = MCMCMethod(BPLMC_SCHEMA, _make_warmup(bplmc_setup), _make_step(bplmc_setup), _record,
+                   _make_start(bplmc_setup))
+MYULA = MCMCMethod(MYULA_SCHEMA, _make_warmup(myula_setup), _make_step(myula_setup), _record,
+                   _make_start(myula_setup))
+
+METHODS = (BPLMC, MYULA)

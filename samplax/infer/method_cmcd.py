@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplax.infer.diagnostics import importance_diagnostics
-from samplax.infer.methods import DirectMethod, DirectResult, register_method
-from samplax.infer.options import MethodSchema, Option
+from samplax.infer.methods import DirectMethod, DirectResult
+from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import cmcd as kernel
 
 __all__ = ["CMCDApproximation", "run_annealing"]
@@ -221,25 +221,27 @@ def _network_options() -> tuple[Option, ...]:
 
 
 WEIGHTED = "weighted"
-register_method(DirectMethod(
+CMCD = DirectMethod(
     MethodSchema("cmcd", WEIGHTED, "Controlled Monte Carlo Diffusions (Vargas et al. 2024): learned Langevin "
                  "annealing with importance weights; gives log-evidence and ELBO; warmup = training iterations, "
                  "chains = evaluation repeats, draws = trajectories per repeat",
                  _common_options(32) + _training_options() + _network_options()),
     _make_run("cmcd"),
-))
-register_method(DirectMethod(
+)
+MCD = DirectMethod(
     MethodSchema("mcd", WEIGHTED, "Monte Carlo Diffusions (Doucet et al. 2022): ULA forward kernels, learned "
                  "backward network; the cmcd baseline", _common_options(32) + _training_options() + _network_options()),
     _make_run("mcd"),
-))
-register_method(DirectMethod(
+)
+ULA = DirectMethod(
     MethodSchema("ula", WEIGHTED, "uncorrected Langevin annealing (Thin et al. 2021): cmcd with the control fixed "
                  "at 0; step size, schedule and q0 trained", _common_options(32) + _training_options()),
     _make_run("ula"),
-))
-register_method(DirectMethod(
+)
+AIS = DirectMethod(
     MethodSchema("ais", WEIGHTED, "annealed importance sampling with ULA kernels, linear beta schedule and a "
                  "grid-tuned step size; no training (warmup is ignored)", _common_options(32)),
     _make_run("ais"),
-))
+)
+
+METHODS = (CMCD, MCD, ULA, AIS)

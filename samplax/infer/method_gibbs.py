@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from samplax.infer.methods import DirectMethod, DirectResult, register_method
-from samplax.infer.options import MethodSchema, Option
+from samplax.infer.methods import DirectMethod, DirectResult
+from samplax.infer.schema import MethodSchema, Option
 from samplax.infer.run import chunk_size_for
 from samplax.kernels import meta_proposal as mp
 from samplax.models import motifs as motif_lib
@@ -701,20 +701,20 @@ _COMMON = (
            "False updates them one at a time"),
 )
 
-register_method(DirectMethod(
+GIBBS = DirectMethod(
     MethodSchema("gibbs", "mcmc", "single-site Gibbs on discrete sites (enumeration through the factor tables), "
                  "random-walk Metropolis on continuous coordinates; one draw = one sweep", _COMMON),
-    _make_run("gibbs"), gradient_based=False))
+    _make_run("gibbs"), gradient_based=False)
 
-register_method(DirectMethod(
+BLOCK_GIBBS = DirectMethod(
     MethodSchema("block_gibbs", "mcmc", "exact block Gibbs (enumeration of small discrete blocks: matched motif "
                  "instances, else greedy blocks), single-site Gibbs elsewhere", _COMMON + (
                      Option("block_size", int, 4, "variables per greedy block when no motif matches", minimum=2,
                             maximum=12),
                  )),
-    _make_run("block_gibbs"), gradient_based=False))
+    _make_run("block_gibbs"), gradient_based=False)
 
-register_method(DirectMethod(
+META_GIBBS = DirectMethod(
     MethodSchema("meta_gibbs", "mcmc", "meta-learned block proposals (Wang et al. 2018) as independence MH on every "
                  "motif instance, single-site updates elsewhere", _COMMON + (
                      Option("proposals", str, None, "a proposal file, a library folder, a shipped proposal name, or "
@@ -723,7 +723,7 @@ register_method(DirectMethod(
                             "(default: warmup)", minimum=0, allow_none=True),
                      Option("training_batch", int, 256, "forward samples per training step", minimum=1),
                  )),
-    _make_run("meta_gibbs"), gradient_based=False))
+    _make_run("meta_gibbs"), gradient_based=False)
 
 
 # =====================================================================================================================
@@ -781,3 +781,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+METHODS = (GIBBS, BLOCK_GIBBS, META_GIBBS)

@@ -42,8 +42,8 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDiagonalNormal
 from numpyro.infer.initialization import init_to_value
 
-from samplax.infer.methods import DirectMethod, DirectResult, register_method
-from samplax.infer.options import MethodSchema, Option
+from samplax.infer.methods import DirectMethod, DirectResult
+from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import mixflow as kernel
 from samplax.models.bridge import build_target
 
@@ -378,4 +378,6 @@ def _pareto_k(log_ratio: np.ndarray) -> np.ndarray:
         return np.full(log_ratio.shape[0], np.nan)
 
 
-register_method(DirectMethod(SCHEMA, _run))
+MIXFLOW = DirectMethod(SCHEMA, _run)
+
+METHODS = (MIXFLOW,)

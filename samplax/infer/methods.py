@@ -1,10 +1,13 @@
-"""The method registry: how each method's kernel is warmed up, stepped and recorded on a `Target`.
+"""How a method's kernel is warmed up, stepped and recorded on a `Target`, and the baseline methods.
 
 An MCMC method is an `MCMCMethod`: ``warmup(target, options, num_steps)`` returns a single-chain function
 ``(key, position) -> (state, params, warmup_acceptance)`` (vmapped over chains by `fit`), ``step(target, options)``
 returns ``(key, state, params) -> (state, info)``, and ``record(state, info)`` picks the unconstrained position
 (key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods) are a
 `DirectMethod`: ``run(target, options, key, chains, warmup, draws) -> DirectResult``.
+
+This module and every ``method_*.py`` only define methods (each exports a ``METHODS`` tuple, with no side effect on
+import); `samplax.infer.registry` collects them.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplax.infer.options import MethodSchema, Option, register
+from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import baselines
 
-__all__ = ["MCMCMethod", "DirectMethod", "DirectResult", "get_method", "register_method"]
+__all__ = ["MCMCMethod", "DirectMethod", "DirectResult", "NUTS", "MALA", "SMC", "METHODS"]
 
 
 class MCMCMethod(NamedTuple):
@@ -45,26 +48,6 @@ class DirectMethod(NamedTuple):
     schema: MethodSchema
     run: Callable
     gradient_based: bool = True
-
-
-_METHODS: dict[str, MCMCMethod | DirectMethod] = {}
-
-
-def register_method(method):
-    register(method.schema)
-    _METHODS[method.schema.name] = method
-    return method
-
-
-def registered() -> list[str]:
-    return sorted(_METHODS)
-
-
-def get_method(name: str):
-    from samplax.infer.options import schema
-
-    schema(name)  # raises the listing error for unknown names
-    return _METHODS[name]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -94,7 +77,7 @@ def _nuts_record(state, info):
     }
 
 
-register_method(MCMCMethod(
+NUTS = MCMCMethod(
     MethodSchema("nuts", "mcmc", "No-U-Turn sampler (BlackJAX) with Stan's window adaptation", (
         Option("target_accept", float, 0.8, "target mean acceptance probability of warm-up", minimum=0.05, maximum=0.999),
         Option("max_tree_depth", int, 10, "maximum number of trajectory doublings", minimum=1, maximum=20),
@@ -104,7 +87,7 @@ register_method(MCMCMethod(
     _nuts_warmup, _nuts_step, _nuts_record,
     lambda target, options: lambda z: (blackjax.nuts.init(z, target.logdensity), baselines.NUTSParams(
         jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
-))
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -131,7 +114,7 @@ def _mala_record(state, info):
     }
 
 
-register_method(MCMCMethod(
+MALA = MCMCMethod(
     MethodSchema("mala", "mcmc", "Metropolis-adjusted Langevin (BlackJAX step) with windowed step-size and diagonal "
                  "mass adaptation", (
                      Option("target_accept", float, 0.574, "target acceptance of the dual averaging",
@@ -142,7 +125,7 @@ register_method(MCMCMethod(
     _mala_warmup, _mala_step, _mala_record,
     lambda target, options: lambda z: (baselines.mala_init(z, target.logdensity), baselines.MALAParams(
         jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
-))
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -168,7 +151,7 @@ def _smc_run(target, options, key, chains, warmup, draws):
     return DirectResult(np.asarray(draws_z), stats, np.asarray(result.log_evidence), None, extra)
 
 
-register_method(DirectMethod(
+SMC = DirectMethod(
     MethodSchema("smc", "weighted", "adaptive tempered SMC (BlackJAX) from exact prior draws; gives log-evidence; "
                  "chains = independent repeats, draws = particles", (
                      Option("target_ess", float, 0.5, "fraction of ESS kept between tempering steps",
@@ -177,12 +160,7 @@ register_method(DirectMethod(
                      Option("num_integration_steps", int, 5, "leapfrog steps per HMC move", minimum=1),
                  ), unsupported=("improper_prior",)),
     _smc_run,
-))
+)
 
 
-# Method families registered in their own modules (each adds its schema to the registry on import).
-from samplax.infer import method_mixflow  # noqa: E402,F401
-from samplax.infer import method_cmcd  # noqa: E402,F401
-from samplax.infer import method_bplmc  # noqa: E402,F401
-from samplax.infer import method_admm  # noqa: E402,F401
-from samplax.infer import method_gibbs  # noqa: E402,F401
+METHODS = (NUTS, MALA, SMC)

@@ -66,7 +66,6 @@ def devices(out_path):
     import numpy as np
 
     import samplax
-    import samplax.infer.method_admm  # noqa: F401  (registers admm)
 
     assert jax.device_count() == 4, jax.devices()
     data = regression_data(150)

@@ -15,8 +15,8 @@ import pytest
 from scipy import integrate
 
 import samplax
-from samplax.infer import method_bplmc  # noqa: F401  (registers bplmc and myula)
-from samplax.infer.methods import get_method
+from samplax.infer import method_bplmc
+from samplax.infer.registry import get as get_method
 from samplax.infer.options import parse_cli_option, validate
 from samplax.models import zoo
 from samplax.models.bridge import build_target

@@ -18,7 +18,6 @@ import pytest
 import scipy.optimize
 
 import samplax
-import samplax.infer.method_admm  # noqa: F401  (registers admm and dsgld until methods.py imports it)
 from samplax.kernels import admm as admm_kernel
 from samplax.models.bridge import build_target
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import samplax
-from samplax.infer import method_cmcd  # noqa: F401  (registers cmcd, ula, mcd, ais until methods.py imports it)
 from samplax.infer.diagnostics import importance_diagnostics
 from samplax.kernels import cmcd as kernel
 from samplax.models import zoo
