@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export JAX_PLATFORMS ?= cpu
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test test-py313 bench docs clean conformance
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,40 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The quick subset marked arviz1 (fit, summary, report, save/load, az.loo, the CLI, a notebook) on Python 3.13 with
+# the newest ArviZ (1.x: DataTree, arviz-stats, arviz-plots), in a second venv made from pyenv's interpreter (found
+# through `pyenv root`). Without pyenv or its 3.13 it warns and does nothing. Budget: under 5 minutes of tests.
+VENV313 := .venv313
+PY313 := $(VENV313)/bin/python
+STAMP313 := $(VENV313)/.installed
+# pyenv from PATH, else from its default root (CI's non-interactive shell may not have run pyenv's shell set-up)
+PYENV := $(shell command -v pyenv 2>/dev/null || ls "$${PYENV_ROOT:-$$HOME/.pyenv}/bin/pyenv" 2>/dev/null)
+PYENV_PY313 = $(shell [ -n "$(PYENV)" ] && ls -d "$$($(PYENV) root)"/versions/3.13*/bin/python 2>/dev/null | sort -V | tail -n 1)
+
+test-py313:
+	@base="$(PYENV_PY313)"; \
+	if [ -z "$$base" ]; then \
+	  echo "warning: pyenv or its Python 3.13 is missing (pyenv install 3.13), so the ArviZ 1.x subset did not run" >&2; \
+	else \
+	  $(MAKE) --no-print-directory $(STAMP313) PY313_BASE="$$base" && \
+	  $(PY313) -c "import sys, arviz; print('Python', sys.version.split()[0], 'ArviZ', arviz.__version__)" && \
+	  $(PY313) -m pytest -q -m arviz1 -p no:cacheprovider; \
+	fi
+
+$(STAMP313): pyproject.toml
+	@test -n "$(PY313_BASE)" || { echo "run make test-py313" >&2; exit 2; }
+	"$(PY313_BASE)" -m venv $(VENV313)
+	$(PY313) -m pip install --quiet --upgrade pip
+	$(PY313) -m pip install --quiet --upgrade -e ".[dev]"
+	@$(PY313) -c "import arviz, sys; sys.exit(int(arviz.__version__.split('.')[0]) < 1)" || \
+	  { echo "ArviZ 1.x did not install in $(VENV313): the subset would test ArviZ 0.x again" >&2; exit 1; }
+	touch $@
+
+# Every corpus model: samplax nuts against NumPyro NUTS (fails on a mismatch) and the method-support matrix;
+# writes docs/conformance.md.
+conformance: $(STAMP)
+	$(PY) -m tests.conformance.run
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
@@ -30,4 +64,4 @@ docs: $(STAMP)
 	$(PY) -m mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) .jax_cache .pytest_cache site
+	rm -rf $(VENV) $(VENV313) .jax_cache .pytest_cache site

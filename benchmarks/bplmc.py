@@ -28,13 +28,12 @@ import time
 import warnings
 from pathlib import Path
 
-import arviz as az
 import jax
 import numpy as np
 
 import samplax
 from benchmarks import common
-from samplax.infer import method_bplmc
+from samplax.infer import arviz_compat, method_bplmc
 from samplax.models import zoo
 
 __all__ = ["main", "FULL", "QUICK", "HEADERS", "PROBLEMS"]
@@ -82,7 +81,7 @@ def _reference_from_fit(fit, sites):
     draws = _flatten(fit.idata.posterior, sites)
     mean = {site: v.mean((0, 1)) for site, v in draws.items()}
     sd = {site: v.std((0, 1)) for site, v in draws.items()}
-    mcse = az.mcse(fit.idata.posterior[list(sites)], method="mean")
+    mcse = arviz_compat.mcse(arviz_compat.group(fit.idata, "posterior")[list(sites)], method="mean")
     noise = max(float(np.max(np.asarray(mcse[site].values).reshape(-1) / sd[site])) for site in sites)
     return mean, sd, noise
 
@@ -99,8 +98,8 @@ def measure(fit, sites, reference_mean, reference_sd) -> dict:
     draws = _flatten(fit.idata.posterior, sites)
     mean_error = sd_error = 0.0
     noise = []
-    ess = az.ess(fit.idata.posterior[list(sites)], method="bulk")
-    mcse = az.mcse(fit.idata.posterior[list(sites)], method="mean")
+    ess = arviz_compat.ess(arviz_compat.group(fit.idata, "posterior")[list(sites)], method="bulk")
+    mcse = arviz_compat.mcse(arviz_compat.group(fit.idata, "posterior")[list(sites)], method="mean")
     min_ess = min(float(np.min(ess[site].values)) for site in sites)
     for site in sites:
         ref_mean = np.asarray(reference_mean[site], dtype=np.float64).reshape(-1)

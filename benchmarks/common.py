@@ -183,10 +183,11 @@ def _reset_cache_decision():
 # --------------------------------------------------------------------------------------------------- the machine
 def machine_info() -> dict:
     """What the numbers were measured on: processor, cores, load, library versions, JAX devices."""
-    import arviz
     import blackjax
     import jaxlib
     import numpyro
+
+    from samplax.infer import arviz_compat
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -217,7 +218,7 @@ def machine_info() -> dict:
         "jax devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
         "numpyro": numpyro.__version__,
         "blackjax": getattr(blackjax, "__version__", "unknown"),
-        "arviz": arviz.__version__,
+        "arviz": arviz_compat.ARVIZ_VERSION,
         "numpy": np.__version__,
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "(unset)"),
     }

@@ -26,7 +26,6 @@ import time
 import warnings
 from pathlib import Path
 
-import arviz as az
 import blackjax
 import jax
 import jax.numpy as jnp
@@ -36,7 +35,7 @@ from numpyro.infer import MCMC, NUTS
 
 import samplax
 from benchmarks import common
-from samplax.infer import registry
+from samplax.infer import arviz_compat, registry
 from samplax.infer.options import validate
 from samplax.infer.run import ChainRunner, chunk_size_for, progress_chunk_size
 from samplax.kernels.baselines import MALAParams
@@ -98,17 +97,17 @@ def _to_host(tree):
 
 
 def _min_bulk_ess(idata, var_names) -> float:
-    ess = az.ess(idata, method="bulk", var_names=list(var_names))
+    ess = arviz_compat.ess(arviz_compat.group(idata, "posterior")[list(var_names)], method="bulk")
     return float(min(np.nanmin(ess[name].values) for name in var_names))
 
 
 def _max_rhat(idata, var_names) -> float:
-    rhat = az.rhat(idata, var_names=list(var_names))
+    rhat = arviz_compat.rhat(arviz_compat.group(idata, "posterior")[list(var_names)])
     return float(max(np.nanmax(rhat[name].values) for name in var_names))
 
 
 def _divergences(idata) -> int:
-    stats = getattr(idata, "sample_stats", None)
+    stats = arviz_compat.group(idata, "sample_stats")
     if stats is None or "diverging" not in stats:
         return 0
     return int(np.asarray(stats["diverging"]).sum())
@@ -125,7 +124,7 @@ def _fit_numpyro_nuts(model, data, s):
     mcmc = MCMC(NUTS(model, target_accept_prob=s["target_accept"]), num_warmup=s["warmup"], num_samples=s["draws"],
                 num_chains=s["chains"], chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), **data)
-    return az.from_numpyro(mcmc), None
+    return arviz_compat.from_numpyro(mcmc, log_likelihood=True), None
 
 
 _NUTS_RUNNERS = {"samplax": _fit_samplax_nuts, "NumPyro": _fit_numpyro_nuts}

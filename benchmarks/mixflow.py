@@ -24,7 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +38,7 @@ from numpyro.infer.util import log_density
 
 import samplax
 from benchmarks import common
-from samplax.infer import diagnostics
+from samplax.infer import arviz_compat, diagnostics
 from samplax.kernels import mixflow as kernel
 from samplax.models import zoo
 from samplax.models.bridge import build_target
@@ -148,7 +147,7 @@ def _min_bulk_ess(z: np.ndarray, chains: int) -> float:
     draws = z.reshape(chains, -1, z.shape[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ess = az.ess(az.convert_to_dataset({"z": draws}), method="bulk")["z"].values
+        ess = arviz_compat.ess({"z": draws}, method="bulk")["z"].values
     return float(np.min(ess))
 
 

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    fit = sub.add_parser("fit", help="fit a model and save the InferenceData",
+    fit = sub.add_parser("fit", help="fit a model and save its draws (ArviZ NetCDF)",
                          description="Fit MODEL (a zoo name or path/to/file.py:function) and save the draws.")
     fit.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:function")
     fit.add_argument("--data", help="JSON object of arrays (posteriordb's {'data': ...} accepted)")
@@ -322,13 +322,13 @@ def print_summary(result, *, var_names=None, max_rows=SUMMARY_ROWS, file=None) -
     deterministic sites (`diagnostics.deterministic_note`)."""
     import pandas as pd
 
-    from samplax.infer import diagnostics
+    from samplax.infer import arviz_compat, diagnostics
 
     file = sys.stdout if file is None else file
     table = diagnostics.summary(result.idata, sampling_seconds=(result.timing or {}).get("sampling_s"),
                                 var_names=var_names)
     latent, deterministic = diagnostics.site_roles(result.idata, var_names=var_names)
-    posterior = result.idata.posterior
+    posterior = arviz_compat.group(result.idata, "posterior")
     latent_rows = sum(int(posterior[name].size // (posterior.sizes["chain"] * posterior.sizes["draw"]))
                       for name in latent)
     if latent_rows > len(table):  # ArviZ left some sites out (non-numeric): no split we can trust

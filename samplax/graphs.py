@@ -6,10 +6,10 @@ JMLR 24(9), 2023 (arXiv:1910.09483).
     result = samplax.graphs.sample_homomorphisms(samplax.graphs.path_motif(3), nx.karate_club_graph(),
                                                  targets={"triangle": [(0, 1), (1, 2), (0, 2)]})
     result.estimates["triangle"]     # t(H, G | F) with its MCSE, ESS and R-hat
-    result.idata                     # an ArviZ InferenceData of the observables' traces
+    result.idata                     # the observables' traces: an ArviZ InferenceData (a DataTree on ArviZ 1.x)
 
 The chains (`samplax.kernels.graph_hom`) sample x ~ pi(x) ∝ prod_{E_F} A(x_i, x_j) prod_i alpha(x_i); observables are
-time averages over the kept draws, scored by ArviZ (az.mcse, az.ess, az.rhat):
+time averages over the kept draws, scored by ArviZ (mcse, ess, rhat, through samplax.infer.arviz_compat):
 - `pairwise`: the k x k matrix E_pi[A(x_i, x_j)] (for a path motif this is the MACC),
 - each named target H (F plus edges): t(H, G | F) = E_pi[prod_{E_H minus E_F} A(x_i, x_j)],
 - with `thresholds`, its CHD profile f(s) = P_pi(prod_{E_H minus E_F} A(x_i, x_j) >= s) (inclusive, so f(0) = 1).
@@ -29,7 +29,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import networkx as nx
@@ -37,7 +36,9 @@ import numpy as np
 
 from samplax.kernels import graph_hom
 from samplax.models import graphs as model
+from samplax.infer import arviz_compat
 from samplax.infer import cache as compilation_cache
+from samplax.infer.arviz_compat import IData
 from samplax.models.graphs import (
     Motif,
     Network,
@@ -124,7 +125,7 @@ class MACCEstimate(NamedTuple):
     se: np.ndarray
     ess: np.ndarray
     rhat: np.ndarray
-    idata: az.InferenceData
+    idata: IData
 
 
 class ProfileEstimate(NamedTuple):
@@ -137,7 +138,7 @@ class ProfileEstimate(NamedTuple):
     ess: np.ndarray
     rhat: np.ndarray
     conditional_density: ObservableEstimate
-    idata: az.InferenceData
+    idata: IData
 
 
 @dataclass
@@ -153,7 +154,7 @@ class HomomorphismSample:
     """
 
     estimates: dict[str, ObservableEstimate]
-    idata: az.InferenceData
+    idata: IData
     states: np.ndarray | None
     motif: Motif
     network: Network
@@ -161,7 +162,7 @@ class HomomorphismSample:
 
     def summary(self):
         """ArviZ's summary table of the observables (mean, sd, MCSE, ESS, R-hat)."""
-        return az.summary(self.idata, kind="all")
+        return arviz_compat.summary(self.idata)
 
 
 def sample_homomorphisms(
@@ -368,9 +369,8 @@ def sample_homomorphisms(
         "bipartite_side": -1 if bipartite_side is None else int(bipartite_side),
         **{key: (value if not isinstance(value, bool) else int(value)) for key, value in kernel_options},
     }
-    idata = az.from_dict(
-        posterior=posterior,
-        sample_stats={"acceptance_rate": acceptance.astype(np.float64)},
+    idata = arviz_compat.from_dict(
+        {"posterior": posterior, "sample_stats": {"acceptance_rate": acceptance.astype(np.float64)}},
         coords=coords,
         dims=dims,
         attrs=attrs,
@@ -648,13 +648,13 @@ def _chunk_runner(chain, kernel_options, max_degree, unweighted, thin, chunk_dra
     return jax.jit(vectorised)
 
 
-def _score(idata: az.InferenceData, names: list[str]) -> dict[str, ObservableEstimate]:
-    posterior = idata.posterior
+def _score(idata: IData, names: list[str]) -> dict[str, ObservableEstimate]:
+    posterior = arviz_compat.group(idata, "posterior")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ess = az.ess(idata, var_names=names, method="bulk")
-        rhat = az.rhat(idata, var_names=names)
-        mcse = az.mcse(idata, var_names=names, method="mean")
+        ess = arviz_compat.ess(posterior[names], method="bulk")
+        rhat = arviz_compat.rhat(posterior[names])
+        mcse = arviz_compat.mcse(posterior[names], method="mean")
     estimates = {}
     for name in names:
         values = posterior[name].values

@@ -55,6 +55,7 @@ def test_console_entry_point_runs_as_a_process():
     assert result.returncode == 2 and "samplax fit: error" in result.stderr
 
 
+@pytest.mark.arviz1
 def test_fit_from_posteriordb_style_json_and_user_file(tmp_path, capsys):
     """A user model file plus a {"data": {...}} JSON: the CLI fits, saves NetCDF and prints the summary."""
     (tmp_path / "my_model.py").write_text(
@@ -114,18 +115,19 @@ def test_numpyro_adapter_runs_inside_mcmc(kernel):
 # summary, --var-names, --summary-rows, --coords and --dims
 def derived_fit(chains=2, draws=200, size=60):
     """A hand-built fit: latent mu and tau, a deterministic p of `size` values (recorded as fit.py records them)."""
-    import arviz as az
+    from samplax.infer import arviz_compat
 
     rng = np.random.default_rng(0)
     posterior = {"p": rng.normal(size=(chains, draws, size)), "mu": rng.normal(size=(chains, draws)),
                  "tau": rng.normal(size=(chains, draws))}
     attrs = {"method": "nuts", "options": "{}", "deterministic_sites": json.dumps(["p"]),
              "timing": json.dumps({"sampling_s": 2.0})}
-    idata = az.from_dict(posterior=posterior, sample_stats={"diverging": np.zeros((chains, draws), bool)},
-                         attrs=attrs)
+    idata = arviz_compat.from_dict({"posterior": posterior,
+                                    "sample_stats": {"diverging": np.zeros((chains, draws), bool)}}, attrs=attrs)
     return samplax.infer.fit.Fit(idata)
 
 
+@pytest.mark.arviz1
 def test_summary_lists_latent_sites_first_and_caps_long_tables(capsys):
     """62 rows capped at 10: the latent rows, then 8 deterministic rows under their heading, then a note with the
     number of rows left out and how to see them; 0 prints every row; var_names picks sites."""
@@ -153,6 +155,7 @@ def test_summary_lists_latent_sites_first_and_caps_long_tables(capsys):
     assert "tau" in picked.getvalue() and "mu " not in picked.getvalue() and "Deterministic" not in picked.getvalue()
 
 
+@pytest.mark.arviz1
 def test_report_command_filters_with_var_names(tmp_path, capsys):
     """`samplax report fit.nc --var-names` writes a report of those sites only; an unknown name exits 2 and lists
     the valid ones; a blank list is bad usage."""
@@ -190,6 +193,7 @@ def test_coords_and_dims_file_errors_name_the_file(tmp_path, capsys, flag, conte
     assert not (tmp_path / "fit.nc").exists()  # refused before any fitting
 
 
+@pytest.mark.arviz1
 def test_fit_with_coords_dims_var_names_and_summary_rows(tmp_path, capsys):
     """A real CLI fit: coords and dims from files label the saved InferenceData; --summary-rows caps the printed
     table with a note; --var-names filters the summary and the warnings; an unknown name exits 2 after saving."""

@@ -405,12 +405,12 @@ def _check_draws(draws, latent_shapes, source, batch_dims):
 
 def _stride(draws: Mapping[str, np.ndarray]) -> int:
     """``ceil(draws per chain / smallest bulk ESS per chain)`` over all scalar coordinates (at least 1)."""
-    import arviz as az
+    from samplax.infer import arviz_compat
 
     chains, per_chain = next(iter(draws.values())).shape[:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ess = az.ess({name: np.asarray(values, dtype=np.float64) for name, values in draws.items()})
+        ess = arviz_compat.ess({name: np.asarray(values, dtype=np.float64) for name, values in draws.items()})
     smallest = min(float(np.nanmin(ess[name].values)) if np.isfinite(ess[name].values).any() else math.nan
                    for name in draws)
     if not math.isfinite(smallest) or smallest <= 0:

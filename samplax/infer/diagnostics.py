@@ -1,11 +1,12 @@
 """Scoring a fit: ArviZ diagnostics, importance weights, kernel Stein discrepancy, reference checks.
 
-Everything here reads an ArviZ ``InferenceData`` (posterior with dims ``chain, draw, *site dims``; sample_stats
-with ``diverging``, ``acceptance_rate``, ``step_size``, maybe ``energy`` and ``log_weight``) or plain arrays.
-ESS, R-hat, MCSE, PSIS and E-BFMI come from ArviZ (``az.summary``, ``az.ess``, ``az.rhat``, ``az.mcse``,
-``az.psislw``, ``az.bfmi``); this module adds what ArviZ does not have:
+Everything here reads an ArviZ ``InferenceData`` or, under ArviZ 1.x, an ``xarray.DataTree`` (posterior with dims
+``chain, draw, *site dims``; sample_stats with ``diverging``, ``acceptance_rate``, ``step_size``, maybe ``energy`` and
+``log_weight``) or plain arrays. ESS, R-hat, MCSE, PSIS and E-BFMI come from ArviZ (summary, ess, rhat, mcse,
+psislw, bfmi), called through `samplax.infer.arviz_compat` so that ArviZ 0.x and 1.x give the same results here;
+this module adds what ArviZ does not have:
 
-- ``summary``: ``az.summary`` plus bulk ESS per second of sampling.
+- ``summary``: ArviZ's summary plus bulk ESS per second of sampling.
 - ``importance_diagnostics``: the normalised-weight effective sample size
   ``ESS = (sum_i w_i)^2 / sum_i w_i^2`` and the Pareto k-hat of the weights' tail (Vehtari et al. 2024,
   "Pareto smoothed importance sampling", JMLR 25(72)).
@@ -47,12 +48,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from samplax.infer import arviz_compat
 
 __all__ = [
     "summary",
@@ -93,8 +95,9 @@ def summary(
 
     Rows list the latent sites first, then the deterministic ones (see ``site_roles``), each group in the
     posterior's order. ``var_names`` (a site name or a list of them) keeps only those sites, in the same order; an
-    unknown name is a ``ValueError`` that lists the posterior's sites. ``round_to`` is passed to ``az.summary``
-    (None: ArviZ's default rounding; ``"none"``: unrounded).
+    unknown name is a ``ValueError`` that lists the posterior's sites. ``round_to`` is passed to ArviZ's summary
+    (None: two decimals; ``"none"``: unrounded). The columns are the same under ArviZ 0.x and 1.x
+    (``arviz_compat.summary``): ``mean, sd, hdi_3%, hdi_97%, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat``.
 
     ``sampling_seconds`` is the wall time of the sampling phase (warm-up excluded); when it is None it is read
     from the attributes if present (samplax's ``attrs["timing"]["sampling_s"]``, or ArviZ's posterior
@@ -117,7 +120,7 @@ def summary(
     latent, deterministic = site_roles(idata, var_names=var_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        table = az.summary(posterior[latent + deterministic], hdi_prob=hdi_prob, kind="all", round_to=round_to)
+        table = arviz_compat.summary(posterior[latent + deterministic], hdi_prob=hdi_prob, round_to=round_to)
     table["ess_bulk_per_s"] = table["ess_bulk"] / (np.nan if wall_seconds is None else float(wall_seconds))
     table["ess_bulk_per_sampling_s"] = table["ess_bulk"] / (np.nan if sampling_seconds is None
                                                             else float(sampling_seconds))
@@ -180,7 +183,7 @@ def importance_diagnostics(log_weights: Any) -> dict[str, Any]:
     finite = np.where(np.isneginf(log_w), row_max - 800.0, log_w)  # psislw needs finite input
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, pareto_k = az.psislw(finite)
+        _, pareto_k = arviz_compat.psislw(finite)
     pareto_k = np.atleast_1d(np.asarray(pareto_k, dtype=np.float64)).copy()
     pareto_k[~np.isfinite(pareto_k)] = np.nan
     pareto_k[np.ptp(log_w, axis=1) == 0.0] = -np.inf
@@ -298,13 +301,13 @@ def compare_to_reference(
     """Posterior means and sds against reference values, in units of their Monte Carlo standard errors.
 
     ``mean`` (and ``sd``, optional) map site names to reference values of the site's shape (scalars
-    broadcast). One row per scalar coordinate, labelled like ``az.summary`` (``theta[0]``), with columns
+    broadcast). One row per scalar coordinate, labelled like ArviZ's summary (``theta[0]``), with columns
     ``estimate``, ``mcse``, ``reference``, ``standardised_error = (estimate - reference) / mcse`` and
     ``sd``, ``sd_mcse``, ``reference_sd``, ``sd_standardised_error``, ``relative_sd_error =
     (sd - reference_sd) / reference_sd``. For a correct sampler the standardised errors are roughly N(0, 1);
     |value| > 4 is a red flag.
 
-    By default the posterior draws count equally and the MCSEs come from ``az.mcse`` (MCMC and i.i.d. draws,
+    By default the posterior draws count equally and the MCSEs come from ArviZ's mcse (MCMC and i.i.d. draws,
     and resampled draws such as samplax's SMC posterior group). Pass ``log_weights`` of shape ``(chain,
     draw)`` when the posterior holds the weighted draws themselves: then the estimates are self-normalised
     within each repeat (chain) and averaged over repeats, with the delta-method MCSE
@@ -333,8 +336,8 @@ def compare_to_reference(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 estimate = da.mean(SAMPLE_DIMS).values
                 est_sd = da.std(SAMPLE_DIMS, ddof=1).values
-                mcse = az.mcse(da.to_dataset(name=name), method="mean")[name].values
-                sd_mcse = az.mcse(da.to_dataset(name=name), method="sd")[name].values
+                mcse = arviz_compat.mcse(da.to_dataset(name=name), method="mean")[name].values
+                sd_mcse = arviz_compat.mcse(da.to_dataset(name=name), method="sd")[name].values
         else:
             estimate, est_sd, mcse, sd_mcse = _weighted_moments(da.values, log_weight)
         for index, label in _scalar_labels(da):
@@ -458,7 +461,7 @@ def convergence_warnings(
     posterior = _posterior(idata)
     _check_thresholds(ess_threshold, rhat_threshold, bfmi_threshold)
     latent, _ = site_roles(idata, var_names=var_names)
-    stats = getattr(idata, "sample_stats", None)
+    stats = arviz_compat.group(idata, "sample_stats")
     kind = draws_kind(idata)
     messages: list[str] = []
 
@@ -555,7 +558,7 @@ def convergence_warnings(
     if stats is not None and "energy" in stats:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            bfmi = np.asarray(az.bfmi(idata), dtype=np.float64)
+            bfmi = arviz_compat.bfmi(stats)
         low_chains = np.flatnonzero(~(bfmi >= bfmi_threshold))
         if low_chains.size:
             messages.append(
@@ -617,11 +620,11 @@ def deterministic_note(
 
 
 def _posterior(idata: Any) -> xr.Dataset:
-    posterior = getattr(idata, "posterior", None)
+    posterior = arviz_compat.group(idata, "posterior")
     if posterior is None:
         raise ValueError(
-            "idata has no posterior group; pass the InferenceData of a fit (fit.idata) or build one with "
-            "az.from_dict(posterior=...)"
+            "idata has no posterior group; pass the InferenceData (a DataTree under ArviZ 1.x) of a fit "
+            "(fit.idata) or build one with arviz.from_dict"
         )
     missing = [dim for dim in SAMPLE_DIMS if dim not in posterior.dims]
     if missing:
@@ -665,12 +668,12 @@ def _chain_scores(posterior: xr.Dataset, names: list[str]) -> tuple[pd.Series, p
     subset = posterior[names]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return (_scalar_series(az.rhat(subset)), _scalar_series(az.ess(subset, method="bulk")),
-                _scalar_series(az.ess(subset, method="tail")))
+        return (_scalar_series(arviz_compat.rhat(subset)), _scalar_series(arviz_compat.ess(subset, method="bulk")),
+                _scalar_series(arviz_compat.ess(subset, method="tail")))
 
 
 def _log_weights(idata: Any) -> np.ndarray | None:
-    stats = getattr(idata, "sample_stats", None)
+    stats = arviz_compat.group(idata, "sample_stats")
     if stats is None or "log_weight" not in stats:
         return None
     return np.asarray(stats["log_weight"].transpose("chain", "draw").values, dtype=np.float64)
@@ -713,7 +716,7 @@ def _broadcast_reference(value: Any, shape: tuple[int, ...], name: str, what: st
 
 
 def _scalar_labels(da: xr.DataArray):
-    """``(index, label)`` for each scalar coordinate of a site, labelled the way ``az.summary`` does."""
+    """``(index, label)`` for each scalar coordinate of a site, labelled the way ArviZ's summary does."""
     site_dims = [dim for dim in da.dims if dim not in SAMPLE_DIMS]
     coords = [da.coords[dim].values if dim in da.coords else np.arange(da.sizes[dim]) for dim in site_dims]
     for index in np.ndindex(*[da.sizes[dim] for dim in site_dims]):

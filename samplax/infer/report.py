@@ -51,11 +51,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
-from samplax.infer import diagnostics
+from samplax.infer import arviz_compat, diagnostics
 
 __all__ = ["render_report", "write_report"]
 
@@ -93,7 +92,7 @@ NUMERICAL_HEALTH = {
 
 
 def write_report(fit: Any, path: str | os.PathLike, var_names: str | list[str] | None = None) -> str | os.PathLike:
-    """Write the self-contained HTML report of ``fit`` (a `samplax.Fit` or an InferenceData) to ``path``.
+    """Write the self-contained HTML report of ``fit`` (a `samplax.Fit`, an InferenceData or a DataTree) to ``path``.
 
     ``var_names`` (a site name or a list of them) restricts the report to those sites; an unknown name is a
     ``ValueError`` that lists the valid ones. Returns ``path``. The file is written to a temporary name and renamed,
@@ -114,7 +113,7 @@ def write_report(fit: Any, path: str | os.PathLike, var_names: str | list[str] |
 
 
 def render_report(fit: Any, var_names: str | list[str] | None = None) -> str:
-    """The report of ``fit`` (a `samplax.Fit` or an ArviZ InferenceData) as one HTML string.
+    """The report of ``fit`` (a `samplax.Fit`, an ArviZ InferenceData or an ArviZ 1.x DataTree) as one HTML string.
 
     ``var_names`` restricts it to those sites, as in `write_report`.
     """
@@ -138,14 +137,14 @@ def render_report(fit: Any, var_names: str | list[str] | None = None) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 # what the report works from
 def _as_fit(fit: Any):
-    if isinstance(fit, az.InferenceData):
+    if arviz_compat.is_idata(fit):
         from samplax.infer.fit import Fit
 
         fit = Fit(fit)
-    if not hasattr(fit, "idata") or not isinstance(fit.idata, az.InferenceData):
-        raise ValueError(f"fit must be a samplax Fit (from samplax.fit or samplax.load) or an arviz.InferenceData, "
-                         f"got {type(fit).__name__}")
-    if not hasattr(fit.idata, "posterior"):
+    if not hasattr(fit, "idata") or not arviz_compat.is_idata(fit.idata):
+        raise ValueError(f"fit must be a samplax Fit (from samplax.fit or samplax.load), an arviz.InferenceData or "
+                         f"(ArviZ 1.x) an xarray.DataTree, got {type(fit).__name__}")
+    if not arviz_compat.has_group(fit.idata, "posterior"):
         raise ValueError("fit.idata has no posterior group: there are no draws to report on")
     return fit
 
@@ -161,7 +160,7 @@ class _Parameter(NamedTuple):
 @dataclasses.dataclass
 class _Context:
     fit: Any
-    idata: az.InferenceData
+    idata: Any          # arviz.InferenceData (ArviZ 0.x) or xarray.DataTree
     posterior: Any
     stats: Any
     kind: str
@@ -188,7 +187,7 @@ class _Context:
     @classmethod
     def build(cls, fit, var_names: str | list[str] | None = None) -> "_Context":
         idata = fit.idata
-        posterior = idata.posterior
+        posterior = arviz_compat.group(idata, "posterior")
         for dim in ("chain", "draw"):
             if dim not in posterior.dims:
                 raise ValueError(f"the posterior group must have dims ('chain', 'draw', ...); missing {dim!r}")
@@ -198,7 +197,7 @@ class _Context:
         posterior = posterior[latent + deterministic]  # the sites shown, latent first
         chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
         stride = max(1, math.ceil(draws / MAX_PLOT_DRAWS))
-        stats = getattr(idata, "sample_stats", None)
+        stats = arviz_compat.group(idata, "sample_stats")
         context = cls(fit=fit, idata=idata, posterior=posterior, stats=stats,
                       kind=diagnostics.draws_kind(idata), parameters=_parameters(posterior), chains=chains,
                       draws=draws, chain_index=np.arange(min(chains, MAX_PLOT_CHAINS)),
@@ -228,7 +227,7 @@ class _Context:
         if self.has_stat("energy"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                self.bfmi = np.atleast_1d(np.asarray(az.bfmi(self.idata), dtype=np.float64))
+                self.bfmi = arviz_compat.bfmi(self.stats)
 
     # -- helpers used by the sections
     def is_latent(self, label: str) -> bool:
@@ -1096,7 +1095,7 @@ def _other_records_html(context: _Context) -> str | None:
             if name in STAT_NAMES_READ:
                 continue
             rows.append(_record_row(f"sample_stats.{name}", np.asarray(da.values), da.dims))
-    for name, value in (getattr(context.idata, "attrs", None) or {}).items():
+    for name, value in arviz_compat.root_attrs(context.idata).items():
         if not str(name).startswith("extra_") or name in ATTRS_READ:
             continue
         rows.append(_record_row(f"attrs.{name}", _attr_array(context, name, raw=value), None))
@@ -1123,7 +1122,7 @@ def _record_row(name: str, values, dims) -> str:
 
 
 def _attr_array(context: _Context, name: str, raw: Any = None) -> np.ndarray | None:
-    attrs = getattr(context.idata, "attrs", None) or {}
+    attrs = arviz_compat.root_attrs(context.idata)
     value = attrs.get(name) if raw is None else raw
     if value is None:
         return None
@@ -1150,7 +1149,7 @@ def _last_dim_names(context: _Context, stat: str, count: int, default: str) -> l
 # ---------------------------------------------------------------------------------------------------------------------
 # run details
 def _run_html(context: _Context) -> str:
-    fit, attrs = context.fit, getattr(context.idata, "attrs", None) or {}
+    fit, attrs = context.fit, arviz_compat.root_attrs(context.idata)
     rows = [("method", _esc(context.method)), ("draws kind", _esc(context.kind)),
             ("chains &times; draws", f"{context.chains} &times; {context.draws}")]
     for name in ("seed", "precision"):
@@ -1189,7 +1188,8 @@ def _header(context: _Context) -> str:
             f"site{'s' if len(sites) != 1 else ''} ({sites_text}"
             + (f"; {len(context.deterministic)} deterministic" if context.deterministic else "")
             + f") &middot; {len(context.parameters)} scalar parameters"
-            + (f" &middot; selected with var_names from {len(context.idata.posterior.data_vars)} sites"
+            + (f" &middot; selected with var_names from "
+               f"{len(arviz_compat.group(context.idata, 'posterior').data_vars)} sites"
                if context.var_names is not None else "")
             + (f" &middot; fitted {_esc(created)}" if created else "")
             + f'</p><nav>{nav}</nav></header>')

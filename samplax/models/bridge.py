@@ -52,6 +52,12 @@ CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIn
                          jax.errors.TracerBoolConversionError, jax.errors.TracerArrayConversionError)
 DATA_MODES = ("arguments", "constants")
 _BATCH_LOGDENSITY: dict = {}
+BATCH_CACHE_SIZE = 32
+
+
+def clear_compiled():
+    """Forget the bridge's jitted start-up functions (`samplax.infer.run.COMPILED` holds the samplers' programs)."""
+    _BATCH_LOGDENSITY.clear()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,6 +556,8 @@ class Target:
         """Jitted log density and gradient over many points, shared by every target of the same model and data."""
         key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites))
         if key not in _BATCH_LOGDENSITY:
+            if len(_BATCH_LOGDENSITY) >= BATCH_CACHE_SIZE:  # bounded: a long session fits many models
+                _BATCH_LOGDENSITY.pop(next(iter(_BATCH_LOGDENSITY)))
             _BATCH_LOGDENSITY[key] = jax.jit(
                 lambda data, z: jax.vmap(jax.value_and_grad(self.with_data(data).logdensity))(z))
         return _BATCH_LOGDENSITY[key]

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from numpyro.infer import Predictive
 
-__all__ = ["prior_predictive", "posterior_predictive", "data_from_idata", "predictive_data"]
+__all__ = ["prior_predictive", "posterior_predictive", "data_from_dataset", "data_from_idata", "predictive_data"]
 
 
 def predictive_data(data: dict, observed_keys) -> dict:
@@ -73,10 +73,19 @@ def posterior_predictive(model, data: dict, posterior: xr.Dataset, *, seed: int 
             if name not in posterior and (drawn is None or name in drawn)}
 
 
-def data_from_idata(idata) -> dict:
-    """The model's data as stored in a fit's ``constant_data`` group (0-d arrays back to Python scalars)."""
-    if "constant_data" not in idata.groups():
+def data_from_dataset(stored: xr.Dataset | None) -> dict:
+    """The model's data as stored in a fit's ``constant_data`` group (0-d arrays back to Python scalars); None (no
+    such group) gives no data."""
+    if stored is None:
         return {}
-    stored = idata["constant_data"]
     return {name: (stored[name].values.item() if stored[name].ndim == 0 else stored[name].values)
             for name in stored.data_vars}
+
+
+def data_from_idata(idata) -> dict:
+    """`data_from_dataset` of an InferenceData's or a DataTree's ``constant_data`` group."""
+    if isinstance(idata, xr.DataTree):
+        stored = idata["constant_data"].to_dataset() if "constant_data" in idata.children else None
+    else:
+        stored = getattr(idata, "constant_data", None)
+    return data_from_dataset(stored)

@@ -3,14 +3,21 @@
 import json
 import math
 
-import arviz as az
 import numpy as np
 import pytest
 from scipy import stats
 
-from samplax.infer import diagnostics
+from samplax.infer import arviz_compat, diagnostics
+
+# also run by make test-py313 (Python 3.13, the newest ArviZ): the inputs are built through arviz_compat
+pytestmark = pytest.mark.arviz1
 
 CHAINS, DRAWS = 4, 1000
+
+
+def from_dict(attrs=None, **groups):
+    """ArviZ's from_dict under either major, one keyword per group as in ArviZ 0.x."""
+    return arviz_compat.from_dict(groups, attrs=attrs)
 
 
 def iid_idata(seed=0, **sample_stats):
@@ -18,7 +25,7 @@ def iid_idata(seed=0, **sample_stats):
     rng = np.random.default_rng(seed)
     posterior = {"mu": rng.normal(size=(CHAINS, DRAWS)), "theta": rng.normal(size=(CHAINS, DRAWS, 2))}
     stats_ = {"diverging": np.zeros((CHAINS, DRAWS), dtype=bool), **sample_stats}
-    return az.from_dict(posterior=posterior, sample_stats=stats_)
+    return from_dict(posterior=posterior, sample_stats=stats_)
 
 
 # ------------------------------------------------------------------------------------------ summary
@@ -50,7 +57,7 @@ def test_summary_without_seconds_var_names_and_hdi_prob():
     assert list(table.index) == ["theta[0]", "theta[1]"]
     assert "hdi_5%" in table.columns and "hdi_95%" in table.columns
     assert table["ess_bulk_per_s"].isna().all() and table["ess_bulk_per_sampling_s"].isna().all()
-    recorded = az.from_dict(posterior={"mu": idata.posterior["mu"].values},
+    recorded = from_dict(posterior={"mu": idata.posterior["mu"].values},
                             attrs={"timing": '{"sampling_s": 4.0, "total_s": 10.0}'})
     table = diagnostics.summary(recorded)
     np.testing.assert_allclose(table["ess_bulk_per_sampling_s"], table["ess_bulk"] / 4.0)
@@ -75,7 +82,7 @@ def test_summary_errors(kwargs, match):
 
 def test_summary_needs_a_posterior():
     with pytest.raises(ValueError, match="no posterior group"):
-        diagnostics.summary(az.from_dict(sample_stats={"diverging": np.zeros((2, 5), bool)}))
+        diagnostics.summary(from_dict(sample_stats={"diverging": np.zeros((2, 5), bool)}))
 
 
 # ------------------------------------------------------------------------------- importance weights
@@ -239,7 +246,7 @@ def test_compare_to_reference_standardised_errors_are_standard_normal():
     rng = np.random.default_rng(5)
     m = np.linspace(-3.0, 3.0, 20)
     s = np.linspace(0.5, 2.0, 20)
-    idata = az.from_dict(posterior={"theta": m + s * rng.normal(size=(CHAINS, DRAWS, 20))})
+    idata = from_dict(posterior={"theta": m + s * rng.normal(size=(CHAINS, DRAWS, 20))})
     table = diagnostics.compare_to_reference(idata, {"theta": m}, {"theta": s})
     assert list(table.index) == [f"theta[{i}]" for i in range(20)]
     z = table["standardised_error"].to_numpy()
@@ -269,7 +276,7 @@ def test_compare_to_reference_weighted_draws():
     rng = np.random.default_rng(7)
     x = 2.0 * rng.normal(size=(CHAINS, DRAWS))
     log_w = stats.norm.logpdf(x, 1.0, 1.0) - stats.norm.logpdf(x, 0.0, 2.0)
-    idata = az.from_dict(posterior={"mu": x}, sample_stats={"log_weight": log_w})
+    idata = from_dict(posterior={"mu": x}, sample_stats={"log_weight": log_w})
     row = diagnostics.compare_to_reference(idata, {"mu": 1.0}, {"mu": 1.0}, log_weights=log_w).loc["mu"]
     assert abs(row["standardised_error"]) < 5
     assert abs(row["sd_standardised_error"]) < 5
@@ -325,7 +332,7 @@ def test_warnings_for_divergent_stuck_and_sticky_fit():
     sticky = np.cumsum(rng.normal(size=(CHAINS, DRAWS)), axis=1) * 0.01
     diverging = np.zeros((CHAINS, DRAWS), dtype=bool)
     diverging[0, :7] = True
-    idata = az.from_dict(
+    idata = from_dict(
         posterior={"mu": mu, "sticky": sticky},
         sample_stats={"diverging": diverging, "energy": np.cumsum(rng.normal(size=(CHAINS, DRAWS)), axis=1)},
     )
@@ -342,7 +349,7 @@ def test_warnings_for_constant_and_non_finite_draws():
     mu = np.full((CHAINS, DRAWS), 2.0)
     bad = np.random.default_rng(10).normal(size=(CHAINS, DRAWS))
     bad[0, 0] = np.nan
-    messages = diagnostics.convergence_warnings(az.from_dict(posterior={"mu": mu, "bad": bad}))
+    messages = diagnostics.convergence_warnings(from_dict(posterior={"mu": mu, "bad": bad}))
     assert any("cannot be computed" in m and "'mu'" in m for m in messages), messages
     assert any("NaN or infinite" in m and "'bad'" in m for m in messages), messages
 
@@ -354,18 +361,18 @@ def test_weighted_fits_are_judged_by_weights_not_rhat():
     draws = rng.normal(size=(CHAINS, DRAWS)) + np.arange(CHAINS)[:, None]
     light = -0.1 * np.log(rng.uniform(size=(CHAINS, DRAWS)))
     heavy = -1.2 * np.log(rng.uniform(size=(CHAINS, DRAWS)))
-    good = az.from_dict(posterior={"mu": draws}, sample_stats={"log_weight": light})
+    good = from_dict(posterior={"mu": draws}, sample_stats={"log_weight": light})
     assert diagnostics.draws_kind(good) == "weighted"
     assert diagnostics.convergence_warnings(good) == []
     messages = diagnostics.convergence_warnings(
-        az.from_dict(posterior={"mu": draws}, sample_stats={"log_weight": heavy})
+        from_dict(posterior={"mu": draws}, sample_stats={"log_weight": heavy})
     )
     assert any("Pareto k-hat" in m and "proposal" in m for m in messages), messages
     assert any("weights' ESS" in m for m in messages), messages
     assert not any("R-hat" in m for m in messages)
     zero_weights = light.copy()
     zero_weights[0, :3] = -np.inf  # zero weights are not divergent transitions
-    flagged = az.from_dict(posterior={"mu": draws},
+    flagged = from_dict(posterior={"mu": draws},
                            sample_stats={"log_weight": zero_weights, "diverging": np.isinf(zero_weights)})
     assert diagnostics.convergence_warnings(flagged) == []
 
@@ -373,7 +380,7 @@ def test_weighted_fits_are_judged_by_weights_not_rhat():
 def test_iid_fits_skip_rhat_and_count_draws():
     rng = np.random.default_rng(12)
     draws = rng.normal(size=(CHAINS, 50)) + np.arange(CHAINS)[:, None]
-    idata = az.from_dict(posterior={"mu": draws}, attrs={"draws_kind": "iid"})
+    idata = from_dict(posterior={"mu": draws}, attrs={"draws_kind": "iid"})
     assert diagnostics.draws_kind(idata) == "iid"
     messages = diagnostics.convergence_warnings(idata)
     assert len(messages) == 1 and "200 independent draws" in messages[0] and "more draws" in messages[0]
@@ -386,7 +393,7 @@ def test_convergence_warning_argument_errors():
     with pytest.raises(ValueError, match="ess_threshold"):
         diagnostics.convergence_warnings(iid_idata(), ess_threshold=0)
     with pytest.raises(ValueError, match="draws_kind"):
-        diagnostics.convergence_warnings(az.from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"draws_kind": "x"}))
+        diagnostics.convergence_warnings(from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"draws_kind": "x"}))
 
 
 # ------------------------------------------------------------------------- latent and deterministic sites
@@ -403,7 +410,7 @@ def derived_idata(seed=13, deterministic=("p", "mu_hat"), draws=400):
                  "mu_hat": rng.normal(size=(CHAINS, draws, 2))}
     attrs = {} if deterministic is None else {"deterministic_sites": json.dumps(list(deterministic))}
     stats_ = {"diverging": np.zeros((CHAINS, draws), dtype=bool)}
-    return az.from_dict(posterior=posterior, sample_stats=stats_, attrs=attrs)
+    return from_dict(posterior=posterior, sample_stats=stats_, attrs=attrs)
 
 
 def test_site_roles_reads_the_recorded_deterministic_sites():
@@ -418,7 +425,7 @@ def test_site_roles_reads_the_recorded_deterministic_sites():
         diagnostics.site_roles(idata, var_names=["mu", "theta"])
     with pytest.raises(ValueError, match="var_names is empty"):
         diagnostics.site_roles(idata, var_names=[])
-    broken = az.from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"deterministic_sites": "p, mu_hat"})
+    broken = from_dict(posterior={"mu": np.zeros((2, 5))}, attrs={"deterministic_sites": "p, mu_hat"})
     with pytest.raises(ValueError, match="must be a JSON list of site names"):
         diagnostics.site_roles(broken)
 
@@ -443,7 +450,7 @@ def test_deterministic_note_for_clean_constant_and_non_finite_sites():
     """Clean deterministic sites get the description alone; a constant one (R-hat undefined) is not a problem; a
     non-finite one is mentioned in the note, never a warning; weighted draws are not judged by R-hat."""
     rng = np.random.default_rng(14)
-    clean = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "twice": rng.normal(size=(CHAINS, DRAWS)),
+    clean = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "twice": rng.normal(size=(CHAINS, DRAWS)),
                                     "one": np.ones((CHAINS, DRAWS))},
                          attrs={"deterministic_sites": json.dumps(["twice", "one"])})
     assert diagnostics.convergence_warnings(clean) == []
@@ -452,11 +459,11 @@ def test_deterministic_note_for_clean_constant_and_non_finite_sites():
         "reported in the summary but not judged.")
     log_p = rng.normal(size=(CHAINS, DRAWS))
     log_p[0, 3] = -np.inf
-    nonfinite = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "log_p": log_p},
+    nonfinite = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "log_p": log_p},
                              attrs={"deterministic_sites": json.dumps(["log_p"])})
     assert diagnostics.convergence_warnings(nonfinite) == []
     assert "log_p contains NaN or infinite values" in diagnostics.deterministic_note(nonfinite)
-    weighted = az.from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "p": rng.normal(size=(CHAINS, DRAWS))},
+    weighted = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "p": rng.normal(size=(CHAINS, DRAWS))},
                             sample_stats={"log_weight": np.zeros((CHAINS, DRAWS))},
                             attrs={"deterministic_sites": json.dumps(["p"])})
     assert "their diagnostics are reported" in diagnostics.deterministic_note(weighted)
@@ -469,7 +476,7 @@ def test_var_names_filters_warnings_but_not_the_checks_of_the_whole_run():
     a[1] = 3.0
     diverging = np.zeros((CHAINS, DRAWS), dtype=bool)
     diverging[0, :5] = True
-    idata = az.from_dict(posterior={"a": a, "b": rng.normal(size=(CHAINS, DRAWS))},
+    idata = from_dict(posterior={"a": a, "b": rng.normal(size=(CHAINS, DRAWS))},
                          sample_stats={"diverging": diverging})
     everything = diagnostics.convergence_warnings(idata)
     assert any("R-hat" in m and "a" in m for m in everything) and any("divergent" in m for m in everything)
