@@ -1,0 +1,345 @@
+"""The full conformance run: ``python -m tests.conformance.run`` (``make conformance``) from the repository root.
+
+Two parts, both written to ``docs/conformance.md``:
+
+1. The NUTS comparison. For every corpus model, samplax ``nuts`` and NumPyro's NUTS (vectorised chains) run with the
+   entry's settings; every compared scalar component's mean must agree within 4 combined MCSE and its sd within
+   15 % (`compare.compare`). The command exits non-zero if any enforced comparison fails or errors.
+2. The method-support matrix. Every registered method (`samplax.infer.options.methods()`) runs on every corpus model
+   at small settings and is classified: ``ok`` (ran; for methods that return posterior draws, the worst
+   ``|mean - ref mean| / ref sd`` against the NumPyro reference of part 1 is shown), ``wrong`` (ran, but that figure
+   exceeds 0.5), ``refused`` (raised ``samplax.UnsupportedModelError`` before compiling) or ``error`` (any other
+   exception: a defect, recorded with its message).
+
+Options select models and methods (``--models``, ``--methods``, ``--tag``), skip a part (``--no-matrix``,
+``--no-nuts``), restrict the matrix (``--matrix-tag``) and set its settings (``--matrix-chains``,
+``--matrix-warmup``, ``--matrix-draws``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+import traceback
+import warnings
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+WRONG_THRESHOLD = 0.5
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def unsupported_error_type():
+    """``samplax.UnsupportedModelError`` if samplax defines it yet, else None."""
+    import samplax
+
+    try:
+        return getattr(samplax, "UnsupportedModelError", None)
+    except Exception:  # a lazy attribute hook that raises
+        return None
+
+
+def classify_exception(exc: BaseException, unsupported=None) -> tuple[str, str]:
+    """``("refused", feature/method line)`` for an UnsupportedModelError, else ``("error", one-line message)``.
+
+    Args:
+        exc: the exception a method raised.
+        unsupported: the UnsupportedModelError class (looked up when None).
+
+    Returns:
+        The status and a one-line description.
+    """
+    unsupported = unsupported_error_type() if unsupported is None else unsupported
+    if isinstance(unsupported, type) and isinstance(exc, unsupported):
+        feature = getattr(exc, "feature", None)
+        return "refused", f"{feature}" if feature else one_line(exc)
+    return "error", one_line(exc)
+
+
+def one_line(exc: BaseException, width: int = 160) -> str:
+    """The exception's type and the first line of its message, cut to ``width`` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def classify_run(worst: float | None) -> str:
+    """``ok`` or ``wrong`` for a method that ran (``worst``: its worst standardised mean error, None if not judged)."""
+    if worst is None:
+        return "ok"
+    return "ok" if math.isfinite(worst) and worst <= WRONG_THRESHOLD else "wrong"
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def release_compiled_programs():
+    """Drop every compiled program (samplax's, the bridge's and JAX's own caches) between two corpus models.
+
+    LLVM maps each executable's code into memory, and one process holding the programs of some 30 models hits the
+    kernel's limit on memory maps (``vm.max_map_count``, 65530 here): measured, "LLVM compilation error: Cannot
+    allocate memory" at the 29th model with 21 GiB of memory free.
+    """
+    import gc
+
+    import jax
+
+    from samplax.infer.run import COMPILED
+    from samplax.models import bridge
+
+    COMPILED.clear()
+    bridge.clear_compiled()
+    jax.clear_caches()
+    gc.collect()
+
+
+def run_nuts_part(selected, references, log, results=None, progress=lambda: None) -> list[dict]:
+    """Part 1: samplax nuts against NumPyro NUTS for each entry; fills ``references`` with NumPyro's samples.
+
+    ``results`` (a list, filled and returned) and ``progress`` (called after each model) let the runner rewrite the
+    page as it goes, so an interrupted run leaves its rows.
+    """
+    from . import compare
+
+    results = [] if results is None else results
+    for entry in selected:
+        row = {"name": entry.name, "entry": entry}
+        try:
+            data = entry.data()
+            sites = compare.compared_sites(entry, data)
+            ref = compare.numpyro_nuts(entry, data)
+            references[entry.name] = (ref["samples"], sites)
+            row.update(ref_seconds=ref["seconds"], ref_divergences=ref["divergences"])
+        except Exception as exc:  # the corpus itself is broken: always a failure
+            row.update(status="reference error", message=one_line(exc))
+            results.append(row)
+            log(f"[nuts] {entry.name}: NumPyro reference failed: {row['message']}")
+            progress()
+            continue
+        try:
+            fit = compare.samplax_fit(entry, data)
+            row["seconds"] = fit["seconds"]
+            cmp = compare.compare(fit["samples"], ref["samples"], sites, log_sites=entry.log_sites)
+            row.update(status="pass" if cmp.passed else "fail", comparison=cmp)
+        except Exception as exc:
+            row.update(status="error", message=one_line(exc))
+        results.append(row)
+        log(f"[nuts] {entry.name}: {row['status']} " + (
+            f"z={row['comparison'].worst_z:.2f} ({row['comparison'].worst_z_component}) "
+            f"sd={row['comparison'].worst_sd:.3f} ({row['comparison'].worst_sd_component})"
+            if "comparison" in row else row.get("message", "")))
+        progress()
+        release_compiled_programs()
+    return results
+
+
+def run_matrix_part(selected, methods, references, settings, log, cells=None, progress=lambda: None) -> dict:
+    """Part 2: every method on every entry at small settings; fills and returns ``{(model, method): cell}``."""
+    from samplax.infer import options
+
+    from . import compare
+
+    unsupported = unsupported_error_type()
+    cells = {} if cells is None else cells
+    for entry in selected:
+        data = entry.data()
+        for method in methods:
+            family = options.schema(method).family
+            cell = {"family": family}
+            start = time.perf_counter()
+            try:
+                fit = compare.samplax_fit(entry, data, method=method, **settings)
+                cell["seconds"] = time.perf_counter() - start
+                worst = None
+                if entry.name in references:
+                    ref_samples, sites = references[entry.name]
+                    missing = [s for s in sites if s not in fit["samples"]]
+                    worst = math.inf if missing else compare.mean_error(fit["samples"], ref_samples, sites,
+                                                                         log_sites=entry.log_sites)
+                cell.update(status=classify_run(worst), worst=worst)
+            except Exception as exc:
+                cell["seconds"] = time.perf_counter() - start
+                status, message = classify_exception(exc, unsupported)
+                cell.update(status=status, message=message)
+                if status == "error" and os.environ.get("SAMPLAX_CONFORMANCE_TRACEBACK"):
+                    traceback.print_exc()
+            cells[(entry.name, method)] = cell
+            figure = f" {cell['worst']:.2f}" if cell.get("worst") is not None else ""
+            log(f"[matrix] {entry.name} x {method}: {cell['status']}{figure} ({cell['seconds']:.1f}s)"
+                + (f" {cell['message']}" if "message" in cell else ""))
+        progress()
+        release_compiled_programs()
+    return cells
+
+
+def render(nuts_rows, cells, selected, matrix_models, methods, settings, command, elapsed, done=True) -> str:
+    """The markdown page (``done=False``: a run still in progress, or interrupted, with the rows so far)."""
+    import jax
+    import numpyro
+
+    from . import compare
+    from .corpus import FEATURES
+
+    lines = ["# Conformance: the NumPyro model corpus", "",
+             "Generated by `make conformance` (`python -m tests.conformance.run`); do not edit by hand.", "",
+             "The corpus (`tests/conformance/`) holds NumPyro models written the way NumPyro users write them: the "
+             "models of NumPyro's own examples, posteriordb posteriors translated from their Stan code (Stan's "
+             "implicit flat priors as `dist.ImproperUniform`), Inference Gym targets and a few user-style models. "
+             "`make test` runs a quick subset (`tests/conformance/test_conformance.py`).", "",
+             f"- Machine: {platform.node() or 'unknown'}, {platform.platform()}, {os.cpu_count()} CPUs, "
+             f"JAX {jax.__version__} ({jax.default_backend()}), NumPyro {numpyro.__version__}, "
+             f"Python {platform.python_version()}",
+             f"- Command: `{command}`",
+             f"- Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; wall time {elapsed / 60:.1f} min", ""]
+    if not done:
+        lines += [f"**Partial page: the run was still going or was interrupted ({len(nuts_rows)} of {len(selected)} "
+                  f"NUTS comparisons, {len(cells)} of {len(matrix_models) * len(methods)} matrix cells).**", ""]
+    if nuts_rows:
+        passed = sum(r["status"] == "pass" for r in nuts_rows)
+        enforced = [r for r in nuts_rows if r["entry"].enforced]
+        failed = [r for r in enforced if r["status"] != "pass"]
+        lines += ["## samplax nuts against NumPyro NUTS", "",
+                  f"Same chains, warm-up and draws for both (NumPyro: `MCMC(NUTS(model), ..., "
+                  f"chain_method=\"vectorized\")`, seed 0). Pass: every compared component's mean within "
+                  f"{compare.Z_MAX:g} combined MCSE (ArviZ) and sd within {compare.SD_RTOL:.0%}. "
+                  f"**{passed} of {len(nuts_rows)} pass; {len(failed)} enforced comparison(s) fail.**", "",
+                  "| model | source | C x (W + D) | components | worst mean z | worst sd ratio dev. | pass | "
+                  "samplax s | NumPyro s | note |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in nuts_rows:
+            e = r["entry"]
+            cmp = r.get("comparison")
+            if cmp is not None:
+                z = f"{cmp.worst_z:.2f} ({_escape(cmp.worst_z_component)})"
+                sd = f"{cmp.worst_sd:.3f} ({_escape(cmp.worst_sd_component)})"
+                comps = str(cmp.components)
+            else:
+                z = sd = comps = "-"
+            status = r["status"] if e.enforced else f"{r['status']} (not enforced)"
+            note = e.note
+            if "message" in r:
+                note = (note + "; " if note else "") + r["message"]
+            lines.append(f"| {e.name} | {_escape(e.source)} | {e.chains} x ({e.warmup} + {e.draws}) | {comps} | "
+                         f"{z} | {sd} | {status} | {r.get('seconds', float('nan')):.1f} | "
+                         f"{r.get('ref_seconds', float('nan')):.1f} | {_escape(note)} |")
+        lines.append("")
+    if cells:
+        lines += ["## Method-support matrix", "",
+                  f"Every registered method on every model at chains={settings['chains']}, "
+                  f"warmup={settings['warmup']}, draws={settings['draws']}, seed 0. `ok x.xx`: ran, with the worst "
+                  f"`|mean - NumPyro mean| / NumPyro sd` over the compared components (short runs: a figure up to "
+                  f"about 0.3 is Monte Carlo noise); `wrong`: ran but that figure exceeds {WRONG_THRESHOLD}; "
+                  "`refused`: raised `samplax.UnsupportedModelError` (the feature is shown); `error`: any other "
+                  "exception (a defect; the messages are listed below the table).", ""]
+        lines.append("| model | " + " | ".join(methods) + " |")
+        lines.append("|---|" + "---|" * len(methods))
+        errors = []
+        for entry in matrix_models:
+            row = []
+            for method in methods:
+                cell = cells.get((entry.name, method))
+                if cell is None:
+                    row.append("")
+                    continue
+                text = cell["status"]
+                if cell.get("worst") is not None:
+                    text += f" {cell['worst']:.2f}" if math.isfinite(cell["worst"]) else " inf"
+                if cell["status"] == "refused":
+                    text += f" ({_escape(cell['message'])})"
+                if cell["status"] == "error":
+                    errors.append((entry.name, method, cell["message"]))
+                    text += f" [{len(errors)}]"
+                row.append(text)
+            lines.append(f"| {entry.name} | " + " | ".join(row) + " |")
+        lines.append("")
+        totals = {s: sum(c["status"] == s for c in cells.values()) for s in ("ok", "wrong", "refused", "error")}
+        lines.append("Totals: " + ", ".join(f"{k} {v}" for k, v in totals.items()) + ".")
+        lines.append("")
+        if errors:
+            lines += ["### Errors", ""]
+            lines += [f"{i}. {name} x {method}: `{_escape(message)}`" for i, (name, method, message)
+                      in enumerate(errors, 1)]
+            lines.append("")
+    lines += ["## The corpus", "", "| model | source | tags | features |", "|---|---|---|---|"]
+    for entry in selected:
+        lines.append(f"| {entry.name} | {_escape(entry.source)} | {', '.join(entry.tags)} | "
+                     f"{', '.join(entry.features)} |")
+    lines += ["", "Features: " + "; ".join(f"`{k}`: {v}" for k, v in FEATURES.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the selected parts, write the page, and return the exit status (1 if an enforced comparison fails)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="comma-separated corpus names (default: all)")
+    parser.add_argument("--tag", help="only models with this tag (quick, posteriordb, numpyro_example, ...)")
+    parser.add_argument("--methods", help="comma-separated methods for the matrix (default: all registered)")
+    parser.add_argument("--no-matrix", action="store_true", help="skip the method-support matrix")
+    parser.add_argument("--matrix-tag", help="run the matrix only on the models with this tag")
+    parser.add_argument("--no-nuts", action="store_true", help="skip the NUTS comparison (the matrix then has "
+                                                                 "no reference figures)")
+    parser.add_argument("--matrix-chains", type=int, default=2)
+    parser.add_argument("--matrix-warmup", type=int, default=100)
+    parser.add_argument("--matrix-draws", type=int, default=100)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "conformance.md"), help="the page to write")
+    args = parser.parse_args(argv)
+
+    warnings.simplefilter("ignore")
+    from .corpus import CORPUS, entries
+
+    selected = entries(args.tag)
+    if args.models:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        unknown = [n for n in names if n not in CORPUS]
+        if unknown:
+            parser.error(f"unknown models {unknown}; the corpus has {sorted(CORPUS)}")
+        selected = [e for e in selected if e.name in names]
+    from samplax.infer import options
+
+    methods = options.methods()
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in methods]
+        if unknown:
+            parser.error(f"unknown methods {unknown}; registered: {methods}")
+        methods = wanted
+
+    def log(message):
+        print(message, flush=True)
+
+    start = time.perf_counter()
+    references, nuts_rows, cells = {}, [], {}
+    settings = dict(chains=args.matrix_chains, warmup=args.matrix_warmup, draws=args.matrix_draws)
+    matrix_models = [] if args.no_matrix else [e for e in selected
+                                               if args.matrix_tag is None or args.matrix_tag in e.tags]
+    command = "python -m tests.conformance.run" + ("" if argv is None and len(sys.argv) <= 1 else
+                                                   " " + " ".join(sys.argv[1:] if argv is None else argv))
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(done=False):
+        out.write_text(render(nuts_rows, cells, selected, matrix_models, methods, settings, command,
+                              time.perf_counter() - start, done=done))
+
+    if not args.no_nuts:
+        run_nuts_part(selected, references, log, results=nuts_rows, progress=write)
+    if matrix_models:
+        run_matrix_part(matrix_models, methods, references, settings, log, cells=cells, progress=write)
+    write(done=True)
+    log(f"wrote {out}")
+    failed = [r["name"] for r in nuts_rows if r["entry"].enforced and r["status"] != "pass"]
+    if failed:
+        log(f"{len(failed)} NUTS comparison(s) failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
