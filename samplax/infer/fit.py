@@ -680,7 +680,9 @@ def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims
     for group, variables in groups.items():
         offset = 0 if group in ("observed_data", "constant_data") else 2
         for name, value in variables.items():
-            ndim[name] = np.ndim(value) - offset
+            # dims apply to a name in every group: a sample statistic named like a site (a model observing
+            # "log_weight" fitted by a weighted method) must not get the site's dims
+            ndim[name] = min(ndim.get(name, np.inf), np.ndim(value) - offset)
     # a plate name list longer than the value's axes (a site broadcast inside its plates) is dropped, not guessed
     merged = {name: list(names) for name, names in merged.items() if name in ndim and len(names) <= ndim[name]}
     return arviz_compat.from_dict(groups, attrs=attrs, dims=merged, coords=coords)

@@ -57,7 +57,7 @@ ADMM_SCHEMA = MethodSchema(
                choices=("auto", "closed_form", "newton")),
         Option("newton_steps", int, 5, "damped Newton steps per proximal solve (warm-started)", minimum=1),
         *_COMMON[3:],
-    ), unsupported=("no_observation_plate", "data_read_as_values"))
+    ), unsupported=("no_observations", "no_observation_plate", "data_read_as_values"))
 
 DSGLD_SCHEMA = MethodSchema(
     "dsgld", "mcmc",
@@ -69,7 +69,7 @@ DSGLD_SCHEMA = MethodSchema(
         Option("batch_size", int, None, "minibatch per agent and step (default: the whole shard)", minimum=1,
                allow_none=True),
         *_COMMON[3:],
-    ), unsupported=("no_observation_plate", "data_read_as_values"))
+    ), unsupported=("no_observations", "no_observation_plate", "data_read_as_values"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

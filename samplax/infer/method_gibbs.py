@@ -42,6 +42,7 @@ from samplax.infer.schema import MethodSchema, Option
 from samplax.infer.run import chunk_size_for
 from samplax.kernels import meta_proposal as mp
 from samplax.models import motifs as motif_lib
+from samplax.models.bridge import UnsupportedModelError
 
 __all__ = ["sample_model", "GibbsRun", "build_problem", "make_sweep", "resolve_proposals", "train_motif_proposal",
            "library_dir", "library_key", "library_entries", "train_library", "main"]
@@ -302,9 +303,10 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
     discrete_found = [name for name, motif in found.items() if motif.kind == "discrete"]
     pair_found = [name for name, motif in found.items() if motif.kind == "continuous"]
     if method == "meta_gibbs" and not found:
-        raise ValueError("meta_gibbs found no known motif in this model (known motifs: the 3 x 3 binary grid block "
-                         "'grid_block_3x3' and the open-universe mixture's 'two_means'); use method='gibbs' or "
-                         "'block_gibbs'")
+        raise UnsupportedModelError("meta_gibbs", "no_known_motif", (
+            "it proposes blocks from learned proposals of known motifs, and this model has no known motif (known: the "
+            "3 x 3 binary grid block 'grid_block_3x3' and the open-universe mixture's 'two_means'); use "
+            "method='gibbs' or 'block_gibbs'"))
     proposals, training = {}, {}
     if method == "meta_gibbs":
         training_steps = options.get("training_steps")
@@ -701,9 +703,14 @@ _COMMON = (
            "False updates them one at a time"),
 )
 
+# the chains start from prior draws (measured: NotImplementedError from ImproperUniform.sample on posteriordb's
+# mesquite model)
+_UNSUPPORTED = ("improper_prior",)
+
 GIBBS = DirectMethod(
     MethodSchema("gibbs", "mcmc", "single-site Gibbs on discrete sites (enumeration through the factor tables), "
-                 "random-walk Metropolis on continuous coordinates; one draw = one sweep", _COMMON),
+                 "random-walk Metropolis on continuous coordinates; one draw = one sweep", _COMMON,
+                 unsupported=_UNSUPPORTED),
     _make_run("gibbs"), gradient_based=False)
 
 BLOCK_GIBBS = DirectMethod(
@@ -711,7 +718,7 @@ BLOCK_GIBBS = DirectMethod(
                  "instances, else greedy blocks), single-site Gibbs elsewhere", _COMMON + (
                      Option("block_size", int, 4, "variables per greedy block when no motif matches", minimum=2,
                             maximum=12),
-                 )),
+                 ), unsupported=_UNSUPPORTED),
     _make_run("block_gibbs"), gradient_based=False)
 
 META_GIBBS = DirectMethod(
@@ -722,7 +729,7 @@ META_GIBBS = DirectMethod(
                      Option("training_steps", int, None, "optimiser steps when a proposal must be trained "
                             "(default: warmup)", minimum=0, allow_none=True),
                      Option("training_batch", int, 256, "forward samples per training step", minimum=1),
-                 )),
+                 ), unsupported=_UNSUPPORTED),
     _make_run("meta_gibbs"), gradient_based=False)
 
 

@@ -289,7 +289,7 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     key_init, key_reference, key_tune, key_draws, key_approx = jax.random.split(key, 5)
     if getattr(target, "dtype", jnp.float64) != jnp.float64:  # fit(precision="float32"): the flow still needs float64
         with jax.enable_x64(True):
-            target = build_target(target.model, target.data, args=target.args)
+            target = build_target(target.model, target.source_data, args=target.args)
     logdensity = target.logdensity
 
     start = time.perf_counter()

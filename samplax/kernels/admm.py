@@ -241,7 +241,7 @@ def noise_scale(noise, topology: Topology, rho: float) -> np.ndarray:
         return np.full(n, value)
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) or \
             not 0 <= noise < np.inf:
-        raise ValueError(f"noise must be one of {list(NOISE_NAMES)} or a finite number >= 0, got {noise!r}")
+        raise ValueError(f"noise must be one of {list(NOISE_NAMES)} or a number >= 0 (and finite), got {noise!r}")
     return np.full(n, float(noise))
 
 

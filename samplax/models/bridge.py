@@ -260,6 +260,7 @@ class Target:
         self.model = model
         self.args = tuple(args)
         self.data = dict(data)
+        self.source_data = dict(data)  # as checked, before any conversion: what a rebuild in another precision needs
         self.data_mode = "arguments"
         prototype = self._prototype_trace(jax.random.key(seed))
         self._trace = prototype
@@ -408,10 +409,8 @@ class Target:
             found.add("no_observations")
         if self.data_mode == "constants":
             found.add("data_read_as_values")
-        try:
-            _observation_plate_size(self._trace)
-        except ValueError:
-            found.add("no_observation_plate")
+        if not any(_is_observation(site) and site.get("cond_indep_stack") for site in self._trace.values()):
+            found.add("no_observation_plate")  # e.g. a GP: one joint observation, nothing conditionally independent
         return frozenset(found)
 
     @property

@@ -270,3 +270,21 @@ def test_scan_models_keep_jax_data_and_nested_settings_are_data():
     assert small.static_data_key() != large.static_data_key()  # a nested setting is part of the program's key
     with pytest.raises(ValueError, match=r"data 'hypers\['prior_scale'\]' has dtype <U1"):
         build_target(with_settings, {"x": np.ones(3), "y": np.ones(3), "hypers": {"prior_scale": np.array(["a"])}})
+
+
+def test_a_site_named_like_a_sample_statistic_keeps_both():
+    """posteriordb's mesquite model observes a site called "log_weight", the name of the weighted methods' sample
+    statistic: the statistic (chain, draw) must not receive the site's plate dims (it raised KeyError 'N')."""
+    from samplax.infer.fit import _inference_data
+
+    def model(N, y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        with numpyro.plate("N", N):
+            numpyro.sample("log_weight", dist.Normal(mu, 1.0), obs=y)
+
+    target = build_target(model, {"N": 5, "y": np.zeros(5)})
+    groups = {"posterior": {"mu": np.zeros((2, 3))}, "sample_stats": {"log_weight": np.zeros((2, 3))},
+              "log_likelihood": {"log_weight": np.zeros((2, 3, 5))}}
+    idata = _inference_data(target, groups, {})
+    assert idata.sample_stats["log_weight"].dims == ("chain", "draw")
+    assert idata.log_likelihood["log_weight"].shape == (2, 3, 5)

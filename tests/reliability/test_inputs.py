@@ -105,7 +105,7 @@ def test_nonfinite_options_are_errors(method, option, value):
 
 
 def test_admm_noise_must_be_finite():
-    with pytest.raises(ValueError, match="finite number >= 0"):
+    with pytest.raises(ValueError, match=r"a number >= 0 \(and finite\)"):
         samplax.fit(regression, {"x": X, "y": Y}, method="admm", noise=float("inf"), **QUICK)
 
 
