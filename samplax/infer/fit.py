@@ -204,13 +204,21 @@ def check_output_path(path, what: str = "the output") -> None:
 SEED_LIMIT = 2**32  # JAX's default keys hold 32 bits of seed: seed 2**32 would repeat seed 0's draws
 
 
+def _check_integer(name: str, value, minimum: int):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_seed(seed):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+
+
 def _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every):
     schema(method)
     for name, value, minimum in (("chains", chains, 1), ("warmup", warmup, 0), ("draws", draws, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        _check_integer(name, value, minimum)
+    _check_seed(seed)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, (int, np.integer))
@@ -220,8 +228,7 @@ def _check_common(method, chains, warmup, draws, seed, precision, checkpoint_eve
 
 def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, checkpoint_every):
     """The arguments of fit() that not every method uses: an error, never silently ignored."""
-    if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
-        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
+    _check_integer("thin", thin, 1)
     for name, value in (("progress", progress), ("log_likelihood", log_likelihood)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -723,9 +730,8 @@ def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: 
     """
     from samplax.models import predictive
 
-    for name, value, minimum in (("draws", draws, 1), ("seed", seed, 0)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    _check_integer("draws", draws, 1)
+    _check_seed(seed)
     _check_coords_dims(coords, dims)
     model, data, _ = _resolve_model(model, data)
     target = build_target(model, data, seed=seed)
