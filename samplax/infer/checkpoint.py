@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplax.infer.run import num_chunks_for
+from samplax.infer.run import device_layout, num_chunks_for
+from samplax.models.bridge import Target, data_fingerprint
 
 __all__ = ["Checkpoint", "CHECKPOINT_FORMAT_VERSION", "MARKER", "model_record", "model_fingerprint", "code_digest",
            "validate_manifest", "settings_digest", "atomic_write"]
@@ -493,3 +494,55 @@ class Checkpoint:
                     host.setdefault(group, {})[name] = value
             states = _unflatten("state", archive, states_like, source) if states_like is not None else None
         return states, host
+
+
+def manifest_for(target: Target, settings: dict, chunk: int) -> dict:
+    """Everything a checkpoint is bound to: the settings, the chunking, the device layout, the key, and
+    fingerprints of the data and of the model (sites, distributions, code: `samplax.infer.checkpoint.model_record`)."""
+    record = model_record(target)
+    return dict(settings, chunk_size=chunk, num_chunks=num_chunks_for(settings["draws"], chunk),
+                device_layout=device_layout(),
+                key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
+                data_fingerprint=data_fingerprint(target.data),
+                model_fingerprint=model_fingerprint(record), model=record,
+                sites={site.name: list(site.shape) for site in target.sites})
+
+
+# compared in this order, so a different model is reported as such rather than by one of its consequences
+_RESUME_FIELDS = ("model_fingerprint", "data_fingerprint", "method", "options", "chains", "warmup", "draws", "thin",
+                  "seed", "key_data", "precision", "chunk_size", "num_chunks", "sites", "device_layout", "init",
+                  "log_likelihood", "model_ref", "coords", "dims")
+
+
+def check_resume(saved: dict, current: dict):
+    """Refuse a checkpoint written by another model, data set, setting or device layout, naming what differs."""
+    for field in _RESUME_FIELDS:
+        was, now = saved.get(field), current.get(field)
+        if json.dumps(was, sort_keys=True) == json.dumps(now, sort_keys=True):
+            continue
+        if field == "model_fingerprint":
+            raise ValueError(f"the checkpoint was written by another model: 'model_fingerprint' was {was[:12]}... and "
+                             f"is now {now[:12]}... ({_model_difference(saved['model'], current['model'])}). Resume "
+                             "with the model that wrote it, or start a new checkpoint directory")
+        raise ValueError(
+            f"the checkpoint does not match this run: '{field}' was {_short_value(was)} and is now "
+            f"{_short_value(now)}. Resume with the same model, data and settings, or start a new checkpoint directory"
+        )
+
+
+def _model_difference(saved: dict, current: dict) -> str:
+    """Which part of two `model_record`s differs, in words."""
+    words = {"sites": "latent sites (name, shape, distribution)", "discrete_sites": "discrete sites",
+             "observed": "observed sites", "deterministic": "deterministic sites"}
+    for key, what in words.items():
+        if json.dumps(saved.get(key), sort_keys=True) != json.dumps(current.get(key), sort_keys=True):
+            return f"{what}: {_short_value(saved.get(key))} vs {_short_value(current.get(key))}"
+    if saved.get("python") != current.get("python"):
+        return (f"the model function's code hash differs; the checkpoint was written under Python {saved.get('python')}"
+                f" and this is Python {current.get('python')}, whose bytecode differs")
+    return "same sites, but the model function's code (SHA-256 of its bytecode and constants) differs"
+
+
+def _short_value(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

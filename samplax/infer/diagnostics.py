@@ -1,4 +1,7 @@
-"""Scoring a fit: ArviZ diagnostics, importance weights, kernel Stein discrepancy, reference checks.
+"""Scoring a fit: ArviZ diagnostics, convergence warnings and reference checks.
+
+Importance weights live in `samplax.infer.weights` and the kernel Stein discrepancy in `samplax.infer.stein`;
+both are re-exported here, where users have always found them.
 
 Everything here reads an ArviZ ``InferenceData`` or, under ArviZ 1.x, an ``xarray.DataTree`` (posterior with dims
 ``chain, draw, *site dims``; sample_stats with ``diverging``, ``acceptance_rate``, ``step_size``, maybe ``energy`` and
@@ -7,20 +10,9 @@ psislw, bfmi), called through `samplax.infer.arviz_compat` so that ArviZ 0.x and
 this module adds what ArviZ does not have:
 
 - ``summary``: ArviZ's summary plus bulk ESS per second of sampling.
-- ``importance_diagnostics``: the normalised-weight effective sample size
-  ``ESS = (sum_i w_i)^2 / sum_i w_i^2`` and the Pareto k-hat of the weights' tail (Vehtari et al. 2024,
-  "Pareto smoothed importance sampling", JMLR 25(72)).
-- ``kernel_stein_discrepancy``: the Langevin kernel Stein discrepancy with the inverse multiquadric (IMQ)
-  kernel (Gorham & Mackey 2017, "Measuring sample quality with kernels", ICML). With
-  ``k(x, y) = (c^2 + |x - y|^2)^beta`` and the score ``s = grad log p``, the Stein kernel is
-
-      k_p(x, y) = s(x).s(y) k + s(x).grad_y k + s(y).grad_x k + tr(grad_x grad_y k)
-                = q^beta s(x).s(y) + 2 beta q^(beta-1) (s(y) - s(x)).(x - y)
-                  - 2 beta d q^(beta-1) - 4 beta (beta-1) |x - y|^2 q^(beta-2),      q = c^2 + |x - y|^2,
-
-  and ``KSD = sqrt( (1/n^2) sum_{i,j} k_p(x_i, x_j) )`` (the V-statistic). It needs only draws and scores,
-  never the normalising constant, and tends to zero exactly when the draws converge to ``p`` (for
-  ``-1 < beta < 0``).
+- ``importance_diagnostics`` (`samplax.infer.weights`): the effective sample size and Pareto k-hat of
+  importance weights.
+- ``kernel_stein_discrepancy`` (`samplax.infer.stein`): the IMQ kernel Stein discrepancy of draws.
 - ``compare_to_reference`` / ``compare_log_evidence``: estimates against known answers in units of their
   Monte Carlo standard error.
 - ``convergence_warnings``: Stan-style plain-English warnings, each naming the problem and the next step.
@@ -41,20 +33,21 @@ R-hat: their chains are independent repeats, not Markov chains.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from samplax.infer import arviz_compat
+from samplax.infer.stein import kernel_stein_discrepancy
+from samplax.infer.weights import PARETO_K_UNRELIABLE, importance_diagnostics
+from samplax.infer.weights import log_weights_of as _log_weights
+from samplax.infer.weights import weighted_moments as _weighted_moments
 
 __all__ = [
     "summary",
@@ -69,7 +62,6 @@ __all__ = [
 ]
 
 SAMPLE_DIMS = ("chain", "draw")
-PARETO_K_UNRELIABLE = 0.7
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -140,152 +132,6 @@ def _recorded_timing(idata: Any) -> dict:
 
 def _recorded_sampling_seconds(idata: Any, posterior: xr.Dataset) -> float | None:
     return _recorded_timing(idata).get("sampling_s") or posterior.attrs.get("sampling_time")
-
-
-# ------------------------------------------------------------------------------- importance weights
-
-
-def importance_diagnostics(log_weights: Any) -> dict[str, Any]:
-    """Effective sample size and Pareto k-hat of (unnormalised) importance log-weights.
-
-    ``log_weights`` has shape ``(repeats, draws)`` (one row per independent repeat, e.g. per chain of an SMC
-    or variational fit) or is flat ``(draws,)`` (one repeat). ``-inf`` is a zero weight; NaN and ``+inf`` are
-    errors. Each repeat's weights are normalised within the repeat. Returns
-
-    - ``ess_per_repeat``: ``(sum w)^2 / sum w^2`` per repeat, between 1 and the number of draws;
-    - ``ess``: their sum, the ESS of the estimate that averages the repeats' self-normalised estimates;
-    - ``ess_fraction``: ``ess`` over the total number of draws;
-    - ``pareto_k`` (per repeat) and ``pareto_k_max`` (NaN-ignoring): ArviZ's ``psislw`` shape estimate.
-      Above 0.7 the weights' variance is effectively infinite and estimates are unreliable. NaN means the tail
-      could not be fitted (fewer than five draws strictly above the tail cut-off: very few draws, or a few
-      tied largest weights, which are bounded rather than heavy-tailed); ``-inf`` means all weights are equal;
-    - ``num_repeats`` and ``num_draws`` (per repeat).
-    """
-    log_w = np.asarray(log_weights, dtype=np.float64)
-    if log_w.ndim == 1:
-        log_w = log_w[None, :]
-    if log_w.ndim != 2 or log_w.shape[-1] == 0 or log_w.shape[0] == 0:
-        raise ValueError(
-            f"log_weights must have shape (repeats, draws) or (draws,) with at least one draw, got shape "
-            f"{np.shape(log_weights)}; stack the repeats' log-weights along the first axis"
-        )
-    if np.isnan(log_w).any() or np.isposinf(log_w).any():
-        raise ValueError(
-            "log_weights contain NaN or +inf: the log-densities behind the weights overflowed or are "
-            "undefined; use precision='float64' or check the target's log-density"
-        )
-    row_max = log_w.max(axis=1, keepdims=True)
-    if np.isneginf(row_max).any():
-        bad = np.flatnonzero(np.isneginf(row_max[:, 0])).tolist()
-        raise ValueError(f"log_weights of repeat(s) {bad} are all -inf (every weight is zero)")
-    shifted = np.exp(log_w - row_max)
-    ess_per_repeat = shifted.sum(axis=1) ** 2 / (shifted**2).sum(axis=1)
-    finite = np.where(np.isneginf(log_w), row_max - 800.0, log_w)  # psislw needs finite input
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, pareto_k = arviz_compat.psislw(finite)
-    pareto_k = np.atleast_1d(np.asarray(pareto_k, dtype=np.float64)).copy()
-    pareto_k[~np.isfinite(pareto_k)] = np.nan
-    pareto_k[np.ptp(log_w, axis=1) == 0.0] = -np.inf
-    pareto_k_max = float(np.nanmax(pareto_k)) if not np.isnan(pareto_k).all() else math.nan
-    total_draws = log_w.size
-    ess = float(ess_per_repeat.sum())
-    return {
-        "ess_per_repeat": ess_per_repeat,
-        "ess": ess,
-        "ess_fraction": ess / total_draws,
-        "pareto_k": pareto_k,
-        "pareto_k_max": pareto_k_max,
-        "num_repeats": int(log_w.shape[0]),
-        "num_draws": int(log_w.shape[1]),
-    }
-
-
-# -------------------------------------------------------------------------- kernel Stein discrepancy
-
-
-def kernel_stein_discrepancy(
-    draws: Any,
-    scores: Any,
-    *,
-    c: float = 1.0,
-    beta: float = -0.5,
-    block_size: int | None = None,
-) -> float:
-    """Langevin kernel Stein discrepancy of ``draws`` with the IMQ kernel ``(c^2 + |x - y|^2)^beta``.
-
-    ``draws`` and ``scores`` (``grad log p`` at each draw) have shape ``(n, d)``, or ``(..., d)`` with
-    leading dims (chains, draws) flattened, or ``(n,)`` for ``d = 1``. Returns the square root of the
-    V-statistic ``(1/n^2) sum_{i,j} k_p(x_i, x_j)`` (see the module docstring). The double sum runs in a
-    jit-compiled ``lax.map`` over blocks of ``block_size`` rows, so memory is ``O(block_size * n)`` (default:
-    about 2^21 pair entries per block) and n = 10^4 in d = 50 fits comfortably; cost is ``O(n^2 d)``.
-    Smaller is better; compare values at the same n, c and beta.
-    """
-    x = jnp.asarray(draws)
-    s = jnp.asarray(scores)
-    if x.shape != s.shape:
-        raise ValueError(
-            f"draws and scores must have the same shape, got {x.shape} and {s.shape}; scores[i] must be "
-            "grad log p(draws[i])"
-        )
-    if x.ndim == 0 or x.size == 0:
-        raise ValueError(f"draws must be a non-empty array of shape (n, d), got shape {x.shape}")
-    if x.ndim == 1:
-        x, s = x[:, None], s[:, None]
-    x = x.reshape(-1, x.shape[-1])
-    s = s.reshape(-1, s.shape[-1])
-    if not (_is_real(c) and c > 0):
-        raise ValueError(f"c must be a positive number, got {c!r}; the default c=1.0 suits standardised draws")
-    if not (_is_real(beta) and -1.0 < beta < 0.0):
-        raise ValueError(
-            f"beta must lie in (-1, 0) (where the IMQ Stein discrepancy detects non-convergence), got "
-            f"{beta!r}; the default is beta=-0.5"
-        )
-    if not (bool(jnp.isfinite(x).all()) and bool(jnp.isfinite(s).all())):
-        raise ValueError("draws and scores must be finite; drop or fix the draws with NaN/inf scores")
-    n = x.shape[0]
-    if block_size is None:
-        block_size = max(1, min(n, (1 << 21) // n))
-    if not (isinstance(block_size, (int, np.integer)) and block_size >= 1):
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    block_size = min(int(block_size), n)
-    dtype = jnp.result_type(x.dtype, s.dtype, jnp.float32)
-    value = _ksd_v_statistic(x.astype(dtype), s.astype(dtype), float(c), float(beta), block_size)
-    return float(jnp.sqrt(jnp.maximum(value, 0.0)))
-
-
-@functools.partial(jax.jit, static_argnames=("block_size",))
-def _ksd_v_statistic(x, s, c, beta, block_size):
-    """``(1/n^2) sum_{i,j} k_p(x_i, x_j)`` with rows processed ``block_size`` at a time."""
-    n, d = x.shape
-    x = x - jnp.mean(x, axis=0)  # translation-invariant kernel; centring keeps |x_i - x_j|^2 accurate
-    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
-    sq_norm = jnp.sum(x * x, axis=1)
-    score_dot_x = jnp.sum(s * x, axis=1)
-    num_blocks = -(-n // block_size)
-    pad = num_blocks * block_size - n
-
-    def padded(a):
-        return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(num_blocks, block_size, *a.shape[1:])
-
-    mask = padded(jnp.ones(n, dtype=x.dtype))
-
-    def block_total(block):
-        x_i, s_i, sq_i, sx_i, mask_i = block
-        sq_dist = jnp.maximum(sq_i[:, None] + sq_norm[None, :] - 2.0 * dot(x_i, x.T), 0.0)
-        q = c**2 + sq_dist
-        score_score = dot(s_i, s.T)
-        # (s(y) - s(x)).(x - y) with x = x_i, y = x_j
-        score_diff_dot_u = (dot(x_i, s.T) - score_dot_x[None, :]) - (sx_i[:, None] - dot(s_i, x.T))
-        stein = (
-            q**beta * score_score
-            + 2.0 * beta * q ** (beta - 1.0) * (score_diff_dot_u - d)
-            - 4.0 * beta * (beta - 1.0) * sq_dist * q ** (beta - 2.0)
-        )
-        return jnp.sum(stein.sum(axis=1) * mask_i)
-
-    totals = jax.lax.map(block_total, (padded(x), padded(s), padded(sq_norm), padded(score_dot_x), mask))
-    return jnp.sum(totals) / n**2
 
 
 # ---------------------------------------------------------------------------- reference comparisons
@@ -672,36 +518,6 @@ def _chain_scores(posterior: xr.Dataset, names: list[str]) -> tuple[pd.Series, p
                 _scalar_series(arviz_compat.ess(subset, method="tail")))
 
 
-def _log_weights(idata: Any) -> np.ndarray | None:
-    stats = arviz_compat.group(idata, "sample_stats")
-    if stats is None or "log_weight" not in stats:
-        return None
-    return np.asarray(stats["log_weight"].transpose("chain", "draw").values, dtype=np.float64)
-
-
-def _weighted_moments(values: np.ndarray, log_weight: np.ndarray):
-    """Self-normalised mean, sd and their delta-method MCSEs, per repeat then averaged over repeats."""
-    if log_weight.shape != values.shape[:2]:
-        raise ValueError(
-            f"log_weights has shape {log_weight.shape}, but the draws have (chain, draw) = "
-            f"{values.shape[:2]}"
-        )
-    importance_diagnostics(log_weight)  # validates the weights
-    w = np.exp(log_weight - log_weight.max(axis=1, keepdims=True))
-    w = (w / w.sum(axis=1, keepdims=True)).reshape(w.shape + (1,) * (values.ndim - 2))
-    x = values.astype(np.float64)
-    mean_r = (w * x).sum(axis=1)
-    centred = x - mean_r[:, None]
-    var_r = (w * centred**2).sum(axis=1)
-    mcse_mean_r2 = (w**2 * centred**2).sum(axis=1)
-    mcse_var_r2 = (w**2 * (centred**2 - var_r[:, None]) ** 2).sum(axis=1)
-    repeats = x.shape[0]
-    estimate = mean_r.mean(axis=0)
-    sd = np.sqrt(var_r.mean(axis=0))
-    mcse = np.sqrt(mcse_mean_r2.sum(axis=0)) / repeats
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sd_mcse = np.sqrt(mcse_var_r2.sum(axis=0)) / repeats / (2.0 * sd)
-    return estimate, sd, mcse, sd_mcse
 
 
 def _broadcast_reference(value: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import warnings
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,9 +29,14 @@ from samplax.infer import registry
 from samplax.infer.methods import MCMCMethod
 from samplax.infer.options import schema, validate
 from samplax.infer.progress import Progress
-from samplax.infer.checkpoint import Checkpoint, model_fingerprint, model_record
-from samplax.infer.run import (COMPILED, ChainRunner, chain_sharding, chunk_plan, chunk_size_for, data_fingerprint,
-                               device_layout, num_chunks_for, progress_chunk_size)
+from samplax.infer.assemble import (Estimate, _estimate, _jsonable, _site_list, _stored_coords, _stored_dims,
+                                    assemble as _assemble, check_coords_dims as _check_coords_dims,
+                                    inference_data as _inference_data, site_attrs as _site_attrs,
+                                    versions as _versions)
+from samplax.infer.checkpoint import Checkpoint
+from samplax.infer.checkpoint import check_resume as _check_resume
+from samplax.infer.checkpoint import manifest_for as _checkpoint_manifest
+from samplax.infer.run import COMPILED, ChainRunner, chain_sharding, chunk_plan, chunk_size_for, progress_chunk_size
 from samplax.models.bridge import Target, build_target
 from samplax.infer import cache as compilation_cache
 
@@ -44,24 +49,6 @@ PRECISIONS = ("float32", "float64")
 
 class ConvergenceWarning(UserWarning):
     """A fit finished but its diagnostics say the draws should not be trusted as they are."""
-
-
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate and its standard error (over independent repeats)."""
-
-    value: float
-    se: float
-
-    def __repr__(self):
-        return f"Estimate(value={self.value:.6g}, se={self.se:.3g})"
-
-
-def _estimate(values) -> Estimate | None:
-    if values is None:
-        return None
-    values = np.asarray(values, dtype=float).reshape(-1)
-    se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
-    return Estimate(float(np.mean(values)), se)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -234,7 +221,11 @@ def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, c
             raise ValueError(f"{name} must be True or False, got {value!r}")
     if init is not None and not isinstance(init, (str, dict)):
         raise ValueError(f"init must be a strategy name or a dict {{site: value}}, got {type(init).__name__}")
-    if isinstance(registry.get(method), MCMCMethod):
+    entry = registry.get(method)
+    if isinstance(entry, MCMCMethod):
+        if init is not None and not entry.uses_init:
+            raise ValueError(f"method '{method}' does not use ['init'] (its chains start from prior draws of the "
+                             "model); drop it")
         return
     unused = [name for name, value, default in (("thin", thin, 1), ("init", init, None),
                                                 ("checkpoint_every", checkpoint_every, None)) if value != default]
@@ -244,15 +235,26 @@ def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, c
 
 
 def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likelihood: bool, precision: str):
-    """Refuse a run whose kept draws cannot fit in this machine's memory, before anything is compiled."""
+    """Refuse a run whose kept draws cannot fit in this machine's memory, before anything is compiled.
+
+    Only kept draws count: a chunk makes its transition keys inside the scan when ``thin > 1``, so memory does not
+    grow with ``thin``. A run whose transitions per chain (``draws * thin``) overflow the 31-bit counter t of
+    ``fold_in(chain_key, t)`` is refused too: its keys would repeat.
+    """
     values_per_draw = (sum(int(np.prod(site.shape)) for site in target.sites)
+                       + sum(int(np.prod(np.shape(value))) for value in target.discrete_start.values())
                        + sum(int(np.prod(shape)) for shape in target.deterministic_shapes.values())
                        + (sum(int(np.size(value)) for value in target.observed.values()) if log_likelihood else 0)
                        + target.dim + 8)  # the unconstrained position and the sample statistics
     item = 8 if precision == "float64" else 4
     kept = chains * draws * values_per_draw * item * 3  # device chunk, host pieces and the InferenceData copy
-    keys = chains * draws * thin * 8  # one transition key per step is made before each compiled chunk
+    keys = chains * draws * 8  # with thin == 1 a chunk makes its kept draws' keys before its scan
     needed = kept + keys
+    if draws * thin >= 2**31:
+        raise ValueError(
+            f"this run needs about {needed / 2**30:.1f} GiB of memory, but {draws} draws x thin={thin} = "
+            f"{draws * thin:.3g} transitions per chain overflow the 31-bit transition counter t of "
+            "fold_in(chain_key, t), so keys would repeat; keep fewer draws or thin less")
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate
@@ -443,6 +445,17 @@ def _finish_fn(target: Target, log_likelihood: bool = True):
 
 
 def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
+    """Warm-up and sampling of an `MCMCMethod` on `ChainRunner`: the one chain driver of every Markov method.
+
+    Programs: with a progress bar or a checkpoint, the warm-up is one compiled program and the sampling chunks reuse
+    a second (equal chunks; a shorter last chunk of ``checkpoint_every`` compiles a third). Without either, nothing
+    has to run on the host between warm-up and sampling, so both are one program (`ChainRunner.fuse`): one
+    compilation, one dispatch. Its warm-up and sampling cannot be timed apart, so a fused fit reports
+    ``warmup_s = 0`` and the whole run as ``sampling_s`` (ESS per sampling second is then a lower bound), and
+    records ``fused_warmup_sampling`` in its attrs. A fused fit whose separate warm-up program is already compiled
+    (a refit after a fit with a progress bar) reuses the separate programs instead of compiling a third: the draws
+    are the same either way.
+    """
     options, chains, draws = settings["options"], settings["chains"], settings["draws"]
     # programs_compiled: executables this fit compiled (0 on a warm refit; a persistent-cache hit still counts,
     # but its compile_s is the time to load it)
@@ -464,36 +477,80 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             manifest = store.start(manifest, target.data)
     sharding = chain_sharding(chains)
     init_key, warmup_key, sample_key = keys
-    positions = target.init(init_key, chains, settings["init"])
+    bar = Progress(progress, settings["method"], draws, chains).__enter__()
+    try:
+        # what the kernel runs on: the Target, or what the method builds from it (gibbs: tables, proposals)
+        chain_target = target
+        if method.prepare is not None:
+            problem_key, init_key = jax.random.split(init_key)
+            with bar.stage("preparing"):
+                chain_target = method.prepare(target, options, problem_key, settings["warmup"])
+        result = _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk,
+                             (init_key, warmup_key, sample_key), progress, checkpoint_every)
+    except BaseException as error:
+        bar.__exit__(type(error), error, error.__traceback__)
+        raise
+    bar.__exit__(None, None, None)
+    return result
+
+
+def _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk, keys,
+                progress, checkpoint_every):
+    options, chains, draws = settings["options"], settings["chains"], settings["draws"]
+    init_key, warmup_key, sample_key = keys
+    positions = chain_target.init(init_key, chains, settings["init"])
     warmup_keys = jax.random.split(warmup_key, chains)
     chain_keys = jax.random.split(sample_key, chains)
     if sharding is not None:
         positions, warmup_keys, chain_keys = jax.device_put((positions, warmup_keys, chain_keys), sharding)
     num_warmup = max(settings["warmup"], 1)
-    data = target.data_arrays()
-    warmup_fn = jax.jit(lambda data, keys, positions: jax.vmap(
-        method.warmup(target.with_data(data), options, num_warmup))(keys, positions))
+    data = chain_target.data_arrays()
+
+    def warm(data, keys, positions):
+        return jax.vmap(method.warmup(chain_target.with_data(data), options, num_warmup))(keys, positions)
+
+    warmup_fn = jax.jit(warm)
     warmup_program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str),
-                          num_warmup, target.static_data_key(), tuple((site.name, site.shape) for site in target.sites))
+                          num_warmup, chain_target.static_data_key(),
+                          tuple((site.name, site.shape) for site in target.sites))
     # thinning and the log-likelihood change only the sampling chunks: refits that vary them reuse the warm-up
     program_key = warmup_program_key + (settings["thin"], settings["log_likelihood"])
 
-    # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
-    states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
-                                else (None, None))
-    with Progress(progress, settings["method"], draws, chains) as bar:
+    def build(data):
+        conditioned = chain_target.with_data(data)
+        finish = _finish_fn(conditioned, settings["log_likelihood"]) if chain_target is target else None
+        return method.step(conditioned, options), method.record, finish
+
+    def compile_program(key, function, *args):
+        with bar.stage("compiling"):
+            executable, seconds = COMPILED.compile(key, function, *args)
+        timing["compile_s"] += seconds
+        timing["programs_compiled"] += seconds > 0
+        return executable
+
+    # one program when nothing runs between warm-up and sampling (see the docstring)
+    fused = (store is None and not progress and checkpoint_every is None and settings["warmup"] > 0
+             and COMPILED.lookup(("warmup",) + warmup_program_key, data, warmup_keys, positions) is None)
+    if fused:
+        runner = ChainRunner(build, draws, settings["thin"])
+        executable = compile_program(("fused", draws) + program_key, runner.fuse(warm), data, warmup_keys,
+                                     positions, chain_keys)
+        start = time.perf_counter()
+        states, params, host = ChainRunner.run_fused(executable, data, warmup_keys, positions, chain_keys)
+        timing["sampling_s"] = time.perf_counter() - start  # warm-up included: the two cannot be timed apart
+        pieces = [host]
+    else:
+        # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
+        states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
+                                    else (None, None))
         if store is not None and manifest.get("warmup_done"):
             states, params, _ = store.load_warmup(manifest, states_like, params_like)
         else:
             start = time.perf_counter()
             if settings["warmup"] == 0:
-                states, params = jax.vmap(method.start(target, options))(positions)
+                states, params = jax.vmap(method.start(chain_target, options))(positions)
             else:
-                with bar.stage("compiling"):
-                    compiled, seconds = COMPILED.compile(("warmup",) + warmup_program_key, warmup_fn, data,
-                                                         warmup_keys, positions)
-                timing["compile_s"] += seconds
-                timing["programs_compiled"] += seconds > 0
+                compiled = compile_program(("warmup",) + warmup_program_key, warmup_fn, data, warmup_keys, positions)
                 start = time.perf_counter()
                 with bar.stage("warm-up"):
                     states, params, _ = jax.block_until_ready(compiled(data, warmup_keys, positions))
@@ -503,24 +560,14 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
         if progress and store is None and checkpoint_every is None:
             chunk = progress_chunk_size(draws, timing["warmup_s"] / settings["warmup"] * settings["thin"]
                                         if settings["warmup"] > 0 else None)
-
-        def build(data):
-            conditioned = target.with_data(data)
-            return method.step(conditioned, options), method.record, _finish_fn(conditioned,
-                                                                                 settings["log_likelihood"])
-
         runners: dict = {}
 
         def runner_for(length):
             # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
             if length not in runners:
                 runner = ChainRunner(build, length, settings["thin"])
-                with bar.stage("compiling"):
-                    runner.executable, seconds = COMPILED.compile(("chunk", length) + program_key, runner.function,
-                                                                  data, states, params, chain_keys,
-                                                                  jnp.asarray(0, jnp.int32))
-                timing["compile_s"] += seconds
-                timing["programs_compiled"] += seconds > 0
+                runner.executable = compile_program(("chunk", length) + program_key, runner.function, data, states,
+                                                    params, chain_keys, jnp.asarray(0, jnp.int32))
                 runners[length] = runner
             return runners[length]
 
@@ -547,63 +594,21 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             bar.sampled(length, host["stats"])
 
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+    start = time.perf_counter()
+    if "discrete" in merged:  # samplers of discrete sites: substitute those values too when tracing the model
+        from samplax.models.motifs import finish_with_discrete
+
+        merged.update(finish_with_discrete(target, merged.pop("position")["z"], merged.pop("discrete"),
+                                           settings["log_likelihood"]))
+    timing["postprocess_s"] = time.perf_counter() - start
     step_size = np.asarray(params.step_size) if hasattr(params, "step_size") else None
     if step_size is not None:
         merged["stats"]["step_size"] = np.broadcast_to(step_size.reshape(chains, 1), (chains, draws)).copy()
+    extra = dict(chain_target.extra(params, merged["stats"])) if hasattr(chain_target, "extra") else {}
+    if fused:
+        extra["fused_warmup_sampling"] = True
     return {"posterior": merged["posterior"], "sample_stats": merged["stats"],
-            "log_likelihood": merged["log_likelihood"], "timing": timing}
-
-
-def _checkpoint_manifest(target: Target, settings: dict, chunk: int) -> dict:
-    """Everything a checkpoint is bound to: the settings, the chunking, the device layout, the key, and
-    fingerprints of the data and of the model (sites, distributions, code: `samplax.infer.checkpoint.model_record`)."""
-    record = model_record(target)
-    return dict(settings, chunk_size=chunk, num_chunks=num_chunks_for(settings["draws"], chunk),
-                device_layout=device_layout(),
-                key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
-                data_fingerprint=data_fingerprint(target.data),
-                model_fingerprint=model_fingerprint(record), model=record,
-                sites={site.name: list(site.shape) for site in target.sites})
-
-
-# compared in this order, so a different model is reported as such rather than by one of its consequences
-_RESUME_FIELDS = ("model_fingerprint", "data_fingerprint", "method", "options", "chains", "warmup", "draws", "thin",
-                  "seed", "key_data", "precision", "chunk_size", "num_chunks", "sites", "device_layout", "init",
-                  "log_likelihood", "model_ref", "coords", "dims")
-
-
-def _check_resume(saved: dict, current: dict):
-    """Refuse a checkpoint written by another model, data set, setting or device layout, naming what differs."""
-    for field in _RESUME_FIELDS:
-        was, now = saved.get(field), current.get(field)
-        if json.dumps(was, sort_keys=True) == json.dumps(now, sort_keys=True):
-            continue
-        if field == "model_fingerprint":
-            raise ValueError(f"the checkpoint was written by another model: 'model_fingerprint' was {was[:12]}... and "
-                             f"is now {now[:12]}... ({_model_difference(saved['model'], current['model'])}). Resume "
-                             "with the model that wrote it, or start a new checkpoint directory")
-        raise ValueError(
-            f"the checkpoint does not match this run: '{field}' was {_short_value(was)} and is now "
-            f"{_short_value(now)}. Resume with the same model, data and settings, or start a new checkpoint directory"
-        )
-
-
-def _model_difference(saved: dict, current: dict) -> str:
-    """Which part of two `model_record`s differs, in words."""
-    words = {"sites": "latent sites (name, shape, distribution)", "discrete_sites": "discrete sites",
-             "observed": "observed sites", "deterministic": "deterministic sites"}
-    for key, what in words.items():
-        if json.dumps(saved.get(key), sort_keys=True) != json.dumps(current.get(key), sort_keys=True):
-            return f"{what}: {_short_value(saved.get(key))} vs {_short_value(current.get(key))}"
-    if saved.get("python") != current.get("python"):
-        return (f"the model function's code hash differs; the checkpoint was written under Python {saved.get('python')}"
-                f" and this is Python {current.get('python')}, whose bytecode differs")
-    return "same sites, but the model function's code (SHA-256 of its bytecode and constants) differs"
-
-
-def _short_value(value, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+            "log_likelihood": merged["log_likelihood"], "timing": timing, "extra": extra}
 
 
 def _run_direct(target, method, settings, keys):
@@ -628,99 +633,6 @@ def _run_direct(target, method, settings, keys):
                        "postprocess_s": time.perf_counter() - start, "programs_compiled": None}}
 
 
-def _versions() -> dict:
-    import blackjax
-    import numpyro
-
-    import samplax
-
-    return {"samplax": samplax.__version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
-            "blackjax": getattr(blackjax, "__version__", "unknown"), "arviz": arviz_compat.ARVIZ_VERSION}
-
-
-def _assemble(target: Target, settings: dict, result: dict) -> IData:
-    spec = schema(settings["method"])
-    attrs = {
-        "method": settings["method"],
-        "options": json.dumps(settings["options"], sort_keys=True, default=str),
-        "seed": settings["seed"],
-        "precision": settings["precision"],
-        "draws_kind": {"mcmc": "mcmc", "weighted": "weighted", "iid": "iid"}[spec.family],
-        "timing": json.dumps(result["timing"]),
-        "versions": json.dumps(_versions()),
-        "inference_library": "samplax",
-    }
-    for name in ("log_evidence", "elbo"):
-        estimate = _estimate(result.get(name))
-        if estimate is not None:
-            attrs[name] = json.dumps([estimate.value, estimate.se])
-    for name, value in result.get("extra", {}).items():
-        attrs[f"extra_{name}"] = json.dumps(np.asarray(value).tolist())
-    attrs.update(_site_attrs(target))
-    stats = {name: np.asarray(value) for name, value in result["sample_stats"].items()}
-    groups = dict(posterior=result["posterior"], sample_stats=stats)
-    if result["log_likelihood"]:
-        groups["log_likelihood"] = result["log_likelihood"]
-    return _inference_data(target, groups, attrs, settings.get("coords"), settings.get("dims"))
-
-
-def _site_attrs(target: Target) -> dict:
-    """What a loaded fit needs to tell latent from deterministic sites and to rebuild the model's data."""
-    return {"latent_sites": json.dumps(list(target.site_names) + list(target.discrete_sites)),
-            "deterministic_sites": json.dumps(list(target.deterministic_shapes)),
-            "observed_data_keys": json.dumps(target.observed_data_keys),
-            "data_mode": target.data_mode}
-
-
-def _inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims=None) -> IData:
-    """InferenceData with the model's observed and constant data, dims named from plates as az.from_numpyro does.
-
-    ``dims`` given by the user override the plate names of the sites they name; ``coords`` label dims.
-    """
-    if target.observed:
-        groups["observed_data"] = {k: np.asarray(v) for k, v in target.observed.items()}
-    constant = target.constant_data()
-    if constant:
-        groups["constant_data"] = constant
-    merged = {**target.dims, **(dims or {})}
-    ndim = {}
-    for group, variables in groups.items():
-        offset = 0 if group in ("observed_data", "constant_data") else 2
-        for name, value in variables.items():
-            # dims apply to a name in every group: a sample statistic named like a site (a model observing
-            # "log_weight" fitted by a weighted method) must not get the site's dims
-            ndim[name] = min(ndim.get(name, np.inf), np.ndim(value) - offset)
-    # a plate name list longer than the value's axes (a site broadcast inside its plates) is dropped, not guessed
-    merged = {name: list(names) for name, names in merged.items() if name in ndim and len(names) <= ndim[name]}
-    return arviz_compat.from_dict(groups, attrs=attrs, dims=merged, coords=coords)
-
-
-def _jsonable(mapping):
-    """coords/dims as JSON-able lists (they go into the checkpoint manifest)."""
-    return None if mapping is None else {k: np.asarray(v).tolist() for k, v in mapping.items()}
-
-
-def _site_list(idata, attr: str) -> list[str] | None:
-    attrs = arviz_compat.root_attrs(idata)
-    return json.loads(attrs[attr]) if attr in attrs else None
-
-
-def _stored_dims(idata) -> dict:
-    """The dims of the observed sites as stored (what posterior_predictive variables are named with)."""
-    observed = arviz_compat.group(idata, "observed_data")
-    if observed is None:
-        return {}
-    return {name: list(da.dims) for name, da in observed.data_vars.items()}
-
-
-def _stored_coords(idata) -> dict:
-    """The labels of the observed sites' dims as stored (so posterior_predictive is labelled like observed_data)."""
-    observed = arviz_compat.group(idata, "observed_data")
-    if observed is None:
-        return {}
-    return {str(dim): observed.coords[dim].values for dim in observed.dims if dim in observed.coords}
-
-
 def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: int = 500, seed: int = 0,
                      coords: dict | None = None, dims: dict | None = None) -> IData:
     """Draws from the prior and the prior predictive distribution (``numpyro.infer.Predictive``).
@@ -739,19 +651,3 @@ def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: 
     attrs = {"inference_library": "samplax", "versions": json.dumps(_versions()), "seed": int(seed),
              **_site_attrs(target)}
     return _inference_data(target, groups, attrs, coords, dims)
-
-
-def _check_coords_dims(coords, dims):
-    """coords: {dim: labels}; dims: {variable: [dim names]} (ArviZ's meaning), checked before any tracing."""
-    if coords is not None:
-        if not isinstance(coords, dict):
-            raise ValueError(f"coords must be a dict {{dim name: list of labels}}, got {type(coords).__name__}")
-        for name, labels in coords.items():
-            if not isinstance(name, str) or np.ndim(labels) != 1:
-                raise ValueError(f"coords[{name!r}] must be a 1-d list of labels, got {labels!r}")
-    if dims is not None:
-        if not isinstance(dims, dict):
-            raise ValueError(f"dims must be a dict {{variable: list of dim names}}, got {type(dims).__name__}")
-        for name, names in dims.items():
-            if isinstance(names, str) or not all(isinstance(n, str) for n in np.atleast_1d(names)):
-                raise ValueError(f"dims[{name!r}] must be a list of dim names, got {names!r}")
