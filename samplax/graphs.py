@@ -15,30 +15,37 @@ time averages over the kept draws, scored by ArviZ (mcse, ess, rhat, through sam
 - with `thresholds`, its CHD profile f(s) = P_pi(prod_{E_H minus E_F} A(x_i, x_j) >= s) (inclusive, so f(0) = 1).
 Edge weights are divided by their maximum first, so these are conditional densities of A in [0, 1].
 
-Chains are vectorised with vmap, run as a lax.scan over fixed-length chunks of draws inside one jit, and step t of a
-chain uses the key fold_in(chain_key, t) (burn-in included), so the chunking never changes the draws.
+The chains run through samplax's chain driver, `samplax.infer.run.ChainRunner`, as every MCMC method of
+`samplax.fit` does: vectorised chains, a lax.scan over fixed-length chunks of draws compiled once ahead of time (the
+network's arrays are arguments, so similar networks share one executable), and step t of a chain uses the key
+fold_in(chain_key, t) (burn-in included), so neither the chunking nor a resume changes the draws. With
+`checkpoint=DIR` each chunk is saved there (`samplax.infer.checkpoint`: atomic, data-only files, a validated
+manifest) and calling again with the same arguments continues the run; `progress=True` shows a bar on stderr.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
+import os
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from samplax.kernels import graph_hom
-from samplax.models import graphs as model
+from samplax.infer import graph_chains
 from samplax.infer import arviz_compat
 from samplax.infer import cache as compilation_cache
 from samplax.infer.arviz_compat import IData
+from samplax.infer.checkpoint import Checkpoint
+from samplax.infer.progress import Progress
+from samplax.infer.run import chunk_size_for, data_fingerprint
+from samplax.kernels import graph_hom
+from samplax.models import graphs as model
 from samplax.models.graphs import (
     Motif,
     Network,
@@ -151,6 +158,8 @@ class HomomorphismSample:
     states: (chains, draws, k) network node indices of the kept draws when keep_states=True, else None
         (`network.labels[i]` names node i).
     motif, network: the parsed motif (internal node order, labels in motif.labels) and network.
+    timing: seconds spent compiling ("compile_s", 0 when the compiled chunk was cached), in burn-in ("burn_in_s") and
+        sampling ("sampling_s") in this call (chunks read back from a checkpoint cost none).
     """
 
     estimates: dict[str, ObservableEstimate]
@@ -159,6 +168,7 @@ class HomomorphismSample:
     motif: Motif
     network: Network
     chain: str
+    timing: dict = field(default_factory=dict)
 
     def summary(self):
         """ArviZ's summary table of the observables (mean, sd, MCSE, ESS, R-hat)."""
@@ -189,6 +199,9 @@ def sample_homomorphisms(
     root: Hashable | None = None,
     init: Any = None,
     keep_states: bool = False,
+    progress: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> HomomorphismSample:
     """Sample homomorphisms of `motif` into `network` with the Glauber or pivot chain and average observables.
 
@@ -217,12 +230,20 @@ def sample_homomorphisms(
         component): estimates are then conditional on x_0 lying in that side.
     init: (chains, k) starting homomorphisms as network node labels, in the motif's internal order.
     keep_states: also return the kept states (chains, draws, k).
+    progress: show a progress bar on stderr (stages "compiling", "burn-in", "sampling"; the bar advances between
+        compiled chunks) and a summary line when the run ends.
+    checkpoint: a directory (new, empty, or a checkpoint of this same run): the run is written there chunk by chunk,
+        atomically, and calling again with the same arguments continues after the last complete chunk, giving the
+        draws of an uninterrupted run. A checkpoint of another motif, network, seed or option is refused, naming it.
+    checkpoint_every: kept draws (burn-in draws counted) per chunk; default at most 20 chunks with a checkpoint.
+        Chunking never changes the draws.
     """
     if chain not in CHAINS:
         raise ValueError(f"chain must be one of {CHAINS}, got {chain!r}")
     for name, value, minimum in (("steps", steps, 1), ("chains", chains, 1)):
         if not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    graph_chains.check_run_options(seed, progress, checkpoint, checkpoint_every)
     parsed_motif = as_motif(motif, root=root, require_tree=chain == "pivot")
     if not parsed_motif.edges:
         raise ValueError(
@@ -284,59 +305,83 @@ def sample_homomorphisms(
     if not pairwise and not target_edges:
         raise ValueError("nothing to estimate: pass targets=... or keep pairwise=True")
 
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    if store is not None:
+        store.check_folder()  # a folder that is neither ours nor empty is refused before any work
+
     rng = np.random.default_rng([seed, 7])
-    states = _initial_states(parsed_motif, parsed_network, chains, rng, init, root_side)
+    states = graph_chains.initial_states(parsed_motif, parsed_network, chains, rng, init, root_side)
 
     arrays = parsed_network.kernel_arrays()
     max_degree = int(max(np.diff(arrays["indptr"]).max(), np.diff(arrays["walk_indptr"]).max()))
     if conditional == "auto":
         conditional = "enumerate" if max_degree <= AUTO_ENUMERATE_DEGREE else "rejection"
-    network_arrays = graph_hom.CSRNetwork(**{name: jnp.asarray(value) for name, value in _padded(arrays).items()})
+    padded = graph_chains.padded_arrays(arrays)
+    network_arrays = graph_hom.CSRNetwork(**{name: jnp.asarray(value) for name, value in padded.items()})
     # Only the search depth matters to the pivot chain and the rejection conditional; the enumeration width is
     # rounded up to a multiple of 8. With the padding above, similar networks share one compilation.
     search_depth = graph_hom.search_steps_for(max_degree)
     degree_key = -(-max_degree // 8) * 8 if chain == "glauber" and conditional == "enumerate" else 2**search_depth - 1
-    motif_arrays = (_constraints(parsed_motif, parsed_network) if chain == "glauber"
-                    else _rooted_tree(parsed_motif, parsed_network))
-    pairs = _pairs(k, parsed_network.directed) if pairwise else np.zeros((0, 2), dtype=np.int32)
-    target_rows, target_cols, target_mask = _target_arrays(list(target_edges.values()))
+    motif_arrays = (graph_chains.motif_constraints(parsed_motif, parsed_network) if chain == "glauber"
+                    else graph_chains.rooted_tree(parsed_motif, parsed_network))
+    pairs = graph_chains.pair_indices(k, parsed_network.directed) if pairwise else np.zeros((0, 2), dtype=np.int32)
+    target_rows, target_cols, target_mask = graph_chains.target_arrays(list(target_edges.values()))
     observation_arrays = (jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1]), jnp.asarray(target_rows),
                           jnp.asarray(target_cols), jnp.asarray(target_mask))
-
-    num_draws = -(-steps // thin)
-    values_per_draw = max(1, len(pairs) + len(target_edges) + (k if keep_states else 0))
-    limit = max(1, min(_MAX_CHUNK_DRAWS, _MAX_CHUNK_VALUES // (values_per_draw * chains)))
-    # Chunk lengths are powers of two (or the limit) so that runs of different lengths share one compilation; the
-    # draws past num_draws in the last chunk are computed and dropped.
-    chunk_draws = min(limit, 1 << max(0, math.ceil(math.log2(num_draws))))
-    num_chunks = -(-num_draws // chunk_draws)
     kernel_options = (
         ("conditional", conditional), ("proposals", int(proposals))
     ) if chain == "glauber" else (("measure", measure), ("lazy", lazy))
-    # A motif without isolated nodes never draws a free node: the kernel can leave that search out of every step.
-    runner_options = kernel_options + (
-        (("free_nodes", graph_hom.has_free_nodes(motif_arrays)),) if chain == "glauber" else ())
-    runner = _chunk_runner(chain, runner_options, degree_key, parsed_network.unweighted, thin, chunk_draws, keep_states)
 
-    chain_keys = jax.random.split(jax.random.key(seed), chains)
-    current = jnp.asarray(states, dtype=jnp.int32)
-    step = 0
+    # Burn-in and kept draws are one sequence of draws (`thin` steps each) cut into equal chunks; draw t of a chain
+    # uses the keys fold_in(chain_key, t * thin + i) (ChainRunner), so neither the chunking nor a resume changes it.
     burn_draws = -(-burn_in // thin)
-    for _ in range(-(-burn_draws // chunk_draws)):
-        current, _ = runner(current, chain_keys, jnp.int32(step), network_arrays, motif_arrays, observation_arrays)
-        step += chunk_draws * thin
-    burn_in_done = step
-    collected = []
-    for _ in range(num_chunks):
-        current, outputs = runner(
-            current, chain_keys, jnp.int32(step), network_arrays, motif_arrays, observation_arrays
-        )
-        collected.append(jax.device_get(outputs))
-        step += chunk_draws * thin
-    pair_trace = np.concatenate([c[0] for c in collected], axis=1)[:, :num_draws]
-    target_trace = np.concatenate([c[1] for c in collected], axis=1)[:, :num_draws]
-    acceptance = np.concatenate([c[2] for c in collected], axis=1)[:, :num_draws]
-    kept_states = np.concatenate([c[3] for c in collected], axis=1)[:, :num_draws] if keep_states else None
+    num_draws = -(-steps // thin)
+    total_draws = burn_draws + num_draws
+    # device memory per draw and chain: its observations and the two words of its key
+    values_per_draw = max(1, len(pairs) + len(target_edges) + (k if keep_states else 0)) + 2
+    limit = max(1, min(_MAX_CHUNK_DRAWS, _MAX_CHUNK_VALUES // (values_per_draw * chains)))
+    if checkpoint_every is not None:
+        chunk = chunk_size_for(total_draws, checkpoint_every)
+    elif store is not None:
+        chunk = min(chunk_size_for(total_draws), limit)  # at most 20 checkpointed chunks
+    else:
+        # powers of two (or the limit), so that runs of different lengths share one compilation; the draws past the
+        # end of the last chunk are computed and dropped. A progress bar gets about 20 chunks to advance on.
+        chunk = min(limit, _power_of_two(-(-total_draws // 20) if progress else total_draws))
+
+    manifest = None
+    if store is not None:
+        # what the checkpoint keeps (data.npz) and fingerprints: the network's arrays, the motif's and the observables'
+        stored = {**{f"network_{name}": value for name, value in padded.items()},
+                  **{f"motif_{name}": np.asarray(value) for name, value in motif_arrays._asdict().items()},
+                  "pairs": pairs, "target_rows": target_rows, "target_cols": target_cols, "target_mask": target_mask}
+        settings = {
+            "options": {**dict(kernel_options), "steps": int(steps), "burn_in": int(burn_in),
+                        "pairwise": bool(pairwise), "bipartite_side": bipartite_side, "keep_states": bool(keep_states),
+                        "targets": {name: [list(map(int, e)) for e in edges] for name, edges in target_edges.items()}},
+            "chain": chain, "chains": int(chains), "thin": int(thin), "seed": int(seed), "burn_draws": burn_draws,
+            "total_draws": total_draws,
+            # how the chains start, and a fingerprint of the starting states (they follow from the seed unless given)
+            "init": {"kind": "given" if init is not None else "exact" if parsed_motif.is_tree else "search",
+                     "states_sha256": data_fingerprint({"states": states})},
+        }
+        manifest, chunk = graph_chains.open_checkpoint(store, parsed_motif, stored, states, settings, chunk,
+                                                       checkpoint_every)
+
+    free_nodes = chain == "glauber" and graph_hom.has_free_nodes(motif_arrays)
+    build = graph_chains.chain_builder(chain, kernel_options, degree_key, parsed_network.unweighted, free_nodes,
+                                       keep_states)
+    program_key = ("graph_hom", chain, kernel_options, degree_key, parsed_network.unweighted, free_nodes, keep_states,
+                   thin, chunk)
+    merged, timing = graph_chains.run_chains(
+        build, program_key, (network_arrays, motif_arrays, observation_arrays), states, seed, thin=thin,
+        burn_draws=burn_draws, num_draws=num_draws, chunk=chunk, store=store, manifest=manifest,
+        progress=Progress(progress, f"{chain} chain", num_draws, chains))
+    pair_trace = merged["posterior"]["pairs"]
+    target_trace = merged["posterior"]["targets"]
+    acceptance = merged["stats"]["acceptance_rate"]
+    kept_states = merged["posterior"]["states"] if keep_states else None
+    burn_in_done = burn_draws * thin
 
     posterior: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {}
@@ -376,7 +421,7 @@ def sample_homomorphisms(
         attrs=attrs,
     )
     estimates = _score(idata, list(posterior))
-    return HomomorphismSample(estimates, idata, kept_states, parsed_motif, parsed_network, chain)
+    return HomomorphismSample(estimates, idata, kept_states, parsed_motif, parsed_network, chain, timing)
 
 
 def macc(network: Any, k: int, *, chain: str = "glauber", weight: str | None = "weight", **options) -> MACCEstimate:
@@ -431,25 +476,31 @@ def homomorphism_density(
 ) -> ObservableEstimate:
     """t(F, G): exact for forests (dynamic programming, se = 0); otherwise t(T, G) t(F, G | T) for a breadth-first
     spanning tree T of F, with t(T, G) exact and t(F, G | T) estimated by sample_homomorphisms(T, ...,
-    targets={F}) (`options` go there). Motifs with several components multiply their components' densities."""
+    targets={F}) (`options` go there). Motifs with several components multiply their components' densities; with
+    checkpoint=DIR and several components that need sampling, component i is checkpointed in DIR/component_i."""
     parsed = as_motif(motif)
     parsed_network = as_network(network, weight=weight, node_weight=node_weight)
     graph = parsed.undirected_graph()
     if nx.is_forest(graph):
         return ObservableEstimate(exact_homomorphism_density(parsed, parsed_network), 0.0, math.nan, math.nan)
     value, relative_variance, ess, rhat = 1.0, 0.0, math.inf, 1.0
-    for component in sorted(nx.connected_components(graph), key=min):
-        nodes = sorted(component)
-        sub = model._sub_motif(parsed, nodes)
-        sub_graph = model._to_nx(sub)
-        if nx.is_tree(sub.undirected_graph()):
-            value *= exact_homomorphism_density(sub, parsed_network)
+    components = [_component_graph(parsed, sorted(nodes)) for nodes in sorted(nx.connected_components(graph), key=min)]
+    sampled = [sub_graph for sub_graph in components if not nx.is_tree(sub_graph.to_undirected())]
+    checkpoint = options.pop("checkpoint", None)
+    for sub_graph in components:
+        if not nx.is_tree(sub_graph.to_undirected()):
             continue
-        tree = nx.bfs_tree(sub.undirected_graph(), 0).to_undirected()
-        if sub.directed:
+        value *= exact_homomorphism_density(sub_graph, parsed_network)
+    for index, sub_graph in enumerate(sampled):
+        tree = nx.bfs_tree(sub_graph.to_undirected(), 0).to_undirected()
+        if sub_graph.is_directed():
             tree = sub_graph.edge_subgraph([e for e in sub_graph.edges if tree.has_edge(*e)]).copy()
         tree_density = exact_homomorphism_density(tree, parsed_network)
-        result = sample_homomorphisms(tree, parsed_network, targets={"motif": sub_graph}, pairwise=False, **options)
+        # one checkpoint folder per sampled component when there are several
+        folder = (checkpoint if checkpoint is None or len(sampled) == 1
+                  else os.path.join(os.fspath(checkpoint), f"component_{index}"))
+        result = sample_homomorphisms(tree, parsed_network, targets={"motif": sub_graph}, pairwise=False,
+                                      checkpoint=folder, **options)
         conditional = result.estimates["motif"]
         value *= tree_density * float(conditional.value)
         if conditional.value > 0:
@@ -486,8 +537,8 @@ def kernel_inputs(motif: Any, network: Any, chain: str = "glauber", *, weight: s
     arrays = {name: jnp.asarray(value) for name, value in parsed_network.kernel_arrays().items()}
     arrays = graph_hom.CSRNetwork(**arrays)
     if chain == "glauber":
-        return arrays, _constraints(parsed_motif, parsed_network)
-    return arrays, _rooted_tree(parsed_motif, parsed_network)
+        return arrays, graph_chains.motif_constraints(parsed_motif, parsed_network)
+    return arrays, graph_chains.rooted_tree(parsed_motif, parsed_network)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -495,113 +546,13 @@ def kernel_inputs(motif: Any, network: Any, chain: str = "glauber", *, weight: s
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _initial_states(motif: Motif, network: Network, chains: int, rng, init, root_side) -> np.ndarray:
-    if init is not None:
-        array = np.asarray(init, dtype=object)
-        if array.ndim == 1:
-            array = np.broadcast_to(array, (chains, array.shape[0]))
-        if array.shape != (chains, motif.num_nodes):
-            raise ValueError(
-                f"init: expected shape ({chains}, {motif.num_nodes}) of network node labels, got {array.shape}"
-            )
-        states = np.array([[network.index(label) for label in row] for row in array], dtype=np.int64)
-        weights = _map_weights(motif, network, states)
-        bad = np.flatnonzero(weights <= 0)
-        if bad.size:
-            raise ValueError(
-                f"init: row {bad[0]} is not a homomorphism (some motif edge maps onto a non-edge, or a node of "
-                "weight 0); every starting map must have positive probability"
-            )
-        if root_side is not None and np.any(root_side[states[:, 0]] == 0):
-            raise ValueError("init: motif node 0 must map into the side chosen by bipartite_side")
-        return states
-    if motif.is_tree:
-        return model.exact_tree_sample(motif, network, chains, rng, root_mask=root_side)
-    return model.search_homomorphisms(motif, network, chains, rng, root_side=root_side)
-
-
-def _map_weights(motif: Motif, network: Network, states: np.ndarray) -> np.ndarray:
-    weights = np.prod(network.node_weights[states], axis=1)
-    for i, j in motif.edges:
-        weights = weights * _lookup(network, states[:, i], states[:, j])
-    return weights
-
-
-def _lookup(network: Network, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    result = np.zeros(rows.shape)
-    for index, (u, v) in enumerate(zip(rows, cols)):
-        start, end = network.out_indptr[u], network.out_indptr[u + 1]
-        position = start + np.searchsorted(network.out_indices[start:end], v)
-        if position < end and network.out_indices[position] == v:
-            result[index] = network.out_weights[position]
-    return result
-
-
-def _constraints(motif: Motif, network: Network) -> graph_hom.MotifConstraints:
-    k, n = motif.num_nodes, network.num_nodes
-    slots: list[list[tuple[int, int]]] = [[] for _ in range(k)]
-    for i, j in motif.edges:
-        slots[j].append((i, 0))  # A(x_i, z): out-row of x_i
-        slots[i].append((j, n if network.directed else 0))  # A(z, x_j): in-row of x_j
-    width = max(1, max(len(s) for s in slots))
-    neighbours = np.zeros((k, width), dtype=np.int32)
-    offsets = np.zeros((k, width), dtype=np.int32)
-    mask = np.zeros((k, width), dtype=bool)
-    for j, entries in enumerate(slots):
-        for m, (other, offset) in enumerate(entries):
-            neighbours[j, m], offsets[j, m], mask[j, m] = other, offset, True
-    return graph_hom.MotifConstraints(jnp.asarray(neighbours), jnp.asarray(offsets), jnp.asarray(mask))
-
-
-def _rooted_tree(motif: Motif, network: Network) -> graph_hom.RootedTree:
-    parents = np.array([max(p, 0) for p in motif.parents], dtype=np.int32)
-    down = motif.tree_edge_points_down()
-    offsets = np.array([0 if (down[j] or not network.directed) else network.num_nodes for j in range(motif.num_nodes)],
-                       dtype=np.int32)
-    return graph_hom.RootedTree(jnp.asarray(parents), jnp.asarray(offsets))
-
-
-def _pairs(k: int, directed: bool) -> np.ndarray:
-    if directed:
-        return np.array([(i, j) for i in range(k) for j in range(k)], dtype=np.int32)
-    return np.array([(i, j) for i in range(k) for j in range(i, k)], dtype=np.int32)
-
-
-def _target_arrays(edge_lists: list[list[tuple[int, int]]]):
-    width = max([1] + [len(edges) for edges in edge_lists])
-    rows = np.zeros((len(edge_lists), width), dtype=np.int32)
-    cols = np.zeros((len(edge_lists), width), dtype=np.int32)
-    mask = np.zeros((len(edge_lists), width), dtype=bool)
-    for t, edges in enumerate(edge_lists):
-        for m, (i, j) in enumerate(edges):
-            rows[t, m], cols[t, m], mask[t, m] = i, j, True
-    return rows, cols, mask
-
-
-def _padded(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pad the CSR arrays to power-of-two lengths (empty rows, unreachable entries, nodes of weight 0) so that
-    networks of similar size have equal shapes and reuse one compiled runner."""
-
-    def bucket(size: int) -> int:
-        return max(16, 1 << math.ceil(math.log2(size)))
-
-    def pad(values: np.ndarray, size: int, fill) -> np.ndarray:
-        return np.concatenate([values, np.full(size - values.size, fill, dtype=values.dtype)])
-
-    padded = dict(arrays)
-    for prefix in ("", "walk_"):
-        indptr = arrays[prefix + "indptr"]
-        rows = bucket(indptr.size - 1)
-        padded[prefix + "indptr"] = pad(indptr, rows + 1, indptr[-1])
-        entries = bucket(arrays[prefix + "indices"].size)
-        for name in ("indices", "weights", "cumulative"):
-            if prefix + name in arrays:
-                padded[prefix + name] = pad(arrays[prefix + name], entries, 0)
-        padded[prefix + "strength"] = pad(arrays[prefix + "strength"], rows, 0)
-    nodes = bucket(arrays["node_weights"].size)
-    padded["node_weights"] = pad(arrays["node_weights"], nodes, 0)
-    padded["node_cumulative"] = pad(arrays["node_cumulative"], nodes, 1)
-    return padded
+def _component_graph(motif: Motif, nodes: list[int]) -> nx.Graph:
+    """The motif's subgraph on `nodes`, relabelled 0..len(nodes)-1 in that order (a DiGraph for a directed motif)."""
+    position = {node: i for i, node in enumerate(nodes)}
+    graph = nx.DiGraph() if motif.directed else nx.Graph()
+    graph.add_nodes_from(range(len(nodes)))
+    graph.add_edges_from((position[i], position[j]) for i, j in motif.edges if i in position and j in position)
+    return graph
 
 
 def _coordinate_labels(labels: tuple) -> list:
@@ -610,42 +561,8 @@ def _coordinate_labels(labels: tuple) -> list:
     return [str(label) for label in labels]
 
 
-@functools.lru_cache(maxsize=32)
-def _chunk_runner(chain, kernel_options, max_degree, unweighted, thin, chunk_draws, keep_states):
-    """A jitted function advancing all chains by chunk_draws kept draws of `thin` steps each, returning the final
-    states and the observations (pair weights, target products, mean acceptance per draw, states if kept).
-    Cached on the static configuration so repeated calls reuse one compilation."""
-    options = dict(kernel_options)
-    if chain == "glauber":
-        kernel = graph_hom.build_glauber_kernel(max_degree=max_degree, unweighted=unweighted, **options)
-    else:
-        kernel = graph_hom.build_pivot_kernel(max_degree=max_degree, unweighted=unweighted, **options)
-    depth = graph_hom.search_steps_for(max_degree)
-
-    def observe(x, network, observation_arrays):
-        pair_rows, pair_cols, target_rows, target_cols, target_mask = observation_arrays
-        pair_values = graph_hom.edge_weight(network, x[pair_rows], x[pair_cols], depth)
-        target_weights = graph_hom.edge_weight(network, x[target_rows], x[target_cols], depth)
-        target_values = jnp.prod(jnp.where(target_mask, target_weights, 1.0), axis=-1)
-        return pair_values, target_values
-
-    def one_chain(x, chain_key, first_step, network, motif_arrays, observation_arrays):
-        def one_draw(x, draw):
-            def one_step(carry, offset):
-                x, accepted = carry
-                key = jax.random.fold_in(chain_key, first_step + draw * thin + offset)
-                state, info = kernel(key, graph_hom.HomomorphismState(x), network, motif_arrays)
-                return (state.homomorphism, accepted + info.acceptance_rate), None
-
-            (x, accepted), _ = jax.lax.scan(one_step, (x, jnp.zeros((), jnp.float32)), jnp.arange(thin))
-            pair_values, target_values = observe(x, network, observation_arrays)
-            kept = x if keep_states else jnp.zeros((0,), jnp.int32)
-            return x, (pair_values, target_values, accepted / thin, kept)
-
-        return jax.lax.scan(one_draw, x, jnp.arange(chunk_draws))
-
-    vectorised = jax.vmap(one_chain, in_axes=(0, 0, None, None, None, None))
-    return jax.jit(vectorised)
+def _power_of_two(size: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(size, 1))))
 
 
 def _score(idata: IData, names: list[str]) -> dict[str, ObservableEstimate]:

@@ -3,12 +3,15 @@ errors (ArviZ's MCSE of the mean, from the chains' effective sample size). Exact
 numbers (0/1 adjacency) and the exact evaluators of samplax.models.graphs, themselves checked against brute force in
 tests/models/test_graphs.py. Seeds are fixed."""
 
+import json
+
 import arviz as az
 import networkx as nx
 import numpy as np
 import pytest
 
 import samplax.graphs as sg
+from samplax.infer import run
 
 KARATE = nx.karate_club_graph()
 TRIANGLE_GIVEN_TWO_STAR = 270 / 1212  # tr(A^3) / sum_v d_v^2 = 0.222772
@@ -149,6 +152,83 @@ def test_chunking_and_seeds_fix_the_draws(monkeypatch):
     np.testing.assert_array_equal(first.states, chunked.states)
     np.testing.assert_array_equal(first.idata.posterior["pairwise"], chunked.idata.posterior["pairwise"])
     assert len({tuple(row) for row in first.states[0]}) > 10  # it moves
+
+
+RUN = {"chain": "pivot", "steps": 48, "burn_in": 16, "chains": 3, "seed": 7, "keep_states": True}  # 16 + 48 draws
+
+
+@pytest.fixture(scope="module")
+def plain_run():
+    """The uninterrupted run that the checkpoint and thinning tests compare with."""
+    return sg.sample_homomorphisms(sg.path_motif(3), KARATE, **RUN)
+
+
+def _assert_same_draws(first, second):
+    np.testing.assert_array_equal(first.states, second.states)
+    for group in ("posterior", "sample_stats"):
+        for name, values in getattr(first.idata, group).data_vars.items():
+            np.testing.assert_array_equal(values.values, getattr(second.idata, group)[name].values)
+
+
+def test_checkpoint_resume_and_progress(plain_run, tmp_path, monkeypatch, capsys):
+    """The chains run through samplax's ChainRunner: a checkpointed run stopped after two of its four chunks (the
+    first all burn-in) resumes, when called again with the same arguments, to the draws of the plain run, running
+    only the chunks left; a finished checkpoint is read back without sampling; a run that differs is refused, naming
+    the argument. The same seed gives the same draws, another seed others. The progress bar shows its stages."""
+    motif, path = sg.path_motif(3), str(tmp_path / "ck")
+    _assert_same_draws(plain_run, sg.sample_homomorphisms(motif, KARATE, **RUN))
+    assert not np.array_equal(plain_run.states, sg.sample_homomorphisms(motif, KARATE, **{**RUN, "seed": 8}).states)
+    calls, original = [], run.ChainRunner.run
+
+    def stopped_after_two_chunks(self, *args):
+        if len(calls) == 2 and not resuming:
+            raise KeyboardInterrupt
+        calls.append(args[-1])
+        return original(self, *args)
+
+    monkeypatch.setattr(run.ChainRunner, "run", stopped_after_two_chunks)
+    resuming = False
+    with pytest.raises(KeyboardInterrupt):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint=path, checkpoint_every=16, progress=True)
+    assert json.loads((tmp_path / "ck" / "manifest.json").read_text())["completed_chunks"] == 2
+    shown = capsys.readouterr().err
+    assert all(f"pivot chain: {stage}" in shown for stage in ("compiling", "burn-in", "sampling")), shown
+    resuming = True
+    resumed = sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint=path, checkpoint_every=16, progress=True)
+    assert calls == [0, 16, 32, 48]  # chunk starts, in draws: the resumed call ran the last two only
+    assert "pivot chain: 3 chains x 48 draws" in capsys.readouterr().err  # the summary line
+    _assert_same_draws(plain_run, resumed)
+    assert resumed.idata.attrs["burn_in"] == 16
+    _assert_same_draws(plain_run, sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint=path))
+    assert len(calls) == 4 and capsys.readouterr().err == ""  # read back, nothing run; no bar unless asked
+    with pytest.raises(ValueError, match="'seed' was 7 and is now 9"):
+        sg.sample_homomorphisms(motif, KARATE, **{**RUN, "seed": 9}, checkpoint=path)
+    with pytest.raises(ValueError, match="'lazy' was False and is now True"):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, lazy=True, checkpoint=path)
+    with pytest.raises(ValueError, match="another run: 'motif' was .*edges"):
+        sg.sample_homomorphisms(sg.path_motif(4), KARATE, **RUN, checkpoint=path)
+    with pytest.raises(ValueError, match="'checkpoint_every' was 16 and is now 8"):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint=path, checkpoint_every=8)
+    with pytest.raises(ValueError, match="another network"):
+        sg.sample_homomorphisms(motif, nx.florentine_families_graph(), **RUN, checkpoint=path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a samplax checkpoint"):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint=str(tmp_path / "notes"))
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer"):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, checkpoint_every=0)
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        sg.sample_homomorphisms(motif, KARATE, **RUN, progress="yes")
+
+
+def test_thin_keeps_every_second_draw(plain_run):
+    """thin=2 keeps the state after every second step: half the draws, equal to draws 1, 3, 5, ... of thin=1 (the
+    burn-in of 16 steps is 8 draws of 2 steps)."""
+    thinned = sg.sample_homomorphisms(sg.path_motif(3), KARATE, **RUN, thin=2)
+    assert thinned.states.shape == (3, 24, 3) and thinned.idata.attrs["thin"] == 2
+    np.testing.assert_array_equal(thinned.states, plain_run.states[:, 1::2])
+    np.testing.assert_array_equal(thinned.idata.posterior["pairwise"].values,
+                                  plain_run.idata.posterior["pairwise"].values[:, 1::2])
 
 
 def test_explicit_starting_states():

@@ -37,6 +37,18 @@ which is NOT pi on a non-regular network: use it only to reproduce published num
 Networks are compressed sparse rows (`CSRNetwork`): rows 0..n-1 hold A(u, .); a directed network adds rows n..2n-1
 holding A(., u). Edge weights are looked up by a binary search with a fixed number of halvings, so every kernel is
 jit-able and vmap-able with no data-dependent loops.
+
+The module follows BlackJAX's shape, once per chain: `init` (shared), `build_glauber_kernel` / `build_pivot_kernel`
+(pure kernels taking the arrays as arguments), and `glauber` / `pivot`, the top-level `SamplingAlgorithm`s closed over
+the arrays. Usage::
+
+    network, constraints = samplax.graphs.kernel_inputs(motif, graph, chain="glauber")
+    algorithm = graph_hom.glauber(network, constraints, conditional="rejection", proposals=4)
+    state = algorithm.init(x0)
+    state, info = jax.jit(algorithm.step)(rng_key, state)
+
+`samplax.graphs.sample_homomorphisms` drives these algorithms through samplax's chain runner (vectorised chains,
+compiled chunks, checkpoints); the kernels themselves know nothing of it.
 """
 
 from __future__ import annotations
@@ -244,6 +256,7 @@ def glauber(
     conditional: str = "enumerate",
     proposals: int = 8,
     unweighted: bool | None = None,
+    free_nodes: bool | None = None,
 ) -> SamplingAlgorithm:
     """The Glauber chain as a BlackJAX `SamplingAlgorithm` closed over a network and a motif.
 
@@ -251,12 +264,13 @@ def glauber(
         state = algorithm.init(x0)
         state, info = jax.jit(algorithm.step)(key, state)
 
-    `max_degree` and `unweighted` are read from the (concrete) arrays when not given.
+    `max_degree`, `unweighted` and `free_nodes` (see `build_glauber_kernel`) are read from the arrays when not given;
+    pass them when the arrays are traced (inside a jit), where they cannot be read.
     """
     max_degree, unweighted = _static_facts(network, max_degree, unweighted)
     kernel = build_glauber_kernel(
         max_degree=max_degree, conditional=conditional, proposals=proposals, unweighted=unweighted,
-        free_nodes=has_free_nodes(constraints),
+        free_nodes=has_free_nodes(constraints) if free_nodes is None else bool(free_nodes),
     )
 
     def step(rng_key, state):
@@ -344,6 +358,8 @@ def pivot(
         algorithm = graph_hom.pivot(network, tree)
         state = algorithm.init(x0)
         state, info = jax.jit(algorithm.step)(key, state)
+
+    `max_degree` and `unweighted` are read from the arrays when not given; pass them when the arrays are traced.
     """
     max_degree, unweighted = _static_facts(network, max_degree, unweighted)
     kernel = build_pivot_kernel(max_degree=max_degree, measure=measure, lazy=lazy, unweighted=unweighted)
