@@ -26,7 +26,7 @@ from samplax.infer import cache as compilation_cache
 
 compilation_cache.configure()  # a second process compiles nothing the first one did
 
-__all__ = ["SamplaxKernelState", "NUTS", "MALA"]
+__all__ = ["Kernel", "KernelState", "SamplaxKernelState", "NUTS", "MALA"]
 
 
 class SamplaxKernelState(NamedTuple):
@@ -186,3 +186,134 @@ class NUTS(_AdaptiveKernel):
         new_state, info = baselines.nuts_step(logdensity, baselines.NUTSParams(step_size, inverse_mass_matrix),
                                               max_tree_depth=self._max_tree_depth)(key, state)
         return new_state, info.acceptance_rate, info.is_divergent
+
+
+class KernelState(NamedTuple):
+    """The state of `Kernel`: NumPyro's counter and sample field around the method's own chain state."""
+
+    i: jnp.ndarray
+    z: dict                  # unconstrained site values: NumPyro's sample_field
+    chain_state: NamedTuple  # the method's kernel state
+    params: NamedTuple       # the parameters its warm-up adapted (step size, mass matrix, ...)
+    accept_prob: jnp.ndarray
+    diverging: jnp.ndarray
+    rng_key: jnp.ndarray
+    mean_accept_prob: jnp.ndarray
+    num_divergences: jnp.ndarray
+
+
+class Kernel(MCMCKernel):
+    """Any samplax MCMC method as a `numpyro.infer.MCMC` kernel: ``Kernel(model, method="myula", **options)``.
+
+    The options are the method's own (``samplax methods``, `samplax.infer.options.schema`), checked when the kernel
+    is built. The method's warm-up (the same adaptation as ``samplax.fit``: Stan's windows for nuts, dual averaging
+    for mala/bplmc/myula, ...) runs as one compiled call inside ``init`` for ``num_warmup`` steps, because these
+    warm-ups adapt over the whole window at once rather than step by step; NumPyro's own warm-up iterations then
+    cost nothing and leave the chain where warm-up ended (``collect_warmup=True`` collects the starting point
+    repeatedly: look at draws after warm-up only), and its sampling iterations are the method's transitions with the adapted parameters. `NUTS` and
+    `MALA` above adapt online instead, so NumPyro's bar shows their warm-up step by step.
+
+    Methods whose chains need more than the model's log density (the gibbs family's factor tables) and methods that
+    are not Markov chains (smc, mixflow, cmcd, admm, ...) are refused: run them with ``samplax.fit``.
+    """
+
+    sample_field = "z"
+
+    def __init__(self, model: Callable, method: str = "nuts", **options):
+        from samplax.infer import registry
+        from samplax.infer.methods import MCMCMethod
+        from samplax.infer.options import validate
+
+        if model is None or not callable(model):
+            raise ValueError("pass the NumPyro model: samplax.numpyro.Kernel is built from a model")
+        spec = registry.get(method)
+        if not isinstance(spec, MCMCMethod) or spec.prepare is not None:
+            raise ValueError(f"method '{method}' cannot run inside numpyro.infer.MCMC: "
+                             + ("it is not a Markov chain" if not isinstance(spec, MCMCMethod) else
+                                "its chains run on the model's factor tables, built by samplax.fit")
+                             + f"; use samplax.fit(model, data, method='{method}')")
+        self._model = model
+        self._method_name = method
+        self._method = spec
+        self._options = validate(method, options)
+        self._target = None
+        self._num_warmup = 0
+        self._step = None
+
+    @property
+    def model(self):
+        return self._model
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        from samplax.infer.fit import unsupported_features
+
+        target = build_target(self._model, model_kwargs, args=model_args)
+        target.require_supported(self._method_name, unsupported_features(self._method))
+        self._target = target
+        self._num_warmup = int(num_warmup)
+        method, options = self._method, self._options
+        self._step = method.step(target, options)
+        is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
+        batched = rng_key.ndim > (0 if is_typed else 1)  # NumPyro's chain_method="vectorized" passes many keys
+        keys = rng_key if batched else rng_key[None]
+        if init_params is not None:
+            params = getattr(init_params, "z", init_params)
+            positions = (jax.vmap(target.ravel_unconstrained)(params) if batched
+                         else target.ravel_unconstrained(params)[None])
+            for position in positions:
+                target.check_initial_point(position)
+        else:
+            positions = target.init(jax.random.fold_in(keys[0], 1), keys.shape[0])
+        warmup_keys = jax.vmap(lambda key: jax.random.fold_in(key, 2))(keys)
+        if self._num_warmup > 0:
+            warm = jax.jit(jax.vmap(method.warmup(target, options, self._num_warmup)))
+            chain_states, adapted, _ = warm(warmup_keys, positions)
+        else:
+            chain_states, adapted = jax.vmap(method.start(target, options))(positions)
+        zero = jnp.zeros((keys.shape[0],), positions.dtype)
+        states = KernelState(jnp.zeros((keys.shape[0],), jnp.int32), jax.vmap(target.unravel)(positions),
+                             chain_states, adapted, zero, jnp.zeros((keys.shape[0],), bool), keys, zero,
+                             jnp.zeros((keys.shape[0],), jnp.int32))
+        return states if batched else jax.tree.map(lambda x: x[0], states)
+
+    def sample(self, state, model_args, model_kwargs):
+        if jnp.ndim(state.i) > 0:  # vectorised chains
+            return jax.vmap(self._sample_one)(state)
+        return self._sample_one(state)
+
+    def _sample_one(self, state):
+        key, step_key = jax.random.split(state.rng_key)
+
+        def transition(_):
+            chain_state, info = self._step(step_key, state.chain_state, state.params)
+            record = self._method.record(chain_state, info)
+            accept = jnp.asarray(record.get("acceptance_rate", 1.0), state.accept_prob.dtype)
+            accept = jnp.where(jnp.isfinite(accept), accept, 0.0)
+            diverging = jnp.asarray(record.get("diverging", False), bool)
+            return chain_state, record["z"], accept, diverging
+
+        def warmup_pass(_):  # warm-up ran in init: NumPyro's warm-up iterations keep the adapted state
+            return state.chain_state, self._target.ravel_unconstrained(state.z), jnp.ones_like(state.accept_prob), \
+                jnp.asarray(False)
+
+        chain_state, z, accept, diverging = jax.lax.cond(state.i < self._num_warmup, warmup_pass, transition, None)
+        in_phase = jnp.where(state.i < self._num_warmup, state.i, state.i - self._num_warmup) + 1
+        restart = state.i == self._num_warmup
+        previous = jnp.where(restart, 0.0, state.mean_accept_prob)
+        mean_accept = previous + (accept - previous) / in_phase
+        divergences = jnp.where(restart, 0, state.num_divergences) + diverging.astype(jnp.int32)
+        return KernelState(state.i + 1, self._target.unravel(z), chain_state, state.params, accept, diverging, key,
+                           mean_accept, divergences)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
+                                                                             args=model_args)
+        return lambda z: target.constrain(target.ravel_unconstrained(z))
+
+    def get_diagnostics_str(self, state):
+        return (f"{self._method_name}: acc. prob={float(state.mean_accept_prob):.2f}. "
+                f"{int(state.num_divergences)} divergences")
+
+    @property
+    def default_fields(self):
+        return ("z", "diverging", "accept_prob")
