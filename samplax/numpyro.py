@@ -45,10 +45,60 @@ class SamplaxKernelState(NamedTuple):
     num_divergences: jnp.ndarray
 
 
-class _AdaptiveKernel(MCMCKernel):
-    """Shared machinery: bridge the model, adapt online during warm-up, then step with frozen parameters."""
+def _running_figures(state, num_warmup: int, accept, diverging):
+    """Running mean acceptance and divergence count of the current phase (warm-up, then sampling), as NumPyro's
+    HMC shows them: the last step's acceptance alone flickers between 0 and 1 for MALA."""
+    in_phase = jnp.where(state.i < num_warmup, state.i, state.i - num_warmup) + 1  # this step included
+    restart = state.i == num_warmup  # the sampling phase starts afresh
+    previous = jnp.where(restart, 0.0, state.mean_accept_prob)
+    mean_accept = previous + (accept - previous) / in_phase
+    return mean_accept, jnp.where(restart, 0, state.num_divergences) + diverging.astype(jnp.int32)
+
+
+class _ModelKernel(MCMCKernel):
+    """What every samplax NumPyro kernel shares: the model, starting points, vectorised chains, constraining."""
 
     sample_field = "z"
+    _target = None
+
+    @property
+    def model(self):
+        return self._model
+
+    @staticmethod
+    def _starts(target, rng_key, init_params):
+        """(keys, positions, batched): NumPyro's chain_method="vectorized" passes one key per chain."""
+        is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
+        batched = rng_key.ndim > (0 if is_typed else 1)
+        keys = rng_key if batched else rng_key[None]
+        if init_params is not None:
+            params = getattr(init_params, "z", init_params)
+            positions = (jax.vmap(target.ravel_unconstrained)(params) if batched
+                         else target.ravel_unconstrained(params)[None])
+            for position in positions:
+                target.check_initial_point(position)
+        else:
+            positions = target.init(jax.random.fold_in(keys[0], 1), keys.shape[0])
+        return keys, positions, batched
+
+    def sample(self, state, model_args, model_kwargs):
+        if jnp.ndim(state.i) > 0:  # vectorised chains
+            return jax.vmap(self._sample_one)(state)
+        return self._sample_one(state)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
+                                                                             args=model_args)
+        return lambda z: target.constrain(target.ravel_unconstrained(z))
+
+    @property
+    def default_fields(self):
+        return ("z", "diverging", "accept_prob")
+
+
+class _AdaptiveKernel(_ModelKernel):
+    """Shared machinery: bridge the model, adapt online during warm-up, then step with frozen parameters."""
+
     target_accept = 0.8
 
     def __init__(self, model: Callable, *, target_accept: float | None = None, initial_step_size: float = 0.1):
@@ -60,10 +110,6 @@ class _AdaptiveKernel(MCMCKernel):
         self._target = None
         self._schedule = None
         self._num_warmup = 0
-
-    @property
-    def model(self):
-        return self._model
 
     def _kernel_init(self, position, logdensity):
         raise NotImplementedError
@@ -79,18 +125,7 @@ class _AdaptiveKernel(MCMCKernel):
         self._schedule = build_schedule(max(self._num_warmup, 1))
         self._adapt_init, self._adapt_update, self._adapt_final = baselines.online_window_adaptation(
             self._target_accept)
-        is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
-        batched = rng_key.ndim > (0 if is_typed else 1)  # NumPyro's chain_method="vectorized" passes many keys
-        keys = rng_key if batched else rng_key[None]
-        num_chains = keys.shape[0]
-        if init_params is not None:
-            params = getattr(init_params, "z", init_params)
-            positions = jax.vmap(target.ravel_unconstrained)(params) if batched else \
-                target.ravel_unconstrained(params)[None]
-            for position in positions:
-                target.check_initial_point(position)
-        else:
-            positions = target.init(jax.random.fold_in(keys[0], 1), num_chains)
+        keys, positions, batched = self._starts(target, rng_key, init_params)
 
         def init_one(position, key):
             kernel_state = self._kernel_init(position, target.logdensity)
@@ -102,11 +137,6 @@ class _AdaptiveKernel(MCMCKernel):
 
         states = jax.vmap(init_one)(positions, keys)
         return states if batched else jax.tree.map(lambda x: x[0], states)
-
-    def sample(self, state, model_args, model_kwargs):
-        if jnp.ndim(state.i) > 0:  # vectorised chains
-            return jax.vmap(self._sample_one)(state)
-        return self._sample_one(state)
 
     def _sample_one(self, state):
         target = self._target
@@ -131,28 +161,14 @@ class _AdaptiveKernel(MCMCKernel):
             adaptation_state, step_size, inverse_mass_matrix = jax.lax.cond(
                 state.i < self._num_warmup, adapt,
                 lambda _: (state.adaptation_state, state.step_size, state.inverse_mass_matrix), None)
-        # steps so far in this phase, this one included; the sampling phase starts afresh at i == num_warmup
-        in_phase = jnp.where(state.i < self._num_warmup, state.i, state.i - self._num_warmup) + 1
-        restart = state.i == self._num_warmup
-        previous_mean = jnp.where(restart, 0.0, state.mean_accept_prob)
-        mean_accept_prob = previous_mean + (accept_prob - previous_mean) / in_phase
-        num_divergences = jnp.where(restart, 0, state.num_divergences) + diverging.astype(jnp.int32)
+        mean_accept_prob, num_divergences = _running_figures(state, self._num_warmup, accept_prob, diverging)
         return SamplaxKernelState(state.i + 1, target.unravel(kernel_state.position), kernel_state, adaptation_state,
                                   step_size, inverse_mass_matrix, accept_prob, diverging, key, mean_accept_prob,
                                   num_divergences)
 
-    def postprocess_fn(self, model_args, model_kwargs):
-        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
-                                                                             args=model_args)
-        return lambda z: target.constrain(target.ravel_unconstrained(z))
-
     def get_diagnostics_str(self, state):
         return (f"step size {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}. "
                 f"{int(state.num_divergences)} divergences")
-
-    @property
-    def default_fields(self):
-        return ("z", "diverging", "accept_prob")
 
 
 class MALA(_AdaptiveKernel):
@@ -202,7 +218,7 @@ class KernelState(NamedTuple):
     num_divergences: jnp.ndarray
 
 
-class Kernel(MCMCKernel):
+class Kernel(_ModelKernel):
     """Any samplax MCMC method as a `numpyro.infer.MCMC` kernel: ``Kernel(model, method="myula", **options)``.
 
     The options are the method's own (``samplax methods``, `samplax.infer.options.schema`), checked when the kernel
@@ -216,8 +232,6 @@ class Kernel(MCMCKernel):
     Methods whose chains need more than the model's log density (the gibbs family's factor tables) and methods that
     are not Markov chains (smc, mixflow, cmcd, admm, ...) are refused: run them with ``samplax.fit``.
     """
-
-    sample_field = "z"
 
     def __init__(self, model: Callable, method: str = "nuts", **options):
         from samplax.infer import registry
@@ -240,10 +254,6 @@ class Kernel(MCMCKernel):
         self._num_warmup = 0
         self._step = None
 
-    @property
-    def model(self):
-        return self._model
-
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         from samplax.infer.fit import unsupported_features
 
@@ -253,17 +263,7 @@ class Kernel(MCMCKernel):
         self._num_warmup = int(num_warmup)
         method, options = self._method, self._options
         self._step = method.step(target, options)
-        is_typed = jax.dtypes.issubdtype(rng_key.dtype, jax.dtypes.prng_key)
-        batched = rng_key.ndim > (0 if is_typed else 1)  # NumPyro's chain_method="vectorized" passes many keys
-        keys = rng_key if batched else rng_key[None]
-        if init_params is not None:
-            params = getattr(init_params, "z", init_params)
-            positions = (jax.vmap(target.ravel_unconstrained)(params) if batched
-                         else target.ravel_unconstrained(params)[None])
-            for position in positions:
-                target.check_initial_point(position)
-        else:
-            positions = target.init(jax.random.fold_in(keys[0], 1), keys.shape[0])
+        keys, positions, batched = self._starts(target, rng_key, init_params)
         warmup_keys = jax.vmap(lambda key: jax.random.fold_in(key, 2))(keys)
         if self._num_warmup > 0:
             warm = jax.jit(jax.vmap(method.warmup(target, options, self._num_warmup)))
@@ -275,11 +275,6 @@ class Kernel(MCMCKernel):
                              chain_states, adapted, zero, jnp.zeros((keys.shape[0],), bool), keys, zero,
                              jnp.zeros((keys.shape[0],), jnp.int32))
         return states if batched else jax.tree.map(lambda x: x[0], states)
-
-    def sample(self, state, model_args, model_kwargs):
-        if jnp.ndim(state.i) > 0:  # vectorised chains
-            return jax.vmap(self._sample_one)(state)
-        return self._sample_one(state)
 
     def _sample_one(self, state):
         key, step_key = jax.random.split(state.rng_key)
@@ -297,23 +292,10 @@ class Kernel(MCMCKernel):
                 jnp.asarray(False)
 
         chain_state, z, accept, diverging = jax.lax.cond(state.i < self._num_warmup, warmup_pass, transition, None)
-        in_phase = jnp.where(state.i < self._num_warmup, state.i, state.i - self._num_warmup) + 1
-        restart = state.i == self._num_warmup
-        previous = jnp.where(restart, 0.0, state.mean_accept_prob)
-        mean_accept = previous + (accept - previous) / in_phase
-        divergences = jnp.where(restart, 0, state.num_divergences) + diverging.astype(jnp.int32)
+        mean_accept, divergences = _running_figures(state, self._num_warmup, accept, diverging)
         return KernelState(state.i + 1, self._target.unravel(z), chain_state, state.params, accept, diverging, key,
                            mean_accept, divergences)
-
-    def postprocess_fn(self, model_args, model_kwargs):
-        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
-                                                                             args=model_args)
-        return lambda z: target.constrain(target.ravel_unconstrained(z))
 
     def get_diagnostics_str(self, state):
         return (f"{self._method_name}: acc. prob={float(state.mean_accept_prob):.2f}. "
                 f"{int(state.num_divergences)} divergences")
-
-    @property
-    def default_fields(self):
-        return ("z", "diverging", "accept_prob")
