@@ -221,6 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report.html")
     report.add_argument("--var-names", metavar="A,B", help="only these sites (comma-separated) in the report")
     report.add_argument("--quiet", action="store_true")
+
+    proposals = sub.add_parser("proposals", help="the meta_gibbs proposal library",
+                               description="Manage the library of learned meta_gibbs block proposals.")
+    proposals_sub = proposals.add_subparsers(dest="proposals_command", metavar="ACTION")
+    proposals_sub.required = True
+    train = proposals_sub.add_parser("train", help="train the shipped proposal library",
+                                     description="Meta-train the shipped proposals (3 x 3 grid block, two means in "
+                                     "2-D) and write them as data-only .npz files.")
+    train.add_argument("--out", default=None, help="output folder (default: the shipped library, samplax/proposals)")
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps per proposal")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--only", nargs="*", default=None, help="grid_block_3x3 and/or two_means_2d")
     return parser
 
 
@@ -387,6 +399,11 @@ def main(argv=None) -> int:
             except ValueError as err:
                 raise UsageError(str(err)) from None
             return _finish(result, args.out, None, args.quiet)
+        if args.command == "proposals":
+            from samplax.infer.proposal_library import train_library
+
+            train_library(args.out, steps=args.steps, seed=args.seed, only=args.only)
+            return 0
         if args.command == "report":
             from samplax.infer.fit import load
             from samplax.infer.report import write_report

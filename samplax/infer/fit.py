@@ -445,16 +445,11 @@ def _finish_fn(target: Target, log_likelihood: bool = True):
 
 
 def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
-    """Warm-up and sampling of an `MCMCMethod` on `ChainRunner`: the one chain driver of every Markov method.
+    """Warm-up and sampling of an `MCMCMethod` on `ChainRunner`, the one chain driver of every Markov method.
 
-    Programs: with a progress bar or a checkpoint, the warm-up is one compiled program and the sampling chunks reuse
-    a second (equal chunks; a shorter last chunk of ``checkpoint_every`` compiles a third). Without either, nothing
-    has to run on the host between warm-up and sampling, so both are one program (`ChainRunner.fuse`): one
-    compilation, one dispatch. Its warm-up and sampling cannot be timed apart, so a fused fit reports
-    ``warmup_s = 0`` and the whole run as ``sampling_s`` (ESS per sampling second is then a lower bound), and
-    records ``fused_warmup_sampling`` in its attrs. A fused fit whose separate warm-up program is already compiled
-    (a refit after a fit with a progress bar) reuses the separate programs instead of compiling a third: the draws
-    are the same either way.
+    With a bar or checkpoints: a warm-up program and one chunk program reused by equal chunks. Without either: one
+    fused program (`ChainRunner.fuse`) that reports ``warmup_s = 0`` and the whole run as ``sampling_s``, since the two
+    cannot be timed apart (docs/architecture.md, "One program"), unless the separate programs are already compiled.
     """
     options, chains, draws = settings["options"], settings["chains"], settings["draws"]
     # programs_compiled: executables this fit compiled (0 on a warm refit; a persistent-cache hit still counts,
@@ -477,21 +472,15 @@ def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_e
             manifest = store.start(manifest, target.data)
     sharding = chain_sharding(chains)
     init_key, warmup_key, sample_key = keys
-    bar = Progress(progress, settings["method"], draws, chains).__enter__()
-    try:
+    with Progress(progress, settings["method"], draws, chains) as bar:
         # what the kernel runs on: the Target, or what the method builds from it (gibbs: tables, proposals)
         chain_target = target
         if method.prepare is not None:
             problem_key, init_key = jax.random.split(init_key)
             with bar.stage("preparing"):
                 chain_target = method.prepare(target, options, problem_key, settings["warmup"])
-        result = _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk,
-                             (init_key, warmup_key, sample_key), progress, checkpoint_every)
-    except BaseException as error:
-        bar.__exit__(type(error), error, error.__traceback__)
-        raise
-    bar.__exit__(None, None, None)
-    return result
+        return _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk,
+                           (init_key, warmup_key, sample_key), progress, checkpoint_every)
 
 
 def _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk, keys,

@@ -1,9 +1,11 @@
-"""Run vectorised chains in jitted fixed-length chunks, with a host-side progress bar.
+"""Run vectorised chains in jitted fixed-length chunks, with a host-side progress bar: the one chain driver.
 
-A chunk is one compiled call: ``lax.scan`` over draws of a ``vmap`` over chains. The key of draw ``t`` of a chain is
-``fold_in(chain_key, t)``, so a run cut into chunks, or stopped and resumed from a checkpoint
-(`samplax.infer.checkpoint`), gives the same draws as one uninterrupted run. Draws leave the device after each chunk
-(bounded device memory); the progress bar advances between chunks on the host, never through a per-step callback.
+Every Markov method runs here (`ChainRunner`). A chunk is one compiled call: ``lax.scan`` over draws of a ``vmap``
+(or another ``map_chains``) over chains. The key of transition ``t`` of a chain is ``fold_in(chain_key, t)``, so a run
+cut into chunks, thinned, or stopped and resumed from a checkpoint (`samplax.infer.checkpoint`), gives the same draws
+as one uninterrupted run. Draws leave the device after each chunk (bounded device memory); the progress bar advances
+between chunks on the host, never through a per-step callback. When nothing has to run between warm-up and sampling
+(no bar, no checkpoint), `ChainRunner.fuse` compiles both as one program.
 """
 
 from __future__ import annotations
@@ -72,46 +74,81 @@ class ChainRunner:
     ``build(data) -> (step, record, finish)`` makes the three functions for the model conditioned on ``data`` (an
     argument of the compiled chunk, so one executable serves every data set of the same shapes): ``record(state,
     info)`` picks what is kept per draw (the unconstrained position under "z" and sample statistics) and
-    ``finish(z_chunk)`` maps a chunk of positions to constrained draws and log-likelihoods.
+    ``finish(z_chunk)`` maps a chunk of positions to constrained draws and log-likelihoods. A record that also holds
+    ``"discrete"`` (constrained values of discrete latent sites, gibbs family) is not finished in the program: the
+    chunk returns ``{"position": {"z": ...}, "discrete": ...}`` and the caller substitutes both when it traces the
+    model (``finish`` may then be None).
+
+    ``map_chains(f)`` maps a single-chain function over the leading (chain) axis of every argument: `jax.vmap` by
+    default; a method whose chains live on a mesh of devices or agents passes a ``shard_map``-based map.
     """
 
-    def __init__(self, build: Callable, chunk_size: int, thin: int = 1):
+    def __init__(self, build: Callable, chunk_size: int, thin: int = 1, map_chains: Callable = jax.vmap):
         self.chunk_size = chunk_size
 
         def run_chunk(data, states, params, chain_keys, start):
             step, record, finish = build(data)
+            transition = map_chains(step)
 
-            def transition(states, keys):
-                return jax.vmap(step)(keys, states, params)
+            def keys_at(t):  # transition t of a chain always uses fold_in(chain_key, t), whatever the chunking
+                return jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys)
 
-            # every transition key of the chunk in one batched op before the scan (cheaper than fold_in inside
-            # it); transition t of a chain always uses fold_in(chain_key, t), whatever the chunking
-            steps = start * thin + jnp.arange(chunk_size * thin)
-            keys = jax.vmap(lambda t: jax.vmap(lambda k: jax.random.fold_in(k, t))(chain_keys))(steps)
+            if thin == 1:
+                # every key of the chunk in one batched op before the scan (cheaper than fold_in inside it); there
+                # are as many as kept draws
+                keys = jax.vmap(keys_at)(start + jnp.arange(chunk_size))
 
-            def body(states, keys_j):
-                # kept draw j is the last of `thin` transitions (no inner loop at all when thin == 1: an empty
-                # scan still costs a loop per draw)
-                if thin > 1:
-                    states, _ = jax.lax.scan(lambda s, k: transition(s, k), states, keys_j[:-1])
-                    keys_j = keys_j[-1]
-                states, info = transition(states, keys_j)
-                return states, jax.vmap(record)(states, info)
+                def body(states, keys_j):
+                    states, info = transition(keys_j, states, params)
+                    return states, map_chains(record)(states, info)
+            else:
+                # kept draw j is the last of `thin` transitions; keys are made inside the inner scan, so memory
+                # scales with the kept draws, not with chunk * thin
+                keys = start + jnp.arange(chunk_size)
 
-            if thin > 1:
-                keys = keys.reshape((chunk_size, thin) + keys.shape[1:])
+                def body(states, j):
+                    def inner(states, i):
+                        return transition(keys_at(j * thin + i), states, params)[0], None
+
+                    states, _ = jax.lax.scan(inner, states, jnp.arange(thin - 1))
+                    states, info = transition(keys_at(j * thin + thin - 1), states, params)
+                    return states, map_chains(record)(states, info)
 
             states, kept = jax.lax.scan(body, states, keys)
             kept = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), kept)  # (chain, draw, ...)
-            return states, kept, finish(kept.pop("z"))
+            z = kept.pop("z")
+            discrete = kept.pop("discrete", None)
+            finished = finish(z) if discrete is None else {"position": {"z": z}, "discrete": discrete}
+            return states, kept, finished
 
+        self.chunk_function = run_chunk  # traceable: `fuse` puts it behind the warm-up in one program
         self.function = jax.jit(run_chunk)
         self.executable = None
+
+    def fuse(self, warmup: Callable):
+        """One jitted program: ``warmup(data, warmup_keys, positions) -> (states, params, acceptance)`` then this
+        runner's chunk from draw 0. Used when nothing has to run on the host between warm-up and sampling (no
+        progress bar, no checkpoint): one compilation and one dispatch instead of two."""
+        chunk = self.chunk_function
+
+        def run_all(data, warmup_keys, positions, chain_keys):
+            states, params, _ = warmup(data, warmup_keys, positions)
+            states, kept, finished = chunk(data, states, params, chain_keys, jnp.asarray(0, jnp.int32))
+            return states, params, kept, finished
+
+        return jax.jit(run_all)
 
     def run(self, data, states, params, chain_keys, start: int):
         states, kept, finished = self.executable(data, states, params, chain_keys, jnp.asarray(start, jnp.int32))
         host = jax.tree.map(np.asarray, {"stats": kept, **finished})
         return states, host
+
+    @staticmethod
+    def run_fused(executable, data, warmup_keys, positions, chain_keys):
+        """Run a compiled `fuse` program; returns (states, params, host arrays as `run` gives them)."""
+        states, params, kept, finished = executable(data, warmup_keys, positions, chain_keys)
+        host = jax.tree.map(np.asarray, {"stats": kept, **finished})
+        return states, params, host
 
 
 class CompiledCache:
@@ -130,6 +167,10 @@ class CompiledCache:
         leaves, treedef = jax.tree.flatten(args)
         return treedef, tuple((tuple(x.shape), str(x.dtype), getattr(x, "sharding", None).__class__.__name__)
                               for x in leaves)
+
+    def lookup(self, key, *args):
+        """The executable compiled for ``key`` and these arguments' shapes, or None (nothing is compiled)."""
+        return self._entries.get((key, self.signature(*args)))
 
     def compile(self, key, function, *args):
         """Return (executable, seconds spent compiling: 0.0 on a hit)."""

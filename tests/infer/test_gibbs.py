@@ -1,5 +1,5 @@
-"""Tests for gibbs, block_gibbs and meta_gibbs (samplax.infer.method_gibbs), the motifs (samplax.models.motifs) and
-the zoo models they run on (grid networks, the open-universe mixture).
+"""Tests for gibbs, block_gibbs and meta_gibbs (samplax.infer.method_gibbs, samplax.kernels.gibbs), the motifs
+(samplax.models.motifs) and the zoo models they run on (grid networks, the open-universe mixture).
 
 Exact answers: posterior marginals of binary grid networks by enumeration and by variable elimination (checked
 against each other and against NumPyro's own log density), and P(M | y) of a tiny open-universe mixture by summing
@@ -48,7 +48,8 @@ def grid_problem():
 
 
 def _run(target, method, seed=0, **options):
-    return mg.sample_model(target, method, options, jax.random.key(seed), CHAINS, WARMUP, DRAWS)
+    # one chunk: warm-up and sampling compile as one program
+    return mg.sample_model(target, method, options, jax.random.key(seed), CHAINS, WARMUP, DRAWS, chunks=1)
 
 
 def _estimates(run, names):
@@ -78,6 +79,7 @@ def test_variable_elimination_agrees_with_enumeration(rows, cols, fraction, evid
     assert abs(log_z_elimination - log_z_enumeration) < 1e-10
 
 
+@pytest.mark.slow
 def test_grid_reference_matches_numpyro_log_density():
     """The zoo reference (marginals, log Z) equals brute force over NumPyro's log joint of the model as written."""
     data = grid.grid_network_data(seed=2, rows=3, cols=3, deterministic_fraction=0.5, num_evidence=2)
@@ -162,6 +164,7 @@ def test_sweep_classes_obey_the_parallel_rule(grid_problem):
 
 
 # ------------------------------------------------------------------------------------------- exact marginals
+@pytest.mark.slow
 def test_gibbs_parallel_and_sequential_sweeps_reproduce_the_exact_marginals(grid_problem):
     """Single-site Gibbs with colour classes in parallel and one site at a time: both within 4 MCSE of the exact
     marginals (variable elimination) and of each other (4 sqrt(MCSE_a^2 + MCSE_b^2))."""
@@ -176,6 +179,7 @@ def test_gibbs_parallel_and_sequential_sweeps_reproduce_the_exact_marginals(grid
     assert np.all(parallel.sample_stats["acceptance_rate"] == 1.0)
 
 
+@pytest.mark.slow
 def test_block_gibbs_reproduces_the_exact_marginals(grid_problem):
     target, exact = grid_problem
     run = _run(target, "block_gibbs")
@@ -183,6 +187,7 @@ def test_block_gibbs_reproduces_the_exact_marginals(grid_problem):
     _assert_marginals(run, exact, "block_gibbs")
 
 
+@pytest.mark.slow
 def test_block_mh_with_an_untrained_proposal_reproduces_the_exact_marginals(grid_problem):
     """An untrained proposal (near uniform on the 512 block states) is a poor but valid independence proposal."""
     target, exact = grid_problem
@@ -193,6 +198,7 @@ def test_block_mh_with_an_untrained_proposal_reproduces_the_exact_marginals(grid
     assert acceptance.shape == (CHAINS, DRAWS, 1) and 0.0 < np.nanmean(acceptance) < 1.0
 
 
+@pytest.mark.slow
 def test_block_mh_with_the_trained_proposal_reproduces_the_exact_marginals(grid_problem):
     """The shipped (meta-trained) proposal, applied to this unseen network without retraining: exact marginals within
     4 MCSE, and a higher block acceptance than the untrained one (the library's held-out acceptance is about 0.4)."""
@@ -204,13 +210,14 @@ def test_block_mh_with_the_trained_proposal_reproduces_the_exact_marginals(grid_
     assert np.nanmean(run.sample_stats["block_acceptance"]) > 0.2
 
 
+@pytest.mark.slow
 def test_meta_gibbs_on_the_open_universe_mixture_matches_the_exact_posterior_of_m():
     """Learned two-means moves (shipped 2-D proposal) + Gibbs on M + random-walk Metropolis on the means: E[M | y]
     within 4 MCSE of the exact value from the assignment sum (m = 3, 8 points)."""
     data = ou.open_universe_data(seed=1, max_components=3, num_observations=8, num_active=2, mean_scale=3.0)
     exact = float(ou.open_universe_reference(data).mean["num_components"])
     target = build_target(ou.open_universe_model, data)
-    run = mg.sample_model(target, "meta_gibbs", {}, jax.random.key(0), CHAINS, 300, 3000)
+    run = mg.sample_model(target, "meta_gibbs", {}, jax.random.key(0), CHAINS, 300, 3000, chunks=1)
     m = np.asarray(run.discrete["num_components"], dtype=float)
     se = max(float(az.mcse(m)), MCSE_FLOOR)
     assert abs(m.mean() - exact) < 4 * se
@@ -220,12 +227,14 @@ def test_meta_gibbs_on_the_open_universe_mixture_matches_the_exact_posterior_of_
     assert run.z.shape == (CHAINS, 3000, 6)
 
 
+@pytest.mark.slow
 def test_meta_gibbs_trains_a_proposal_within_warmup_when_the_library_has_none():
     """A 1-D open-universe mixture has the two-means motif but no shipped proposal: one is trained with ``warmup``
     optimiser steps and the run completes, recording the training time and curve."""
     data = ou.open_universe_data(seed=2, max_components=2, num_observations=6, dim=1, num_active=2)
     target = build_target(ou.open_universe_model, data)
-    run = mg.sample_model(target, "meta_gibbs", {"training_batch": 32}, jax.random.key(0), 2, 20, 50)
+    run = mg.sample_model(target, "meta_gibbs", {"training_batch": 32}, jax.random.key(0), 2, 20, 50,
+                           chunks=1)
     assert run.extra["proposal_sources"] == '{"two_means_1d": "trained:20 steps"}'
     assert run.extra["training_s"] > 0 and len(run.extra["training_two_means_1d_heldout_nll"]) == 2
     assert np.isfinite(run.sample_stats["lp"]).all()
@@ -290,3 +299,17 @@ def test_fit_returns_discrete_draws_and_block_acceptance():
     assert "x_1_1" in fit.idata.posterior and fit.idata.posterior["x_1_1"].shape == (2, 100)
     assert "x_4_4" in fit.idata.log_likelihood  # an evidence node
     assert fit.idata.sample_stats["block_acceptance"].shape == (2, 100, 1)
+
+
+def test_proposals_train_command_and_its_old_name(tmp_path, monkeypatch):
+    """`samplax proposals train` and `python -m samplax.infer.method_gibbs train-library` call the same trainer
+    with the same arguments."""
+    from samplax import cli
+    from samplax.infer import proposal_library
+
+    calls = []
+    monkeypatch.setattr(proposal_library, "train_library", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert cli.main(["proposals", "train", "--steps", "3", "--only", "grid_block_3x3", "--out", str(tmp_path)]) == 0
+    assert mg.main(["train-library", "--steps", "3", "--only", "grid_block_3x3", "--out", str(tmp_path)]) == 0
+    assert calls[0] == calls[1] == ((str(tmp_path),), {"steps": 3, "seed": 0, "only": ["grid_block_3x3"]})
+    assert mg.main(["no-such-command"]) == 2

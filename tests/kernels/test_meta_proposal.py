@@ -1,5 +1,5 @@
-"""Tests for samplax.kernels.meta_proposal: the mixture-density proposal, meta-training, the tabular updates, the
-colouring rule and the data-only proposal files.
+"""Tests for samplax.kernels.meta_proposal (the mixture-density proposal, meta-training, the data-only proposal files)
+and samplax.kernels.gibbs (the tabular updates, the colouring rule).
 
 Statistical checks compare frequencies with exact probabilities; a frequency from N independent draws has standard
 error sqrt(p (1 - p) / N), and the tolerance is 4 of those (plus 1e-3 for rounding).
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from jax.scipy.special import logsumexp
 
+from samplax.kernels import gibbs as gb
 from samplax.kernels import meta_proposal as mp
 from samplax.models import motifs
 
@@ -82,7 +83,7 @@ def test_config_errors_name_the_argument():
 
 @pytest.fixture(scope="module")
 def trained_grid_proposal():
-    from samplax.infer.method_gibbs import train_motif_proposal
+    from samplax.infer.proposal_library import train_motif_proposal
 
     motif = motifs.grid_block_motif(3, 3)
     params, config, history = train_motif_proposal(motif, jax.random.key(0), num_steps=400, batch_size=128,
@@ -91,6 +92,7 @@ def trained_grid_proposal():
     return motif, params, config, history
 
 
+@pytest.mark.slow
 def test_meta_training_lowers_heldout_kl_and_raises_acceptance(trained_grid_proposal):
     """Held-out exact KL(p(B | c) || q) (512-state enumeration of the 9-node block, 32 held-out parameter draws) falls
     at every evaluation and by at least 10 % over 400 steps, and the stationary independence-MH acceptance rate rises
@@ -181,7 +183,7 @@ def _chain_tables():
         strides[f, :len(members)] = [2, 1][-len(members):] if len(members) == 2 else [1]
         log_table[f, :table.size] = table.reshape(-1)
     variable_factors = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 4]], np.int32)
-    tables = mp.FactorTables(jnp.asarray(scope), jnp.asarray(strides), jnp.asarray(log_table, jnp.float32),
+    tables = gb.FactorTables(jnp.asarray(scope), jnp.asarray(strides), jnp.asarray(log_table, jnp.float32),
                              jnp.asarray(variable_factors), jnp.asarray([2, 2, 2, 2, 1], jnp.int32),
                              jnp.asarray(np.array([[0, 1]] * 4 + [[0, 0]], np.float32)))
     states = mp.discrete_block_states(4)
@@ -192,7 +194,7 @@ def _chain_tables():
 def test_local_log_prob_matches_the_joint_through_the_tables():
     tables, states, joint = _chain_tables()
     idx = jnp.asarray(np.concatenate([states, np.zeros((16, 1), np.int32)], axis=1))
-    values = jax.jit(jax.vmap(lambda i: mp.local_log_prob(tables, i, jnp.arange(4))))(idx)
+    values = jax.jit(jax.vmap(lambda i: gb.local_log_prob(tables, i, jnp.arange(4))))(idx)
     np.testing.assert_allclose(np.asarray(values), np.log(joint), atol=1e-5)
 
 
@@ -201,7 +203,7 @@ def test_parallel_single_site_gibbs_draws_each_exact_conditional():
     conditional: 20 000 updates, frequencies within 4 standard errors."""
     tables, states, joint = _chain_tables()
     idx = jnp.asarray([1, 0, 1, 1, 0], jnp.int32)
-    new = jax.jit(jax.vmap(lambda k: mp.single_site_gibbs(k, tables, idx, jnp.asarray([0, 2]))))(
+    new = jax.jit(jax.vmap(lambda k: gb.single_site_gibbs(k, tables, idx, jnp.asarray([0, 2]))))(
         jax.random.split(jax.random.key(0), 20_000))
     for v in (0, 2):
         others = [w for w in range(4) if w != v]
@@ -221,7 +223,7 @@ def test_block_updates_leave_the_distribution_invariant():
     n = 20_000
     draws = np.random.default_rng(1).choice(16, size=n, p=joint / joint.sum())
     idx = jnp.asarray(np.concatenate([states[draws], np.zeros((n, 1), np.int32)], axis=1))
-    instances = mp.BlockInstances(jnp.asarray([[1, 2], [4, 4]], jnp.int32),
+    instances = gb.BlockInstances(jnp.asarray([[1, 2], [4, 4]], jnp.int32),
                                   jnp.asarray([[1, 2, 3], [4, 4, 4]], jnp.int32),
                                   jnp.ones((2, 3)), jnp.asarray([[0, 3], [4, 4]], jnp.int32))
     config = mp.ProposalConfig(num_inputs=5, num_discrete=2, hidden_sizes=(8,), num_components=2)
@@ -229,8 +231,8 @@ def test_block_updates_leave_the_distribution_invariant():
     ids = jnp.asarray([0, 1])  # instance 1 is the dummy: it must change nothing
     keys = jax.random.split(jax.random.key(3), n)
     block_states = jnp.asarray(mp.discrete_block_states(2))
-    gibbs = jax.jit(jax.vmap(lambda k, s: mp.exact_block_gibbs(k, tables, s, instances, ids, block_states)))(keys, idx)
-    mh, accept = jax.jit(jax.vmap(lambda k, s: mp.block_metropolis(k, tables, s, instances, ids, params, config)))(
+    gibbs = jax.jit(jax.vmap(lambda k, s: gb.exact_block_gibbs(k, tables, s, instances, ids, block_states)))(keys, idx)
+    mh, accept = jax.jit(jax.vmap(lambda k, s: gb.block_metropolis(k, tables, s, instances, ids, params, config)))(
         keys, idx)
     target = joint / joint.sum()
     se = np.sqrt(target * (1 - target) / n)
@@ -246,15 +248,15 @@ def test_colouring_separates_blocks_that_meet_each_others_blankets():
     in the blanket of 2) while {0,1},{4,5} do not; parallel=False gives singletons in order."""
     members = [[v] for v in range(10)]
     blankets = [{v - 1, v + 1} - {-1, 10} for v in range(10)]
-    classes = mp.colour_classes(members, blankets)
+    classes = gb.colour_classes(members, blankets)
     for c in classes:
         assert all(abs(a - b) > 1 for a in c for b in c if a != b)
     assert sorted(v for c in classes for v in c) == list(range(10))
     blocks = [[0, 1], [2, 3], [4, 5]]
     block_blankets = [{2}, {1, 4}, {3, 6}]
-    classes = mp.colour_classes(blocks, block_blankets)
+    classes = gb.colour_classes(blocks, block_blankets)
     assert not any({0, 1} <= set(c) or {1, 2} <= set(c) for c in classes)
     assert any({0, 2} <= set(c) for c in classes)
-    assert mp.colour_classes(blocks, block_blankets, parallel=False) == [[0], [1], [2]]
-    padded = mp.pad_classes([[[0, 2], [1]], [[1]]], fill=9)
+    assert gb.colour_classes(blocks, block_blankets, parallel=False) == [[0], [1], [2]]
+    padded = gb.pad_classes([[[0, 2], [1]], [[1]]], fill=9)
     assert padded.shape == (2, 2, 2) and padded[1, 1].tolist() == [9, 9] and padded[0, 1].tolist() == [1, 9]
