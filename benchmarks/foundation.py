@@ -15,13 +15,24 @@ Three measurements, all in one process (`main` writes ``<out_dir>/foundation.md`
 3. Simulation-based calibration (Talts et al. 2018) of nuts and mala on three zoo models: rank histograms and
    chi-square uniformity p-values, from `samplax.infer.calibration.sbc` with samplax's own warm-up and step
    vmapped over simulated data sets.
+4. Fresh processes (issue 17's "done means"): each library in a new Python process with its defaults, as a user's
+   script runs it: ``samplax.fit(model, data, method="nuts")`` against ``MCMC(NUTS(model), num_warmup=1000,
+   num_samples=1000, num_chains=4).run(...)`` plus ``az.from_numpyro`` (NumPyro's default ``chain_method`` on one
+   CPU device: sequential chains; progress bars on, as both default). samplax's first process starts with an empty
+   compilation-cache folder (``SAMPLAX_COMPILATION_CACHE_DIR``), its second process reuses it; NumPyro has no
+   persistent cache by default, so its second process is another first one. Models written in the worker script as a
+   user writes them: eight schools (non-centred) and a Bayesian linear regression (n = 200, 5 features).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -55,6 +66,8 @@ FULL = dict(
     blackjax_steps=5000, blackjax_repeats=41, blackjax_step_size=0.01,
     sbc_models=("normal_normal", "eight_schools", "logistic_regression"), sbc_datasets=100,
     sbc_sizes={"nuts": (500, 500), "mala": (1000, 2000)},  # (warm-up, draws) per data set
+    fresh_models=("eight_schools", "linear_regression"), fresh_sizes=None,  # None: each library's defaults
+    fresh_repeats=1,
 )
 
 QUICK = dict(
@@ -65,9 +78,15 @@ QUICK = dict(
     blackjax_models=("normal_normal", "eight_schools"), blackjax_steps=100,
     blackjax_repeats=2, blackjax_step_size=0.01,
     sbc_models=("normal_normal",), sbc_datasets=10, sbc_sizes={"nuts": (50, 50), "mala": (100, 100)},
+    # the fresh-process comparison is left out of the quick run (make test's smoke test): each of its cells is a new
+    # Python process that imports and compiles (~10 s each on 2 cores); `fresh_processes(dict(QUICK,
+    # fresh_models=("eight_schools",)))` runs it at these sizes
+    fresh_models=(), fresh_sizes=(2, 100, 100), fresh_repeats=1,  # (chains, warm-up, draws)
 )
 
 NUTS_GOAL = 0.9          # samplax ESS/s over NumPyro ESS/s, cold and warm: at least
+FRESH_FIRST_GOAL = 1.2   # fresh processes, samplax ESS/s over NumPyro's: first process (empty cache), at least
+FRESH_SECOND_GOAL = 3.0  # ... and a second process fitting the same model (samplax's cache filled), at least
 GRADIENT_GOAL = 1.2      # samplax mala step over one value_and_grad: at most
 BLACKJAX_GOAL = 1.05     # samplax mala step over BlackJAX's mala loop: at most
 
@@ -79,6 +98,9 @@ GRADIENT_HEADERS = ["what runs (per step, all chains)", "us per step", "ratio to
                     f"goal <= {GRADIENT_GOAL}x"]
 BLACKJAX_HEADERS = ["model", "dim", "BlackJAX us/step", "samplax as fit runs it us/step", "ratio",
                     "samplax in 20 chunks us/step", "ratio ", "cost per chunk ms", f"goal <= {BLACKJAX_GOAL}x"]
+FRESH_HEADERS = ["model", "process", "samplax fit s", "NumPyro fit s", "samplax min ESS", "NumPyro min ESS",
+                 "samplax ESS/s", "NumPyro ESS/s", "ratio", "goal", "met", "samplax process s", "NumPyro process s",
+                 "ratio per process s", "samplax compile_s"]
 SBC_HEADERS = ["model", "method", "data sets", "ranks L+1", "coordinates", "min p-value", "coordinates p < 0.01",
                "uniform at 1% (Bonferroni)", "histogram"]
 
@@ -413,13 +435,182 @@ def sbc_histograms(s: dict, out_dir: Path) -> dict:
     return {"rows": rows, "images": images}
 
 
+# -------------------------------------------------------------------------------------------- 4. fresh processes
+# The worker a fresh process runs: it imports only its own library (and ArviZ), defines the model as a user would,
+# fits with the library's defaults and prints one JSON line. The fit's clock starts after the imports (they are
+# reported separately, with the whole process's wall time measured by the parent).
+_FRESH_WORKER = r"""
+import json, sys, time
+started = time.perf_counter()
+library, model_name, sizes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+import warnings
+warnings.simplefilter("ignore")
+import numpy as np
+import jax
+import numpyro
+import numpyro.distributions as dist
+import arviz as az
+if library == "samplax":
+    import samplax
+    import samplax.infer.fit  # samplax imports lazily: its own modules load here, not inside the fit's clock
+else:
+    from numpyro.infer import MCMC, NUTS
+
+
+def eight_schools(y=None, sigma=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("schools", sigma.shape[0]):
+        theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+        theta = numpyro.deterministic("theta", mu + tau * theta_tilde)
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def linear_regression(X, y=None):
+    alpha = numpyro.sample("alpha", dist.Normal(0.0, 10.0))
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("observations", X.shape[0]):
+        numpyro.sample("y", dist.Normal(alpha + X @ beta, sigma), obs=y)
+
+
+if model_name == "eight_schools":
+    model = eight_schools
+    data = {"y": np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
+            "sigma": np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])}
+else:
+    model = linear_regression
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    data = {"X": X, "y": 1.0 + X @ np.array([1.0, -0.5, 0.0, 2.0, 0.3]) + 0.7 * rng.normal(size=200)}
+imported = time.perf_counter() - started
+start = time.perf_counter()
+if library == "samplax":
+    kwargs = {} if sizes is None else dict(zip(("chains", "warmup", "draws"), sizes))
+    fit = samplax.fit(model, data, method="nuts", **kwargs)
+    idata, compile_s = fit.idata, fit.timing.get("compile_s")
+else:
+    kwargs = {} if sizes is None else dict(zip(("num_chains", "num_warmup", "num_samples"), sizes))
+    kwargs = {"num_chains": 4, "num_warmup": 1000, "num_samples": 1000, **kwargs}
+    mcmc = MCMC(NUTS(model), **kwargs)
+    mcmc.run(jax.random.PRNGKey(0), **data)
+    idata, compile_s = az.from_numpyro(mcmc), None
+fit_s = time.perf_counter() - start
+ess = az.ess(idata.posterior, method="bulk")
+stats = idata.sample_stats
+print(json.dumps({"import_s": imported, "fit_s": fit_s, "compile_s": compile_s,
+                  "ess": {name: float(np.nanmin(ess[name].values)) for name in ess.data_vars},
+                  "divergences": int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else None}))
+"""
+
+
+def _fresh_environment(cache: str | None) -> dict:
+    """The parent's environment without any compilation cache setting; samplax's cache folder when given."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("JAX_COMPILATION_CACHE_DIR", "SAMPLAX_COMPILATION_CACHE_DIR", "SAMPLAX_COMPILATION_CACHE",
+                          "JAX_ENABLE_COMPILATION_CACHE")}
+    if cache is not None:
+        env["SAMPLAX_COMPILATION_CACHE_DIR"] = cache
+    return env
+
+
+def _fresh_run(library: str, model: str, sizes, cache: str | None) -> dict:
+    """One fresh process: the worker's JSON plus the process's wall time as the parent saw it."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _FRESH_WORKER, library, model, json.dumps(sizes)],
+                          env=_fresh_environment(cache), capture_output=True, text=True, timeout=1800, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"fresh {library} process on {model} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = wall
+    return result
+
+
+def fresh_processes(s: dict) -> dict:
+    """Issue 17's comparison: per model, samplax's first process (empty cache folder) and second process, and
+    NumPyro's two processes, each a new Python; returns table rows and verdicts."""
+    rows, verdicts, details = [], [], []
+    for model in s["fresh_models"]:
+        runs = {("samplax", 1): [], ("samplax", 2): [], ("NumPyro", 1): [], ("NumPyro", 2): []}
+        for _ in range(s["fresh_repeats"]):
+            with tempfile.TemporaryDirectory(prefix="samplax-fresh-cache-") as folder:
+                cache = os.path.join(folder, "jax")  # absent: as empty as a new user's
+                runs[("samplax", 1)].append(_fresh_run("samplax", model, s["fresh_sizes"], cache))
+                runs[("NumPyro", 1)].append(_fresh_run("NumPyro", model, s["fresh_sizes"], None))
+                runs[("samplax", 2)].append(_fresh_run("samplax", model, s["fresh_sizes"], cache))
+                runs[("NumPyro", 2)].append(_fresh_run("NumPyro", model, s["fresh_sizes"], None))
+                cached_files = sum(len(files) for _, _, files in os.walk(cache))
+        for process, goal in ((1, FRESH_FIRST_GOAL), (2, FRESH_SECOND_GOAL)):
+            picked = {library: runs[(library, process)] for library in ("samplax", "NumPyro")}
+            names = sorted(set(picked["samplax"][0]["ess"]) & set(picked["NumPyro"][0]["ess"]))
+            fit_s = {lib: statistics.median(r["fit_s"] for r in picked[lib]) for lib in picked}
+            process_s = {lib: statistics.median(r["process_s"] for r in picked[lib]) for lib in picked}
+            ess = {lib: statistics.median(min(r["ess"][n] for n in names) for r in picked[lib]) for lib in picked}
+            rate = {lib: ess[lib] / fit_s[lib] for lib in picked}
+            ratio = rate["samplax"] / rate["NumPyro"]
+            process_ratio = (ess["samplax"] / process_s["samplax"]) / (ess["NumPyro"] / process_s["NumPyro"])
+            label = "first (empty cache)" if process == 1 else "second"
+            verdicts.append((f"fresh process, nuts ESS/s vs NumPyro, {model}, {label}", f"{ratio:.2f}x",
+                             ratio >= goal))
+            compile_s = statistics.median(r["compile_s"] or 0.0 for r in picked["samplax"])
+            rows.append([model, label, fit_s["samplax"], fit_s["NumPyro"], ess["samplax"], ess["NumPyro"],
+                         rate["samplax"], rate["NumPyro"], f"{ratio:.2f}x", f">= {goal}x", common.yes_no(ratio >= goal),
+                         process_s["samplax"], process_s["NumPyro"], f"{process_ratio:.2f}x", compile_s])
+        details.append({"model": model, "cached_files": cached_files,
+                        "import_s": {lib: statistics.median(r["import_s"] for r in runs[(lib, 1)])
+                                     for lib in ("samplax", "NumPyro")},
+                        "divergences": {key: [r["divergences"] for r in value] for key, value in runs.items()}})
+    return {"rows": rows, "verdicts": verdicts, "details": details}
+
+
+def _fresh_section(s, fresh) -> list[str]:
+    if not s["fresh_models"]:
+        return ["## 4. Fresh processes (issue 17)", "",
+                "Not run in quick mode (each cell is a new Python process); the full run measures it.", ""]
+    sizes = ("each library's defaults: 4 chains x 1000 warm-up + 1000 draws" if s["fresh_sizes"] is None else
+             "chains, warm-up, draws = {} (quick run; not the defaults)".format(s["fresh_sizes"]))
+    lines = [
+        "## 4. Fresh processes: what a user's script gets (issue 17)",
+        "",
+        f"Each cell is a new Python process ({sizes}; median of {s['fresh_repeats']} repeat(s)): "
+        "`samplax.fit(model, data, method=\"nuts\")` against `MCMC(NUTS(model), num_warmup=1000, "
+        "num_samples=1000, num_chains=4).run(PRNGKey(0), **data)` followed by `az.from_numpyro(mcmc)`. NumPyro's "
+        "default `chain_method` for 4 chains on one CPU device is `\"parallel\"`, which falls back to sequential "
+        "chains; both libraries show their progress bar by default (stderr discarded). samplax's first process starts "
+        "with an empty cache folder (`SAMPLAX_COMPILATION_CACHE_DIR` pointing at a new folder), its second process "
+        "reuses that folder; no `JAX_COMPILATION_CACHE_DIR` reaches either side, so NumPyro runs without a persistent "
+        "cache, as it does by default, and its second process compiles again. \"fit s\" is the wall time of the fit "
+        "call (after the imports; `az.from_numpyro` included for NumPyro, as samplax's fit returns InferenceData); "
+        "\"process s\" is the whole process as the parent saw it (interpreter start, imports, fit, the ESS "
+        "computation). Min ESS = the smallest bulk ESS (ArviZ) over every posterior variable both return. The models "
+        "are written in the worker as a user writes them (the eight schools are non-centred).",
+        "",
+        common.markdown_table(FRESH_HEADERS, fresh["rows"]),
+        "",
+    ]
+    for row in fresh["rows"]:
+        model, label, fit_s, compile_s = row[0], row[1], row[2], row[-1]
+        lines.append(f"- {model}, {label} process: samplax's `fit.timing[\"compile_s\"]` is {compile_s:.1f} s of its "
+                     f"{fit_s:.1f} s fit" + (" (compiling, the cache folder being empty)" if label.startswith("first")
+                                             else " (reading the programs back from the cache folder)") + ".")
+    for d in fresh["details"]:
+        lines.append(f"- {d['model']}: imports took {d['import_s']['samplax']:.1f} s (samplax, its modules "
+                     f"included) and {d['import_s']['NumPyro']:.1f} s (NumPyro); samplax's cache folder held "
+                     f"{d['cached_files']} files after its two processes; divergences per process: "
+                     + ", ".join(f"{lib} {n}: {v}" for (lib, n), v in d["divergences"].items()) + ".")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------------- the page
-def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load) -> tuple[str, str]:
-    verdicts = nuts["verdicts"] + gradient["verdicts"] + bj["verdicts"]
+def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh) -> tuple[str, str]:
+    verdicts = nuts["verdicts"] + gradient["verdicts"] + bj["verdicts"] + fresh["verdicts"]
     met = sum(bool(v[2]) for v in verdicts)
     summary = (f"{met}/{len(verdicts)} speed goals met"
                + (" (quick smoke run: tiny sizes, numbers not meaningful)" if quick else "")
-               + "; nuts vs NumPyro ESS/s, mala step cost vs value_and_grad and BlackJAX, SBC of nuts and mala.")
+               + "; nuts vs NumPyro ESS/s (in one process and in fresh processes), mala step cost vs value_and_grad "
+               "and BlackJAX, SBC of nuts and mala.")
     lines = [
         f"Command: `{common.command_for(TOPIC, quick)}` (from the repository root; `make bench` runs every topic). "
         f"Mode: {'quick (tiny sizes)' if quick else 'full'}; whole page measured in one process in {seconds:.0f} s, "
@@ -517,6 +708,7 @@ def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load) -> tup
     ]
     for label, png in calibration["images"]:
         lines += [f"![SBC rank histograms: {label}]({png})", ""]
+    lines += _fresh_section(s, fresh)
     return summary, "\n".join(lines)
 
 
@@ -582,6 +774,8 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     info = common.machine_info()
     load_at_start = _load_average()
     start = time.perf_counter()
+    # first, while the machine is as quiet as it will be: new processes, each with its own cache setting
+    fresh = fresh_processes(s)
     # full runs time cold compilation; the quick smoke run may reuse a persistent cache (tests set one up)
     with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
         nuts = nuts_vs_numpyro(s)
@@ -589,7 +783,8 @@ def main(out_dir: Path, quick: bool = False) -> Path:
         bj = mala_vs_blackjax(s)
         calibration = sbc_histograms(s, out_dir)
     load = (load_at_start, _load_average())
-    summary, body = _page(s, quick, info, nuts, gradient, bj, calibration, time.perf_counter() - start, load)
+    summary, body = _page(s, quick, info, nuts, gradient, bj, calibration, time.perf_counter() - start, load,
+                          fresh)
     return common.write_page(out_dir, TOPIC, "Foundation benchmarks", summary, body)
 
 

@@ -229,3 +229,34 @@ def test_fit_with_coords_dims_var_names_and_summary_rows(tmp_path, capsys):
     assert cli.main(common + ["--out", str(tmp_path / "sigma.nc"), "--var-names", "sigma"]) == 2
     err = capsys.readouterr().err
     assert "unknown variable(s) ['sigma']" in err and "the fit was saved" in err and (tmp_path / "sigma.nc").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# progress of direct methods
+def test_smc_progress_shows_its_tempering_loop_and_the_pieces_do_not_change_the_draws(capfd, monkeypatch):
+    """smc with progress=True: stderr names the compiling clock and the tempering loop (one step per compiled piece
+    here, so the bar moves after each step) and keeps one summary line; with progress=False (one piece) nothing is
+    written, and the draws and log-evidence are identical (each step depends only on the carried state). The fit is
+    test_fit's smc timing fit (same shapes: its compiled program is reused)."""
+    import re
+    import warnings
+
+    from samplax.infer import methods
+
+    monkeypatch.setattr(methods, "SMC_PIECE_STEPS", 1)
+    entry = zoo.get("normal_normal")
+    data = entry.make_data(seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shown = samplax.fit(entry.model, data, method="smc", chains=2, draws=50, seed=1, progress=True)
+        err = capfd.readouterr().err
+        quiet = samplax.fit(entry.model, data, method="smc", chains=2, draws=50, seed=1, progress=False)
+    assert capfd.readouterr().err == ""
+    assert "smc: tempering: compiling" in err and "temperature 1.000" in err, err
+    summary = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("smc: done in")]
+    assert len(summary) == 1 and "tempering" in summary[0] and "compiling" in summary[0], err
+    steps = max(json.loads(quiet.idata.attrs["extra_tempering_steps"]))  # the slower of the two repeats
+    assert steps >= 3 and {str(n) for n in range(1, steps + 1)} <= set(re.findall(r"(\d+)step \[", err)), err
+    np.testing.assert_array_equal(shown.idata.posterior["mu"].values, quiet.idata.posterior["mu"].values)
+    assert shown.log_evidence == quiet.log_evidence
+

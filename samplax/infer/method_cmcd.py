@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplax.infer import progress
 from samplax.infer.diagnostics import importance_diagnostics
 from samplax.infer.methods import DirectMethod, DirectResult
 from samplax.infer.schema import MethodSchema, Option
@@ -73,8 +74,11 @@ def run_annealing(method: str, logdensity_fn, dim: int, options: dict, key, *, n
     """Build, tune and train one annealing method on a flat log density; no evaluation.
 
     Returns ``(algorithm, params, extra)`` with ``extra`` the JSON-able records (training curve, schedule, step
-    sizes, timings, gradient counts). Shared by `fit` and the benchmarks.
+    sizes, timings, gradient counts). Shared by `fit` and the benchmarks. Under a fit's progress bar
+    (`samplax.infer.progress.current`) the reference fit and the training run as a few compiled pieces, each loop
+    with its own bar; the result is the same either way.
     """
+    bar = progress.current()
     key_reference, key_init, key_tune, key_train = jax.random.split(key, 4)
     num_steps = options["num_steps"]
     batch_size = options["batch_size"]
@@ -86,9 +90,12 @@ def run_annealing(method: str, logdensity_fn, dim: int, options: dict, key, *, n
     gradients = 0
     start = time.perf_counter()
     if options["reference"] == "vi":
-        reference, reference_curve = kernel.fit_reference(
-            key_reference, logdensity_fn, dim, num_iterations=options["reference_steps"], batch_size=batch_size,
-            learning_rate=options.get("reference_learning_rate", 1e-2), dtype=dtype, score_clip=options["score_clip"])
+        with bar.loop("reference fit", total=options["reference_steps"]) as loop:
+            reference, reference_curve = kernel.fit_reference(
+                key_reference, logdensity_fn, dim, num_iterations=options["reference_steps"], batch_size=batch_size,
+                learning_rate=options.get("reference_learning_rate", 1e-2), dtype=dtype,
+                score_clip=options["score_clip"], piece_length=_piece_length(options["reference_steps"], bar),
+                report=loop.advance)
         extra["reference_elbo"] = np.asarray(reference_curve)
         gradients += options["reference_steps"] * batch_size
     else:
@@ -102,7 +109,8 @@ def run_annealing(method: str, logdensity_fn, dim: int, options: dict, key, *, n
                             score_clip=options["score_clip"], recompute_steps=options.get("recompute_steps", True))
     params = algorithm.init_params(key_init, reference)
     if options["step_size"] is None:
-        params["log_step_size"] = kernel.tune_step_size(key_tune, algorithm, params, batch_size=batch_size)
+        with bar.stage("step-size grid"):
+            params["log_step_size"] = kernel.tune_step_size(key_tune, algorithm, params, batch_size=batch_size)
         gradients += 16 * batch_size * (num_steps + 1)
     extra["initial_step_size"] = np.asarray(algorithm.step_sizes(params)[0])
     extra["setup_s"] = time.perf_counter() - start
@@ -115,9 +123,11 @@ def run_annealing(method: str, logdensity_fn, dim: int, options: dict, key, *, n
     timings = {"compile_s": 0.0, "run_s": 0.0}
     trains = bool(trainable) and num_iterations > 0
     if trains:
-        params, info = kernel.train(key_train, algorithm, params, num_iterations=num_iterations,
-                                    batch_size=batch_size, learning_rate=options["learning_rate"],
-                                    objective=objective, trainable=trainable, timings=timings)
+        with bar.loop("training", total=num_iterations) as loop:
+            params, info = kernel.train(key_train, algorithm, params, num_iterations=num_iterations,
+                                        batch_size=batch_size, learning_rate=options["learning_rate"],
+                                        objective=objective, trainable=trainable, timings=timings,
+                                        piece_length=_piece_length(num_iterations, bar), report=loop.advance)
         gradients += num_iterations * batch_size * (num_steps + 1)
         extra["training_loss"] = np.asarray(info.loss)
         extra["training_elbo"] = np.asarray(info.elbo)
@@ -138,6 +148,12 @@ def run_annealing(method: str, logdensity_fn, dim: int, options: dict, key, *, n
     return algorithm, params, extra
 
 
+def _piece_length(num_iterations: int, bar) -> int | None:
+    """Iterations per compiled piece: all in one without a bar, else `progress.pieces`' length."""
+    plan = progress.pieces(num_iterations, bar)
+    return plan[0][1] if plan else None
+
+
 def _make_run(method: str):
     def run(target, options, key, chains, warmup, draws):
         key_setup, key_eval, key_resample = jax.random.split(key, 3)
@@ -151,7 +167,8 @@ def _make_run(method: str):
             return jax.lax.map(lambda k: algorithm.sample(k, params, draws), keys)
 
         start = time.perf_counter()
-        positions, log_w = jax.block_until_ready(evaluate(jax.random.split(key_eval, chains)))
+        with progress.current().stage("evaluating"):
+            positions, log_w = jax.block_until_ready(evaluate(jax.random.split(key_eval, chains)))
         extra["evaluation_s"] = time.perf_counter() - start
         log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
         bad = np.flatnonzero(~np.isfinite(np.asarray(jnp.max(log_w, axis=1)))).tolist()

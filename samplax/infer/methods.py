@@ -1,10 +1,12 @@
 """How a method's kernel is warmed up, stepped and recorded on a `Target`, and the baseline methods.
 
-An MCMC method is an `MCMCMethod`: ``warmup(target, options, num_steps)`` returns a single-chain function
+An MCMC method is an `MCMCMethod` (every Markov method: nuts, mala, bplmc, myula, gibbs, block_gibbs,
+meta_gibbs): ``warmup(target, options, num_steps)`` returns a single-chain function
 ``(key, position) -> (state, params, warmup_acceptance)`` (vmapped over chains by `fit`), ``step(target, options)``
 returns ``(key, state, params) -> (state, info)``, and ``record(state, info)`` picks the unconstrained position
-(key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods) are a
-`DirectMethod`: ``run(target, options, key, chains, warmup, draws) -> DirectResult``.
+(key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods), and
+for now admm and dsgld (which own their data layout), are a `DirectMethod`:
+``run(target, options, key, chains, warmup, draws) -> DirectResult``.
 
 This module and every ``method_*.py`` only define methods (each exports a ``METHODS`` tuple, with no side effect on
 import); `samplax.infer.registry` collects them.
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from samplax.infer import progress
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import baselines
 
@@ -26,12 +29,25 @@ __all__ = ["MCMCMethod", "DirectMethod", "DirectResult", "NUTS", "MALA", "SMC", 
 
 
 class MCMCMethod(NamedTuple):
+    """A Markov method, run by `fit`'s one chain driver (`samplax.infer.run.ChainRunner`): checkpoints, ``thin``,
+    progress bars and ``fold_in(chain_key, t)`` keys come with it.
+
+    ``prepare(target, options, key, warmup)``, when given, builds on the host what the kernel runs on in place of
+    the `Target` (the gibbs family's factor tables, schedules and proposals, trained with ``key``). That object has
+    the Target's ``init(key, chains, strategy)``, ``data_arrays()``, ``with_data(arrays)`` and
+    ``static_data_key()``, and may have ``extra(params, stats) -> dict`` (records kept in the fit's attrs). A
+    ``record`` that returns a ``"discrete"`` dict (constrained values of discrete latent sites) has them
+    substituted when the model is traced for the posterior and log-likelihood.
+    """
+
     schema: MethodSchema
     warmup: Callable
     step: Callable
     record: Callable
     start: Callable  # (target, options) -> (z -> (state, params)): the un-adapted start used when warmup=0
     gradient_based: bool = True
+    prepare: Callable | None = None
+    uses_init: bool = True  # False: the chains start from the method's own draws, and init= is refused
 
 
 class DirectResult(NamedTuple):
@@ -132,23 +148,49 @@ MALA = MCMCMethod(
 # smc
 def _smc_run(target, options, key, chains, warmup, draws):
     del warmup  # adaptive tempering tunes itself
-    run = baselines.tempered_smc(target.log_prior, lambda z: target.logdensity(z) - target.log_prior(z),
-                                 target_ess=options["target_ess"], num_mcmc_steps=options["num_mcmc_steps"],
-                                 num_integration_steps=options["num_integration_steps"])
+    start, advance, finish = baselines.tempered_smc_pieces(
+        target.log_prior, lambda z: target.logdensity(z) - target.log_prior(z), target_ess=options["target_ess"],
+        num_mcmc_steps=options["num_mcmc_steps"], num_integration_steps=options["num_integration_steps"],
+        max_steps=SMC_MAX_STEPS)
 
-    def one_repeat(key):
+    def start_repeat(key):
         key_prior, key_smc, key_resample = jax.random.split(key, 3)
         particles = jax.vmap(target.sample_prior)(jax.random.split(key_prior, draws))
-        result = run(key_smc, particles)
+        return start(key_smc, particles), key_resample
+
+    def finish_repeat(carry, key_resample):
+        result = finish(carry)
         # equally weighted draws for the posterior group; the weights themselves go to sample_stats
         index = jax.random.categorical(key_resample, result.log_weights, shape=(draws,))
         return result, result.particles[index]
 
-    result, draws_z = jax.jit(jax.vmap(one_repeat))(jax.random.split(key, chains))
+    # the tempering steps run in compiled pieces of SMC_PIECE_STEPS steps under a progress bar (one piece without):
+    # the number of steps is not known ahead, so the bar counts steps and shows the lowest temperature of the repeats
+    bar = progress.current()
+    carry, keys_resample = jax.jit(jax.vmap(start_repeat))(jax.random.split(key, chains))
+    stop_every = SMC_PIECE_STEPS if bar.enabled else SMC_MAX_STEPS
+    stop = jnp.asarray(0, jnp.int32)
+    with bar.loop("tempering") as loop:
+        piece = jax.jit(jax.vmap(advance, in_axes=(0, None))).lower(carry, stop).compile()
+        loop.advance(0)
+        done = 0
+        while done < SMC_MAX_STEPS:
+            carry = piece(carry, jnp.asarray(done + stop_every, jnp.int32))
+            steps = int(np.max(np.asarray(carry.num_steps)))
+            temperature = float(np.min(np.asarray(carry.state.tempering_param)))
+            loop.advance(steps - done, note=f"temperature {temperature:.3f}")
+            if temperature >= 1.0 or steps < done + stop_every:
+                break
+            done = steps
+    result, draws_z = jax.jit(jax.vmap(finish_repeat))(carry, keys_resample)
     stats = {"log_weight": np.asarray(result.log_weights),
              "diverging": ~np.isfinite(np.asarray(result.log_weights))}
     extra = {"tempering_steps": np.asarray(result.num_steps), "final_acceptance": np.asarray(result.acceptance_rate)}
     return DirectResult(np.asarray(draws_z), stats, np.asarray(result.log_evidence), None, extra)
+
+
+SMC_MAX_STEPS = 1000  # tempering steps at most per repeat
+SMC_PIECE_STEPS = 4   # tempering steps per compiled piece under a progress bar
 
 
 SMC = DirectMethod(

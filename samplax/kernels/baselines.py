@@ -38,7 +38,9 @@ __all__ = [
     "OnlineAdaptationState",
     "online_window_adaptation",
     "SMCResult",
+    "SMCCarry",
     "tempered_smc",
+    "tempered_smc_pieces",
 ]
 
 
@@ -223,49 +225,73 @@ class SMCResult(NamedTuple):
     acceptance_rate: jnp.ndarray  # mean acceptance of the last step's moves
 
 
+class SMCCarry(NamedTuple):
+    state: NamedTuple           # BlackJAX's TemperedSMCState (particles, weights, tempering_param)
+    log_evidence: jnp.ndarray   # running log Z estimate
+    num_steps: jnp.ndarray      # tempering steps taken so far
+    rng_key: jnp.ndarray
+    acceptance_rate: jnp.ndarray  # mean acceptance of the last step's moves
+
+
 def tempered_smc(logprior: Callable, loglikelihood: Callable, *, target_ess: float = 0.5, num_mcmc_steps: int = 10,
                  num_integration_steps: int = 5, max_steps: int = 1000):
     """Return ``run(key, initial_particles) -> SMCResult``; initial particles are exact prior draws.
 
     The HMC moves use the particles' variance as inverse mass matrix and a step size of 0.5 d^(-1/4): the tempered
-    targets are roughly standardised by that preconditioning.
+    targets are roughly standardised by that preconditioning. `tempered_smc_pieces` is the same run cut into pieces.
     """
+    start, advance, finish = tempered_smc_pieces(logprior, loglikelihood, target_ess=target_ess,
+                                                 num_mcmc_steps=num_mcmc_steps,
+                                                 num_integration_steps=num_integration_steps, max_steps=max_steps)
 
     def run(key, particles):
-        num_particles, dim = particles.shape
-        step_size = 0.5 * dim ** -0.25
-
-        hmc_step = functools.partial(blackjax.hmc.build_kernel(), num_integration_steps=num_integration_steps)
-
-        def make_algorithm(inverse_mass_matrix):
-            # leading axis of length 1: the parameters are shared by all particles
-            parameters = {"step_size": jnp.full((1,), step_size, particles.dtype),
-                          "inverse_mass_matrix": inverse_mass_matrix[None]}
-            return blackjax.adaptive_tempered_smc(logprior, loglikelihood, hmc_step, blackjax.hmc.init, parameters,
-                                                  blackjax.smc.resampling.systematic, target_ess,
-                                                  num_mcmc_steps=num_mcmc_steps)
-
-        def make_step(state):
-            return make_algorithm(jnp.var(state.particles, axis=0) + 1e-8).step
-
-        init = make_algorithm(jnp.ones(dim, particles.dtype)).init
-        state = init(particles)
-        state = state._replace(tempering_param=jnp.zeros((), particles.dtype))
-
-        def cond(carry):
-            state, _, count, _, _ = carry
-            return (state.tempering_param < 1.0) & (count < max_steps)
-
-        def body(carry):
-            state, log_z, count, key, _ = carry
-            key, sub = jax.random.split(key)
-            state, info = make_step(state)(sub, state)
-            acceptance = jnp.mean(info.update_info.acceptance_rate)
-            return state, log_z + info.log_likelihood_increment, count + 1, key, acceptance
-
-        zero = jnp.zeros((), particles.dtype)
-        state, log_z, count, _, acceptance = jax.lax.while_loop(cond, body, (state, zero, 0, key, zero))
-        log_weights = jnp.log(state.weights)
-        return SMCResult(state.particles, log_weights, log_z, count, acceptance)
+        return finish(advance(start(key, particles), max_steps))
 
     return run
+
+
+def tempered_smc_pieces(logprior: Callable, loglikelihood: Callable, *, target_ess: float = 0.5,
+                        num_mcmc_steps: int = 10, num_integration_steps: int = 5, max_steps: int = 1000):
+    """`tempered_smc` as ``(start, advance, finish)`` for a host loop over compiled pieces (e.g. a progress bar).
+
+    ``start(key, particles) -> SMCCarry``; ``advance(carry, stop) -> SMCCarry`` takes tempering steps until the
+    temperature reaches 1 or the step count reaches ``stop`` (a traced integer: one executable serves every piece);
+    ``finish(carry) -> SMCResult``. Every step depends only on the carry, so the result does not depend on the stops.
+    """
+
+    def make_algorithm(particles, inverse_mass_matrix):
+        hmc_step = functools.partial(blackjax.hmc.build_kernel(), num_integration_steps=num_integration_steps)
+        # leading axis of length 1: the parameters are shared by all particles
+        step_size = 0.5 * particles.shape[1] ** -0.25
+        parameters = {"step_size": jnp.full((1,), step_size, particles.dtype),
+                      "inverse_mass_matrix": inverse_mass_matrix[None]}
+        return blackjax.adaptive_tempered_smc(logprior, loglikelihood, hmc_step, blackjax.hmc.init, parameters,
+                                              blackjax.smc.resampling.systematic, target_ess,
+                                              num_mcmc_steps=num_mcmc_steps)
+
+    def start(key, particles):
+        state = make_algorithm(particles, jnp.ones(particles.shape[1], particles.dtype)).init(particles)
+        state = state._replace(tempering_param=jnp.zeros((), particles.dtype))
+        zero = jnp.zeros((), particles.dtype)
+        return SMCCarry(state, zero, jnp.asarray(0), key, zero)
+
+    def advance(carry, stop):
+        def cond(carry):
+            return (carry.state.tempering_param < 1.0) & (carry.num_steps < jnp.minimum(stop, max_steps))
+
+        def body(carry):
+            key, sub = jax.random.split(carry.rng_key)
+            particles = carry.state.particles
+            step = make_algorithm(particles, jnp.var(particles, axis=0) + 1e-8).step
+            state, info = step(sub, carry.state)
+            acceptance = jnp.mean(info.update_info.acceptance_rate)
+            return SMCCarry(state, carry.log_evidence + info.log_likelihood_increment, carry.num_steps + 1, key,
+                            acceptance)
+
+        return jax.lax.while_loop(cond, body, carry)
+
+    def finish(carry):
+        return SMCResult(carry.state.particles, jnp.log(carry.state.weights), carry.log_evidence, carry.num_steps,
+                         carry.acceptance_rate)
+
+    return start, advance, finish

@@ -76,6 +76,7 @@ __all__ = [
     "train",
     "fit_reference",
     "tune_step_size",
+    "scan_in_pieces",
     "log_evidence",
     "elbo",
 ]
@@ -317,13 +318,16 @@ def cmcd(logdensity_fn: Callable, dim: int, num_steps: int, *, variant: str = "c
 def train(key, algorithm: CMCDAlgorithm, params: dict, *, num_iterations: int, batch_size: int,
           learning_rate: float = 1e-3, objective: str = "kl",
           trainable: tuple[str, ...] = ("reference", "schedule", "log_step_size", "control"),
-          gradient_clip: float = 5.0, timings: dict | None = None) -> tuple[dict, TrainingInfo]:
+          gradient_clip: float = 5.0, timings: dict | None = None, piece_length: int | None = None,
+          report: Callable[[int], None] | None = None) -> tuple[dict, TrainingInfo]:
     """Minimise ``objective`` with optax: elementwise gradient clipping at ``gradient_clip``, then Adam.
 
     Only the top-level entries of ``params`` named in ``trainable`` move; an update whose gradient is not finite is
-    skipped (``optax.apply_if_finite``). Runs as one compiled ``lax.scan`` over iterations; iteration i draws its
-    batch with ``fold_in(key, i)``. Returns the trained params and the per-iteration `TrainingInfo`. A ``timings``
-    dict receives ``compile_s`` and ``run_s`` (wall seconds of compilation and of the iterations themselves).
+    skipped (``optax.apply_if_finite``). Runs as compiled ``lax.scan`` pieces of ``piece_length`` iterations (None:
+    one piece) of one executable; iteration i draws its batch with ``fold_in(key, i)``, so the result does not depend
+    on the pieces. ``report(n)`` is called on the host once compiled (n = 0) and after each piece (n = its
+    iterations), e.g. to advance a progress bar. Returns the trained params and the per-iteration `TrainingInfo`. A
+    ``timings`` dict receives ``compile_s`` and ``run_s`` (wall seconds of compilation and of the iterations).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
@@ -357,26 +361,19 @@ def train(key, algorithm: CMCDAlgorithm, params: dict, *, num_iterations: int, b
         moving = optax.apply_updates(moving, updates)
         return (moving, opt_state), TrainingInfo(value, aux["elbo"], aux["log_evidence"])
 
-    def run(moving):
-        (moving, _), info = jax.lax.scan(iteration, (moving, optimizer.init(moving)), jnp.arange(num_iterations))
-        return moving, info
-
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(moving).compile()
-    middle = time.perf_counter()
-    moving, info = jax.block_until_ready(compiled(moving))
-    if timings is not None:
-        timings["compile_s"] = middle - start
-        timings["run_s"] = time.perf_counter() - middle
+    (moving, _), info = scan_in_pieces(iteration, (moving, optimizer.init(moving)), num_iterations, piece_length,
+                                       report, timings)
     return {**frozen, **moving}, info
 
 
 def fit_reference(key, logdensity_fn: Callable, dim: int, *, num_iterations: int = 500, batch_size: int = 64,
                   learning_rate: float = 1e-2, dtype=jnp.float32,
-                  score_clip: float | None = None) -> tuple[dict, jax.Array]:
+                  score_clip: float | None = None, piece_length: int | None = None,
+                  report: Callable[[int], None] | None = None) -> tuple[dict, jax.Array]:
     """A mean-field Gaussian q0 fitted by the reparameterised ELBO (Adam), from N(0, I).
 
     Returns ``({"mean", "log_scale"}, elbo per iteration)``. Costs one target gradient per draw per iteration.
+    ``piece_length`` and ``report`` cut the iterations into compiled pieces as in `train` (same result).
     """
     if not isinstance(num_iterations, int) or num_iterations < 0:
         raise ValueError(f"num_iterations must be a non-negative integer, got {num_iterations!r}")
@@ -408,13 +405,8 @@ def fit_reference(key, logdensity_fn: Callable, dim: int, *, num_iterations: int
         updates, opt_state = optimizer.update(grads, opt_state, reference)
         return (optax.apply_updates(reference, updates), opt_state), -value
 
-    @jax.jit
-    def run(reference):
-        (reference, _), curve = jax.lax.scan(iteration, (reference, optimizer.init(reference)),
-                                             jnp.arange(num_iterations))
-        return reference, curve
-
-    reference, curve = run(reference)
+    (reference, _), curve = scan_in_pieces(iteration, (reference, optimizer.init(reference)), num_iterations,
+                                           piece_length, report)
     # the ELBO's constant: E log q0 = -d/2 log(2 pi e) - sum log s was dropped above (entropy up to a constant)
     return reference, curve + 0.5 * dim * math.log(2.0 * math.pi * math.e)
 
@@ -439,6 +431,52 @@ def tune_step_size(key, algorithm: CMCDAlgorithm, params: dict, *, batch_size: i
     scores = jax.lax.map(score, jnp.log(grid))
     scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
     return jnp.log(grid)[jnp.argmax(scores)]
+
+
+def scan_in_pieces(iteration: Callable, carry, num_iterations: int, piece_length: int | None = None,
+                   report: Callable[[int], None] | None = None, timings: dict | None = None):
+    """``lax.scan(iteration, carry, arange(num_iterations))`` run as compiled pieces of ``piece_length`` steps.
+
+    One executable (compiled ahead of time) serves every piece: it takes the piece's first index, and the steps
+    past ``num_iterations`` in the last piece are skipped by a ``lax.cond`` (also present with one piece, so that
+    every cut runs the same arithmetic: the result does not depend on ``piece_length``). ``iteration(carry, index)``
+    must take its randomness from the global ``index`` (e.g. ``fold_in(key, index)``). Between pieces the host calls
+    ``report(steps)`` (0 once compiled); ``timings`` receives ``compile_s`` and ``run_s``. Returns ``(carry, ys)``
+    with ``ys`` stacked over the ``num_iterations`` steps.
+    """
+    _, y_shape = jax.eval_shape(iteration, carry, jnp.asarray(0))
+    if num_iterations <= 0:
+        return carry, jax.tree.map(lambda leaf: jnp.zeros((0,) + leaf.shape, leaf.dtype), y_shape)
+    length = num_iterations if piece_length is None else max(1, min(int(piece_length), num_iterations))
+
+    def skip(carry, index):
+        return carry, jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), y_shape)
+
+    def piece(carry, first):
+        def body(carry, offset):
+            index = first + offset
+            return jax.lax.cond(index < num_iterations, iteration, skip, carry, index)
+
+        return jax.lax.scan(body, carry, jnp.arange(length))
+
+    start = time.perf_counter()
+    compiled = jax.jit(piece).lower(carry, jnp.asarray(0)).compile()
+    middle = time.perf_counter()
+    if report is not None:
+        report(0)
+    outputs = []
+    for first in range(0, num_iterations, length):
+        carry, ys = compiled(carry, jnp.asarray(first))
+        if report is not None:
+            jax.block_until_ready(carry)
+            report(min(length, num_iterations - first))
+        outputs.append(ys)
+    carry = jax.block_until_ready(carry)
+    if timings is not None:
+        timings["compile_s"] = middle - start
+        timings["run_s"] = time.perf_counter() - middle
+    ys = jax.tree.map(lambda *parts: jnp.concatenate(parts)[:num_iterations], *outputs)
+    return carry, ys
 
 
 # ---------------------------------------------------------------------------------------------------------------------

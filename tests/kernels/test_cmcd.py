@@ -4,6 +4,8 @@ Sizes are small (d <= 2 in the kernel tests, K <= 8, a few hundred training iter
 its CI budget; every statistical check states the exact answer and where its tolerance comes from.
 """
 
+import contextlib
+import io
 import json
 import math
 import warnings
@@ -165,6 +167,7 @@ def test_schedules_at_initialisation():
     assert u0.shape == (2,) and not np.allclose(np.asarray(u0), np.asarray(u6))
 
 
+@pytest.mark.slow
 def test_gaussian_log_evidence_within_three_standard_errors_and_better_than_ula(gaussian_setup):
     """Exact answer: log Z = 3 for gamma = e^3 N([1, -1], diag(0.25, 0.64)). After training, log Z-hat (mean over
     8 repeats of 500 draws) is within 3 standard errors (spread of the repeats) of 3, plus 0.01 for the known
@@ -191,6 +194,7 @@ def test_gaussian_log_evidence_within_three_standard_errors_and_better_than_ula(
 
 
 @pytest.mark.parametrize("objective, learning_rate", [("kl", 1e-2), ("logvar", 3e-3)])
+@pytest.mark.slow
 def test_losses_decrease_on_a_bimodal_target(objective, learning_rate):
     """1-D target 0.5 N(-2, 0.25) + 0.5 N(2, 0.25) from q0 = N(0, 1), K = 8. The mean loss of the last 30
     iterations must be below that of the first 30 by more than 3 standard errors of the difference (each iteration's
@@ -266,15 +270,19 @@ def test_fit_options_are_checked_before_running():
 
 @pytest.fixture(scope="module")
 def gamma_poisson_fit():
+    """The cmcd fit of gamma_poisson, with its progress display (stderr) captured."""
     entry = zoo.get("gamma_poisson")
     data = entry.make_data()
-    with warnings.catch_warnings():
+    shown = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(shown):
         warnings.simplefilter("ignore")
         fit = samplax.fit("gamma_poisson", data, method="cmcd", chains=6, warmup=150, draws=400, seed=0, num_steps=6,
-                          batch_size=64, learning_rate=1e-2, reference_steps=200, progress=False)
+                          batch_size=64, learning_rate=1e-2, reference_steps=200, progress=True)
+    fit.shown = shown.getvalue()
     return fit, entry.reference(data)
 
 
+@pytest.mark.slow
 def test_fit_cmcd_constrained_draws_and_evidence(gamma_poisson_fit):
     """gamma_poisson has an exact log Z and posterior (Gamma). fit.log_evidence is within 3 standard errors (over the
     6 repeats) of the exact log Z, plus 0.01 for logmeanexp's downward bias; the posterior draws (importance
@@ -304,7 +312,51 @@ def test_fit_cmcd_constrained_draws_and_evidence(gamma_poisson_fit):
     assert fit.log_density(jnp.stack([path, path])).shape == (2,)
 
 
-def test_fit_ais_baseline_gives_evidence_on_a_gaussian_model():
+@pytest.mark.slow
+def test_fit_cmcd_progress_shows_each_loop_with_a_bar_and_a_summary(gamma_poisson_fit):
+    """progress=True: stderr shows the reference fit's and the training's compiling clock, then each loop's bar
+    advancing between compiled pieces (<= 20: 200 iterations in pieces of 10, 150 in pieces of 8), the step-size grid
+    and the evaluation stages, and one summary line naming the loops with their counts."""
+    import re
+
+    fit, _ = gamma_poisson_fit
+    shown = fit.shown
+    for text in ("cmcd: reference fit: compiling", "cmcd: training: compiling", "cmcd: step-size grid",
+                 "cmcd: evaluating"):
+        assert text in shown, (text, shown[-2000:])
+    assert {"10/200", "100/200", "200/200"} <= set(re.findall(r"(\d+/200) \[", shown)), shown[-2000:]
+    assert {"8/150", "144/150", "150/150"} <= set(re.findall(r"(\d+/150) \[", shown)), shown[-2000:]
+    summary = [line for line in shown.replace("\r", "\n").splitlines() if line.startswith("cmcd: done in")]
+    assert len(summary) == 1 and "reference fit 200 steps" in summary[0] and "training 150 steps" in summary[0]
+
+
+def test_scan_in_pieces_does_not_depend_on_the_cut():
+    """`kernel.scan_in_pieces` (how train and fit_reference run under a progress bar) equals one lax.scan of the same
+    iteration (float32 round-off), and a cut into 5 pieces gives bitwise the same carry and outputs; report sees 0 once
+    compiled, then each piece's length."""
+    key = jax.random.key(4)
+
+    def iteration(carry, index):
+        noise = jax.random.normal(jax.random.fold_in(key, index), (3,))
+        carry = 0.9 * carry + jnp.sin(noise)
+        return carry, (jnp.sum(carry), index)
+
+    reference = jax.lax.scan(iteration, jnp.zeros(3), jnp.arange(23))
+    runs = {}
+    for length in (None, 5):
+        reports = []
+        runs[length] = kernel.scan_in_pieces(iteration, jnp.zeros(3), 23, length, reports.append)
+        expected = [0] + ([5, 5, 5, 5, 3] if length == 5 else [23])
+        assert reports == expected, (length, reports)
+    for leaf, expected in zip(jax.tree.leaves(runs[None]), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(leaf, expected, rtol=1e-6)
+    for length in (5,):
+        for leaf, expected in zip(jax.tree.leaves(runs[length]), jax.tree.leaves(runs[None])):
+            np.testing.assert_array_equal(leaf, expected)
+
+
+@pytest.mark.slow
+def test_fit_ais_baseline_gives_evidence_on_a_gaussian_model(capfd):
     """ais (no training, grid-tuned step size, q0 from a mean-field fit) on normal_normal: log Z within 3 standard
     errors over 4 repeats (plus 0.01 for logmeanexp's bias) of the exact value; draws finite."""
     entry = zoo.get("normal_normal")
@@ -313,6 +365,7 @@ def test_fit_ais_baseline_gives_evidence_on_a_gaussian_model():
         warnings.simplefilter("ignore")
         fit = samplax.fit("normal_normal", data, method="ais", chains=4, draws=300, num_steps=4, batch_size=32,
                           reference_steps=200, progress=False)
+    assert capfd.readouterr().err == ""  # progress=False: no bar, no summary line
     log_z = entry.reference(data).log_z
     assert abs(fit.log_evidence.value - log_z) < 3.0 * fit.log_evidence.se + 0.01, (fit.log_evidence, log_z)
     assert np.all(np.isfinite(fit.idata.posterior["mu"].values))
