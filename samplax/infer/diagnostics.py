@@ -244,6 +244,17 @@ def draws_kind(idata: Any) -> str:
     return "weighted" if _log_weights(idata) is not None else "mcmc"
 
 
+def method_warnings(idata: Any) -> list[str]:
+    """The warnings a method's own check recorded in ``attrs["extra_method_warnings"]`` (a JSON list of strings;
+    mixflow's flow-length and moment checks write it), empty when absent or unreadable."""
+    value = (getattr(idata, "attrs", None) or {}).get("extra_method_warnings")
+    try:
+        messages = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return []
+    return [str(m) for m in messages] if isinstance(messages, list) else []
+
+
 def site_roles(idata: Any, var_names: str | list[str] | None = None) -> tuple[list[str], list[str]]:
     """``(latent_names, deterministic_names)``: the posterior's sites split by role, each in the posterior's order.
 
@@ -318,6 +329,7 @@ def convergence_warnings(
             "numerically. Check the model's log-density for overflow, try precision='float64', or take smaller "
             "steps."
         )
+    messages.extend(method_warnings(idata))
 
     if kind == "mcmc" and stats is not None and "diverging" in stats:
         diverging = np.asarray(stats["diverging"].values, dtype=bool)

@@ -14,7 +14,14 @@ Steps of one fit (the kernel is `samplax.kernels.mixflow`; the math is in its do
    the Target is rebuilt under x64 for the flow, and only the returned draws are float32); every draw comes with its exact log q_N (augmented
    space) and the unbiased ELBO estimate of its own orbit (2N - 2 maps per draw). A repeat's ELBO is the mean of its
    draws' orbit estimates; ``fit.elbo`` is the mean and standard error over repeats (the reference and the step
-   size are shared by the repeats, so that standard error is conditional on them).
+   size are shared by the repeats, so that standard error is conditional on them). A draw where the log density is
+   -inf or not finite (a model that is zero in places) is redrawn: the draws are q_N conditioned on pi > 0.
+4. The method's own check (``idata.attrs["extra_mixflow_check"]``; its warnings in ``attrs["extra_method_warnings"]``
+   become the fit's ConvergenceWarnings): the ELBO at N against N/2, the draws' moments against importance-corrected
+   ones, and (``check="nuts"``, the default) against a short NUTS run.
+
+Cost: ``attrs["extra_cost"]`` holds the gradient evaluations of each stage, known before the run, and an estimate of
+the sampling seconds; the fit's progress bar shows each stage, the draws advancing in at most 20 compiled pieces.
 
 Numerical health, in ``sample_stats`` and ``idata.attrs["extra_..."]``: the one-step inversion error
 max |T^-1 T s - s| at every draw, and the largest gap between log q_N computed along two routes (the cached
@@ -42,6 +49,9 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDiagonalNormal
 from numpyro.infer.initialization import init_to_value
 
+from samplax.infer import progress
+from samplax.infer.mixflow_checks import check_warnings, flow_length_check, moment_check, nuts_check
+from samplax.infer.mixflow_checks import pareto_k as _pareto_k
 from samplax.infer.methods import DirectMethod, DirectResult
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import mixflow as kernel
@@ -128,7 +138,7 @@ def step_size_grid(num_points: int, leapfrog_steps: int, unit: float = 1.0) -> n
 
 def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: int, leapfrog_steps: int,
                      momentum: str = "laplace", whiten: bool = True, num_orbits: int = 32,
-                     batch_size: int = 256) -> tuple[float, np.ndarray, np.ndarray]:
+                     batch_size: int = 256, on_point=None) -> tuple[float, np.ndarray, np.ndarray]:
     """The grid value with the largest ELBO estimate at ``flow_length``, less one standard error; also each value's
     ELBO mean and SE.
 
@@ -144,6 +154,8 @@ def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: 
         finite = np.all(np.isfinite(estimates))
         means.append(float(np.mean(estimates)) if finite else -np.inf)
         ses.append(float(np.std(estimates, ddof=1) / math.sqrt(num_orbits)) if finite else np.nan)
+        if on_point is not None:
+            on_point()
     means, ses = np.asarray(means), np.asarray(ses)
     if not np.any(np.isfinite(means)):
         raise ValueError("every step size on the grid gave a non-finite ELBO: the flow overflowed. Check the "
@@ -274,6 +286,10 @@ SCHEMA = MethodSchema(
         Option("health_checks", int, 16, "draws per repeat whose log q_N is recomputed by a fresh backward pass",
                minimum=0),
         Option("orbit_batch_size", int, 256, "orbits vectorised at a time (memory is O(batch N))", minimum=1),
+        Option("check", str, "nuts", "after drawing, compare the draws' means and sds with a short NUTS run (4 x "
+               "(300 + 250) steps) and warn when they differ beyond Monte Carlo error; 'importance' keeps only the "
+               "checks from the flow itself (ELBO at N/2 against N, importance-corrected moments)",
+               choices=("nuts", "importance")),
     ),
     precision="float64",
 )
@@ -287,34 +303,64 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     momentum, whiten = options["momentum"], options["whiten"]
     batch_size = options["orbit_batch_size"]
     key_init, key_reference, key_tune, key_draws, key_approx = jax.random.split(key, 5)
+    key_check = jax.random.fold_in(key_tune, 2)
     if getattr(target, "dtype", jnp.float64) != jnp.float64:  # fit(precision="float32"): the flow still needs float64
         with jax.enable_x64(True):
             target = build_target(target.model, target.source_data, args=target.args)
     logdensity = target.logdensity
 
+    cost = cost_estimate(options, chains=chains, warmup=warmup, draws=draws)
+    bar = progress.current()
     start = time.perf_counter()
-    with jax.enable_x64(True):
-        z0 = np.asarray(target.init(key_init, 1)[0], np.float64)
-    reference = fit_mean_field(logdensity, z0, key_reference, num_steps=warmup,
-                               learning_rate=options["reference_learning_rate"])
+    with bar.stage("reference (SVI)"):
+        with jax.enable_x64(True):
+            z0 = np.asarray(target.init(key_init, 1)[0], np.float64)
+        reference = fit_mean_field(logdensity, z0, key_reference, num_steps=warmup,
+                                   learning_rate=options["reference_learning_rate"])
     reference_value, reference_se = _final_elbo(reference.losses)
     grid = grid_means = grid_ses = np.asarray([])
-    if options["step_size"] == "auto":
-        unit = 1.0 if whiten else float(np.min(reference.scale))
-        grid = step_size_grid(options["step_size_grid"], leapfrog_steps, unit)
-        step_size, grid_means, grid_ses = select_step_size(
-            logdensity, reference.mean, reference.scale, key_tune, grid=grid, flow_length=flow_length,
-            leapfrog_steps=leapfrog_steps, momentum=momentum, whiten=whiten, num_orbits=options["tuning_orbits"],
-            batch_size=batch_size)
-    else:
-        step_size = float(options["step_size"])
-    training_s = time.perf_counter() - start
+    auto = options["step_size"] == "auto"
+    tuning_start = time.perf_counter()
+    stamps = [tuning_start]
 
-    flow = kernel.mixflow(logdensity, reference.mean, reference.scale, flow_length=flow_length, step_size=step_size,
-                          num_steps=leapfrog_steps, momentum=momentum, whiten=whiten, batch_size=batch_size)
+    def grid_point_done():
+        stamps.append(time.perf_counter())
+        loop.advance(1)
+
+    with bar.loop("step size", total=(options["step_size_grid"] if auto else 0) + 1, unit="flow") as loop:
+        if auto:
+            unit = 1.0 if whiten else float(np.min(reference.scale))
+            grid = step_size_grid(options["step_size_grid"], leapfrog_steps, unit)
+            step_size, grid_means, grid_ses = select_step_size(
+                logdensity, reference.mean, reference.scale, key_tune, grid=grid, flow_length=flow_length,
+                leapfrog_steps=leapfrog_steps, momentum=momentum, whiten=whiten,
+                num_orbits=options["tuning_orbits"], batch_size=batch_size, on_point=grid_point_done)
+        else:
+            step_size = float(options["step_size"])
+        flow = kernel.mixflow(logdensity, reference.mean, reference.scale, flow_length=flow_length,
+                              step_size=step_size, num_steps=leapfrog_steps, momentum=momentum, whiten=whiten,
+                              batch_size=batch_size)
+        length_check = flow_length_check(flow, logdensity, reference, key_tune, flow_length=flow_length,
+                                         leapfrog_steps=leapfrog_steps, step_size=step_size, momentum=momentum,
+                                         whiten=whiten, num_orbits=options["tuning_orbits"], batch_size=batch_size)
+        loop.advance(1)
+    training_s = time.perf_counter() - start
+    # seconds per gradient from the fastest grid point (compiled by then; the grid's points cost the same), else
+    # from the whole tuning, compilation included (an upper estimate)
+    if len(stamps) > 2:
+        per_point = options["tuning_orbits"] * max(2 * flow_length - 2, 0) * leapfrog_steps
+        seconds_per_gradient = float(np.min(np.diff(stamps[1:]))) / max(per_point, 1)
+    else:
+        seconds_per_gradient = (time.perf_counter() - tuning_start) / max(cost["tuning"] + cost["check"], 1)
+    cost["estimated_sampling_s"] = seconds_per_gradient * cost["sampling"]
     start = time.perf_counter()
-    result = flow.draw(key_draws, chains * draws)
+    total = chains * draws
+    with bar.loop("drawing", total=total, unit="draw") as loop:
+        loop.advance(0, note=f"about {cost['estimated_sampling_s']:.0f} s")
+        result = _draw_in_pieces(flow, key_draws, total, progress.pieces(total, bar), loop)
+        result, rejected = _draw_inside_support(flow, key_draws, result)
     sampling_s = time.perf_counter() - start
+    cost["sampling_s"] = sampling_s
 
     def per_repeat(values):
         return np.asarray(values).reshape((chains, draws) + np.shape(values)[1:])
@@ -340,7 +386,22 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         "diverging": ~finite,
     }
     pareto_k = _pareto_k(log_target - log_q)
+    check = {**length_check, **moment_check(z, log_target - log_q)}
+    if options["check"] == "nuts":
+        with bar.stage("check (NUTS)"):
+            try:
+                check.update(nuts_check(logdensity, z, key_check))
+            except (ValueError, FloatingPointError) as err:  # a check that cannot run never costs the fit
+                check["nuts_check_error"] = f"{type(err).__name__}: {err}"
     extra = {
+        "mixflow_check": check,
+        "cost": cost,
+        # the report's mixflow panel plots these rows (N, ELBO, SE) and shows the non-finite fraction
+        "elbo_vs_flow_length": [[check["half_flow_length"], check["elbo_half_flow_length"],
+                                 check["elbo_half_flow_length_se"]],
+                                [check["flow_length"], check["elbo_flow_length"], check["elbo_flow_length_se"]]],
+        "nonfinite_fraction": rejected / (rejected + chains * draws),
+        "method_warnings": check_warnings(check),
         "step_size": step_size,
         "step_size_grid": grid,
         "step_size_grid_elbo": grid_means,
@@ -350,6 +411,7 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         "reference_elbo": [reference_value, reference_se],  # from SVI's last 10 % of steps
         "svi_loss": _thin(reference.losses, 200),
         "inversion_error_max": float(np.nanmax(inversion)),
+        "draws_rejected_outside_support": rejected,  # draws where log pi was -inf or not finite, drawn again
         "log_q_two_route_max_abs_diff": float(np.nanmax(route_gap)) if route_gap.size else float("nan"),
         "log_q_two_route_abs_diff": route_gap,
         "pareto_k": pareto_k,
@@ -362,20 +424,89 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     return DirectResult(z, sample_stats, None, elbo, extra, approximation)
 
 
+REDRAW_ROUNDS = 8
+
+
+def cost_estimate(options: dict, *, chains: int, warmup: int, draws: int) -> dict:
+    """Gradient evaluations of each stage of a fit, known before it runs (``idata.attrs["extra_cost"]``).
+
+    A map is L gradients; a draw with its exact density and orbit ELBO is 2N - 2 maps plus one inversion check
+    (2 maps); every tuning and check orbit is 2N - 2 maps (2 (N/2) - 2 at half length).
+    """
+    n, steps, orbits = options["flow_length"], options["leapfrog_steps"], options["tuning_orbits"]
+    grid = options["step_size_grid"] if options["step_size"] == "auto" else 0
+    orbit_maps = max(2 * n - 2, 0)
+    half_maps = max(2 * max(1, n // 2) - 2, 0)
+    return {
+        "svi": warmup * SVI_PARTICLES,
+        "tuning": grid * orbits * orbit_maps * steps,
+        "check": orbits * (orbit_maps + half_maps) * steps,
+        "sampling": chains * draws * (orbit_maps + 2) * steps
+        + chains * min(options["health_checks"], draws) * max(n - 1, 0) * steps,
+    }
+
+
+def _draw_in_pieces(flow: kernel.MixFlow, rng_key, count: int, plan, loop) -> kernel.Draws:
+    """``flow.draw(rng_key, count)``, computed in the pieces of ``plan`` (one key per draw: the draws do not depend
+    on the cut); every piece has the first piece's length (the last is padded and cut) so one program serves all."""
+    keys = jax.random.split(rng_key, count)
+    length = plan[0][1]
+    parts = []
+    for begin, size in plan:
+        piece = keys[begin:begin + size]
+        if size < length:
+            piece = jnp.concatenate([piece, keys[:length - size]])
+        parts.append(jax.tree.map(lambda a: None if a is None else a[:size], flow.draw_keys(piece)))
+        loop.advance(size)
+    return kernel.Draws(*[None if values[0] is None else np.concatenate(values) for values in zip(*parts)])
+
+
+def _draw_inside_support(flow: kernel.MixFlow, rng_key, result: kernel.Draws):
+    """``count`` draws of q_N restricted to where the target is positive, and how many draws were rejected.
+
+    A model whose log density is -inf in places (a ``numpyro.factor`` of -inf, a support bound) lets q_N put mass
+    where pi = 0; such a draw (non-finite log pi, log q_N or position) is rejected and drawn again: the kept draws
+    are exact draws of q_N conditioned on pi > 0, whose ELBO `kernel.support_elbo` estimates.
+    """
+    count = result.position.shape[0]
+    keep = _inside(result)
+    rejected = int(count - keep.sum())
+    for round_ in range(1, REDRAW_ROUNDS + 1):
+        if keep.all():
+            return result, rejected
+        missing = np.flatnonzero(~keep)
+        # draw more than missing, in proportion to the rejection rate so far, so few rounds are needed
+        rate = max(keep.mean(), 0.05)
+        extra = flow.draw(jax.random.fold_in(jax.random.fold_in(rng_key, 7919), round_), int(math.ceil(missing.size / rate * 1.2)) + 8)
+        good = np.flatnonzero(_inside(extra))
+        rejected += extra.position.shape[0] - good.size
+        fill = good[:missing.size]
+        result = kernel.Draws(*[None if old is None else _replace_rows(old, missing[:fill.size], new[fill])
+                                for old, new in zip(result, extra)])
+        keep = _inside(result)
+    if not keep.all():
+        raise ValueError(f"mixflow: {int((~keep).sum())} of {count} draws still fall where the model's log density "
+                         f"is -inf or not finite after {REDRAW_ROUNDS} rounds of redrawing ({rejected} rejected): "
+                         "the flow puts almost no mass inside the support. Check the model's log density, or use "
+                         "method='nuts'")
+    return result, rejected
+
+
+def _inside(draws: kernel.Draws) -> np.ndarray:
+    return (np.isfinite(draws.log_target) & np.isfinite(draws.log_density)
+            & np.all(np.isfinite(draws.position), axis=-1))
+
+
+def _replace_rows(values, rows, new):
+    values = np.array(values, copy=True)
+    values[rows] = new
+    return values
+
+
 def _thin(values: np.ndarray, size: int) -> np.ndarray:
     if values.size <= size:
         return values
     return values[np.linspace(0, values.size - 1, size).astype(int)]
-
-
-def _pareto_k(log_ratio: np.ndarray) -> np.ndarray:
-    """PSIS k-hat per repeat of the augmented importance ratios pibar / q_N at the draws (NaN if not computable)."""
-    from samplax.infer import diagnostics
-
-    try:
-        return np.asarray(diagnostics.importance_diagnostics(log_ratio)["pareto_k"], np.float64)
-    except ValueError:
-        return np.full(log_ratio.shape[0], np.nan)
 
 
 MIXFLOW = DirectMethod(SCHEMA, _run)
