@@ -8,13 +8,17 @@ Four measurements, all in one process except the scaling runs (`main` writes ``<
    cycle of 20 and complete graph of 20 with 10 points each; >= 1000 replicas (the W2 noise floor of 100 replicas is
    0.02-0.05). D-ADMMS (rho = 5, calibrated noise; the paper's noise as a second row) against D-SGLD with the best
    step size of a grid (chosen by agent W2 at k = 100, reported). Both run on the same agent blocks, graph and
-   collectives (`samplax.infer.distributed.run_agents`), on quadratic agents (closed-form ADMM step, exact
+   collectives (`samplax.infer.agents.run_agents`), on quadratic agents (closed-form ADMM step, exact
    gradients for D-SGLD). The exact stationary W2 of D-ADMMS (Lyapunov) is given for reference.
 2. Bayesian logistic regression (the paper's: d = 3, X ~ N(0, 20 I), 50 points per agent): training accuracy of the
    agents' draws (mean over agents and replicas of the fraction of labels predicted by sign(x_i . theta)) against
    iterations, D-ADMMS (Newton solver) vs D-SGLD, through ``samplax.fit``.
-3. Accuracy against a full-data NUTS fit (samplax nuts, 4 chains) on the zoo's logistic regression: posterior means
-   and standard deviations of admm and dsgld (network average, after warm-up) relative to NUTS.
+3. The goals of issue 16, with admm's defaults on 4 emulated CPU devices (a subprocess, XLA_FLAGS) against a
+   full-data NUTS fit (4 chains x 1000 draws): a Bayesian linear regression with covariates of scale 1e2-1e3
+   (100 rows, 5 covariates, posterior sds ~1e-3 to 1e-2), a 1,000-row logistic regression with 25 standardised
+   covariates, and the real Australian-credit data (/work/shared/data/australian.csv, skipped when absent).
+   Goal: means within 0.2 posterior sds, sds within 25 %. The same fits with ``noise="calibrated"`` (independent
+   noise per agent, the paper's scheme) show why the shared noise is the default.
 4. Weak scaling on 1 -> 2 -> 4 emulated CPU devices (a subprocess each, XLA_FLAGS): 4 agents per device with
    500 logistic-regression points each (data grow with the devices), time per iteration in steady state.
 """
@@ -31,7 +35,6 @@ import warnings
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
@@ -47,8 +50,8 @@ FULL = dict(
     w2_iterations=(10, 100), dsgld_steps=(0.003, 0.01, 0.03, 0.1, 0.3),
     logistic_agents=(5, 20), logistic_points=50, logistic_replicas=200, logistic_iterations=(1, 2, 5, 10, 20, 50, 100),
     logistic_dsgld_step=None,  # chosen from dsgld_steps by accuracy at the last iteration
-    nuts=dict(num_observations=250, agents=5, chains=4, warmup=1000, draws=1000, admm_chains=16, admm_warmup=300,
-              admm_draws=1000, methods=("admm", "dsgld")),
+    goals=dict(problems=("linear", "logistic", "australian"), nuts=(4, 1000, 1000), admm=(4, 1000, 1000),
+               noises=("common", "calibrated"), compare_noise_on=("logistic",)),
     scaling_devices=(1, 2, 4), scaling=dict(agents_per_device=4, points_per_agent=500, dim=5, replicas=16,
                                             draws=200, warmup=20, compare_one_device=True),
     admm_rows=(("calibrated", None), ("paper", None), ("calibrated", "tuned")),  # (noise, rho: None = RHO)
@@ -57,8 +60,7 @@ QUICK = dict(
     w2_settings=(("cycle", 5, 50),), w2_replicas=1000, w2_iterations=(10, 100), dsgld_steps=(0.01,),
     logistic_agents=(5,), logistic_points=50, logistic_replicas=20, logistic_iterations=(1, 10),
     logistic_dsgld_step=0.01,
-    nuts=dict(num_observations=100, agents=5, chains=1, warmup=100, draws=100, admm_chains=2, admm_warmup=20,
-              admm_draws=50, methods=("admm",)),
+    goals=dict(problems=("linear",), nuts=(2, 100, 100), admm=(2, 50, 50), noises=("common",)),
     scaling_devices=(2,), scaling=dict(agents_per_device=2, points_per_agent=50, dim=3, replicas=2, draws=10,
                                        warmup=2, compare_one_device=False),
     admm_rows=(("calibrated", None),),
@@ -73,11 +75,21 @@ def _quiet():
 
 
 # --------------------------------------------------------------------------------------------- 1. agent W2
-def linear_regression(num_agents, points, seed=0, dim=2, noise_sd=4.0, prior_variance=10.0):
-    """The paper's setting as quadratic agents (`samplax.kernels.admm.regression_agents`) with the exact posterior."""
-    from samplax.kernels import admm
+def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0, noise_sd=4.0, prior_variance=10.0):
+    """The paper's Bayesian linear regression split over agents: A_i = X_i^T X_i / s^2 + I / (lambda n),
+    b_i = X_i^T y_i / s^2."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(num_agents, points_per_agent, dim))
+    truth = rng.normal(size=dim) * 2.0
+    y = X @ truth + noise_sd * rng.normal(size=(num_agents, points_per_agent))
+    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd ** 2 + np.eye(dim) / (prior_variance * num_agents)
+    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd ** 2
+    return precision, linear
 
-    precision, linear = admm.regression_agents(num_agents, points, dim, seed, noise_sd, prior_variance)
+
+def linear_regression(num_agents, points, seed=0, dim=2, noise_sd=4.0, prior_variance=10.0):
+    """The paper's setting as quadratic agents with the exact posterior."""
+    precision, linear = regression_agents(num_agents, points, dim, seed, noise_sd, prior_variance)
     covariance = np.linalg.inv(precision.sum(0))
     return precision, linear, covariance @ linear.sum(0), covariance
 
@@ -85,13 +97,13 @@ def linear_regression(num_agents, points, seed=0, dim=2, noise_sd=4.0, prior_var
 def _run_quadratic(method, topology, precision, linear, *, replicas, iterations, step_size=None, noise="calibrated",
                    seed=0, rho=RHO):
     """Agent iterates (replicas, iterations, agents, dim) of admm or dsgld on quadratic agents, one device."""
-    from samplax.infer import distributed
+    from samplax.infer import agents, distributed
     from samplax.kernels import admm
 
     n, dim = linear.shape
     layout = admm.make_layout(n)
     data = admm.QuadraticPotential(precision, linear)
-    mesh = distributed.agent_mesh(1)
+    mesh = agents.agent_mesh(1)
     if method == "admm":
         block = admm.make_agent_block(topology, layout, rho=rho, noise=noise, data=data)
 
@@ -110,7 +122,7 @@ def _run_quadratic(method, topology, precision, linear, *, replicas, iterations,
             exchange = admm.make_exchange(topology, layout, distributed.AGENT_AXIS, kind=kind)
             return admm.dsgld(local, exchange, quadratic, lambda x, q: 0.0, step_size=step_size)
 
-    run = distributed.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(seed), num_replicas=replicas,
+    run = agents.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(seed), num_replicas=replicas,
                                  dim=dim, warmup=0, draws=iterations, chunk_size=iterations)
     return run.agent_positions, run.network_average
 
@@ -221,9 +233,9 @@ def logistic_study(s) -> list[dict]:
                            num_agents=num_agents, graph="cycle")
         with _quiet():
             start = time.perf_counter()
-            fit = samplax.fit(logistic_model, data, method="admm", solver="newton", **common_args)
+            fit = samplax.fit(logistic_model, data, method="admm", **common_args)
             accuracy = _accuracy(fit.idata.sample_stats["agent_z"].values, data, s["logistic_iterations"])
-            rows.append({"agents": num_agents, "method": "admm (Newton, rho 5)", "step": "-", **accuracy,
+            rows.append({"agents": num_agents, "method": "admm (defaults)", "step": "-", **accuracy,
                          "seconds": time.perf_counter() - start})
             best = None
             steps = [s["logistic_dsgld_step"]] if s["logistic_dsgld_step"] else s["dsgld_steps"]
@@ -239,34 +251,100 @@ def logistic_study(s) -> list[dict]:
     return rows
 
 
-# ------------------------------------------------------------------------------------------------ 3. vs NUTS
-def nuts_comparison(s) -> dict:
-    import samplax
-    from samplax.models import zoo
+# ----------------------------------------------------------------------------------- 3. the goals, vs NUTS
+def scaled_regression(X, y=None):
+    import numpyro
+    import numpyro.distributions as dist
 
-    p = s["nuts"]
-    entry = zoo.get("logistic_regression")
-    data = entry.make_data(num_observations=p["num_observations"])
-    results = {}
-    with _quiet():
-        start = time.perf_counter()
-        reference = samplax.fit(entry.model, data, method="nuts", chains=p["chains"], warmup=p["warmup"],
-                                draws=p["draws"], seed=0, progress=False)
-        results["nuts"] = (reference, time.perf_counter() - start)
-        method_options = {"admm": {"solver": "newton"}, "dsgld": {"step_size": 0.003}}
-        for method in p["methods"]:
-            options = method_options[method]
+    beta = numpyro.sample("beta", dist.Normal(0.0, 10.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("observations", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ beta, 5.0), obs=y)
+
+
+def goal_problem(name):
+    """(model, data, description) of a goal problem, or None when its data file is missing."""
+    rng = np.random.default_rng(11)
+    if name == "linear":
+        X = rng.uniform(0.5, 1.0, (100, 5)) * np.array([100.0, 200.0, 300.0, 600.0, 1000.0])
+        y = X @ np.ones(5) + 5.0 * rng.normal(size=100)
+        return scaled_regression, {"X": X, "y": y}, ("linear regression, 100 rows, 5 covariates of scales "
+                                                     "100-1000 (uniform), noise sd 5, prior N(0, 10^2)")
+    if name == "logistic":
+        X = rng.normal(size=(1000, 25))
+        X = (X - X.mean(0)) / X.std(0)
+        y = (rng.uniform(size=1000) < 1.0 / (1.0 + np.exp(-X @ (0.5 * rng.normal(size=25))))).astype(np.int64)
+        return logistic_model, {"X": X, "y": y}, ("logistic regression, 1,000 rows, 25 standardised covariates "
+                                                  "(synthetic), prior N(0, 1)")
+    path = Path("/work/shared/data/australian.csv")
+    if not path.exists():
+        return None
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    X, y = table[:, :-1], (table[:, -1] > 0).astype(np.int64)
+    std = X.std(0)
+    X = (X - X.mean(0)) / np.where(std > 0, std, 1.0)
+    X = np.column_stack([np.ones(len(X)), X])
+    return logistic_model, {"X": X, "y": y}, "Australian credit (real), 690 rows, intercept + 14 covariates"
+
+
+def _goal_worker(settings: dict, out: str):
+    """Runs in a subprocess with 4 emulated CPU devices: NUTS and admm (defaults) on each goal problem."""
+    import arviz as az
+
+    import samplax
+
+    records = []
+    for name in settings["problems"]:
+        problem = goal_problem(name)
+        if problem is None:
+            records.append({"problem": name, "skipped": "data file missing"})
+            continue
+        model, data, description = problem
+        with _quiet():
+            chains, warmup, draws = settings["nuts"]
             start = time.perf_counter()
-            fit = samplax.fit(entry.model, data, method=method, chains=p["admm_chains"], warmup=p["admm_warmup"],
-                              draws=p["admm_draws"], seed=0, progress=False, num_agents=p["agents"], graph="cycle",
-                              record_agents=False, **options)
-            results[method] = (fit, time.perf_counter() - start)
-    return results
+            reference = samplax.fit(model, data, method="nuts", chains=chains, warmup=warmup, draws=draws, seed=0,
+                                    progress=False)
+            nuts_s = time.perf_counter() - start
+            ref = _flat(reference.idata.posterior)
+            noises = settings["noises"] if name in settings.get("compare_noise_on", ()) else ("common",)
+            for noise in noises:
+                chains, warmup, draws = settings["admm"]
+                start = time.perf_counter()
+                fit = samplax.fit(model, data, method="admm", chains=chains, warmup=warmup, draws=draws, seed=0,
+                                  progress=False, record_agents=False, noise=noise)
+                wall = time.perf_counter() - start
+                got = _flat(fit.idata.posterior)
+                attrs = {k[len("extra_"):]: json.loads(v) for k, v in fit.idata.attrs.items()
+                         if k.startswith("extra_")}
+                ess = az.ess(fit.idata).to_array().values.ravel()
+                records.append({
+                    "problem": name, "description": description, "noise": noise,
+                    "mean_shift_max": float(np.max(np.abs(got.mean(0) - ref.mean(0)) / ref.std(0))),
+                    "sd_ratio_min": float(np.min(got.std(0) / ref.std(0))),
+                    "sd_ratio_max": float(np.max(got.std(0) / ref.std(0))),
+                    "ess_min": float(ess.min()), "rho": attrs["rho"], "solver": attrs["solver"],
+                    "condition_number": attrs["precondition_condition_number"],
+                    "variance_ratio_min": attrs["variance_ratio_min"], "variance_ratio_max": attrs["variance_ratio_max"],
+                    "divergences": attrs["divergences"], "max_prox_residual": attrs["max_prox_residual"],
+                    "devices": attrs["devices"], "agents": attrs["num_agents"], "wall_s": wall, "nuts_s": nuts_s,
+                    "nuts_sd_min": float(ref.std(0).min())})
+    Path(out).write_text(json.dumps(records))
+
+
+def goals(s, tmp_dir: Path) -> list[dict]:
+    out = tmp_dir / "goals.json"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    command = [sys.executable, "-m", "benchmarks.admm", "--goal-worker", json.dumps(s["goals"]), str(out)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600,
+                            cwd=str(Path(__file__).resolve().parent.parent))
+    if result.returncode != 0:
+        raise RuntimeError(f"the goal runs failed: {result.stderr[-2000:]}")
+    return json.loads(out.read_text())
 
 
 def _flat(posterior):
     columns = []
-    for name in ("intercept", "weights"):
+    for name in posterior.data_vars:
         values = posterior[name].values
         columns.append(values.reshape(values.shape[0] * values.shape[1], -1))
     return np.concatenate(columns, axis=1)
@@ -317,7 +395,7 @@ def weak_scaling(s, tmp_dir: Path) -> list[dict]:
 
 
 # -------------------------------------------------------------------------------------------------- the page
-def _page(s, quick, info, w2_rows, logistic_rows, nuts, scaling, seconds):
+def _page(s, quick, info, w2_rows, logistic_rows, goal_rows, scaling, seconds):
     iterations = s["w2_iterations"]
     w2_headers = ["setting", "method", "step", *[f"agent W2 @{k}" for k in iterations], "average W2 @last",
                   "stationary agent W2 (exact)", "seconds"]
@@ -328,20 +406,26 @@ def _page(s, quick, info, w2_rows, logistic_rows, nuts, scaling, seconds):
         logistic_headers, [[row["agents"], row["method"], row["step"], *[row[k] for k in s["logistic_iterations"]],
                             row["seconds"]] for row in logistic_rows])
 
-    reference = _flat(nuts["nuts"][0].idata.posterior)
-    ref_mean, ref_sd = reference.mean(0), reference.std(0)
-    names = ["intercept"] + [f"weights[{i}]" for i in range(reference.shape[1] - 1)]
-    nuts_rows = []
-    for method in [name for name in ("admm", "dsgld") if name in nuts]:
-        fit, wall = nuts[method]
-        draws = _flat(fit.idata.posterior)
-        shift = np.abs(draws.mean(0) - ref_mean) / ref_sd
-        ratio = draws.std(0) / ref_sd
-        nuts_rows.append([method, float(shift.max()), float(np.median(shift)), float(ratio.min()), float(ratio.max()),
-                          wall])
-    nuts_rows.append(["nuts (reference)", 0.0, 0.0, 1.0, 1.0, nuts["nuts"][1]])
-    nuts_table = common.markdown_table(["method", "max abs(mean - NUTS) / NUTS sd", "median", "min sd / NUTS sd",
-                                        "max sd / NUTS sd", "wall s (whole fit)"], nuts_rows)
+    goal_headers = ["problem", "noise", "max abs(mean - NUTS) / NUTS sd", "min sd / NUTS sd", "max sd / NUTS sd",
+                    "min ESS (admm)", "rho (chosen)", "stated variance ratio (min-max)", "solver",
+                    "condition number", "divergences", "max local residual", "admm wall s", "NUTS wall s"]
+    goal_table_rows, descriptions = [], []
+    for r in goal_rows:
+        if "skipped" in r:
+            descriptions.append(f"- {r['problem']}: skipped ({r['skipped']})")
+            continue
+        if r["description"] not in descriptions:
+            descriptions.append(f"- {r['problem']}: {r['description']}")
+        stated = "-" if r["variance_ratio_min"] is None else \
+            f"{r['variance_ratio_min']:.3f}-{r['variance_ratio_max']:.3f}"
+        goal_table_rows.append([r["problem"], r["noise"], r["mean_shift_max"], r["sd_ratio_min"], r["sd_ratio_max"],
+                                r["ess_min"], r["rho"], stated, r["solver"], r["condition_number"], r["divergences"],
+                                r["max_prox_residual"], r["wall_s"], r["nuts_s"]])
+    goal_table = common.markdown_table(goal_headers, goal_table_rows)
+    descriptions = sorted(set(descriptions), key=descriptions.index)
+    met = [r for r in goal_rows if "skipped" not in r and r["noise"] == "common"]
+    goal_verdict = "; ".join(f"{r['problem']}: mean {r['mean_shift_max']:.2f} sd, sd ratio {r['sd_ratio_min']:.2f}-"
+                             f"{r['sd_ratio_max']:.2f}" for r in met)
 
     base = scaling[0]["sampling_s"] / scaling[0]["draws"]
     scaling_rows = [[r["devices"], r["agents"], r["observations"], 1e3 * r["sampling_s"] / r["draws"],
@@ -360,7 +444,8 @@ def _page(s, quick, info, w2_rows, logistic_rows, nuts, scaling, seconds):
         if setting in best:
             verdicts.append(f"{setting}: admm {row[f'agent W2 @{first}']:.2f} vs dsgld "
                             f"{best[setting][f'agent W2 @{first}']:.2f} at k={first}")
-    summary = "D-ADMMS vs D-SGLD agent W2 (" + "; ".join(verdicts) + ")" + (" [quick sizes]" if quick else "")
+    summary = ("defaults vs full-data NUTS (" + goal_verdict + "); D-ADMMS vs D-SGLD agent W2 ("
+               + "; ".join(verdicts) + ")" + (" [quick sizes]" if quick else ""))
     body = f"""
 Command: `{common.command_for(TOPIC, quick)}` (or `python -m benchmarks.admm`); total {seconds:.0f} s.
 {"**Quick sizes: a smoke test; the numbers mean little.**" if quick else ""}
@@ -390,15 +475,22 @@ D-SGLD's step is the best of {list(s['dsgld_steps'])} by the last accuracy.
 
 {logistic_table}
 
-## 3. Against a full-data NUTS fit
+## 3. The goals of issue 16: defaults on 4 emulated devices against full-data NUTS
 
-Zoo `logistic_regression` with {s['nuts']['num_observations']} observations split over {s['nuts']['agents']} agents
-(cycle); {' and '.join(s['nuts']['methods'])} (dsgld: step 0.003) keep {s['nuts']['admm_draws']} iterations after
-{s['nuts']['admm_warmup']} of warm-up on {s['nuts']['admm_chains']} replicas; NUTS {s['nuts']['chains']} chains x
-{s['nuts']['draws']} draws.
-Shifts are in NUTS posterior standard deviations, over the {reference.shape[1]} coordinates ({', '.join(names)}).
+admm with its defaults (5 agents on a cycle, preconditioned by the Laplace warm-up, rho chosen from the agents'
+curvature, one noise draw shared by all agents, local solves to 1e-3 in float32) on 4 emulated CPU devices,
+{s['goals']['admm'][0]} replicas x {s['goals']['admm'][2]} kept iterations after {s['goals']['admm'][1]} of warm-up;
+NUTS (samplax, full data) {s['goals']['nuts'][0]} chains x {s['goals']['nuts'][2]} draws after
+{s['goals']['nuts'][1]} of warm-up. Goal: every posterior mean within 0.2 NUTS posterior sds and every sd within
+25 %. The "calibrated" row runs the same fit with independent noise per agent (the paper's scheme): the agents'
+iterates then spread around the network average by about one posterior sd, and on the non-Gaussian logistic
+posteriors that spread biases the average (each agent's gradient is taken at its own, over-dispersed point). The
+stated variance ratio is the method's own variance deficit, exact for the Gaussian with the agents' curvature at the
+mode (`idata.attrs["extra_variance_ratio"]`); a mean shift includes the NUTS reference's own Monte Carlo error.
 
-{nuts_table}
+{chr(10).join(descriptions)}
+
+{goal_table}
 
 ## 4. Weak scaling on emulated CPU devices
 
@@ -431,10 +523,10 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     with jax.enable_x64(False):
         w2_rows = w2_study(s)
         logistic_rows = logistic_study(s)
-        nuts = nuts_comparison(s)
     with tempfile.TemporaryDirectory() as tmp:
+        goal_rows = goals(s, Path(tmp))
         scaling = weak_scaling(s, Path(tmp))
-    summary, body = _page(s, quick, info, w2_rows, logistic_rows, nuts, scaling, time.perf_counter() - start)
+    summary, body = _page(s, quick, info, w2_rows, logistic_rows, goal_rows, scaling, time.perf_counter() - start)
     return common.write_page(out_dir, TOPIC, "ADMM: distributed MCMC", summary, body)
 
 
@@ -445,8 +537,11 @@ if __name__ == "__main__":  # pragma: no cover
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument("--scaling-worker", nargs=3, metavar=("DEVICES", "SETTINGS", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--goal-worker", nargs=2, metavar=("SETTINGS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.scaling_worker:
+    if args.goal_worker:
+        _goal_worker(json.loads(args.goal_worker[0]), args.goal_worker[1])
+    elif args.scaling_worker:
         devices, settings, out = args.scaling_worker
         _scaling_worker(int(devices), json.loads(settings), out)
     else:

@@ -1,6 +1,6 @@
 """Devices and processes for distributed samplers (admm, dsgld): meshes, multi-process start-up, lost peers.
 
-One process: `agent_mesh` lays the agent axis over the local devices (several GPUs, or CPU devices emulated with
+One process: `samplax.infer.agents.agent_mesh` lays the agent axis over the local devices (several GPUs, or CPU devices emulated with
 ``jax_num_cpu_devices`` / `configure_devices` before JAX starts its backend).
 
 Several processes (one per machine, or several on one machine): every process runs the same program and calls
@@ -48,9 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, NamedTuple
 
-import numpy as np
 
 __all__ = [
     "AGENT_AXIS",
@@ -62,10 +60,7 @@ __all__ = [
     "is_output_process",
     "shutdown",
     "report_failure",
-    "agent_mesh",
     "guard",
-    "AgentRun",
-    "run_agents",
 ]
 
 AGENT_AXIS = "agents"
@@ -498,158 +493,6 @@ def _looks_like_lost_peer(err: BaseException) -> bool:
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# meshes and the agent driver
-def agent_mesh(num_devices: int | None = None):
-    """A one-axis mesh (axis ``"agents"``) over ``num_devices`` devices, grouped by process: all devices of the job
-    by default; otherwise the first ``num_devices / process_count`` local devices of each process."""
-    import jax
-
-    processes = jax.process_count()
-    devices = sorted(jax.devices(), key=lambda device: (device.process_index, device.id))
-    if num_devices is not None:
-        if not isinstance(num_devices, int) or isinstance(num_devices, bool) or num_devices < 1:
-            raise ValueError(f"num_devices must be a positive integer, got {num_devices!r}")
-        if num_devices > len(devices) or num_devices % processes:
-            raise ValueError(f"num_devices={num_devices} is not available: the job has {len(devices)} devices over "
-                             f"{processes} process(es); use at most {len(devices)}, a multiple of {processes} (or "
-                             "emulate more CPU devices with num_cpu_devices / --devices)")
-        per_process = num_devices // processes
-        devices = [d for q in range(processes) for d in [x for x in devices if x.process_index == q][:per_process]]
-    return jax.sharding.Mesh(np.array(devices), (AGENT_AXIS,))
-
-
-class AgentRun(NamedTuple):
-    """Host arrays of a distributed run: network_average (replicas, draws, dim), consensus_residual and dual_sum
-    (replicas, draws), agent_positions (replicas, draws, agents, dim) or None, and timing in seconds."""
-
-    network_average: np.ndarray
-    consensus_residual: np.ndarray
-    dual_sum: np.ndarray
-    agent_positions: np.ndarray | None
-    timing: dict
-
-
-def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replicas: int, dim: int, warmup: int,
-               draws: int, record_agents: bool = True, chunk_size: int | None = None, dtype=None) -> AgentRun:
-    """Run a distributed sampler over ``mesh``'s agent axis.
-
-    ``make_sampler(block)`` builds the sampler (`samplax.kernels.admm.DistributedSampler`) from one device's
-    `AgentBlock`, inside ``shard_map``; ``agents`` is the host `AgentBlock` of this process's slots of ``layout``.
-    Iteration t (warm-up included) uses ``fold_in(run_key, t)``; positions start at N(0, I) per agent. Warm-up
-    iterations are not kept; kept iterations leave the devices in chunks of ``chunk_size``.
-    """
-    import jax
-    import jax.numpy as jnp
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    from samplax.infer.run import chunk_size_for
-    from samplax.kernels.admm import initial_positions
-
-    dtype = dtype or jnp.zeros(()).dtype
-    spec = P(AGENT_AXIS)
-    sharding = NamedSharding(mesh, spec)
-    processes = jax.process_count()
-    if mesh.devices.size != layout.num_shards:
-        raise ValueError(f"the layout has {layout.num_shards} shards but the mesh {mesh.devices.size} devices")
-
-    def to_global(array):
-        array = np.asarray(array)
-        shape = (layout.num_slots,) + array.shape[1:]
-        if processes == 1:
-            return jax.device_put(array, sharding)
-        return jax.make_array_from_process_local_data(sharding, array, shape)
-
-    global_agents = jax.tree.map(to_global, agents)
-    chunk = chunk_size_for(draws, chunk_size)
-    if draws % chunk:
-        raise ValueError(f"chunk_size={chunk_size} must divide draws={draws} (every chunk compiles once)")
-    init_key, run_key = jax.random.split(key)
-
-    def body_start(block, init_key, run_key, count):
-        """x^0 ~ N(0, I) per agent, then ``count`` warm-up iterations (t = 0 .. count - 1), nothing kept."""
-        sampler = make_sampler(block)
-        state = sampler.init(initial_positions(init_key, block, num_replicas, dim, dtype))
-        return jax.lax.fori_loop(0, count, lambda t, s: sampler.step(jax.random.fold_in(run_key, t), s)[0], state)
-
-    def body_chunk(block, state, key, start):
-        sampler = make_sampler(block)
-
-        def one(state, t):
-            state, info = sampler.step(jax.random.fold_in(key, t), state)
-            out = {"network_average": info.network_average, "consensus_residual": info.consensus_residual,
-                   "dual_sum": info.dual_sum}
-            if record_agents:
-                out["agents"] = state.position
-            return state, out
-
-        return jax.lax.scan(one, state, start + jnp.arange(chunk))
-
-    out_specs = {"network_average": P(), "consensus_residual": P(), "dual_sum": P()}
-    if record_agents:
-        out_specs["agents"] = P(None, AGENT_AXIS)
-    start_fn = jax.jit(jax.shard_map(body_start, mesh=mesh, in_specs=(spec, P(), P(), P()), out_specs=spec))
-    chunk_fn = jax.jit(jax.shard_map(body_chunk, mesh=mesh, in_specs=(spec, spec, P(), P()),
-                                     out_specs=(spec, out_specs)))
-
-    timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
-    begin = time.perf_counter()
-    count = jnp.asarray(warmup, jnp.int32)
-    start_compiled = start_fn.lower(global_agents, init_key, run_key, count).compile()
-    state_shape = jax.eval_shape(start_fn, global_agents, init_key, run_key, count)
-    chunk_compiled = chunk_fn.lower(global_agents, state_shape, run_key, jnp.int32(0)).compile()
-    timing["compile_s"] = time.perf_counter() - begin
-
-    begin = time.perf_counter()
-    with guard():
-        state = jax.block_until_ready(start_compiled(global_agents, init_key, run_key, count))
-    timing["warmup_s"] = time.perf_counter() - begin
-
-    pieces = []
-    begin = time.perf_counter()
-    order = np.argsort(np.where(layout.slot_agent >= 0, layout.slot_agent, np.iinfo(np.int32).max))[:layout.num_agents]
-    for index in range(draws // chunk):
-        with guard():
-            # the warm-up loop folds in t = 0 .. warmup - 1 (it counts from 0), kept draws continue from there
-            state, out = chunk_compiled(global_agents, state, run_key, jnp.int32(warmup + index * chunk))
-            host = {name: _to_host(value) for name, value in out.items()}
-        pieces.append(host)
-    timing["sampling_s"] = time.perf_counter() - begin
-    merged = {name: np.concatenate([piece[name] for piece in pieces], axis=0) for name in pieces[0]}
-    agents_out = None
-    if record_agents:
-        agents_out = merged["agents"][:, order]  # (draws, agents, replicas, dim)
-        agents_out = np.transpose(agents_out, (2, 0, 1, 3))
-    return AgentRun(np.swapaxes(merged["network_average"], 0, 1), np.swapaxes(merged["consensus_residual"], 0, 1),
-                    np.swapaxes(merged["dual_sum"], 0, 1), agents_out, timing)
-
-
-def _to_host(value) -> np.ndarray:
-    """A global array as a host array on every process (replicated: the local copy; sharded: gathered)."""
-    import jax
-
-    if value.is_fully_addressable:
-        return np.asarray(value)
-    if value.sharding.is_fully_replicated:
-        return np.asarray(value.addressable_data(0))
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
-
-
-def allgather_host(value) -> np.ndarray:
-    """A small host value from every process, stacked along a new leading axis (one row per process)."""
-    import jax
-
-    if jax.process_count() == 1:
-        return np.asarray(value)[None]
-    from jax.experimental import multihost_utils
-
-    with guard():
-        return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
 
 
 if __name__ == "__main__":  # pragma: no cover - the coordination service child

@@ -2,13 +2,28 @@
 
 Both split the model's data along the observation plate into ``num_agents`` shards (`Target.shards`: unequal shards
 padded and masked), one per agent; agent i's potential is its shard's negative log-likelihood plus 1 / num_agents of
-the negative log-prior. Agents sit on the devices of `samplax.infer.distributed.agent_mesh` (several per device) and
+the negative log-prior. Agents sit on the devices of `samplax.infer.agents.agent_mesh` (several per device) and
 talk only to their graph neighbours through collectives. ``chains`` are independent replicas of the whole network,
 ``warmup`` discarded iterations, ``draws`` kept iterations.
 
+admm adapts to the problem (`samplax.kernels.admm.precondition`): a Laplace warm-up (Newton on the summed potential,
+one d x d all-reduce per step) finds the mode and curvature; the agents then run in preconditioned coordinates u
+(x = mode + L u, L^T H L = I), where rho is chosen from the agents' curvature (`kernel.choose_rho`, around
+5 / D, D = sum of degrees) unless given, the noise is one draw shared by every agent (``noise="common"``, drawn from
+a key all agents hold: no communication), and the local proximal problems are solved to ``prox_tolerance`` (in u:
+posterior-sd units).
+
 Draws: the posterior group holds the degree-weighted network average sum_i (d_i / D) x_i (what the calibrated
-noise targets); ``sample_stats`` holds ``agent_z`` (every agent's own iterate, unconstrained, shape
-(chain, draw, agent, z)), ``consensus_residual`` and, for admm, ``dual_sum`` (||sum_i p_i||, 0 up to rounding).
+noise targets). ``sample_stats``: ``agent_z`` (every agent's own iterate, unconstrained, shape
+(chain, draw, agent, z)), ``consensus_residual`` (in u for admm), and for admm ``dual_sum`` (||sum_i p_i||, 0 up to
+rounding), ``prox_residual`` (the largest local-solve residual over agents, a bound on the solve's error in u) and
+``diverging`` (a local solve missed its tolerance or was not finite). ``idata.attrs["extra_*"]`` for admm:
+``rho``, ``rho_rule``, ``noise_scale``, ``solver``, ``prox_tolerance``, ``precondition`` (the kind used),
+``precondition_condition_number`` (of the summed potential's Hessian at the mode), ``laplace_sd`` (per coordinate,
+from that Hessian), ``laplace_newton_decrement`` (the warm-up's distance to the mode, in posterior sds),
+``variance_ratio`` (per coordinate: the network average's stationary variance / the target's, exact for the Gaussian
+with the agents' curvature at the mode, i.e. the method's own variance deficit; null when too large to solve),
+``variance_ratio_min`` and ``variance_ratio_max``, ``max_prox_residual`` and ``divergences``.
 
 Several processes: call `samplax.infer.distributed.initialize` first in each. By default every process holds the
 full data and keeps its own agents' shards; a process that holds only its own observations passes
@@ -23,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplax.infer import distributed
+from samplax.infer import agents, distributed
 from samplax.infer.methods import DirectMethod, DirectResult
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import admm as kernel
@@ -43,21 +58,37 @@ _COMMON = (
     Option("record_agents", bool, True, "keep every agent's iterates in sample_stats['agent_z']"),
 )
 
+# a numpyro.factor term has no place in a data split: each agent would evaluate it on its own shard as part of its
+# prior share (wrong for a factor over observations), and a -inf factor breaks the local solves
+_UNSUPPORTED = ("no_observations", "no_observation_plate", "data_read_as_values", "factor")
+
 ADMM_SCHEMA = MethodSchema(
     "admm", "mcmc",
     "distributed MCMC by ADMM (D-ADMMS, Tzikas et al. 2024): agents hold data shards and exchange iterates with "
     "graph neighbours over JAX collectives; chains = replicas of the network", (
         *_COMMON[:3],
-        Option("rho", float, 5.0, "ADMM penalty; progress scales like 1 / (rho * degree) (rule of thumb: rho d ≈ "
-               "10-20)", minimum=1e-12),
-        Option("noise", object, "calibrated", "'calibrated' (targets the posterior through the network average), "
-               "'paper' (sigma = sqrt(2) / (2 rho), the authors' code) or a number >= 0 (0: plain ADMM -> MAP)"),
+        Option("rho", float, None, "ADMM penalty in preconditioned coordinates (default: 5 / D, D the sum of the "
+               "degrees: the network average then takes Langevin steps of 0.1 posterior variances, a ~5 % variance "
+               "deficit); progress scales like 1 / (rho * degree)", minimum=1e-12, allow_none=True),
+        Option("noise", object, "common", "'common' (one noise draw shared by all agents from a common key, "
+               "sigma^2 = 1 / (rho D): the network average targets the posterior and the agents stay near consensus), "
+               "'calibrated' (independent draws, sigma_i^2 = D / (rho sum d_j^2): the agents' spread biases "
+               "non-Gaussian targets), 'paper' (sigma = sqrt(2) / (2 rho), the authors' code) or a number >= 0 (0: "
+               "plain ADMM -> MAP)"),
         Option("solver", str, "auto", "local proximal solve: 'closed_form' (Gaussian-linear agents), 'newton', or "
                "'auto' (closed form when every agent's potential is quadratic)",
                choices=("auto", "closed_form", "newton")),
-        Option("newton_steps", int, 5, "damped Newton steps per proximal solve (warm-started)", minimum=1),
+        Option("newton_steps", int, 20, "at most this many damped Newton steps per proximal solve (warm-started; "
+               "the solve stops at prox_tolerance)", minimum=1),
+        Option("prox_tolerance", float, None, "local solves stop when ||grad|| / (2 rho d_i), a bound on the distance "
+               "to the proximal point in preconditioned coordinates, is below it (default 1e-3 in float32, 1e-6 in "
+               "float64); a solve that misses it is a divergence", minimum=1e-15, allow_none=True),
+        Option("precondition", str, "auto", "coordinates the agents run in: 'dense' (x = mode + L u with L^T H L = I, "
+               "H the summed potential's Hessian at the mode found in warm-up), 'diagonal' (Jacobi), 'none' (the "
+               "model's unconstrained coordinates), 'auto' (dense up to 500 dimensions)",
+               choices=kernel.PRECONDITIONERS),
         *_COMMON[3:],
-    ), unsupported=("no_observations", "no_observation_plate", "data_read_as_values"))
+    ), unsupported=_UNSUPPORTED)
 
 DSGLD_SCHEMA = MethodSchema(
     "dsgld", "mcmc",
@@ -69,7 +100,7 @@ DSGLD_SCHEMA = MethodSchema(
         Option("batch_size", int, None, "minibatch per agent and step (default: the whole shard)", minimum=1,
                allow_none=True),
         *_COMMON[3:],
-    ), unsupported=("no_observations", "no_observation_plate", "data_read_as_values"))
+    ), unsupported=_UNSUPPORTED)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -104,7 +135,7 @@ class AgentProblem:
     def __init__(self, target, options: dict):
         self.topology = build_topology(options)
         num_agents = self.topology.num_agents
-        self.mesh = distributed.agent_mesh(options.get("num_devices"))
+        self.mesh = agents.agent_mesh(options.get("num_devices"))
         processes = jax.process_count()
         self.layout = kernel.make_layout(num_agents, int(self.mesh.devices.size), processes)
         self.process = jax.process_index()
@@ -112,8 +143,8 @@ class AgentProblem:
         per_process = num_agents // processes
         if processes > 1 and options.get("num_observations") is not None:
             shards = target.shards(per_process, num_observations=options["num_observations"])
-            data = _pad_observations(shards.data, int(distributed.allgather_host(shards.data["mask"].shape[1]).max()))
-            total = int(distributed.allgather_host(np.sum(shards.sizes)).sum())
+            data = _pad_observations(shards.data, int(agents.allgather_host(shards.data["mask"].shape[1]).max()))
+            total = int(agents.allgather_host(np.sum(shards.sizes)).sum())
             if total != options["num_observations"]:
                 raise ValueError(f"num_observations={options['num_observations']} but the processes hold {total} "
                                  "observations together; pass the global count")
@@ -151,34 +182,16 @@ class AgentProblem:
             return self.slot_values
         return kernel.slot_data(self.slot_values, self.layout, self.slots)
 
-    def quadratic(self, block_data) -> kernel.QuadraticPotential | None:
-        """Per-slot (A_i, b_i) when every agent's potential is quadratic (checked on every process), else None."""
+    def quadratic(self, block_data, potential=None) -> kernel.QuadraticPotential | None:
+        """Per-slot (A_i, b_i) when every agent's ``potential`` (default f_i) is quadratic (checked on every
+        process, `samplax.kernels.admm.quadratic_check`), else None."""
         dtype = jnp.zeros(()).dtype
-        dim = self.dim
-        potential = self.local_potential
-        points = jax.random.normal(jax.random.key(7), (3, dim), dtype) * jnp.asarray([0.5, 1.0, 2.0], dtype)[:, None]
-        tolerance = 1e-3 if dtype == jnp.float32 else 1e-7
-
-        def check(shard):
-            zero = jnp.zeros(dim, dtype)
-            value0, grad0 = jax.value_and_grad(potential)(zero, shard)
-            hess0 = jax.hessian(potential)(zero, shard)
-
-            def at(z):
-                predicted = value0 + grad0 @ z + 0.5 * z @ hess0 @ z
-                value = potential(z, shard)
-                hess = jax.hessian(potential)(z, shard)
-                scale = 1.0 + jnp.abs(value) + jnp.abs(predicted)
-                return jnp.maximum(jnp.abs(value - predicted) / scale,
-                                   jnp.max(jnp.abs(hess - hess0)) / (1.0 + jnp.max(jnp.abs(hess0))))
-
-            error = jnp.max(jax.vmap(at)(points))
-            return hess0, -grad0, error
-
+        check = kernel.quadratic_check(potential or self.local_potential, self.dim, dtype)
         hess, linear, error = jax.jit(jax.vmap(check))(jax.tree.map(jnp.asarray, block_data))
         active = self.layout.slot_agent[self.slots] >= 0
-        local_ok = bool(np.all(np.asarray(error)[active] <= tolerance) and np.all(np.isfinite(np.asarray(hess))))
-        everyone_ok = bool(distributed.allgather_host(np.asarray(local_ok)).all())
+        local_ok = bool(np.all(np.asarray(error)[active] <= kernel.quadratic_tolerance(dtype))
+                        and np.all(np.isfinite(np.asarray(hess))))
+        everyone_ok = bool(agents.allgather_host(np.asarray(local_ok)).all())
         if not everyone_ok:
             return None
         return kernel.QuadraticPotential(np.asarray(hess), np.asarray(linear))
@@ -203,51 +216,101 @@ def _pad_observations(data: dict, width: int) -> dict:
     return {key: pad(value) for key, value in data.items()}
 
 
-def _subsample(key, shard, batch_size):
-    """``batch_size`` observations drawn with replacement from the shard's real (unmasked) ones, and the factor
-    (shard size / batch size) that makes the minibatch log-likelihood unbiased."""
-    size = jnp.sum(shard["mask"])
-    index = jnp.floor(jax.random.uniform(key, (batch_size,)) * size).astype(jnp.int32)
-    batch = {name: value[index] for name, value in shard.items()}
-    batch["mask"] = jnp.ones((batch_size,), bool)
-    return batch, size / batch_size
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
     start = time.perf_counter()
     problem = agent_problem(target, options)
-    rho = float(options["rho"])
     noise = options["noise"]
-    kernel.noise_scale(noise, problem.topology, rho)  # check the value before compiling anything
-    solver = options["solver"]
-    data = problem.slot_data()
+    topology, layout = problem.topology, problem.layout
+    kernel.noise_scale(noise, topology, 1.0)  # checks the value before anything compiles
+    shared = noise == "common"
+    tolerance = options["prox_tolerance"]
+    raw_data = problem.slot_data()
+
+    # warm-up: the mode and curvature of the summed potential, the coordinates the agents run in, then rho
+    begin = time.perf_counter()
+    laplace, agent_hessians = _laplace(problem, raw_data)
+    preconditioner = kernel.make_preconditioner(laplace.mode, laplace.hessian, options["precondition"])
+    scale = np.asarray(preconditioner.scale, np.float64)
+    agent_precisions = np.einsum("ji,ajk,kl->ail", scale, agent_hessians, scale)  # the agents' curvature in u
+    rho_record = {}
+    if options["rho"] is not None:
+        rho, rho_rule = float(options["rho"]), "given"
+    elif noise in ("common", "calibrated"):
+        rho, rho_record = kernel.choose_rho(topology, agent_precisions,
+                                            lambda value: kernel.noise_scale(noise, topology, value),
+                                            shared_noise=shared)
+        rho_rule = ("fastest of the grid (5 / D) 2^k with a variance deficit <= 10 % (Laplace curvature)"
+                    if rho_record.get("grid") else "5 / D in preconditioned coordinates")
+    else:
+        rho, rho_rule = kernel.default_rho(topology), "5 / D in preconditioned coordinates"
+    sigma = kernel.noise_scale(noise, topology, rho)
+    laplace_s = time.perf_counter() - begin
+    potential = preconditioner.potential(problem.local_potential)
+
+    solver, data = options["solver"], raw_data
     if solver in ("auto", "closed_form"):
-        quadratic = problem.quadratic(data)
+        quadratic = problem.quadratic(raw_data, potential)
         if quadratic is None and solver == "closed_form":
             raise ValueError("solver='closed_form' needs a quadratic potential on every agent (a Gaussian-linear "
                              "model with real, unconstrained parameters); this model is not: use solver='newton'")
         solver = "closed_form" if quadratic is not None else "newton"
         if quadratic is not None:
             data = quadratic
-    block = kernel.make_agent_block(problem.topology, problem.layout, rho=rho, noise=noise, data=data,
-                                    slots=problem.slots, data_in_slots=True)
-    topology, layout = problem.topology, problem.layout
-    local_potential, newton_steps = problem.local_potential, options["newton_steps"]
+    block = kernel.make_agent_block(topology, layout, rho=rho, noise=noise, data=data, slots=problem.slots,
+                                    data_in_slots=True)
+    newton_steps = options["newton_steps"]
 
     def make_sampler(local_block):
         exchange = kernel.make_exchange(topology, layout, distributed.AGENT_AXIS)
-        return kernel.admm(local_block, exchange, rho=rho, solver=solver, local_potential=local_potential,
-                           newton_steps=newton_steps)
+        return kernel.admm(local_block, exchange, rho=rho, solver=solver, local_potential=potential,
+                           newton_steps=newton_steps, tolerance=tolerance, shared_noise=shared)
 
-    run = distributed.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
+    run = agents.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
                                  dim=problem.dim, warmup=warmup, draws=draws, record_agents=options["record_agents"])
-    stats = {"consensus_residual": run.consensus_residual, "dual_sum": run.dual_sum}
+    stats = {"consensus_residual": run.consensus_residual, "dual_sum": run.dual_sum,
+             "prox_residual": run.prox_residual, "diverging": run.diverging}
     if run.agent_positions is not None:
-        stats["agent_z"] = run.agent_positions
-    extra = _extra(problem, run, start, solver=solver, rho=rho,
-                   noise_scale=float(kernel.noise_scale(noise, topology, rho)[0]))
-    return _result(run.network_average, stats, extra)
+        stats["agent_z"] = preconditioner.to_position(run.agent_positions).astype(run.agent_positions.dtype)
+
+    # the method's own variance deficit, exact for the Gaussian with the agents' curvature at the mode
+    ratio = kernel.variance_ratio(topology, rho, sigma, agent_precisions, scale, shared_noise=shared)
+    dtype = jnp.zeros(()).dtype
+    summary = preconditioner.summary
+    extra = _extra(problem, run, start, solver=solver, rho=rho, noise_scale=float(sigma[0]),
+                   rho_rule=rho_rule, rho_grid=rho_record.get("grid"),
+                   rho_grid_variance_ratio=rho_record.get("variance_ratio_min"),
+                   rho_grid_autocorrelation_time=rho_record.get("autocorrelation_time"),
+                   prox_tolerance=float(tolerance if tolerance is not None else kernel.default_tolerance(dtype)),
+                   precondition=summary["kind"],
+                   precondition_condition_number=summary.get("condition_number"),
+                   laplace_sd=summary.get("laplace_sd"),
+                   laplace_newton_decrement=float(laplace.newton_decrement), laplace_s=laplace_s,
+                   variance_ratio=ratio,
+                   variance_ratio_min=None if ratio is None else float(np.min(ratio)),
+                   variance_ratio_max=None if ratio is None else float(np.max(ratio)),
+                   max_prox_residual=float(np.max(run.prox_residual)),
+                   divergences=int(np.sum(run.diverging)))
+    return _result(preconditioner.to_position(run.network_average).astype(run.network_average.dtype), stats, extra)
+
+
+def _laplace(problem: AgentProblem, raw_data):
+    """The Laplace warm-up over the agents (`samplax.kernels.admm.laplace_warmup`): (LaplaceInfo on the host, the
+    active agents' Hessians at the mode in agent order)."""
+    topology, layout = problem.topology, problem.layout
+    block = kernel.make_agent_block(topology, layout, rho=1.0, noise=0.0, data=raw_data, slots=problem.slots,
+                                    data_in_slots=True)
+    potential, dim = problem.local_potential, problem.dim
+
+    def warm(local_block):
+        exchange = kernel.make_exchange(topology, layout, distributed.AGENT_AXIS)
+        info = kernel.laplace_warmup(potential, local_block, exchange, dim)
+        return info._replace(agent_hessians=None), info.agent_hessians
+
+    laplace, hessians = agents.run_on_agents(warm, block, layout, problem.mesh)
+    order = layout.slot_agent
+    hessians = np.asarray(hessians, np.float64)[np.argsort(np.where(order >= 0, order, order.size + 1))]
+    return laplace, hessians[:layout.num_agents]
 
 
 def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
@@ -266,11 +329,11 @@ def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
     def make_sampler(local_block):
         exchange = kernel.make_exchange(topology, layout, distributed.AGENT_AXIS, kind=kind)
         return kernel.dsgld(local_block, exchange, likelihood_potential, prior_potential, step_size=step_size,
-                            batch_size=batch_size, subsample=_subsample if batch_size else None)
+                            batch_size=batch_size, subsample=kernel.subsample_shard if batch_size else None)
 
-    run = distributed.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
+    run = agents.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
                                  dim=problem.dim, warmup=warmup, draws=draws, record_agents=options["record_agents"])
-    stats = {"consensus_residual": run.consensus_residual}
+    stats = {"consensus_residual": run.consensus_residual, "diverging": ~np.isfinite(run.network_average).all(-1)}
     if run.agent_positions is not None:
         stats["agent_z"] = run.agent_positions
     extra = _extra(problem, run, start, step_size=step_size)

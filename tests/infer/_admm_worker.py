@@ -151,12 +151,12 @@ def long_run(process_id, draws=20_000_000, chunk_size=200_000):
     import jax
     import numpy as np
 
-    from samplax.infer import distributed
+    from samplax.infer import agents, distributed
     from samplax.kernels import admm
 
     num_agents, dim = 4, 2
     topology = admm.make_topology("cycle", num_agents)
-    mesh = distributed.agent_mesh()
+    mesh = agents.agent_mesh()
     layout = admm.make_layout(num_agents, num_shards=int(mesh.devices.size), num_groups=2)
     precision = np.broadcast_to(np.eye(dim), (num_agents, dim, dim))
     data = admm.QuadraticPotential(precision, np.ones((num_agents, dim)))
@@ -168,7 +168,7 @@ def long_run(process_id, draws=20_000_000, chunk_size=200_000):
                          solver="closed_form")
 
     print(f"process {process_id} sampling", flush=True)
-    distributed.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(0), num_replicas=2, dim=dim,
+    agents.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(0), num_replicas=2, dim=dim,
                            warmup=0, draws=draws, chunk_size=chunk_size, record_agents=False)
     print(f"process {process_id} finished without noticing the lost peer", flush=True)
 
