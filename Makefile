@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export JAX_PLATFORMS ?= cpu
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 
-.PHONY: demo test test-py313 bench docs clean conformance
+.PHONY: demo test test-fast test-py313 bench docs clean conformance
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the tests marked slow (make test runs those too). Budget: under 5 minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # The quick subset marked arviz1 (fit, summary, report, save/load, az.loo, the CLI, a notebook) on Python 3.13 with
 # the newest ArviZ (1.x: DataTree, arviz-stats, arviz-plots), in a second venv made from pyenv's interpreter (found
@@ -59,6 +63,8 @@ conformance: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
+# The site, with the notebooks rendered with their outputs: docs/hooks/notebooks.py executes each notebook (small
+# sizes) unless `make test` already saved its executed copy in docs/notebooks/ (git-ignored).
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[docs]"
 	$(PY) -m mkdocs build --strict

@@ -2,7 +2,11 @@
 
 import os
 
+import pytest
+
 from samplax import demo
+
+pytestmark = pytest.mark.slow  # two fits and a report
 
 
 def test_demo_fits_pass_their_checks_and_the_report_is_written(tmp_path, capsys, recwarn):

@@ -64,6 +64,7 @@ def test_numpyro_initialises_the_quick_models(name):
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
+@pytest.mark.slow
 def test_samplax_reads_every_model_and_methods_refuse_before_compiling(name):
     """samplax's bridge traces every corpus model (shapes, supports, dims, data mode) without compiling a sampler,
     and every method either accepts the model's features or refuses it with UnsupportedModelError naming one of
@@ -165,6 +166,7 @@ def references():
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QUICK)
 def test_quick_nuts_matches_numpyro(name, references):
     """samplax nuts agrees with NumPyro NUTS: means within 4 combined MCSE, sds within 15 %."""

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import numpy as np, numpyro, numpyro.distributions as dist, samplax, jax
 from samplax.infer import cache
@@ -29,6 +31,7 @@ def files(path):
                   for name in names)
 
 
+@pytest.mark.slow  # two fresh processes
 def test_cache_is_written_by_one_process_and_reused_by_the_next(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env.update(SAMPLAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")

@@ -231,6 +231,7 @@ def test_default_path_calls_samplax_fit_per_dataset(data, monkeypatch):
     assert result.num_ranks == 2 * 25 + 1  # ceil(49 / 2) per chain and result.thinning == 2
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_sbc_with_real_nuts_fits_is_uniform():
     """SBC of samplax's NUTS on the normal-normal zoo model: 40 data sets, ranks of the prior draw among thinned

@@ -46,6 +46,7 @@ def conjugate_fits():
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("case", range(len(CONJUGATE_CASES)), ids=[f"{n}-{i}" for i, (n, _) in
                                                                    enumerate(CONJUGATE_CASES)])
+@pytest.mark.slow
 def test_recovers_analytic_posterior(conjugate_fits, method, case):
     """Posterior means within 4 MCSE (ArviZ's bulk MCSE) and sds within 10 % of the exact conjugate answer.
 
@@ -66,6 +67,7 @@ def test_recovers_analytic_posterior(conjugate_fits, method, case):
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_constrained_draws_stay_in_support(conjugate_fits, method):
     """Every constrained draw lies in its site's support (positive rate, simplex probabilities)."""
     for case, (name, _) in enumerate(CONJUGATE_CASES):
@@ -80,6 +82,7 @@ def test_constrained_draws_stay_in_support(conjugate_fits, method):
         assert not result.idata.sample_stats["diverging"].values.any()
 
 
+@pytest.mark.slow
 def test_smc_log_evidence_within_three_standard_errors():
     """SMC's log Z (mean over 8 independent repeats) is within 3 standard errors of the exact normal-normal log Z."""
     entry = zoo.get("normal_normal")

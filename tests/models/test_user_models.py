@@ -39,6 +39,7 @@ def flat_prior_mean(y, sigma=2.0):
         numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
+@pytest.mark.slow
 def test_flat_prior_gives_the_likelihood_posterior():
     """mu | y ~ N(mean(y), sigma / sqrt(n)) under a flat prior: NumPyro initialises with init_to_uniform, so does
     samplax (a prior draw does not exist)."""
@@ -55,6 +56,7 @@ def counts_model(counts):
     numpyro.sample("counts", dist.Multinomial(int(counts.sum()), p), obs=counts)
 
 
+@pytest.mark.slow
 def test_data_read_as_python_values_runs_with_data_as_constants():
     """int(counts.sum()) cannot be traced with the data as arguments: samplax closes over them instead, records the
     mode, and the posterior is the exact Dirichlet(1 + counts)."""
@@ -83,6 +85,7 @@ def half_normal_by_factor():
     numpyro.factor("positive", jnp.where(x > 0, 0.0, -jnp.inf))
 
 
+@pytest.mark.slow
 def test_minus_infinity_region_half_normal():
     """A factor that is -inf for x < 0 turns N(0, 1) into a half-normal: mean sqrt(2/pi), sd sqrt(1 - 2/pi).
     Half of the uniform starts are in the -inf region and are redrawn; divergences at the wall are expected."""
@@ -115,6 +118,7 @@ def gp_poisson(x, k):
     numpyro.sample("k", dist.Poisson(jnp.exp(f)), obs=k)
 
 
+@pytest.mark.slow
 def test_gp_poisson_initialises():
     x = np.linspace(-10, 10, 11)
     k = np.array([40, 37, 29, 12, 4, 3, 9, 19, 77, 82, 33])
@@ -164,6 +168,7 @@ def grouped():
     return fit, data
 
 
+@pytest.mark.slow
 def test_dims_are_named_from_plates_as_arviz_names_them(grouped):
     from arviz.data.io_numpyro import infer_dims
 

@@ -135,6 +135,7 @@ def test_breast_cancer_data_is_standardised():
 
 
 @pytest.mark.parametrize("name", RUNNABLE_NAMES)
+@pytest.mark.slow
 def test_model_runs_on_its_json_round_tripped_data(name):
     """make_data survives JSON; the model traces on it and gives the same log joint as on the numpy data, which
     may also be passed to jit as traced arguments."""

@@ -305,6 +305,7 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
 # ---------------------------------------------------------------------------------------------------------------------
 # 4. no dropped draws
 @pytest.mark.parametrize("every", range(1, DRAWS + 1))
+@pytest.mark.slow
 def test_every_residue_keeps_every_draw(every, whole, tmp_path):
     """draws=10 with checkpoint_every 1..10, with and without a checkpoint: the uninterrupted run's draws, exactly 10
     sample statistics per chain, no NaN."""
@@ -335,6 +336,7 @@ def test_resume_into_the_shorter_last_chunk(every, done, whole, tmp_path):
                                   whole.idata.sample_stats["acceptance_rate"].values)
 
 
+@pytest.mark.slow
 def test_thinned_residue_keeps_every_draw(tmp_path):
     """thin=2 in chunks of 4 + 4 + 2 kept draws (with and without a checkpoint) equals five chunks of 2 (two compiled
     programs in all: the short last chunk has the length of the reference's chunks)."""

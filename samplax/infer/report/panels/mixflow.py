@@ -1,0 +1,63 @@
+"""Flow diagnostics panel (mixflow): the ELBO against the flow length and the flow's numerical health.
+
+MixFlows (Xu, Chen and Campbell 2023) average N maps of a measure-preserving flow; the ELBO should rise with N and
+level off. The numerical-health records say how far floating-point round-off takes the computed flow from the exact
+one (Xu and Campbell 2023, "Embracing the chaos"): the one-step inversion error, the shadowing window and the fraction
+of non-finite values. Each is read from the root attr ``extra_<name>`` or, failing that, ``sample_stats.<name>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from samplax.infer.report.context import Context
+from samplax.infer.report.figures import figure, margins, png
+from samplax.infer.report.html import esc, num
+from samplax.infer.report.panels.base import Panel
+
+__all__ = ["NUMERICAL_HEALTH", "PANEL", "render"]
+
+NUMERICAL_HEALTH = {
+    "inversion_error": "one-step inversion error |T^-1(T(s)) - s| (round-off of the flow map; ~1e-14 in float64)",
+    "shadowing_window": "shadowing window 2 lambda delta (Xu & Campbell 2023): how far the computed orbit may be "
+                        "from an exact one",
+    "nonfinite_fraction": "fraction of non-finite log-densities or draws",
+}
+CURVE = "extra_elbo_vs_flow_length"  # rows (N, ELBO) or (N, ELBO, standard error)
+
+
+def render(context: Context) -> str | None:
+    """The ELBO curve and the numerical-health table; None when the fit has neither."""
+    parts = []
+    curve = context.attr_array(CURVE)
+    if curve is not None and curve.ndim == 2 and curve.shape[1] in (2, 3) and curve.shape[0] >= 1:
+        fig = figure(6.5, 2.8)
+        ax = fig.subplots()
+        margins(fig, left=0.8, top=0.15, bottom=0.55)
+        se = curve[:, 2] if curve.shape[1] == 3 else None
+        ax.errorbar(curve[:, 0], curve[:, 1], yerr=se, marker="o", markersize=3, capsize=2, linewidth=1)
+        ax.set_xlabel("flow length N", fontsize=9)
+        ax.set_ylabel("ELBO", fontsize=9)
+        ax.tick_params(labelsize=8)
+        parts.append(png(fig, "ELBO against flow length")
+                     + '<p class="caption">ELBO against the number of flow maps N (&plusmn; one standard error). It '
+                     "should rise and level off; an ELBO that falls as N grows means the step size is too large.</p>")
+    rows = []
+    for name, meaning in NUMERICAL_HEALTH.items():
+        values = context.attr_array(f"extra_{name}")
+        if values is None and context.has_stat(name):
+            values = np.asarray(context.stat_values(name), dtype=np.float64)
+        if values is None or values.size == 0:
+            continue
+        finite = values[np.isfinite(values)]
+        stats = (num(finite.min()), num(np.median(finite)), num(finite.max())) if finite.size else ("nan",) * 3
+        rows.append(f"<tr><th>{name.replace('_', ' ')}</th><td>{stats[0]}</td><td>{stats[1]}</td><td>{stats[2]}</td>"
+                    f'<td class="small">{esc(meaning)}</td></tr>')
+    if rows:
+        parts.append('<h3>Numerical health</h3><table><thead><tr><th>record</th><th>min</th><th>median</th>'
+                     f'<th>max</th><th>meaning</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return "".join(parts) or None
+
+
+PANEL = Panel("mixflow", "Flow diagnostics (mixflow)", render, stats=frozenset(NUMERICAL_HEALTH),
+              attrs=frozenset({CURVE} | {f"extra_{name}" for name in NUMERICAL_HEALTH}))
