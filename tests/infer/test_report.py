@@ -183,13 +183,19 @@ def test_method_panels_appear_with_their_records():
     }
     attrs = {"method": "bplmc", "options": json.dumps({"smoothing": 0.1, "step_size": 0.01}),
              "extra_elbo_vs_flow_length": json.dumps([[100, -0.5, 0.02], [200, -0.41, 0.02], [500, -0.28, 0.03]]),
-             "extra_inversion_error": json.dumps([1e-14, 3e-14]), "extra_mystery": json.dumps([1, 2, 3])}
+             "extra_inversion_error": json.dumps([1e-14, 3e-14]), "extra_mystery": json.dumps([1, 2, 3]),
+             "extra_rho": json.dumps(1.25), "extra_max_prox_residual": json.dumps(4e-7),
+             "extra_variance_ratio_min": json.dumps(0.81), "extra_variance_ratio_max": json.dumps(0.92),
+             "extra_mixflow_check": json.dumps({"importance_pareto_k": 0.31, "nuts_check_passed": False}),
+             "extra_method_warnings": json.dumps(["mixflow: the draws disagree with a short NUTS run"]),
+             "extra_cost": json.dumps({"sampling": 4991040})}
     fit = synthetic({"theta": rng.normal(size=(chains, draws, 2))}, stats, attrs,
                     coords={"agent": ["north", "south", "east"], "block": ["b0", "<i>b1</i>"]},
                     dims={"consensus_residual": ["agent"], "block_acceptance": ["block"]})
     page = render_report(fit)
     assert "could not be drawn" not in page
     assert "Last value per agent" in section(page, "admm")
+    assert "penalty rho" in section(page, "admm") and "0.81&ndash;0.92 times the posterior" in section(page, "admm")
     assert "0.1" in section(page, "proximal") and "envelope" in section(page, "proximal")
     assert "Blocks accepting under 5% of proposals: &lt;i&gt;b1&lt;/i&gt;" in section(page, "blocks")
     assert "<i>" not in page
@@ -197,6 +203,8 @@ def test_method_panels_appear_with_their_records():
     other = section(page, "other")
     assert "sample_stats.mystery_stat" in other and "attrs.extra_mystery" in other
     assert "consensus_residual" not in other and "extra_inversion_error" not in other
+    assert "1 check(s) failed: mixflow: the draws disagree" in section(page, "mixflow")
+    assert "4991040" in section(page, "mixflow") and "extra_mixflow_check" not in other and "extra_rho" not in other
 
     plain = render_report(synthetic({"theta": rng.normal(size=(chains, draws))}))
     for anchor in ("admm", "proximal", "blocks", "mixflow", "other", "evidence", "energy"):

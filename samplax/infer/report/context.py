@@ -202,6 +202,16 @@ class Context:
             return None
         return values.astype(bool)
 
+    def attr_json(self, name: str) -> Any:
+        """A root attribute parsed from its JSON text (a dict, list or number), else None."""
+        value = arviz_compat.root_attrs(self.idata).get(name)
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return None
+        return value
+
     def attr_array(self, name: str, raw: Any = None) -> np.ndarray | None:
         """A root attribute (JSON text or a number sequence; ``raw`` when given) as a float64 array, else None."""
         attrs = arviz_compat.root_attrs(self.idata)

@@ -4,6 +4,11 @@ MixFlows (Xu, Chen and Campbell 2023) average N maps of a measure-preserving flo
 level off. The numerical-health records say how far floating-point round-off takes the computed flow from the exact
 one (Xu and Campbell 2023, "Embracing the chaos"): the one-step inversion error, the shadowing window and the fraction
 of non-finite values. Each is read from the root attr ``extra_<name>`` or, failing that, ``sample_stats.<name>``.
+
+The method's own check (``extra_mixflow_check``): the ELBO at N/2 against N, the draws' moments against the
+importance-corrected ones (exact density), and a short NUTS run started from the flow's draws; failed checks are
+also convergence warnings (``extra_method_warnings``). ``extra_cost`` gives the gradient evaluations of each stage,
+known before the run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,47 @@ NUMERICAL_HEALTH = {
     "nonfinite_fraction": "fraction of non-finite log-densities or draws",
 }
 CURVE = "extra_elbo_vs_flow_length"  # rows (N, ELBO) or (N, ELBO, standard error)
+CHECK = "extra_mixflow_check"
+COST = "extra_cost"
+CHECK_ROWS = {  # key in extra_mixflow_check -> what it is
+    "elbo_half_flow_length": "ELBO at N/2",
+    "elbo_flow_length": "ELBO at N",
+    "elbo_gain_over_half": "ELBO gain from N/2 to N",
+    "importance_pareto_k": "Pareto k-hat of target / flow at the draws",
+    "moment_shift_max_sd": "largest mean shift, draws vs importance-corrected (sds)",
+    "sd_ratio_min": "smallest sd ratio, draws / importance-corrected",
+    "sd_ratio_max": "largest sd ratio, draws / importance-corrected",
+    "nuts_mean_shift_max_sd": "largest mean gap to a short NUTS run (sds)",
+    "nuts_sd_ratio_min": "smallest sd ratio to the NUTS run",
+    "nuts_sd_ratio_max": "largest sd ratio to the NUTS run",
+    "nuts_check_passed": "agrees with the NUTS run",
+}
+
+
+def _cell(value) -> str:
+    return num(value, 3) if isinstance(value, float) else esc(str(value))
+
+
+def check_table(context: Context) -> str:
+    """The method's own check and the cost of each stage, when the fit recorded them."""
+    parts = []
+    check = context.attr_json(CHECK)
+    if isinstance(check, dict):
+        rows = [f"<tr><th>{esc(meaning)}</th><td>{_cell(check[key])}</td></tr>"
+                for key, meaning in CHECK_ROWS.items() if key in check and check[key] is not None]
+        warned = context.attr_json("extra_method_warnings") or []
+        verdict = ("every check passed" if not warned else
+                   f"{len(warned)} check(s) failed: " + " ".join(str(w) for w in warned))
+        if rows:
+            parts.append(f'<h3>Does the flow match the target?</h3><p>{esc(verdict)}</p><table><tbody>{"".join(rows)}'
+                         "</tbody></table>")
+    cost = context.attr_json(COST)
+    if isinstance(cost, dict):
+        rows = [f"<tr><th>{esc(str(stage))}</th><td>{_cell(value)}</td></tr>"
+                for stage, value in cost.items()]
+        parts.append('<h3>Cost (gradient evaluations per stage, known before the run)</h3><table><tbody>'
+                     + "".join(rows) + "</tbody></table>")
+    return "".join(parts)
 
 
 def render(context: Context) -> str | None:
@@ -56,8 +102,9 @@ def render(context: Context) -> str | None:
     if rows:
         parts.append('<h3>Numerical health</h3><table><thead><tr><th>record</th><th>min</th><th>median</th>'
                      f'<th>max</th><th>meaning</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    parts.append(check_table(context))
     return "".join(parts) or None
 
 
 PANEL = Panel("mixflow", "Flow diagnostics (mixflow)", render, stats=frozenset(NUMERICAL_HEALTH),
-              attrs=frozenset({CURVE} | {f"extra_{name}" for name in NUMERICAL_HEALTH}))
+              attrs=frozenset({CURVE, CHECK, COST, "extra_method_warnings"} | {f"extra_{name}" for name in NUMERICAL_HEALTH}))
