@@ -55,13 +55,18 @@ PROBLEMS = (
     ("a", "Bayesian LASSO", "sparse_regression", lambda s: {"num_features": s["lasso_features"],
                                                             "num_observations": s["lasso_observations"]},
      (("bplmc", "bplmc", {}, None), ("bplmc adjusted", "bplmc", {"adjusted": True}, None),
-      ("myula", "myula", {}, None), ("nuts", "nuts", {}, None))),
+      ("myula", "myula", {}, None), ("myula adjusted", "myula", {"adjusted": True}, None), ("nuts", "nuts", {}, None),
+      ("myula adjusted, equal time", "myula", {"adjusted": True}, None))),
     ("b", "Sparse Dirichlet-multinomial", "dirichlet_multinomial_sparse", lambda s: {},
      (("bplmc", "bplmc", {}, None), ("bplmc float64", "bplmc", {}, "float64"), ("myula", "myula", {}, None),
-      ("nuts", "nuts", {}, None))),
+      ("myula adjusted", "myula", {"adjusted": True}, None), ("nuts", "nuts", {}, None),
+      ("myula adjusted, equal time", "myula", {"adjusted": True}, None))),
     ("c", "Box-constrained, piled at the bound", "box_bounded", lambda s: {},
      (("bplmc", "bplmc", {}, None), ("myula", "myula", {}, None), ("nuts", "nuts", {}, None))),
 )
+
+TIME_SLACK = 1.1  # "equal time" allows 10 % of timing noise on a shared machine
+EQUAL_TIME = ", equal time"  # a row label ending so reruns the row before it with nuts's sampling seconds
 
 HEADERS = ["problem", "method", "defaults used", "gradients / draw", "draws", "max mean error / sd",
            "max sd error", "noise (MCSE / sd)", "min bulk ESS", "ESS / 1k gradients", "ESS / s", "sampling s",
@@ -86,14 +91,14 @@ def _reference_from_fit(fit, sites):
     return mean, sd, noise
 
 
-def _fit(model, data, method, chains, warmup, draws, seed, options, precision):
+def _fit(model, data, method, chains, warmup, draws, seed, options, precision, thin=1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return samplax.fit(model, data, method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                           precision=precision, progress=False, **options)
+                           precision=precision, progress=False, thin=thin, **options)
 
 
-def measure(fit, sites, reference_mean, reference_sd) -> dict:
+def measure(fit, sites, reference_mean, reference_sd, thin=1) -> dict:
     """The row's numbers: errors against the reference, ESS, gradients, times, divergences."""
     draws = _flatten(fit.idata.posterior, sites)
     mean_error = sd_error = 0.0
@@ -110,7 +115,7 @@ def measure(fit, sites, reference_mean, reference_sd) -> dict:
     stats = fit.idata.sample_stats
     chains, num_draws = stats.sizes["chain"], stats.sizes["draw"]
     gradients_per_draw = float(stats["n_steps"].mean()) if "n_steps" in stats else 1.0
-    total_gradients = gradients_per_draw * chains * num_draws
+    total_gradients = gradients_per_draw * chains * num_draws * thin
     divergent = int(stats["diverging"].sum()) if "diverging" in stats else 0
     out_of_domain = int(stats["out_of_domain"].sum()) if "out_of_domain" in stats else divergent
     timing = fit.timing
@@ -134,9 +139,13 @@ def _defaults_used(method, fit) -> str:
         if adjusted and "acceptance_rate" in fit.idata.sample_stats:
             parts.append(f"acceptance {float(fit.idata.sample_stats['acceptance_rate'].mean()):.2f}")
         with jax.enable_x64(fit.precision == "float64"):
-            composite = fit.target.composite(legendre=options.get("legendre"), nonsmooth=options.get("nonsmooth"),
-                                             beta=options.get("beta"), barrier=adjusted)
-        parts.append("/".join(sorted({block.name for block in composite.blocks})))
+            composite = fit.target.composite(nonsmooth=options.get("nonsmooth"))
+            specs = method_bplmc.legendre_blocks(fit.target, composite, options.get("legendre"), options.get("beta"),
+                                                 barrier=adjusted)
+        parts.append("/".join(sorted({spec.name for spec in specs})))
+    if method == "myula":
+        adjusted = bool(options.get("adjusted"))
+        parts.append("adjusted (exact target), diagonal preconditioner" if adjusted else "unadjusted")
     if fit.precision == "float64":
         parts.append("float64")
     return ", ".join(parts)
@@ -166,8 +175,16 @@ def run_problem(problem, s) -> tuple[list[list], list[str], dict]:
         if keep is not None and label not in keep:
             continue
         draws = s["nuts_draws"] if method == "nuts" else s["draws"]
-        fit = _fit(entry.model, data, method, s["chains"], s["warmup"], draws, s["seed"], options, precision)
-        row = measure(fit, sites, ref_mean, ref_sd)
+        thin = 1
+        if label.endswith(EQUAL_TIME) and "nuts" in measured:
+            # as many transitions as fit in nuts's sampling seconds, at the speed the same method just ran at
+            base = measured[label[:-len(EQUAL_TIME)]]
+            transitions = int(s["draws"] * measured["nuts"]["sampling_s"] / max(base["sampling_s"], 1e-9))
+            thin = max(1, transitions // s["draws"])
+        fit = _fit(entry.model, data, method, s["chains"], s["warmup"], draws, s["seed"], options, precision,
+                   thin=thin)
+        row = measure(fit, sites, ref_mean, ref_sd, thin)
+        row["draws"] = f"{s['chains']} x {draws * thin}" + (f" (every {thin}th kept)" if thin > 1 else "")
         measured[label] = row
         table.append([f"({key}) {title}", label, _defaults_used(method, fit), row["gradients_per_draw"], row["draws"],
                       row["mean_error"], row["sd_error"], row["noise"], row["min_ess"], row["ess_per_k_gradients"],
@@ -212,8 +229,25 @@ def verdicts(results: dict) -> list[str]:
                          f"({'bias, not noise' if ratio > BIAS_RATIO else 'within what noise explains'}).")
             if nuts:
                 line += f" nuts: {nuts['mean_error']:.3g} sd at a median MCSE of {nuts['noise']:.3g} sd."
+        if nuts:
+            line += " " + equal_time_verdict(measured, nuts)
         lines.append(line)
     return lines
+
+
+def equal_time_verdict(measured: dict, nuts: dict) -> str:
+    """Which bplmc / myula rows reach a lower mean error than nuts in no more sampling seconds (same run, same load)."""
+    wins, loses = [], []
+    for label, row in measured.items():
+        if label == "nuts":
+            continue
+        text = f"{label} ({row['mean_error']:.3g} sd in {row['sampling_s']:.2g} s)"
+        faster = row["sampling_s"] <= TIME_SLACK * nuts["sampling_s"]
+        (wins if row["mean_error"] < nuts["mean_error"] and faster else loses).append(text)
+    head = (f"At no more sampling time than nuts (within {TIME_SLACK - 1:.0%}; nuts: {nuts['mean_error']:.3g} sd in "
+            f"{nuts['sampling_s']:.2g} s): ")
+    return head + (f"lower mean error: {', '.join(wins)}" if wins else "no row reaches a lower mean error") + \
+        (f"; not: {', '.join(loses)}." if loses else ".")
 
 
 def main(out_dir: Path, quick: bool = False) -> Path:
@@ -249,15 +283,19 @@ to). (a) uses p = {s['lasso_features']}, n = {s['lasso_observations']}.
 
 {chr(10).join('- ' + line for line in statements)}
 
-Reading the table: on (a) every site is real, so bplmc and myula run unadjusted (the paper's methods) and sample the
-smoothed posterior pi^lambda. The smoothing of the L1 kink (lambda = 0.1, comparable to the posterior sds of ~0.1)
-and the Euler step leave a bias that more draws do not remove; the adjusted row removes the second. With beta = 1,
-much wider than the posterior sds, the hyperbolic-entropy map is nearly Euclidean, so bplmc behaves like myula with
-a smaller step (its curvature rule grows with sqrt(w^2 + beta^2)). No Langevin row has a mass matrix; nuts adapts a
-diagonal one. On (b) and (c) bplmc is adjusted and targets the exact posterior, so its errors are Monte Carlo noise
-or slow mixing. On (b), a 49-dimensional sparse simplex, adjusted steps must be small: a step moves log x by about
-sqrt(2 gamma), while the posterior spreads log x over a range of about 2. myula on (b) and (c) is plain ULA on
-NumPyro's unconstrained coordinates, biased by its step.
+Reading the table: on (a) every site is real, so bplmc and myula run unadjusted by default (the paper's methods) and
+sample the smoothed posterior pi^lambda. The smoothing of the L1 kink (lambda = 0.1, comparable to the posterior sds
+of ~0.1) and the Euler step leave a bias that more draws do not remove. The adjusted rows test on the exact
+posterior (the envelope only steers the proposal), which removes both biases; "myula adjusted" also adapts a diagonal
+preconditioner (on by default when adjusted), which nuts has too. With beta = 1, much wider than the posterior sds,
+the hyperbolic-entropy map is nearly Euclidean, so bplmc behaves like unpreconditioned myula with a smaller step.
+On (b) and (c) bplmc is adjusted and targets the exact posterior, so its errors are Monte Carlo noise or slow mixing.
+On (b), a 49-dimensional sparse simplex, adjusted steps must be small: a step moves log x by about sqrt(2 gamma),
+while the posterior spreads log x over a range of about 2. myula on (b) and (c) runs on NumPyro's unconstrained
+coordinates: plain ULA (biased by its step) or, adjusted, preconditioned MALA. The ", equal time" rows rerun the row
+above them with as many transitions as fit in nuts's sampling seconds (measured in this run: the machine is shared,
+so the times carry its load), keeping every k-th draw. Without a progress bar `fit` compiles warm-up and sampling
+into one program, so "sampling s" includes the warm-up for every row alike and "warm-up s" reads 0.
 
 {chr(10).join('- ' + note for note in notes)}
 

@@ -29,7 +29,7 @@ from benchmarks import common
 __all__ = ["TOPICS", "main", "run_topics", "write_index"]
 
 # In the order they are run and listed.
-TOPICS = ("foundation", "graph_hom", "bplmc", "admm", "mixflow", "cmcd", "meta_gibbs")
+TOPICS = ("foundation", "graph_hom", "bplmc", "deconvolution", "admm", "mixflow", "cmcd", "meta_gibbs")
 DEFAULT_OUT = Path("docs/benchmarks")
 
 

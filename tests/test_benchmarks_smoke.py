@@ -55,6 +55,7 @@ def foundation_run(tmp_path_factory):
     return foundation, page, page.read_text()
 
 
+@pytest.mark.slow
 def test_foundation_page_has_every_table_and_the_command(foundation_run):
     foundation, page, text = foundation_run
     assert page.name == "foundation.md" and page.exists()
@@ -66,6 +67,7 @@ def test_foundation_page_has_every_table_and_the_command(foundation_run):
     assert common.read_summary(page).endswith("SBC of nuts and mala.")
 
 
+@pytest.mark.slow
 def test_foundation_goals_each_have_a_verdict(foundation_run):
     """One verdict per goal: cold and warm per NUTS model, two for value_and_grad, one for BlackJAX."""
     foundation, _, text = foundation_run
@@ -74,6 +76,7 @@ def test_foundation_goals_each_have_a_verdict(foundation_run):
     assert all(row[2] in ("**met**", "**not met**") for row in goals)
 
 
+@pytest.mark.slow
 def test_foundation_nuts_ratio_is_ess_per_second_over_ess_per_second(foundation_run):
     """ratio = (samplax ESS / samplax s) / (NumPyro ESS / NumPyro s), up to the table's 3 significant digits."""
     foundation, _, text = foundation_run
@@ -87,6 +90,7 @@ def test_foundation_nuts_ratio_is_ess_per_second_over_ess_per_second(foundation_
         assert row[9] == common.yes_no(_number(row[8]) >= foundation.NUTS_GOAL)
 
 
+@pytest.mark.slow
 def test_foundation_mala_tables_cover_the_models(foundation_run):
     foundation, _, text = foundation_run
     gradient = _table_rows(text, foundation.GRADIENT_HEADERS)
@@ -99,6 +103,7 @@ def test_foundation_mala_tables_cover_the_models(foundation_run):
         assert row[8] == common.yes_no(scan_ratio <= foundation.BLACKJAX_GOAL)  # fit runs these draws as one chunk
 
 
+@pytest.mark.slow
 def test_foundation_sbc_histograms_are_written_and_linked(foundation_run):
     foundation, page, text = foundation_run
     rows = _table_rows(text, foundation.SBC_HEADERS)
@@ -188,6 +193,7 @@ def test_harness_rejects_an_unknown_topic(fake_topics, tmp_path, capsys):
     assert "unknown topic(s) ['nonexistent']; valid topics: fake_ok, fake_missing, fake_broken" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("topic", [topic for topic in run.TOPICS if topic != "foundation"])
 def test_every_topic_runs_in_quick_mode_and_writes_its_page(topic, tmp_path):

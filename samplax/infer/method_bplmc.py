@@ -7,27 +7,29 @@ Kernels: `samplax.kernels.bregman` (Lau and Liu, ICML 2022; Durmus, Moulines and
   the Bregman-Moreau envelope (smoothing lambda) of the fixed-scale Laplace priors' L1 terms, and each site moves in
   the mirror coordinates of its Legendre function, so every step lands inside the support. One step:
   y' = grad phi(x) - gamma grad U(x) + sqrt(2 gamma) phi''(x)^{1/2} xi, x' = grad phi*(y'), optionally followed by a
-  Metropolis-Hastings test on pi^lambda (``adjusted``).
-* ``myula`` is the Euclidean baseline on the UNCONSTRAINED coordinates (NumPyro's transforms, Jacobians in f), with
-  the L1 terms of the Laplace priors on real sites (identity-transformed there) smoothed by the Moreau envelope:
-  z' = z - gamma grad f(z) - (gamma / lambda) (z - prox_{lambda g}(z)) + sqrt(2 gamma) xi. It is never adjusted.
+  Metropolis-Hastings test on the exact posterior (``adjusted``; the envelope only steers the proposal). Which
+  Legendre function each site gets is decided here (``default_legendre``, ``legendre_blocks``), from the site's
+  support; the bridge only detects the L1 terms.
+* ``myula`` runs on the UNCONSTRAINED coordinates (NumPyro's transforms, Jacobians in f), with the L1 terms of the
+  Laplace priors on real sites (identity-transformed there) and a declared total-variation term smoothed by the
+  Moreau envelope in the metric of a diagonal inverse mass m:
+  z' = z - gamma m grad f(z) - (gamma / lambda) (z - prox(z)) + sqrt(2 gamma m) xi, optionally adjusted on the exact
+  posterior.
 
-Defaults and why:
+Defaults and why (measured in docs/methods/bplmc.md and docs/benchmarks/):
 
-* ``adjusted=None`` means adjusted when any site is constrained (positive, interval, simplex) and unadjusted when
-  every site is real. The unadjusted Euler step in mirror coordinates is unstable where mass piles against a
+* bplmc ``adjusted=None`` means adjusted when any site is constrained (positive, interval, simplex) and unadjusted
+  when every site is real. The unadjusted Euler step in mirror coordinates is unstable where mass piles against a
   boundary (46-100 % of chains with Gamma shape <= 1 hit 0 or NaN within 2000 steps at gamma = 0.01); the
-  Metropolis test turns such steps into rejections and removes the step-size bias. On real sites the unadjusted
-  chain is stable and is the method of the paper. Adjusted runs use the log-barrier (Burg) maps on positive and
-  simplex sites: the only maps measured to recover exact moments with mass piled at a face.
-* ``step_size=None`` (auto). Unadjusted: the warm-up is cut into windows; at the start of each the curvature of f
-  in the geometry of phi (``relative_curvature``, power iteration on Hessian-vector products) is measured at the
-  chain's position and the window runs at ``default_step_size`` = 0.2 / (L + 1/lambda) (1/lambda only when there is
-  an L1 term; curvatures below 1 count as 1, since a flat f gives no scale). The sampling step size uses the 0.9
-  quantile of the curvatures measured in the second half of the warm-up (past the initial transient). Adjusted:
-  the step starts from the curvature rule at the initial point and is tuned by dual averaging (Hoffman and Gelman
-  2014) towards ``target_accept``; the Metropolis test keeps any step size exact, so no curvature cap is applied.
-  A fixed ``step_size`` turns adaptation off (the warm-up is then burn-in).
+  Metropolis test turns such steps into rejections and removes the step-size bias. Adjusted runs use the log-barrier
+  (Burg) maps on positive and simplex sites: the only maps measured to recover exact moments with mass piled at a face.
+* myula ``adjusted=False`` (the paper's method); ``adjusted=True`` tests on the exact posterior, which removes the
+  smoothing and step biases that made it lose to NUTS on the Bayesian LASSO. ``precondition=None`` is on exactly when
+  adjusted: the unadjusted step in the metric of m is limited by the envelope's curvature 1/lambda and gains nothing.
+* ``step_size=None`` (auto): `samplax.kernels.bregman.adaptation.build_warmup`. Unadjusted: 10 warm-up windows, each at
+  0.2 / (L + 1/lambda) with L the curvature of f in the chain's geometry at the window's start; sampling uses the 0.9
+  quantile of the later windows' L. Adjusted: BlackJAX's dual averaging towards ``target_accept``. With a
+  preconditioner, windows 2-5 estimate m (BlackJAX's Welford). A fixed ``step_size`` turns step adaptation off.
 
 Sample statistics: ``out_of_domain`` (non-finite or out-of-domain proposals, which leave the chain in place),
 ``diverging`` (the same for unadjusted chains, where staying put is a bias; always False for adjusted chains, where it
@@ -48,24 +50,23 @@ from numpyro.distributions import constraints
 
 from samplax.infer.methods import MCMCMethod
 from samplax.infer.schema import MethodSchema, Option
-from samplax.kernels.bregman import bplmc, block_legendre, make_legendre, myula
-from samplax.kernels.bregman.legendre import LEGENDRE_NAMES
+from samplax.kernels.bregman import block_legendre, bplmc, myula
+from samplax.kernels.bregman.adaptation import build_warmup, step_size_from_curvature
+from samplax.kernels.bregman.legendre import LEGENDRE_NAMES, LegendreSpec
 from samplax.kernels.bregman.prox import bregman_moreau_envelope
+from samplax.kernels.bregman.total_variation import total_variation
 
 __all__ = ["BPLMC_SCHEMA", "MYULA_SCHEMA", "BPLMCParams", "ProximalFitState", "ProximalInfo", "ProximalSetup",
-           "bplmc_setup", "myula_setup", "myula_l1_terms", "resolve_adjusted", "step_size_from_curvature",
-           "warmup_chain", "CURVATURE_PROBES", "STEP_FRACTION"]
-
-CURVATURE_PROBES = 10   # warm-up windows, each starting with one curvature measurement (unadjusted, auto step)
-STEP_FRACTION = 0.2     # gamma = STEP_FRACTION / (L + 1/lambda)
-CURVATURE_FLOOR = 1.0   # a flat smooth part gives no scale: curvatures below this count as this
-CURVATURE_QUANTILE = 0.9
+           "bplmc_setup", "default_legendre", "legendre_blocks", "myula_setup", "myula_l1_terms", "myula_tv_terms",
+           "resolve_adjusted", "step_size_from_curvature", "warmup_chain"]
 
 
 class BPLMCParams(NamedTuple):
-    """Adapted per-chain parameters (fit broadcasts ``step_size`` into ``sample_stats``)."""
+    """Adapted per-chain parameters (fit broadcasts ``step_size`` into ``sample_stats``); ``inverse_mass`` is the
+    diagonal preconditioner (myula; ones for bplmc)."""
 
     step_size: jax.Array
+    inverse_mass: jax.Array
 
 
 class ProximalFitState(NamedTuple):
@@ -82,7 +83,7 @@ class ProximalInfo(NamedTuple):
         The proposal was non-finite or outside the domain of the Legendre map (or its dual); the chain stayed.
     diverging
         ``out_of_domain`` for unadjusted chains, where staying put is a bias; always False for adjusted chains, where
-        such a proposal is an ordinary Metropolis rejection (its target density is 0) and leaves pi^lambda invariant.
+        such a proposal is an ordinary Metropolis rejection (its target density is 0) and leaves the target invariant.
     acceptance_rate
         The Metropolis acceptance probability (adjusted chains); None for unadjusted ones.
     """
@@ -96,9 +97,10 @@ class ProximalInfo(NamedTuple):
 class ProximalSetup(NamedTuple):
     """What the warm-up and the sampler need, built once per (target, options).
 
-    kernel(key, state, step_size) -> (state, info); init(position) -> state (kernel coordinates);
-    to_kernel(z) / to_unconstrained(position) move between fit's flat unconstrained vector and kernel coordinates;
-    curvature(position) is L for the step-size rule; smoothing is lambda, or None when there is no L1 term.
+    kernel(key, state, step_size, inverse_mass) -> (state, info); init(position, inverse_mass) -> state (kernel
+    coordinates); to_kernel(z) / to_unconstrained(position) move between fit's flat unconstrained vector and kernel
+    coordinates; curvature(position, inverse_mass) is L for the step-size rule; smoothing is lambda, or None when
+    there is no nonsmooth term; precondition says whether the warm-up adapts ``inverse_mass``.
     """
 
     kernel: Callable
@@ -108,6 +110,7 @@ class ProximalSetup(NamedTuple):
     curvature: Callable
     smoothing: float | None
     adjusted: bool
+    precondition: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -150,12 +153,30 @@ class _BetaOption(Option):
                          f"got {value!r}; {self.help}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _TotalVariationOption(Option):
+    """{"site": image site, "weight": w > 0, "factor": the numpyro.factor site that holds -w * TV(image)}."""
+
+    def check(self, method: str, value):
+        if value is None:
+            return None
+        keys = {"site", "weight", "factor"}
+        if (not isinstance(value, dict) or set(value) != keys or not isinstance(value["site"], str)
+                or not isinstance(value["factor"], str) or not _positive_number(value["weight"])):
+            raise ValueError(f"method '{method}': option 'total_variation' must be a dict {{'site': image site name, "
+                             f"'weight': number > 0, 'factor': name of the numpyro.factor site holding "
+                             f"-weight * total_variation(image)}}, got {value!r}; {self.help}")
+        return {"site": value["site"], "weight": float(value["weight"]), "factor": value["factor"]}
+
+
 _STEP_SIZE = Option("step_size", float, None, "gamma > 0; None: from the smooth part's curvature during warm-up "
                     "(and dual averaging when adjusted)", minimum=1e-12, allow_none=True)
-_SMOOTHING = Option("smoothing", float, 0.1, "lambda of the envelope of the L1 terms: smaller is closer to the "
+_SMOOTHING = Option("smoothing", float, 0.1, "lambda of the envelope of the nonsmooth terms: smaller is closer to the "
                     "posterior but stiffer (smaller steps)", minimum=1e-8)
 _NONSMOOTH = _SiteMapOption("nonsmooth", dict, None, "site -> False keeps that site's Laplace prior inside the smooth "
                             "part (no envelope)", valid=lambda v: isinstance(v, bool), describe="True or False")
+_TARGET_ACCEPT = Option("target_accept", float, 0.574, "acceptance targeted by the dual averaging (adjusted, auto "
+                        "step)", minimum=0.05, maximum=0.99)
 
 BPLMC_SCHEMA = MethodSchema(
     "bplmc", "mcmc", "Bregman proximal Langevin Monte Carlo (Lau and Liu 2022): mirror-Langevin steps inside each "
@@ -167,16 +188,85 @@ BPLMC_SCHEMA = MethodSchema(
                     "or {site: number}"),
         Option("adjusted", bool, None, "Metropolis correction on the smoothed target; None: on when any site is "
                "constrained", allow_none=True),
-        Option("target_accept", float, 0.574, "acceptance targeted by the dual averaging (adjusted, auto step)",
-               minimum=0.05, maximum=0.99),
+        _TARGET_ACCEPT,
         _SiteMapOption("legendre", dict, None, "site -> Legendre function name, overriding the default map",
                        valid=lambda v: v in LEGENDRE_NAMES, describe=f"one of {list(LEGENDRE_NAMES)}"),
         _NONSMOOTH,
     ))
 
 MYULA_SCHEMA = MethodSchema(
-    "myula", "mcmc", "MYULA (Durmus, Moulines and Pereyra 2018): unadjusted Langevin on unconstrained coordinates "
-    "with the Moreau envelope of the Laplace priors on real sites", (_STEP_SIZE, _SMOOTHING, _NONSMOOTH))
+    "myula", "mcmc", "MYULA (Durmus, Moulines and Pereyra 2018): Langevin on unconstrained coordinates with the "
+    "Moreau envelope of the Laplace priors on real sites and of declared total-variation terms; diagonal "
+    "preconditioner; optionally Metropolis-adjusted on the exact posterior", (
+        _STEP_SIZE,
+        _SMOOTHING,
+        _NONSMOOTH,
+        Option("adjusted", bool, False, "Metropolis test on the exact posterior (the envelope only steers the "
+               "proposal: no smoothing or step-size bias)"),
+        _TARGET_ACCEPT,
+        Option("precondition", bool, None, "adapt a diagonal inverse mass (the draws' variances) during warm-up, "
+               "the envelope taken in its metric; None: on when adjusted", allow_none=True),
+        _TotalVariationOption("total_variation", dict, None, "declare a total-variation prior: {'site': 'x', "
+                              "'weight': w, 'factor': 'tv'} for a model with numpyro.factor('tv', -w * "
+                              "total_variation(x)) (samplax.kernels.bregman.total_variation)"),
+    ))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the Legendre policy: which map each site of the composite gets
+def default_legendre(name: str, support, has_l1: bool, barrier: bool = False) -> str:
+    """The default Legendre function of a site with this support.
+
+    Real: hyperbolic entropy when the site carries an L1 term (its prox has a closed form), else Euclidean. Positive
+    and simplex: the log-barrier maps (``burg``, ``burg_simplex``) when ``barrier`` (adjusted chains: their
+    multiplicative steps reach mass piled at a face, where the entropic maps mix badly; docs/methods/bplmc.md), the
+    entropies otherwise. Interval: Fermi-Dirac.
+    """
+    if isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.real:
+        return "hyperbolic_entropy" if has_l1 else "euclidean"
+    if support is constraints.positive:
+        return "burg" if barrier else "boltzmann_shannon"
+    if support is constraints.simplex:
+        return "burg_simplex" if barrier else "entropic_simplex"
+    if isinstance(support, constraints.interval) or support is constraints.unit_interval:
+        return "fermi_dirac"
+    raise ValueError(
+        f"site '{name}': no Legendre function is known for support {support}; pass legendre={{'{name}': ...}} "
+        f"with one of {list(LEGENDRE_NAMES)}, or use method='myula'"
+    )
+
+
+def legendre_blocks(target, composite, legendre: dict | None = None, beta=None,
+                    barrier: bool = False) -> tuple[LegendreSpec, ...]:
+    """One ``LegendreSpec`` per latent site of ``composite`` (``target.composite()``): the override in ``legendre``
+    ({site: name}) or ``default_legendre``; hyperbolic-entropy blocks are centred at the L1 centre with scale ``beta``
+    (a number or {site: number}; default 1), Fermi-Dirac blocks span the site's interval."""
+    legendre = dict(legendre or {})
+    for name, value in legendre.items():
+        if value not in LEGENDRE_NAMES:
+            raise ValueError(f"site '{name}': unknown Legendre function {value!r}; use one of {list(LEGENDRE_NAMES)}")
+        if name not in target.site_names:
+            raise ValueError(f"option 'legendre' names site '{name}', not a continuous latent site of the model; "
+                             f"sites are {list(target.site_names)}")
+    weight = _concrete_numpy(composite.l1_weight)
+    center = _concrete_numpy(composite.l1_center)
+    specs = []
+    for site, block in zip(target.sites, composite.blocks):
+        support = site.support
+        if isinstance(support, constraints.independent):
+            support = support.base_constraint
+        has_l1 = bool(np.any(weight[block] > 0))
+        name = legendre.get(site.name) or default_legendre(site.name, support, has_l1, barrier)
+        params = {}
+        if name == "hyperbolic_entropy":
+            site_beta = beta.get(site.name, 1.0) if isinstance(beta, dict) else (1.0 if beta is None else beta)
+            params = {"beta": float(site_beta), "center": center[block]}
+        elif name == "fermi_dirac":
+            params = {"lower": float(np.min(support.lower_bound)), "upper": float(np.max(support.upper_bound))}
+        specs.append(LegendreSpec(name, block.start, block.stop, params))
+    return tuple(specs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -200,37 +290,53 @@ def _is_real(support) -> bool:
 
 
 def resolve_adjusted(target, options) -> bool:
-    """``options['adjusted']``, or when None: True iff some site's support is not the real line."""
+    """bplmc's ``options['adjusted']``, or when None: True iff some site's support is not the real line."""
     if options.get("adjusted") is not None:
         return bool(options["adjusted"])
     return any(not _is_real(site.support) for site in target.sites)
 
 
+class _Metric(NamedTuple):
+    """The quadratic Legendre function x^T diag(m)^-1 x / 2, as far as ``bplmc.relative_curvature`` needs it."""
+
+    inverse_mass: jax.Array
+
+    def hess_inv_matvec(self, x, v):
+        return self.inverse_mass * v
+
+
 def bplmc_setup(target, options) -> ProximalSetup:
     """bplmc on ``target.composite``: constrained coordinates, per-site Legendre maps, Bregman-Moreau envelope."""
+    if options.get("total_variation") is not None:
+        raise ValueError("method 'bplmc' has no total-variation prox (TV is Euclidean); use method='myula' with "
+                         "total_variation={...}")
     adjusted = resolve_adjusted(target, options)
     with jax.ensure_compile_time_eval():  # the L1 weights must stay concrete inside fit's jit
-        composite = target.composite(legendre=options.get("legendre"), nonsmooth=options.get("nonsmooth"),
-                                     beta=options.get("beta"), barrier=adjusted)
-    legendre = block_legendre(composite.blocks, composite.dim)
+        composite = target.composite(nonsmooth=options.get("nonsmooth"))
+        specs = legendre_blocks(target, composite, options.get("legendre"), options.get("beta"), barrier=adjusted)
+    legendre = block_legendre(specs, composite.dim)
     smoothing = options["smoothing"] if _has_l1(composite.l1_weight) else None
     envelope_fn = None
     if smoothing is not None:
         envelope_fn = bregman_moreau_envelope(legendre, composite.l1_weight, composite.l1_center, smoothing,
                                               options.get("side", "left"))
-    potential_fn = bplmc.smoothed_potential(composite.smooth_potential, envelope_fn)
+    potential_fn = bplmc.smoothed_potential(composite.smooth_potential, envelope_fn,
+                                            bplmc.l1_term(composite.l1_weight, composite.l1_center))
     transition = bplmc.build_kernel(legendre, adjusted)
 
-    def kernel(key, state, step_size):
+    def kernel(key, state, step_size, inverse_mass=None):
+        del inverse_mass  # the geometry is phi's
         return transition(key, state, potential_fn, step_size)
 
-    def init(position):
+    def init(position, inverse_mass=None):
+        del inverse_mass
         return bplmc.init(position, potential_fn, legendre)
 
     def to_unconstrained(x):
         return target.unconstrain(composite.to_constrained(x))
 
-    def curvature(x):
+    def curvature(x, inverse_mass=None):
+        del inverse_mass
         return bplmc.relative_curvature(composite.smooth_potential, legendre, x)
 
     return ProximalSetup(kernel, init, composite.from_unconstrained, to_unconstrained, curvature, smoothing, adjusted)
@@ -238,16 +344,19 @@ def bplmc_setup(target, options) -> ProximalSetup:
 
 def myula_l1_terms(target, nonsmooth=None):
     """(weight, center) of the Laplace priors' L1 terms on the flat UNCONSTRAINED vector (zero off real sites)."""
-    # Euclidean everywhere: myula needs no Legendre map, so no site can fail for lack of one.
+    weight, center = _myula_l1_numpy(target, nonsmooth)
+    return jnp.asarray(weight, dtype=target.dtype), jnp.asarray(center, dtype=target.dtype)
+
+
+def _myula_l1_numpy(target, nonsmooth=None):
     with jax.ensure_compile_time_eval():  # the L1 weights must stay concrete inside fit's jit
-        composite = target.composite(legendre={site.name: "euclidean" for site in target.sites},
-                                     nonsmooth=nonsmooth)
+        composite = target.composite(nonsmooth=nonsmooth)
     weight_c = _concrete_numpy(composite.l1_weight)
     center_c = _concrete_numpy(composite.l1_center)
     weight = np.zeros(target.dim, dtype=weight_c.dtype)
     center = np.zeros(target.dim, dtype=weight_c.dtype)
     for site, block in zip(target.sites, composite.blocks):
-        block_weight = weight_c[block.start:block.stop]
+        block_weight = weight_c[block]
         if not np.any(block_weight > 0):
             continue
         if not _is_real(site.support) or site.stop - site.start != block.stop - block.start:
@@ -255,129 +364,104 @@ def myula_l1_terms(target, nonsmooth=None):
                              "identity-transformed in unconstrained space; use method='bplmc' or pass "
                              f"nonsmooth={{'{site.name}': False}}")
         weight[site.start:site.stop] = block_weight
-        center[site.start:site.stop] = center_c[block.start:block.stop]
-    return jnp.asarray(weight, dtype=target.dtype), jnp.asarray(center, dtype=target.dtype)
+        center[site.start:site.stop] = center_c[block]
+    return weight, center
+
+
+TV_CHECK_RTOL = 1e-3
+CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError, TypeError)
+
+
+def myula_tv_terms(target, spec) -> tuple:
+    """The declared total-variation term as ``myula.TVTerm`` s on the unconstrained vector; checks the declaration.
+
+    The image site must be real (identity-transformed) with a 2-D shape, and the factor site must equal
+    -weight * total_variation(image) (checked at two points when the factor does not read traced data; a mismatch
+    would leave a kink inside f).
+    """
+    if spec is None:
+        return ()
+    sites = {site.name: site for site in target.sites}
+    site = sites.get(spec["site"])
+    if site is None:
+        raise ValueError(f"option 'total_variation' names site '{spec['site']}', not a continuous latent site of the "
+                         f"model; sites are {list(target.site_names)}")
+    if not _is_real(site.support) or len(site.shape) != 2 or min(site.shape) < 2:
+        raise ValueError(f"site '{site.name}': a total-variation term needs a real image site of shape (H, W) with "
+                         f"H, W >= 2, got support {site.support} and shape {site.shape}")
+    term = myula.TVTerm(site.start, site.stop, tuple(site.shape), spec["weight"])
+    with jax.ensure_compile_time_eval():
+        rng = np.random.default_rng(0)
+        for scale in (0.1, 1.0):
+            z = jnp.asarray(rng.normal(scale=scale, size=target.dim), dtype=target.dtype)
+            log_probs = target.site_log_probs(z)
+            if spec["factor"] not in log_probs:
+                raise ValueError(f"option 'total_variation': the model has no site '{spec['factor']}'; write the prior "
+                                 f"as numpyro.factor('{spec['factor']}', -{spec['weight']} * total_variation(x)) and "
+                                 "name that factor")
+            try:
+                declared = float(log_probs[spec["factor"]])
+            except CONCRETIZATION_ERRORS:  # the factor reads data passed as traced arguments: not checkable here
+                return (term,)
+            expected = -spec["weight"] * float(total_variation(z[site.start:site.stop].reshape(site.shape)))
+            if not np.isclose(declared, expected, rtol=TV_CHECK_RTOL, atol=1e-3):
+                raise ValueError(f"option 'total_variation': factor '{spec['factor']}' is {declared:.6g} where "
+                                 f"-{spec['weight']} * total_variation({site.name}) is {expected:.6g}; the factor must "
+                                 "be exactly -weight * samplax.kernels.bregman.total_variation.total_variation(image) "
+                                 "(isotropic, forward differences)")
+    return (term,)
 
 
 def myula_setup(target, options) -> ProximalSetup:
-    """myula on the unconstrained vector z: f(z) = -log p(z) (Jacobians included) minus the real sites' L1 terms."""
+    """myula on the unconstrained vector z: f(z) = -log p(z) (Jacobians included) minus the declared nonsmooth terms
+    (the real sites' L1 terms and the total-variation term), which enter through their Moreau envelope."""
+    weight_np, _ = _myula_l1_numpy(target, options.get("nonsmooth"))
     weight, center = myula_l1_terms(target, options.get("nonsmooth"))
-    has_l1 = _has_l1(weight)
-    smoothing = options["smoothing"] if has_l1 else None
+    tv_terms = myula_tv_terms(target, options.get("total_variation"))
+    for term in tv_terms:
+        if np.any(weight_np[term.start:term.stop] > 0):
+            name = options["total_variation"]["site"]
+            raise ValueError(f"site '{name}' carries both a Laplace prior and the total-variation term, whose sum has "
+                             f"no prox here; pass nonsmooth={{'{name}': False}} to keep the Laplace prior smooth")
+    has_l1 = bool(np.any(weight_np > 0))  # from NumPy: inside fit's jit the jnp weights are staged (unknown)
+    smoothing = options["smoothing"] if has_l1 or tv_terms else None
+    adjusted = bool(options.get("adjusted", False))
 
     def smooth_potential(z):
-        return -target.logdensity(z) - jnp.sum(weight * jnp.abs(z - center))
+        value = -target.logdensity(z) - jnp.sum(weight * jnp.abs(z - center))
+        for term in tv_terms:
+            value = value - term.weight * total_variation(z[term.start:term.stop].reshape(term.shape))
+        return value
 
     potential_fn = myula.moreau_potential(smooth_potential, weight if has_l1 else None, center,
-                                          options["smoothing"])
-    transition = myula.build_kernel()
-    euclidean = make_legendre("euclidean")
+                                          options["smoothing"], tv_terms)
+    transition = myula.build_kernel(adjusted)
 
-    def kernel(key, state, step_size):
-        return transition(key, state, potential_fn, step_size)
+    def kernel(key, state, step_size, inverse_mass=None):
+        return transition(key, state, potential_fn, step_size, inverse_mass)
 
-    def init(z):
-        return myula.init(z, potential_fn)
+    def init(z, inverse_mass=None):
+        return myula.init(z, potential_fn, inverse_mass)
 
-    def curvature(z):
-        return bplmc.relative_curvature(smooth_potential, euclidean, z)
+    def curvature(z, inverse_mass=None):
+        metric = _Metric(jnp.ones_like(z) if inverse_mass is None else inverse_mass)
+        return bplmc.relative_curvature(smooth_potential, metric, z)
 
     identity = lambda z: z  # noqa: E731
-    return ProximalSetup(kernel, init, identity, identity, curvature, smoothing, False)
+    return ProximalSetup(kernel, init, identity, identity, curvature, smoothing, adjusted,
+                         adjusted if options.get("precondition") is None else bool(options["precondition"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# step-size rules and warm-up
-def step_size_from_curvature(curvature, smoothing):
-    """STEP_FRACTION / (max(L, 1) + 1/lambda), the kernel's default rule made safe for flat or non-finite L."""
-    safe = jnp.where(jnp.isfinite(curvature), jnp.maximum(curvature, CURVATURE_FLOOR), CURVATURE_FLOOR)
-    return bplmc.default_step_size(safe, smoothing, STEP_FRACTION)
-
-
-class _DualAveraging(NamedTuple):
-    """Nesterov's dual averaging on log gamma (Hoffman and Gelman 2014, section 3.2.1; t0 = 10, 0.05, kappa = 0.75)."""
-
-    log_step: jax.Array
-    log_step_average: jax.Array
-    error_sum: jax.Array
-    count: jax.Array
-    mu: jax.Array
-
-
-def _dual_averaging_init(step_size):
-    log_step = jnp.log(step_size)
-    zero = jnp.zeros_like(log_step)
-    return _DualAveraging(log_step, log_step, zero, zero, jnp.log(10.0) + log_step)
-
-
-def _dual_averaging_update(state: _DualAveraging, acceptance, target_accept):
-    acceptance = jnp.where(jnp.isfinite(acceptance), acceptance, 0.0)
-    count = state.count + 1.0
-    error_sum = state.error_sum + (target_accept - acceptance)
-    log_step = state.mu - jnp.sqrt(count) / 0.05 * error_sum / (count + 10.0)
-    weight = count ** -0.75
-    average = weight * log_step + (1.0 - weight) * state.log_step_average
-    return _DualAveraging(log_step, average, error_sum, count, state.mu)
-
-
+# warm-up
 def warmup_chain(setup: ProximalSetup, num_steps: int, step_size=None, target_accept: float = 0.574):
-    """``(key, kernel_state) -> (kernel_state, step_size, mean acceptance)`` for ONE chain (fit vmaps it).
+    """``(key, kernel_position) -> (kernel_state, step_size, inverse_mass, mean acceptance)`` for ONE chain.
 
-    ``step_size`` fixed: ``num_steps`` steps of burn-in. None and adjusted: dual averaging from the curvature rule
-    at the start. None and unadjusted: windows at the curvature rule measured at each window's start; the result
-    is the rule at the 0.9 quantile of the second half's curvatures, and the last steps (when ``num_steps`` is not
-    a multiple of the windows) run at it.
+    `samplax.kernels.bregman.adaptation.build_warmup` with this setup's kernel (fit vmaps it).
     """
-
-    def run(key, state, step_sizes, start):
-        def body(state, inputs):
-            t, gamma = inputs
-            state, info = setup.kernel(jax.random.fold_in(key, t), state, gamma)
-            return state, info.acceptance_rate
-
-        steps = start + jnp.arange(step_sizes.shape[0])
-        return jax.lax.scan(body, state, (steps, step_sizes))
-
-    def warmup(key, state):
-        dtype = state.position.dtype
-        if step_size is not None:
-            gamma = jnp.asarray(step_size, dtype)
-            state, acceptance = run(key, state, jnp.full((num_steps,), gamma), 0)
-            return state, gamma, jnp.mean(acceptance)
-        if setup.adjusted:
-            initial = step_size_from_curvature(setup.curvature(state.position), setup.smoothing).astype(dtype)
-
-            def body(carry, t):
-                state, averaging = carry
-                gamma = jnp.exp(averaging.log_step)
-                state, info = setup.kernel(jax.random.fold_in(key, t), state, gamma)
-                return (state, _dual_averaging_update(averaging, info.acceptance_rate, target_accept)), \
-                    info.acceptance_rate
-
-            (state, averaging), acceptance = jax.lax.scan(body, (state, _dual_averaging_init(initial)),
-                                                          jnp.arange(num_steps))
-            return state, jnp.exp(averaging.log_step_average).astype(dtype), jnp.mean(acceptance)
-
-        probes = max(1, min(CURVATURE_PROBES, num_steps))
-        window = num_steps // probes
-
-        def window_body(state, index):
-            curvature = setup.curvature(state.position)
-            gamma = step_size_from_curvature(curvature, setup.smoothing).astype(dtype)
-            state, acceptance = run(key, state, jnp.full((window,), gamma), index * window)
-            return state, (curvature, jnp.mean(acceptance))
-
-        state, (curvatures, acceptance) = jax.lax.scan(window_body, state, jnp.arange(probes))
-        late = curvatures[probes // 2:]
-        late = jnp.where(jnp.isfinite(late), late, jnp.inf)
-        gamma = step_size_from_curvature(jnp.quantile(late, CURVATURE_QUANTILE), setup.smoothing).astype(dtype)
-        tail = num_steps - probes * window
-        if tail:
-            state, tail_acceptance = run(key, state, jnp.full((tail,), gamma), probes * window)
-            acceptance = jnp.concatenate([acceptance, jnp.atleast_1d(jnp.mean(tail_acceptance))])
-        return state, gamma, jnp.mean(acceptance)
-
-    return warmup
+    return build_warmup(setup.kernel, setup.init, setup.curvature, setup.smoothing, adjusted=setup.adjusted,
+                        num_steps=num_steps, step_size=step_size, target_accept=target_accept,
+                        adapt_mass=setup.precondition)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -388,8 +472,8 @@ def _make_warmup(setup_fn):
         adapt = warmup_chain(setup, num_steps, options["step_size"], options.get("target_accept", 0.574))
 
         def warmup(key, z):
-            state, gamma, acceptance = adapt(key, setup.init(setup.to_kernel(z)))
-            return (ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma),
+            state, gamma, inverse_mass, acceptance = adapt(key, setup.to_kernel(z))
+            return (ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma, inverse_mass),
                     acceptance)
 
         return warmup
@@ -402,7 +486,7 @@ def _make_step(setup_fn):
         setup = setup_fn(target, options)
 
         def step(key, state, params):
-            new, info = setup.kernel(key, state.kernel, params.step_size)
+            new, info = setup.kernel(key, state.kernel, params.step_size, params.inverse_mass)
             if setup.adjusted:
                 stats = ProximalInfo(jnp.zeros_like(info.diverging), info.diverging, info.envelope_grad_norm,
                                      info.acceptance_rate)
@@ -422,12 +506,15 @@ def _make_start(setup_fn):
         setup = setup_fn(target, options)
 
         def start(z):
-            state = setup.init(setup.to_kernel(z))
+            position = setup.to_kernel(z)
+            inverse_mass = jnp.ones(position.shape, z.dtype)
+            state = setup.init(position, inverse_mass)
             if options["step_size"] is not None:
                 gamma = jnp.asarray(options["step_size"], z.dtype)
             else:
-                gamma = step_size_from_curvature(setup.curvature(state.position), setup.smoothing).astype(z.dtype)
-            return ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma)
+                gamma = step_size_from_curvature(setup.curvature(state.position, inverse_mass),
+                                                 setup.smoothing).astype(z.dtype)
+            return ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma, inverse_mass)
 
         return start
 

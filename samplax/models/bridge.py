@@ -36,7 +36,6 @@ __all__ = [
     "Target",
     "UnsupportedModelError",
     "Composite",
-    "LegendreSpec",
     "Shards",
     "FactorGraph",
     "build_target",
@@ -86,20 +85,12 @@ class UnsupportedModelError(ValueError):
                          + (f": {detail}" if detail else ""))
 
 
-class LegendreSpec(NamedTuple):
-    """The Legendre function of one block of the flat constrained vector (see kernels.bregman)."""
-
-    name: str
-    start: int
-    stop: int
-    params: dict
-
-
 class Composite(NamedTuple):
     """U(x) = f(x) + g(x) on the flat constrained vector x (a K-simplex keeps its first K - 1 coordinates).
 
     g(x) = sum_i l1_weight_i |x_i - l1_center_i| collects the fixed-scale Laplace priors; f is the rest of the
-    negative log joint. ``blocks`` gives each block's Legendre function.
+    negative log joint. ``blocks`` gives each latent site's slice of x, in ``Target.sites`` order (the Bregman
+    kernels choose a Legendre function per block from the site's support: samplax/infer/method_bplmc.py).
     """
 
     dim: int
@@ -553,7 +544,9 @@ class Target:
 
     def _batch_value_and_grad(self):
         """Jitted log density and gradient over many points, shared by every target of the same model and data."""
-        key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites))
+        # keyed by dtype too: the program closes over this target, whose constants are float32 or float64 ones
+        key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites),
+               str(self.dtype))
         if key not in _BATCH_LOGDENSITY:
             if len(_BATCH_LOGDENSITY) >= BATCH_CACHE_SIZE:  # bounded: a long session fits many models
                 _BATCH_LOGDENSITY.pop(next(iter(_BATCH_LOGDENSITY)))
@@ -622,30 +615,20 @@ class Target:
 
     # ----------------------------------------------------------------------------------------------
     # composite view for Bregman proximal kernels
-    def composite(self, *, legendre: dict | None = None, nonsmooth: dict | None = None,
-                  beta: float | dict | None = None, barrier: bool = False) -> Composite:
+    def composite(self, *, nonsmooth: dict | None = None) -> Composite:
         """Split the negative log joint in constrained coordinates into smooth f and weighted-L1 g.
 
-        Fixed-scale Laplace priors become L1 terms (weight 1/scale, centre loc). ``legendre`` maps site names to
-        Legendre names (override), ``nonsmooth`` maps site names to False to keep a Laplace prior inside f.
-        ``barrier=True`` picks the log-barrier (Burg) maps on positive and simplex sites instead of the entropies:
-        their multiplicative steps reach mass piled at a face, where the entropic maps mix badly (measured in
-        docs/methods/bplmc.md).
+        Fixed-scale Laplace priors become L1 terms (weight 1/scale, centre loc); ``nonsmooth`` maps site names to
+        False to keep a Laplace prior inside f.
         """
-        legendre = dict(legendre or {})
         nonsmooth = dict(nonsmooth or {})
-        for name, value in legendre.items():
-            if value not in LEGENDRE_NAMES:
-                raise ValueError(f"site '{name}': unknown Legendre function {value!r}; use one of "
-                                 f"{list(LEGENDRE_NAMES)}")
-        for name in list(legendre) + list(nonsmooth):
+        for name in nonsmooth:
             if name not in self.site_names:
                 raise ValueError(f"composite override names site '{name}', not a continuous latent site of the "
                                  f"model; sites are {list(self.site_names)}")
         dependencies = _latent_dependencies(self.model, self.args, self.data)
         blocks, weights, centers, layout = [], [], [], []
         offset = 0
-        l1_sites = set()
         for site in self.sites:
             fn = _base_dist(self._trace[site.name]["fn"])
             support = site.support
@@ -667,15 +650,7 @@ class Target:
                 loc = np.broadcast_to(np.asarray(fn.loc, dtype=float), site.shape).reshape(-1)
                 scale = np.broadcast_to(np.asarray(fn.scale, dtype=float), site.shape).reshape(-1)
                 weight, center = 1.0 / scale, loc
-                l1_sites.add(site.name)
-            name = legendre.get(site.name) or _default_legendre(site.name, support, site.name in l1_sites, barrier)
-            params = {}
-            if name == "hyperbolic_entropy":
-                site_beta = beta.get(site.name, 1.0) if isinstance(beta, dict) else (beta if beta is not None else 1.0)
-                params = {"beta": float(site_beta), "center": center}
-            elif name == "fermi_dirac":
-                params = {"lower": float(np.min(support.lower_bound)), "upper": float(np.max(support.upper_bound))}
-            blocks.append(LegendreSpec(name, offset, offset + width, params))
+            blocks.append(slice(offset, offset + width))
             weights.append(weight)
             centers.append(center)
             layout.append((site, offset, width, is_simplex))
@@ -741,6 +716,9 @@ class Target:
             stacked[key] = jnp.asarray(np.stack(padded))
         mask = jnp.asarray(np.arange(width)[None, :] < sizes[:, None])
         shared = {k: v for k, v in self.data.items() if k not in split_keys}
+        # a plate sized by an integer argument (posteriordb's N) shrinks with the arrays to the shard's width
+        shared.update({k: width for k, v in shared.items()
+                       if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v == plate_size})
         model, args, unravel = self.model, self.args, self._unravel
         target = self
 
@@ -793,25 +771,6 @@ class Target:
             enum = fn.enumerate_support(expand=False) if getattr(fn, "has_enumerate_support", False) else None
             support[name] = int(enum.shape[0]) if enum is not None else -1
         return FactorGraph(self.discrete_sites, factors, blanket, support)
-
-
-LEGENDRE_NAMES = ("euclidean", "hyperbolic_entropy", "boltzmann_shannon", "burg", "fermi_dirac", "entropic_simplex",
-                  "burg_simplex")
-
-
-def _default_legendre(name, support, has_l1, barrier=False) -> str:
-    if support is constraints.real:
-        return "hyperbolic_entropy" if has_l1 else "euclidean"
-    if support is constraints.positive:
-        return "burg" if barrier else "boltzmann_shannon"
-    if support is constraints.simplex:
-        return "burg_simplex" if barrier else "entropic_simplex"
-    if isinstance(support, constraints.interval) or support is constraints.unit_interval:
-        return "fermi_dirac"
-    raise ValueError(
-        f"site '{name}': no Legendre function is known for support {support}; pass legendre={{'{name}': ...}} "
-        f"with one of {list(LEGENDRE_NAMES)}, or use method='myula'"
-    )
 
 
 def _latent_dependencies(model, args, data) -> dict[str, tuple[str, ...]]:
@@ -871,8 +830,10 @@ def check_data(model, data) -> dict:
                              "float); encode categories as integer codes and split complex values into real and "
                              "imaginary parts")
         # a JAX array stays one (a model may index it with a traced index, inside scan), a NumPy array stays NumPy
-        # (a model may read it as Python values), as NumPyro passes them
-        converted[key] = value if isinstance(value, jax.Array) else array
+        # (a model may read it as Python values), as NumPyro passes them. Each target gets its own NumPy copy: JAX
+        # (0.10) remembers a NumPy constant's device copy by the object, in the dtype of the first trace, so a float32
+        # fit (int64 data -> int32) would leave the caller's array int32 inside a later float64 fit (int32/int64 clash)
+        converted[key] = value if isinstance(value, jax.Array) else np.array(array, copy=True)
     return converted
 
 

@@ -16,8 +16,8 @@ from scipy import integrate
 
 import samplax
 from samplax.infer import method_bplmc
-from samplax.infer.registry import get as get_method
 from samplax.infer.options import parse_cli_option, validate
+from samplax.infer.registry import get as get_method
 from samplax.models import zoo
 from samplax.models.bridge import build_target
 
@@ -86,6 +86,9 @@ def lasso():
     data = orthogonal_lasso_data()
     model = zoo.get("sparse_regression").model
     fits = {method: run_fit(model, data, method, smoothing=SMOOTHING) for method in ("bplmc", "myula")}
+    # adjusted myula (diagonal preconditioner on by default): fewer draws suffice, it mixes far better
+    fits["myula adjusted"] = run_fit(model, data, "myula", chains=4, warmup=500, draws=2000, adjusted=True,
+                                     smoothing=SMOOTHING)
     return data, fits
 
 
@@ -114,6 +117,7 @@ def check_moments(posterior, site, exact_mean, exact_sd, mean_slack=0.0, sd_slac
 
 
 @pytest.mark.parametrize("method", ["bplmc", "myula"])
+@pytest.mark.slow
 def test_sparse_regression_recovers_the_smoothed_posterior(lasso, method):
     """Unadjusted chains on the Bayesian LASSO (orthogonal design, so exact 1-D quadrature) match pi^lambda.
 
@@ -139,6 +143,25 @@ def test_sparse_regression_recovers_the_smoothed_posterior(lasso, method):
     assert np.all(np.abs(b - mean)[-2:] > 2 * (Z * mcse + relative_bias * sd)[-2:])
 
 
+@pytest.mark.slow
+def test_adjusted_myula_recovers_the_exact_lasso_posterior(lasso):
+    """Adjusted myula (Metropolis test on f + g, the envelope only in the proposal) samples the EXACT posterior
+    pi(w_j) ∝ exp(-n (w_j - b_j)^2 / (2 sigma^2) - |w_j| / scale): quadrature with g itself as the "envelope".
+    Tolerance 4.5 MCSE, nothing else. It can fail: the smoothed posterior's moments differ from the exact ones by more
+    than the tolerance on some coordinate (checked), and the preconditioner must be the draws' variances."""
+    data, fits = lasso
+    fit = fits["myula adjusted"]
+    mean, sd = smoothed_moments(data, lambda w, weight, smoothing: weight * np.abs(w))
+    check_moments(fit.idata.posterior, "weights", mean, sd)
+    smoothed_mean, smoothed_sd = smoothed_moments(data, euclidean_envelope)
+    mcse = az.mcse(fit.idata.posterior[["weights"]], method="sd")["weights"].values
+    assert np.any(np.abs(smoothed_sd - sd) > 2 * Z * mcse)
+    stats = fit.idata.sample_stats
+    assert abs(float(stats["acceptance_rate"].mean()) - 0.574) < 0.1
+    assert not bool(stats["diverging"].any())
+
+
+@pytest.mark.slow
 def test_myula_auto_step_size_is_the_curvature_rule(lasso):
     """myula's smooth part is the Gaussian likelihood in z = w, whose curvature is exactly n / sigma^2 = 100
     everywhere, so every chain's step size is 0.2 / (100 + 1/lambda) (float32 power iteration: 1e-4 relative)."""
@@ -148,6 +171,7 @@ def test_myula_auto_step_size_is_the_curvature_rule(lasso):
 
 
 @pytest.mark.parametrize("name", ["gamma_poisson", "dirichlet_multinomial"])
+@pytest.mark.slow
 def test_adjusted_bplmc_recovers_exact_moments_with_mass_at_the_boundary(constrained, name):
     """Gamma shape 0.5 with three zero counts (posterior Gamma(0.5, 4): infinite density at 0, 7 % of the mass below
     0.001) and Dirichlet concentration 0.5 (4 categories, 6 counts): no L1 term, so the adjusted chain's target is
@@ -160,6 +184,7 @@ def test_adjusted_bplmc_recovers_exact_moments_with_mass_at_the_boundary(constra
         check_moments(fit.idata.posterior, site, reference.mean[site], reference.sd[site])
 
 
+@pytest.mark.slow
 def test_adjusted_bplmc_tunes_acceptance_and_records_its_statistics(constrained):
     """Dual averaging aims at target_accept = 0.574; after warm-up the mean acceptance per fit lies within 0.1 of it
     (dual averaging converges in expectation; 0.1 covers its averaged-step noise over 1000 warm-up steps). Adjusted
@@ -175,13 +200,16 @@ def test_adjusted_bplmc_tunes_acceptance_and_records_its_statistics(constrained)
         assert options["adjusted"] is None and options["step_size"] is None
 
 
+@pytest.mark.slow
 def test_draws_stay_in_support(constrained, lasso):
     lam = constrained["gamma_poisson"][0].idata.posterior["lam"].values
     assert np.all(np.isfinite(lam)) and np.all(lam > 0)
     probs = constrained["dirichlet_multinomial"][0].idata.posterior["probs"].values
     assert np.all(probs > 0) and np.all(np.isfinite(probs))
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    for fit in lasso[1].values():
+    for label, fit in lasso[1].items():
+        if label == "myula adjusted":
+            continue
         stats = fit.idata.sample_stats
         assert "acceptance_rate" not in stats  # unadjusted: nothing is accepted or rejected
         assert not bool(stats["diverging"].any())
@@ -232,7 +260,8 @@ def test_myula_l1_terms_sit_on_the_real_sites_of_the_unconstrained_vector():
     ("bplmc", {"nonsmooth": {"w": "yes"}}, "expected True or False"),
     ("bplmc", {"step_size": 0.0}, "option 'step_size'=0.0 must be >="),
     ("bplmc", {"smoothing": "small"}, "option 'smoothing' must be float"),
-    ("myula", {"adjusted": True}, "unknown option(s) ['adjusted'] for method 'myula'"),
+    ("myula", {"total_variation": {"site": "x"}}, "option 'total_variation' must be a dict"),
+    ("bplmc", {"total_variation": {"site": "x", "weight": 1.0, "factor": "tv"}}, "unknown option(s)"),
     ("myula", {"legendre": {"lam": "burg"}}, "unknown option(s) ['legendre']"),
 ])
 def test_option_errors_name_the_option(method, options, message):
@@ -254,7 +283,7 @@ def test_cli_parses_site_maps():
 def test_model_errors_name_the_site():
     """A site name the model does not have, and a Laplace prior whose scale is latent, are refused with the fix."""
     entry = zoo.get("gamma_poisson")
-    with pytest.raises(ValueError, match="composite override names site 'rate'"):
+    with pytest.raises(ValueError, match="option 'legendre' names site 'rate'"):
         samplax.fit(entry.model, entry.make_data(), method="bplmc", chains=1, warmup=5, draws=5, progress=False,
                     legendre={"rate": "burg"})
 
@@ -281,9 +310,92 @@ def test_fixed_step_size_is_kept_and_warmup_zero_starts_at_the_curvature_rule():
     z0 = jnp.array([-0.3])  # log lam
     setup = method_bplmc.bplmc_setup(target, options)
     warmup = jax.jit(method_bplmc.warmup_chain(setup, 10, step_size=0.05))
-    _, gamma, _ = warmup(jax.random.key(1), setup.init(setup.to_kernel(z0)))
+    _, gamma, inverse_mass, _ = warmup(jax.random.key(1), setup.to_kernel(z0))
+    np.testing.assert_array_equal(np.asarray(inverse_mass), 1.0)  # bplmc: phi's geometry, no preconditioner
     assert float(gamma) == pytest.approx(0.05)
     state, params = jax.jit(get_method("bplmc").start(target, options))(z0)
     a_post = 0.5 + float(np.sum(data["y"]))
     assert float(params.step_size) == pytest.approx(0.2 / max(a_post - 1, 1.0), rel=1e-4)
     np.testing.assert_allclose(np.asarray(state.z), np.asarray(z0), rtol=1e-5, atol=1e-6)
+
+
+# -- the Legendre policy (bplmc's, not the bridge's) ------------------------------------------------------------------
+def test_legendre_policy_follows_the_supports_and_the_overrides():
+    """Real + L1 -> hyperbolic entropy centred at the L1 centre, positive -> Boltzmann-Shannon (Burg when adjusted),
+    simplex -> entropic (Burg simplex when adjusted), interval -> Fermi-Dirac on its bounds; overrides win."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model(X, y=None):
+        w = numpyro.sample("w", dist.Laplace(0.3, 0.5).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        p = numpyro.sample("p", dist.Dirichlet(jnp.ones(3)))
+        r = numpyro.sample("r", dist.Uniform(-1.0, 2.0))
+        numpyro.sample("y", dist.Normal(X @ w + p[0] + r, sigma), obs=y)
+
+    rng = np.random.default_rng(0)
+    target = build_target(model, {"X": rng.normal(size=(7, 2)), "y": rng.normal(size=7)})
+    composite = target.composite()
+    specs = method_bplmc.legendre_blocks(target, composite)
+    assert [s.name for s in specs] == ["hyperbolic_entropy", "boltzmann_shannon", "entropic_simplex", "fermi_dirac"]
+    np.testing.assert_allclose(specs[0].params["center"], 0.3)
+    assert specs[3].params == {"lower": -1.0, "upper": 2.0}
+    barrier = method_bplmc.legendre_blocks(target, composite, barrier=True)
+    assert [s.name for s in barrier][1:3] == ["burg", "burg_simplex"]
+    override = method_bplmc.legendre_blocks(target, composite, {"w": "euclidean"}, beta={"w": 2.0})
+    assert override[0].name == "euclidean"
+    assert method_bplmc.legendre_blocks(target, composite, beta={"w": 2.0})[0].params["beta"] == 2.0
+    with pytest.raises(ValueError, match="not a continuous latent site"):
+        method_bplmc.legendre_blocks(target, composite, {"nope": "euclidean"})
+
+
+# -- total variation: a small deconvolution ---------------------------------------------------------------------------
+TV_WEIGHT = 4.0
+
+
+def tv_model(y=None):
+    """A 3 x 3 image with a flat prior, a TV prior of weight 4 and noise sd 0.3: written as a NumPyro user would."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+
+    from samplax.kernels.bregman.total_variation import total_variation
+
+    x = numpyro.sample("x", dist.ImproperUniform(constraints.real, (), (3, 3)))
+    numpyro.factor("tv", -TV_WEIGHT * total_variation(x))
+    numpyro.sample("y", dist.Normal(x, 0.3).to_event(2), obs=y)
+
+
+TV_DATA = {"y": np.array([[0.0, 0.1, 1.0], [0.2, 0.9, 1.1], [0.8, 1.0, 0.9]])}
+
+
+@pytest.mark.slow
+def test_adjusted_myula_with_a_declared_tv_prior_matches_nuts():
+    """Adjusted myula with the TV term declared (prox in the proposal, exact target in the test) against nuts on the
+    same 9-pixel posterior: every pixel's mean within 4.5 combined MCSE (sqrt(MCSE_a^2 + MCSE_b^2))."""
+    declared = {"site": "x", "weight": TV_WEIGHT, "factor": "tv"}
+    fit = run_fit(tv_model, TV_DATA, "myula", chains=4, warmup=500, draws=2000, adjusted=True,
+                  total_variation=declared)
+    reference = run_fit(tv_model, TV_DATA, "nuts", chains=4, warmup=500, draws=1000, seed=1)
+    means, mcses = [], []
+    for f in (fit, reference):
+        posterior = f.idata.posterior
+        means.append(posterior["x"].mean(("chain", "draw")).values)
+        mcses.append(az.mcse(posterior[["x"]], method="mean")["x"].values)
+    assert np.all(np.abs(means[0] - means[1]) <= Z * np.hypot(*mcses)), (means, mcses)
+    assert float(fit.idata.sample_stats["envelope_grad_norm"].mean()) > 0  # the TV envelope is active
+    # the TV prior pulls the data towards piecewise-constant values: the means differ from y by more than noise
+    assert np.max(np.abs(means[1] - TV_DATA["y"])) > 2 * Z * np.max(mcses[1])
+
+
+def test_tv_declaration_is_checked_against_the_model():
+    """A declared weight that is not the factor's, a factor or site the model lacks: clear errors, before sampling."""
+    target = build_target(tv_model, TV_DATA)
+    with pytest.raises(ValueError, match="factor 'tv' is .* where -2.0 \\* total_variation\\(x\\)"):
+        method_bplmc.myula_tv_terms(target, {"site": "x", "weight": 2.0, "factor": "tv"})
+    with pytest.raises(ValueError, match="the model has no site 'prior'"):
+        method_bplmc.myula_tv_terms(target, {"site": "x", "weight": TV_WEIGHT, "factor": "prior"})
+    with pytest.raises(ValueError, match="names site 'image'"):
+        method_bplmc.myula_tv_terms(target, {"site": "image", "weight": TV_WEIGHT, "factor": "tv"})
+    (term,) = method_bplmc.myula_tv_terms(target, {"site": "x", "weight": TV_WEIGHT, "factor": "tv"})
+    assert (term.start, term.stop, term.shape, term.weight) == (0, 9, (3, 3), TV_WEIGHT)

@@ -137,14 +137,17 @@ def smoothed_laplace_moments(side, smoothing=0.1, beta=1.0):
     "side, adjusted, step_size, num_chains",
     [("left", False, 0.0025, 16000), ("right", False, 0.0025, 16000), ("left", True, 0.05, 4000)],
 )
+@pytest.mark.slow
 def test_laplace_hyperbolic_entropy_reproduces_smoothed_moments(side, adjusted, step_size, num_chains):
     """f = 0, g = |x|, hyperbolic entropy beta = 1, lambda = 0.1. Exact smoothed moments by quadrature (they match
     methods/bplmc.md: E|x| = 1.041 / 1.040, E x^2 = 2.177 / 2.170 for left / right, against 1 / 2 unsmoothed).
-    BMUMLA at gamma = 0.0025 (and the adjusted variant at a 20x larger step) reproduces them within 4.5 MCSE; 16000
-    chains (4000 adjusted), 3000 steps (burn-in 500), starting from exact Laplace draws."""
-    e_abs, e_sq = smoothed_laplace_moments(side)
+    BMUMLA at gamma = 0.0025 reproduces them within 4.5 MCSE; the adjusted variant (at a 20x larger step) tests
+    against the exact target, so it must reproduce the UNSMOOTHED Laplace moments 1 and 2 instead. 16000 chains (4000
+    adjusted), 3000 steps (burn-in 500), starting from exact Laplace draws."""
+    smoothed_abs, smoothed_sq = smoothed_laplace_moments(side)
     documented = {"left": (1.041, 2.177), "right": (1.040, 2.170)}[side]
-    np.testing.assert_allclose((e_abs, e_sq), documented, atol=1.5e-3)
+    np.testing.assert_allclose((smoothed_abs, smoothed_sq), documented, atol=1.5e-3)
+    e_abs, e_sq = (1.0, 2.0) if adjusted else (smoothed_abs, smoothed_sq)
 
     legendre = make_legendre("hyperbolic_entropy", beta=1.0)
     algorithm = bplmc.as_top_level_api(
@@ -157,7 +160,7 @@ def test_laplace_hyperbolic_entropy_reproduces_smoothed_moments(side, adjusted, 
     mcse_abs = check_mean(out["absolute"][:, 0], e_abs, "E|x|")
     check_mean(out["second"][:, 0], e_sq, "E x^2")
     # The test can tell the smoothed target from the exact Laplace (E|x| = 1).
-    assert e_abs - 1.0 > 2 * Z * mcse_abs
+    assert smoothed_abs - 1.0 > 2 * Z * mcse_abs
     if adjusted:
         assert 0.3 < out["acceptance"].mean() < 0.99
 

@@ -15,6 +15,7 @@ from samplax.kernels.bregman import (
     BlockLegendre,
     LegendreSpec,
     block_legendre,
+    bplmc,
     bregman_moreau_envelope,
     make_legendre,
     prox_box,
@@ -24,7 +25,6 @@ from samplax.kernels.bregman import (
     prox_linear_right,
     prox_simplex,
 )
-from samplax.kernels.bregman import bplmc
 
 # -- independent NumPy definitions of phi and grad phi ----------------------------------------------------------------
 
@@ -448,3 +448,41 @@ def test_step_size_helpers():
         np.testing.assert_allclose(bplmc.default_step_size(4.0, 0.1), 0.2 / 14.0)
     with pytest.raises(ValueError, match="curvature"):
         bplmc.default_step_size(0.0, None)
+
+
+# -- total variation ------------------------------------------------------------------------------------------------
+def test_total_variation_and_its_prox_on_a_step_image():
+    """TV of a 4 x 6 image with a straight vertical edge of height 1 is 4 (one jump per row, isotropic = anisotropic
+    there), and the ROF prox of t TV shifts each side towards the other by t / (pixels per row on that side), exactly:
+    every row is the same 1-D problem, whose solution stays constant on each side. 25 FGP iterations (the default)
+    reach it to 3e-3 (measured 1.7e-3) and 150 to 1e-5; on a random image the prox beats random perturbations of
+    itself in the prox objective, and TV matches a NumPy formula."""
+    from samplax.kernels.bregman.total_variation import (
+        prox_total_variation,
+        total_variation,
+    )
+
+    with jax.enable_x64(True):
+        step = jnp.concatenate([jnp.zeros((4, 3)), jnp.ones((4, 3))], axis=1)
+        assert float(total_variation(step)) == pytest.approx(4.0)
+        exact = jnp.concatenate([jnp.full((4, 3), 0.1), jnp.full((4, 3), 0.9)], axis=1)
+        np.testing.assert_allclose(prox_total_variation(step, 0.3), exact, atol=3e-3)
+        np.testing.assert_allclose(prox_total_variation(step, 0.3, num_iterations=150), exact, atol=1e-5)
+        np.testing.assert_array_equal(prox_total_variation(step, 0.0), step)
+
+        rng = np.random.default_rng(0)
+        image = rng.normal(size=(5, 6))
+        dx, dy = np.zeros_like(image), np.zeros_like(image)
+        dx[:-1] = image[1:] - image[:-1]
+        dy[:, :-1] = image[:, 1:] - image[:, :-1]
+        assert float(total_variation(jnp.asarray(image))) == pytest.approx(np.sum(np.hypot(dx, dy)), rel=1e-12)
+        t = 0.4
+        prox = prox_total_variation(jnp.asarray(image), t, num_iterations=300)
+
+        def objective(y):
+            return 0.5 * jnp.sum((y - image) ** 2) + t * total_variation(y)
+
+        best = float(objective(prox))
+        for scale in (1e-2, 1e-3):
+            perturbed = prox + scale * rng.normal(size=(20,) + image.shape)
+            assert np.all(np.asarray(jax.vmap(objective)(perturbed)) >= best - 1e-9)

@@ -103,18 +103,16 @@ def lasso(X, y=None, scale=0.5):
         numpyro.sample("y", dist.Normal(X @ w + p[0] + r, sigma), obs=y)
 
 
-def test_composite_detects_l1_terms_and_legendre_functions():
+def test_composite_detects_l1_terms_and_site_blocks():
+    """(The Legendre function of each block is bplmc's choice: tests/infer/test_bplmc_fit.py.)"""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(7, 2)), rng.normal(size=7)
     target = build_target(lasso, {"X": X, "y": y})
     comp = target.composite()
-    names = {spec.name for spec in comp.blocks}
-    assert names == {"hyperbolic_entropy", "boltzmann_shannon", "entropic_simplex", "fermi_dirac"}
+    assert [(b.start, b.stop) for b in comp.blocks] == [(0, 2), (2, 3), (3, 5), (5, 6)]  # w, sigma, p (K-1), r
     assert comp.dim == 2 + 1 + 2 + 1
     np.testing.assert_allclose(np.asarray(comp.l1_weight)[:2], 2.0)  # 1/scale on w only
     assert float(jnp.sum(comp.l1_weight)) == pytest.approx(4.0)
-    fermi = [spec for spec in comp.blocks if spec.name == "fermi_dirac"][0]
-    assert fermi.params == {"lower": -1.0, "upper": 2.0}
     # f + g equals the negative log joint in constrained coordinates up to the Laplace normalisers
     z = target.init(jax.random.key(1), 1)[0]
     x = comp.from_unconstrained(z)
@@ -123,10 +121,8 @@ def test_composite_detects_l1_terms_and_legendre_functions():
     g = jnp.sum(comp.l1_weight * jnp.abs(x - comp.l1_center))
     const = 2 * np.log(2 * 0.5)
     np.testing.assert_allclose(comp.smooth_potential(x) + g, -log_joint - const, rtol=1e-5)
-    override = target.composite(legendre={"w": "euclidean"})
-    assert override.blocks[0].name == "euclidean"
     with pytest.raises(ValueError, match="not a continuous latent site"):
-        target.composite(legendre={"nope": "euclidean"})
+        target.composite(nonsmooth={"nope": False})
 
 
 def test_latent_scale_laplace_is_a_clear_error():

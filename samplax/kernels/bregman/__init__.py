@@ -1,4 +1,5 @@
-"""Bregman proximal Langevin Monte Carlo: Legendre functions, Bregman proximity operators, bplmc and myula.
+"""Bregman proximal Langevin Monte Carlo: Legendre functions, Bregman proximity operators, bplmc and myula, the
+total-variation prox and the warm-up (step size, diagonal preconditioner).
 
     from samplax.kernels.bregman import bplmc, make_legendre
     algorithm = bplmc.as_top_level_api(f, make_legendre("boltzmann_shannon"), step_size=0.01, adjusted=True)
@@ -6,8 +7,20 @@
 See docs/methods/bplmc.md.
 """
 
-from samplax.kernels.bregman import bplmc, legendre, myula, prox
-from samplax.kernels.bregman.bplmc import BPLMCInfo, BPLMCState, default_step_size, relative_curvature
+from samplax.kernels.bregman import (
+    adaptation,
+    bplmc,
+    legendre,
+    myula,
+    prox,
+    total_variation,
+)
+from samplax.kernels.bregman.bplmc import (
+    BPLMCInfo,
+    BPLMCState,
+    default_step_size,
+    relative_curvature,
+)
 from samplax.kernels.bregman.legendre import (
     LEGENDRE_NAMES,
     BlockLegendre,
@@ -26,6 +39,7 @@ from samplax.kernels.bregman.prox import (
     prox_linear_right,
     prox_simplex,
 )
+from samplax.kernels.bregman.total_variation import prox_total_variation
 
 __all__ = [
     "LEGENDRE_NAMES",
@@ -36,6 +50,7 @@ __all__ = [
     "LegendreSpec",
     "MYULAInfo",
     "MYULAState",
+    "adaptation",
     "block_legendre",
     "bplmc",
     "bregman_moreau_envelope",
@@ -50,5 +65,7 @@ __all__ = [
     "prox_linear_left",
     "prox_linear_right",
     "prox_simplex",
+    "prox_total_variation",
     "relative_curvature",
+    "total_variation",
 ]

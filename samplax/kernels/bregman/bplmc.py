@@ -13,12 +13,13 @@ the dual space:
 
 The state keeps both x_k (primal, what the chain reports) and y_k = grad phi(x_k) (dual). With the Euclidean phi
 this is MYULA step for step (Durmus, Moulines and Pereyra 2018). The adjusted variant (MYMALA-style) treats the step
-as a proposal for pi^lambda; its density in the primal space carries the Jacobian of grad phi*,
+as a proposal; its density in the primal space carries the Jacobian of grad phi*,
 
     q(x' | x) = N(grad phi(x'); grad phi(x) - gamma grad U(x), 2 gamma phi''(x)) |det phi''(x')|,
 
-and x' is accepted with probability min(1, pi^lambda(x') q(x | x') / (pi^lambda(x) q(x' | x))): this removes the
-discretisation bias (not the smoothing bias). A proposal that is non-finite or outside the domain of phi (or of its
+and x' is accepted with probability min(1, pi(x') q(x | x') / (pi(x) q(x' | x))) for the EXACT target pi ∝ exp(-f - g):
+the envelope only steers the proposal, so this removes both the discretisation bias and the smoothing bias (the
+proximal MALA idea of Pereyra 2016, in mirror coordinates). A proposal that is non-finite or outside the domain of phi (or of its
 dual) leaves the chain where it is and is reported as a divergence; the unadjusted Euler step near a boundary
 (Gamma shapes <= 1, sparse Dirichlet) produces many of them, which is why samplax adjusts by default on
 constrained sites.
@@ -51,6 +52,7 @@ __all__ = [
     "build_kernel",
     "default_step_size",
     "init",
+    "l1_term",
     "relative_curvature",
     "smoothed_potential",
 ]
@@ -67,6 +69,8 @@ class BPLMCState(NamedTuple):
         U(x_k) = f(x_k) + env(x_k) and its gradient, computed once when x_k is proposed and reused by the next step.
     envelope_grad
         grad env(x_k), for diagnostics.
+    exact_potential
+        f(x_k) + g(x_k), the exact potential the adjusted variant's Metropolis test uses (reused by the next step).
     """
 
     position: jax.Array
@@ -74,6 +78,7 @@ class BPLMCState(NamedTuple):
     potential: jax.Array
     potential_grad: jax.Array
     envelope_grad: jax.Array
+    exact_potential: jax.Array
 
 
 class BPLMCInfo(NamedTuple):
@@ -98,25 +103,42 @@ class BPLMCInfo(NamedTuple):
 
 
 class SmoothedPotential(NamedTuple):
-    """U(x) = f(x) + env(x), its gradient, and the envelope's share of the gradient."""
+    """U(x) = f(x) + env(x), its gradient, the envelope's share of the gradient, and the exact f(x) + g(x)."""
 
     value: jax.Array
     grad: jax.Array
     envelope_grad: jax.Array
+    exact: jax.Array
 
 
-def smoothed_potential(smooth_potential_fn: Callable, envelope_fn: Callable | None = None) -> Callable:
-    """x -> SmoothedPotential(f(x) + env(x), grad f(x) + grad env(x), grad env(x)); ``envelope_fn=None``: g = 0."""
+def smoothed_potential(smooth_potential_fn: Callable, envelope_fn: Callable | None = None,
+                       nonsmooth_fn: Callable | None = None) -> Callable:
+    """x -> SmoothedPotential(f + env, grad f + grad env, grad env, f + g); ``envelope_fn=None``: g = 0.
+
+    ``nonsmooth_fn`` is g itself (for the adjusted variant's exact target); None with an envelope means the
+    envelope's own g = sum_i w_i |x_i - c_i| is not known here and the exact potential is taken as f + env.
+    """
 
     def potential_fn(x):
         value, grad = jax.value_and_grad(smooth_potential_fn)(x)
         if envelope_fn is None:
             envelope_grad = jnp.zeros_like(x)
-            return SmoothedPotential(value, grad, envelope_grad)
+            return SmoothedPotential(value, grad, envelope_grad, value)
         envelope = envelope_fn(x)
-        return SmoothedPotential(value + envelope.value, grad + envelope.grad, envelope.grad)
+        exact = value + (envelope.value if nonsmooth_fn is None else nonsmooth_fn(x))
+        return SmoothedPotential(value + envelope.value, grad + envelope.grad, envelope.grad, exact)
 
     return potential_fn
+
+
+def l1_term(l1_weight, l1_center=None) -> Callable:
+    """x -> sum_i w_i |x_i - c_i|."""
+    center = 0.0 if l1_center is None else l1_center
+
+    def g(x):
+        return jnp.sum(jnp.asarray(l1_weight, x.dtype) * jnp.abs(x - jnp.asarray(center, x.dtype)))
+
+    return g
 
 
 def init(position, potential_fn: Callable, legendre) -> BPLMCState:
@@ -132,15 +154,14 @@ def init(position, potential_fn: Callable, legendre) -> BPLMCState:
             "coordinates summing to less than 1 for entropic_simplex)"
         )
     potential = potential_fn(position)
-    return BPLMCState(
-        position, legendre.grad(position), potential.value, potential.grad, potential.envelope_grad
-    )
+    return BPLMCState(position, legendre.grad(position), potential.value, potential.grad, potential.envelope_grad,
+                      potential.exact)
 
 
 def build_kernel(legendre, adjusted: bool = False) -> Callable:
     """Build the BMUMLA transition ``kernel(rng_key, state, potential_fn, step_size) -> (state, info)``.
 
-    ``potential_fn`` is a ``smoothed_potential``; ``adjusted`` adds the Metropolis correction on pi^lambda.
+    ``potential_fn`` is a ``smoothed_potential``; ``adjusted`` adds the Metropolis correction on the exact target.
     """
 
     def kernel(rng_key, state: BPLMCState, potential_fn: Callable, step_size) -> tuple[BPLMCState, BPLMCInfo]:
@@ -162,7 +183,7 @@ def build_kernel(legendre, adjusted: bool = False) -> Callable:
             & legendre.in_domain(new_x)
             & legendre.dual_in_domain(new_y)
         )
-        proposal = BPLMCState(new_x, new_y, new.value, new.grad, new.envelope_grad)
+        proposal = BPLMCState(new_x, new_y, new.value, new.grad, new.envelope_grad, new.exact)
 
         if adjusted:
             log_det_x = legendre.hess_log_det(x)
@@ -172,7 +193,7 @@ def build_kernel(legendre, adjusted: bool = False) -> Callable:
             log_reverse = (
                 -legendre.hess_inv_quad(new_x, reverse_residual) / (4.0 * step_size) - 0.5 * log_det_new + log_det_x
             )
-            log_ratio = state.potential - new.value + log_reverse - log_forward
+            log_ratio = state.exact_potential - new.exact + log_reverse - log_forward
             usable = usable & jnp.isfinite(log_ratio)
             log_ratio = jnp.where(usable, log_ratio, -jnp.inf)
             acceptance_rate = jnp.exp(jnp.minimum(log_ratio, 0.0))
@@ -222,7 +243,7 @@ def as_top_level_api(
     side
         ``"left"`` or ``"right"`` Bregman-Moreau envelope.
     adjusted
-        Metropolis correction on the smoothed target pi^lambda.
+        Metropolis correction on the exact target pi ∝ exp(-f - g).
 
     ::
 
@@ -237,7 +258,8 @@ def as_top_level_api(
     envelope_fn = None
     if l1_weight is not None:
         envelope_fn = bregman_moreau_envelope(legendre, l1_weight, l1_center, smoothing, side)
-    potential_fn = smoothed_potential(smooth_potential_fn, envelope_fn)
+    potential_fn = smoothed_potential(smooth_potential_fn, envelope_fn,
+                                      None if l1_weight is None else l1_term(l1_weight, l1_center))
     kernel = build_kernel(legendre, adjusted)
 
     def init_fn(position, rng_key=None):

@@ -1,15 +1,27 @@
-"""MYULA: the Moreau-Yosida regularised unadjusted Langevin algorithm.
+"""MYULA: the Moreau-Yosida regularised unadjusted Langevin algorithm, preconditioned, optionally adjusted.
 
 Paper: A. Durmus, E. Moulines and M. Pereyra, "Efficient Bayesian computation by proximal Markov chain Monte Carlo:
 when Langevin meets Moreau", SIAM J. Imaging Sciences 11 (2018). Target pi(x) ∝ exp(-f(x) - g(x)) on R^d with f
-smooth and g(x) = sum_i w_i |x_i - c_i|; g is replaced by its Moreau envelope
-g^lambda(x) = min_y g(y) + |x - y|^2 / (2 lambda), whose gradient is (x - prox_{lambda g}(x)) / lambda, and
+smooth and g convex and nonsmooth: a weighted L1 term g(x) = sum_i w_i |x_i - c_i| and/or the total variation of an
+image block, w TV(x_B) (``total_variation``). With a diagonal preconditioner m (an inverse mass matrix; m = 1 is the
+paper's algorithm) g is replaced by its Moreau envelope in the metric of m,
 
-    x_{k+1} = x_k - gamma grad f(x_k) - (gamma / lambda) (x_k - prox_{lambda g}(x_k)) + sqrt(2 gamma) xi,
-    prox_{lambda g}(x)_i = c_i + sign(x_i - c_i) max(|x_i - c_i| - lambda w_i, 0),   xi ~ N(0, I).
+    g^lambda(x) = min_y g(y) + |x - y|^2_{m^-1} / (2 lambda),   grad g^lambda(x) = (x - prox(x)) / (lambda m),
 
-It is the Euclidean baseline of ``bplmc`` (and equals its Euclidean BMUMLA step for step); samplax runs it on the
-unconstrained coordinates. A non-finite proposal leaves the chain in place and counts as a divergence.
+i.e. the Bregman-Moreau envelope of the quadratic Legendre function phi(x) = x^T diag(m)^-1 x / 2 (so lambda is
+measured in units of the preconditioner: with m the posterior variances, lambda = 0.1 smooths each kink over a tenth
+of its posterior variance). The L1 prox is soft-thresholding at lambda m_i w_i; the TV prox needs one scalar metric
+on its block (``prox_total_variation`` at lambda m_B w, m_B the block's mean). The step is
+
+    x_{k+1} = x_k - gamma m grad U(x_k) + sqrt(2 gamma m) xi,   U = f + g^lambda,   xi ~ N(0, I).
+
+``adjusted=True`` makes it a proposal for the EXACT target pi (not pi^lambda): accept with probability
+min(1, pi(x') q(x | x') / (pi(x) q(x' | x))), q(x' | x) = N(x - gamma m grad U(x), 2 gamma m). The envelope only
+steers the proposal, so both the smoothing bias and the step-size bias vanish (Pereyra's proximal MALA, 2016, with the
+Moreau envelope's gradient as drift). A non-finite proposal leaves the chain in place and counts as a divergence.
+
+With m = 1 and no adjustment this is bplmc's Euclidean BMUMLA step for step; samplax runs it on the unconstrained
+coordinates.
 
 Usage::
 
@@ -28,21 +40,29 @@ import numpy as np
 from blackjax.base import SamplingAlgorithm
 
 from samplax.kernels.bregman.legendre import _concrete
+from samplax.kernels.bregman.total_variation import (
+    prox_total_variation,
+    total_variation,
+)
 
-__all__ = ["MYULAInfo", "MYULAState", "as_top_level_api", "build_kernel", "init", "moreau_potential"]
+__all__ = ["MYULAInfo", "MYULAState", "MoreauPotential", "TVTerm", "as_top_level_api", "build_kernel", "init",
+           "moreau_potential"]
 
 
 class MYULAState(NamedTuple):
-    """position x_k; U(x_k) = f(x_k) + g^lambda(x_k) and its gradient (reused by the next step); grad g^lambda(x_k)."""
+    """position x_k; U(x_k) = f(x_k) + g^lambda(x_k) and its gradient (reused by the next step); grad g^lambda(x_k);
+    and f(x_k) + g(x_k), the exact potential the adjusted variant's Metropolis test needs (also reused)."""
 
     position: jax.Array
     potential: jax.Array
     potential_grad: jax.Array
     envelope_grad: jax.Array
+    exact_potential: jax.Array
 
 
 class MYULAInfo(NamedTuple):
-    """acceptance_rate (1, or 0 on a divergence), is_accepted, diverging, and |grad g^lambda| after the step."""
+    """acceptance_rate (adjusted: the Metropolis probability; unadjusted: 1, or 0 on a divergence), is_accepted,
+    diverging (non-finite proposal), and |grad g^lambda| after the step."""
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
@@ -50,73 +70,133 @@ class MYULAInfo(NamedTuple):
     envelope_grad_norm: jax.Array
 
 
-def moreau_potential(smooth_potential_fn: Callable, l1_weight=None, l1_center=None, smoothing: float = 0.1):
-    """x -> (f(x) + g^lambda(x), its gradient, grad g^lambda(x)) for g(x) = sum_i w_i |x_i - c_i|."""
+class TVTerm(NamedTuple):
+    """weight * TV(x[start:stop].reshape(shape)): a total-variation term on one image block of the flat vector."""
+
+    start: int
+    stop: int
+    shape: tuple
+    weight: float
+
+
+class MoreauPotential(NamedTuple):
+    value: jax.Array
+    grad: jax.Array
+    envelope_grad: jax.Array
+    exact: jax.Array
+
+
+def moreau_potential(smooth_potential_fn: Callable, l1_weight=None, l1_center=None, smoothing: float = 0.1,
+                     tv_terms: tuple = ()):
+    """``(x, inverse_mass) -> MoreauPotential(U, grad U, grad g^lambda, f + g)`` in the metric of ``inverse_mass``.
+
+    g(x) = sum_i w_i |x_i - c_i| + sum over ``tv_terms`` of weight TV(block); ``inverse_mass=None`` means m = 1.
+    """
     if l1_weight is not None:
         weight = _concrete(l1_weight)
         if weight is not None and np.any(weight < 0):
             raise ValueError("l1_weight must be >= 0 (a negative weight makes g non-convex)")
     center = 0.0 if l1_center is None else l1_center
+    for term in tv_terms:
+        if not (isinstance(term, TVTerm) and term.stop - term.start == int(np.prod(term.shape)) and term.weight >= 0):
+            raise ValueError(f"tv_terms: {term!r} must be a TVTerm whose block length equals prod(shape) and whose "
+                             "weight is >= 0")
 
-    def potential_fn(x):
+    def potential_fn(x, inverse_mass=None):
         value, grad = jax.value_and_grad(smooth_potential_fn)(x)
-        if l1_weight is None:
-            return value, grad, jnp.zeros_like(x)
-        w = jnp.asarray(l1_weight, dtype=x.dtype)
-        c = jnp.asarray(center, dtype=x.dtype)
-        threshold = smoothing * w
-        d = x - c
-        prox = c + jnp.sign(d) * jnp.maximum(jnp.abs(d) - threshold, 0.0)
-        prox = jnp.where(threshold == 0, x, jnp.where(jnp.abs(d) <= threshold, c, prox))
-        envelope_grad = (x - prox) / smoothing
-        envelope = jnp.sum(w * jnp.abs(prox - c)) + jnp.sum((x - prox) ** 2) / (2.0 * smoothing)
-        return value + envelope, grad + envelope_grad, envelope_grad
+        m = jnp.ones_like(x) if inverse_mass is None else jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
+        for term in tv_terms:  # the TV prox needs one scalar metric on its image: the block's mean
+            m = m.at[term.start:term.stop].set(jnp.mean(m[term.start:term.stop]))
+        prox = x
+        exact_g = jnp.zeros((), x.dtype)
+        envelope_g = jnp.zeros((), x.dtype)
+        if l1_weight is not None:
+            w = jnp.asarray(l1_weight, dtype=x.dtype)
+            c = jnp.asarray(center, dtype=x.dtype)
+            threshold = smoothing * m * w
+            d = x - c
+            prox = jnp.where(threshold == 0, x, c + jnp.sign(d) * jnp.maximum(jnp.abs(d) - threshold, 0.0))
+            exact_g = exact_g + jnp.sum(w * jnp.abs(d))
+            envelope_g = envelope_g + jnp.sum(w * jnp.abs(prox - c))
+        for term in tv_terms:
+            block = x[term.start:term.stop].reshape(term.shape)
+            prox_block = prox_total_variation(block, smoothing * m[term.start] * term.weight)
+            prox = prox.at[term.start:term.stop].set(prox_block.reshape(-1))
+            exact_g = exact_g + term.weight * total_variation(block)
+            envelope_g = envelope_g + term.weight * total_variation(prox_block)
+        if l1_weight is None and not tv_terms:
+            return MoreauPotential(value, grad, jnp.zeros_like(x), value)
+        envelope_grad = (x - prox) / (smoothing * m)
+        envelope = envelope_g + jnp.sum((x - prox) ** 2 / m) / (2.0 * smoothing)
+        return MoreauPotential(value + envelope, grad + envelope_grad, envelope_grad, value + exact_g)
 
     return potential_fn
 
 
-def init(position, potential_fn: Callable) -> MYULAState:
+def init(position, potential_fn: Callable, inverse_mass=None) -> MYULAState:
     position = jnp.asarray(position)
     if not jnp.issubdtype(position.dtype, jnp.floating):
         position = position.astype(jnp.result_type(float))
-    value, grad, envelope_grad = potential_fn(position)
-    return MYULAState(position, value, grad, envelope_grad)
+    potential = potential_fn(position, inverse_mass)
+    return MYULAState(position, potential.value, potential.grad, potential.envelope_grad, potential.exact)
 
 
-def build_kernel() -> Callable:
-    """``kernel(rng_key, state, potential_fn, step_size) -> (state, info)``, potential_fn from ``moreau_potential``."""
+def build_kernel(adjusted: bool = False) -> Callable:
+    """``kernel(rng_key, state, potential_fn, step_size, inverse_mass=None) -> (state, info)``.
 
-    def kernel(rng_key, state: MYULAState, potential_fn: Callable, step_size):
+    ``potential_fn`` from ``moreau_potential``; ``adjusted`` adds the Metropolis test on the exact target f + g.
+    """
+
+    def kernel(rng_key, state: MYULAState, potential_fn: Callable, step_size, inverse_mass=None):
         x = state.position
-        noise = jax.random.normal(rng_key, jnp.shape(x), dtype=x.dtype)
-        mean = x - step_size * state.potential_grad
-        new_x = mean + jnp.sqrt(2.0 * step_size) * noise
-        value, grad, envelope_grad = potential_fn(new_x)
-        usable = jnp.all(jnp.isfinite(new_x)) & jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
-        proposal = MYULAState(new_x, value, grad, envelope_grad)
-        new_state = jax.tree.map(lambda a, b: jnp.where(usable, a, b), proposal, state)
-        info = MYULAInfo(usable.astype(x.dtype), usable, ~usable, jnp.linalg.norm(new_state.envelope_grad))
+        m = jnp.ones_like(x) if inverse_mass is None else jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
+        # the unadjusted step draws its noise from rng_key itself: step for step equal to bplmc's Euclidean step
+        key_noise, key_accept = jax.random.split(rng_key) if adjusted else (rng_key, None)
+        noise = jax.random.normal(key_noise, jnp.shape(x), dtype=x.dtype)
+        new_x = x - step_size * m * state.potential_grad + jnp.sqrt(2.0 * step_size * m) * noise
+        new = potential_fn(new_x, inverse_mass)
+        usable = jnp.all(jnp.isfinite(new_x)) & jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.grad))
+        proposal = MYULAState(new_x, new.value, new.grad, new.envelope_grad, new.exact)
+        if adjusted:
+            backward = x - new_x + step_size * m * new.grad
+            log_ratio = (state.exact_potential - new.exact - jnp.sum(backward * backward / m) / (4.0 * step_size)
+                         + 0.5 * jnp.sum(noise * noise))
+            usable = usable & jnp.isfinite(log_ratio)
+            log_ratio = jnp.where(usable, log_ratio, -jnp.inf)
+            acceptance_rate = jnp.exp(jnp.minimum(log_ratio, 0.0))
+            accept = jnp.log(jax.random.uniform(key_accept, dtype=x.dtype)) < log_ratio
+        else:
+            acceptance_rate = usable.astype(x.dtype)
+            accept = usable
+        new_state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), proposal, state)
+        info = MYULAInfo(acceptance_rate, accept, ~usable, jnp.linalg.norm(new_state.envelope_grad))
         return new_state, info
 
     return kernel
 
 
 def as_top_level_api(
-    smooth_potential_fn: Callable, step_size: float, *, smoothing: float = 0.1, l1_weight=None, l1_center=None
+    smooth_potential_fn: Callable, step_size: float, *, smoothing: float = 0.1, l1_weight=None, l1_center=None,
+    tv_terms: tuple = (), inverse_mass=None, adjusted: bool = False,
 ) -> SamplingAlgorithm:
-    """MYULA as a BlackJAX ``SamplingAlgorithm`` (f on R^d, weighted L1 term g, Moreau smoothing ``smoothing``)."""
+    """MYULA as a BlackJAX ``SamplingAlgorithm`` (f on R^d; weighted L1 and TV terms g; Moreau smoothing
+    ``smoothing`` in the metric of the diagonal ``inverse_mass``; ``adjusted``: Metropolis test on f + g)."""
     for name, value in (("step_size", step_size), ("smoothing", smoothing)):
         concrete = _concrete(value)
         if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    potential_fn = moreau_potential(smooth_potential_fn, l1_weight, l1_center, smoothing)
-    kernel = build_kernel()
+    if inverse_mass is not None:
+        concrete = _concrete(inverse_mass)
+        if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
+            raise ValueError(f"inverse_mass must be finite and > 0 everywhere, got {inverse_mass!r}; pass None for m = 1")
+    potential_fn = moreau_potential(smooth_potential_fn, l1_weight, l1_center, smoothing, tuple(tv_terms))
+    kernel = build_kernel(adjusted)
 
     def init_fn(position, rng_key=None):
         del rng_key
-        return init(position, potential_fn)
+        return init(position, potential_fn, inverse_mass)
 
     def step_fn(rng_key, state):
-        return kernel(rng_key, state, potential_fn, step_size)
+        return kernel(rng_key, state, potential_fn, step_size, inverse_mass)
 
     return SamplingAlgorithm(init_fn, step_fn)
