@@ -46,23 +46,43 @@ RHO = 5.0
 TUNED_RHO_DEGREE = 15.0  # the rule of thumb rho * degree ≈ 10-20: the tuned rows use rho = 15 / mean degree
 
 FULL = dict(
-    w2_settings=(("cycle", 5, 50), ("cycle", 20, 10), ("complete", 20, 10)), w2_replicas=2000,
-    w2_iterations=(10, 100), dsgld_steps=(0.003, 0.01, 0.03, 0.1, 0.3),
-    logistic_agents=(5, 20), logistic_points=50, logistic_replicas=200, logistic_iterations=(1, 2, 5, 10, 20, 50, 100),
+    w2_settings=(("cycle", 5, 50), ("cycle", 20, 10), ("complete", 20, 10)),
+    w2_replicas=2000,
+    w2_iterations=(10, 100),
+    dsgld_steps=(0.003, 0.01, 0.03, 0.1, 0.3),
+    logistic_agents=(5, 20),
+    logistic_points=50,
+    logistic_replicas=200,
+    logistic_iterations=(1, 2, 5, 10, 20, 50, 100),
     logistic_dsgld_step=None,  # chosen from dsgld_steps by accuracy at the last iteration
-    goals=dict(problems=("linear", "logistic", "australian"), nuts=(4, 1000, 1000), admm=(4, 1000, 1000),
-               noises=("common", "calibrated"), compare_noise_on=("logistic",)),
-    scaling_devices=(1, 2, 4), scaling=dict(agents_per_device=4, points_per_agent=500, dim=5, replicas=16,
-                                            draws=200, warmup=20, compare_one_device=True),
+    goals=dict(
+        problems=("linear", "logistic", "australian"),
+        nuts=(4, 1000, 1000),
+        admm=(4, 1000, 1000),
+        noises=("common", "calibrated"),
+        compare_noise_on=("logistic",),
+    ),
+    scaling_devices=(1, 2, 4),
+    scaling=dict(
+        agents_per_device=4, points_per_agent=500, dim=5, replicas=16, draws=200, warmup=20, compare_one_device=True
+    ),
     admm_rows=(("calibrated", None), ("paper", None), ("calibrated", "tuned")),  # (noise, rho: None = RHO)
 )
 QUICK = dict(
-    w2_settings=(("cycle", 5, 50),), w2_replicas=1000, w2_iterations=(10, 100), dsgld_steps=(0.01,),
-    logistic_agents=(5,), logistic_points=50, logistic_replicas=20, logistic_iterations=(1, 10),
+    w2_settings=(("cycle", 5, 50),),
+    w2_replicas=1000,
+    w2_iterations=(10, 100),
+    dsgld_steps=(0.01,),
+    logistic_agents=(5,),
+    logistic_points=50,
+    logistic_replicas=20,
+    logistic_iterations=(1, 10),
     logistic_dsgld_step=0.01,
     goals=dict(problems=("linear",), nuts=(2, 100, 100), admm=(2, 50, 50), noises=("common",)),
-    scaling_devices=(2,), scaling=dict(agents_per_device=2, points_per_agent=50, dim=3, replicas=2, draws=10,
-                                       warmup=2, compare_one_device=False),
+    scaling_devices=(2,),
+    scaling=dict(
+        agents_per_device=2, points_per_agent=50, dim=3, replicas=2, draws=10, warmup=2, compare_one_device=False
+    ),
     admm_rows=(("calibrated", None),),
 )
 
@@ -82,8 +102,8 @@ def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0, noise_sd=4
     X = rng.normal(size=(num_agents, points_per_agent, dim))
     truth = rng.normal(size=dim) * 2.0
     y = X @ truth + noise_sd * rng.normal(size=(num_agents, points_per_agent))
-    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd ** 2 + np.eye(dim) / (prior_variance * num_agents)
-    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd ** 2
+    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd**2 + np.eye(dim) / (prior_variance * num_agents)
+    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd**2
     return precision, linear
 
 
@@ -94,8 +114,9 @@ def linear_regression(num_agents, points, seed=0, dim=2, noise_sd=4.0, prior_var
     return precision, linear, covariance @ linear.sum(0), covariance
 
 
-def _run_quadratic(method, topology, precision, linear, *, replicas, iterations, step_size=None, noise="calibrated",
-                   seed=0, rho=RHO):
+def _run_quadratic(
+    method, topology, precision, linear, *, replicas, iterations, step_size=None, noise="calibrated", seed=0, rho=RHO
+):
     """Agent iterates (replicas, iterations, agents, dim) of admm or dsgld on quadratic agents, one device."""
     from samplax.infer import agents, distributed
     from samplax.kernels import admm
@@ -108,11 +129,13 @@ def _run_quadratic(method, topology, precision, linear, *, replicas, iterations,
         block = admm.make_agent_block(topology, layout, rho=rho, noise=noise, data=data)
 
         def make_sampler(local):
-            return admm.admm(local, admm.make_exchange(topology, layout, distributed.AGENT_AXIS), rho=rho,
-                             solver="closed_form")
+            return admm.admm(
+                local, admm.make_exchange(topology, layout, distributed.AGENT_AXIS), rho=rho, solver="closed_form"
+            )
     else:
-        block = admm.make_agent_block(topology, layout, rho=1.0, noise=0.0, data=data,
-                                      neighbour_weights=admm.metropolis_weights(topology))
+        block = admm.make_agent_block(
+            topology, layout, rho=1.0, noise=0.0, data=data, neighbour_weights=admm.metropolis_weights(topology)
+        )
         kind = None if topology.regular else "gather"
 
         def quadratic(x, q):
@@ -122,8 +145,18 @@ def _run_quadratic(method, topology, precision, linear, *, replicas, iterations,
             exchange = admm.make_exchange(topology, layout, distributed.AGENT_AXIS, kind=kind)
             return admm.dsgld(local, exchange, quadratic, lambda x, q: 0.0, step_size=step_size)
 
-    run = agents.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(seed), num_replicas=replicas,
-                                 dim=dim, warmup=0, draws=iterations, chunk_size=iterations)
+    run = agents.run_agents(
+        make_sampler,
+        block,
+        layout,
+        mesh,
+        key=jax.random.key(seed),
+        num_replicas=replicas,
+        dim=dim,
+        warmup=0,
+        draws=iterations,
+        chunk_size=iterations,
+    )
     return run.agent_positions, run.network_average
 
 
@@ -132,8 +165,7 @@ def _agent_w2(agents, iteration, mean, covariance):
     from samplax.kernels.admm import gaussian_w2
 
     draws = agents[:, iteration - 1]  # (replicas, agents, dim)
-    values = [gaussian_w2(draws[:, i].mean(0), np.cov(draws[:, i].T), mean, covariance)
-              for i in range(draws.shape[1])]
+    values = [gaussian_w2(draws[:, i].mean(0), np.cov(draws[:, i].T), mean, covariance) for i in range(draws.shape[1])]
     return float(np.mean(values))
 
 
@@ -151,40 +183,72 @@ def w2_study(s) -> list[dict]:
     for graph, num_agents, points in s["w2_settings"]:
         topology = admm.make_topology(graph, num_agents)
         precision, linear, mean, covariance = linear_regression(num_agents, points)
-        exact = admm.linear_gaussian_stationary(topology, RHO, admm.noise_scale("calibrated", topology, RHO),
-                                                precision, linear)
-        stationary = float(np.mean([admm.gaussian_w2(exact["mean"][i], exact["covariance"][2 * i:2 * i + 2,
-                                                                                           2 * i:2 * i + 2],
-                                                     mean, covariance) for i in range(num_agents)]))
+        exact = admm.linear_gaussian_stationary(
+            topology, RHO, admm.noise_scale("calibrated", topology, RHO), precision, linear
+        )
+        stationary = float(
+            np.mean(
+                [
+                    admm.gaussian_w2(
+                        exact["mean"][i], exact["covariance"][2 * i : 2 * i + 2, 2 * i : 2 * i + 2], mean, covariance
+                    )
+                    for i in range(num_agents)
+                ]
+            )
+        )
         last = max(s["w2_iterations"])
         label = f"{graph} of {num_agents}, {points} points each"
         tuned = TUNED_RHO_DEGREE / float(topology.degrees.mean())
         for noise, rho_choice in s["admm_rows"]:
             rho = tuned if rho_choice == "tuned" else RHO
             start = time.perf_counter()
-            agents, average = _run_quadratic("admm", topology, precision, linear, replicas=s["w2_replicas"],
-                                             iterations=last, noise=noise, rho=rho)
+            agents, average = _run_quadratic(
+                "admm", topology, precision, linear, replicas=s["w2_replicas"], iterations=last, noise=noise, rho=rho
+            )
             if rho != RHO:
-                exact = admm.linear_gaussian_stationary(topology, rho, admm.noise_scale(noise, topology, rho),
-                                                        precision, linear)
-                stationary = float(np.mean([admm.gaussian_w2(
-                    exact["mean"][i], exact["covariance"][2 * i:2 * i + 2, 2 * i:2 * i + 2], mean, covariance)
-                    for i in range(num_agents)]))
-            rows.append({"setting": label, "method": f"admm ({noise} noise, rho {rho:.3g})", "step": "-",
-                         **{f"agent W2 @{k}": _agent_w2(agents, k, mean, covariance) for k in s["w2_iterations"]},
-                         "average W2 @last": _average_w2(average, last, mean, covariance),
-                         "stationary agent W2 (exact)": stationary if noise == "calibrated" else None,
-                         "seconds": time.perf_counter() - start})
+                exact = admm.linear_gaussian_stationary(
+                    topology, rho, admm.noise_scale(noise, topology, rho), precision, linear
+                )
+                stationary = float(
+                    np.mean(
+                        [
+                            admm.gaussian_w2(
+                                exact["mean"][i],
+                                exact["covariance"][2 * i : 2 * i + 2, 2 * i : 2 * i + 2],
+                                mean,
+                                covariance,
+                            )
+                            for i in range(num_agents)
+                        ]
+                    )
+                )
+            rows.append(
+                {
+                    "setting": label,
+                    "method": f"admm ({noise} noise, rho {rho:.3g})",
+                    "step": "-",
+                    **{f"agent W2 @{k}": _agent_w2(agents, k, mean, covariance) for k in s["w2_iterations"]},
+                    "average W2 @last": _average_w2(average, last, mean, covariance),
+                    "stationary agent W2 (exact)": stationary if noise == "calibrated" else None,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
         best = None
         for step in s["dsgld_steps"]:
             start = time.perf_counter()
-            agents, average = _run_quadratic("dsgld", topology, precision, linear, replicas=s["w2_replicas"],
-                                             iterations=last, step_size=step)
+            agents, average = _run_quadratic(
+                "dsgld", topology, precision, linear, replicas=s["w2_replicas"], iterations=last, step_size=step
+            )
             w2 = {k: _agent_w2(agents, k, mean, covariance) for k in s["w2_iterations"]}
-            candidate = {"setting": label, "method": "dsgld (best step of the grid)", "step": step,
-                         **{f"agent W2 @{k}": w2[k] for k in s["w2_iterations"]},
-                         "average W2 @last": _average_w2(average, last, mean, covariance),
-                         "stationary agent W2 (exact)": None, "seconds": time.perf_counter() - start}
+            candidate = {
+                "setting": label,
+                "method": "dsgld (best step of the grid)",
+                "step": step,
+                **{f"agent W2 @{k}": w2[k] for k in s["w2_iterations"]},
+                "average W2 @last": _average_w2(average, last, mean, covariance),
+                "stationary agent W2 (exact)": None,
+                "seconds": time.perf_counter() - start,
+            }
             if np.isfinite(w2[last]) and (best is None or w2[last] < best[f"agent W2 @{last}"]):
                 best = candidate
         if best is not None:
@@ -229,22 +293,41 @@ def logistic_study(s) -> list[dict]:
     last = max(s["logistic_iterations"])
     for num_agents in s["logistic_agents"]:
         data = logistic_data(num_agents, s["logistic_points"])
-        common_args = dict(chains=s["logistic_replicas"], warmup=0, draws=last, seed=0, progress=False,
-                           num_agents=num_agents, graph="cycle")
+        common_args = dict(
+            chains=s["logistic_replicas"],
+            warmup=0,
+            draws=last,
+            seed=0,
+            progress=False,
+            num_agents=num_agents,
+            graph="cycle",
+        )
         with _quiet():
             start = time.perf_counter()
             fit = samplax.fit(logistic_model, data, method="admm", **common_args)
             accuracy = _accuracy(fit.idata.sample_stats["agent_z"].values, data, s["logistic_iterations"])
-            rows.append({"agents": num_agents, "method": "admm (defaults)", "step": "-", **accuracy,
-                         "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "agents": num_agents,
+                    "method": "admm (defaults)",
+                    "step": "-",
+                    **accuracy,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             best = None
             steps = [s["logistic_dsgld_step"]] if s["logistic_dsgld_step"] else s["dsgld_steps"]
             for step in steps:
                 start = time.perf_counter()
                 fit = samplax.fit(logistic_model, data, method="dsgld", step_size=step, **common_args)
                 accuracy = _accuracy(fit.idata.sample_stats["agent_z"].values, data, s["logistic_iterations"])
-                candidate = {"agents": num_agents, "method": "dsgld (best step)", "step": step, **accuracy,
-                             "seconds": time.perf_counter() - start}
+                candidate = {
+                    "agents": num_agents,
+                    "method": "dsgld (best step)",
+                    "step": step,
+                    **accuracy,
+                    "seconds": time.perf_counter() - start,
+                }
                 if np.isfinite(accuracy[last]) and (best is None or accuracy[last] > best[last]):
                     best = candidate
             rows.append(best)
@@ -267,14 +350,20 @@ def goal_problem(name):
     if name == "linear":
         X = rng.uniform(0.5, 1.0, (100, 5)) * np.array([100.0, 200.0, 300.0, 600.0, 1000.0])
         y = X @ np.ones(5) + 5.0 * rng.normal(size=100)
-        return scaled_regression, {"X": X, "y": y}, ("linear regression, 100 rows, 5 covariates of scales "
-                                                     "100-1000 (uniform), noise sd 5, prior N(0, 10^2)")
+        return (
+            scaled_regression,
+            {"X": X, "y": y},
+            ("linear regression, 100 rows, 5 covariates of scales 100-1000 (uniform), noise sd 5, prior N(0, 10^2)"),
+        )
     if name == "logistic":
         X = rng.normal(size=(1000, 25))
         X = (X - X.mean(0)) / X.std(0)
         y = (rng.uniform(size=1000) < 1.0 / (1.0 + np.exp(-X @ (0.5 * rng.normal(size=25))))).astype(np.int64)
-        return logistic_model, {"X": X, "y": y}, ("logistic regression, 1,000 rows, 25 standardised covariates "
-                                                  "(synthetic), prior N(0, 1)")
+        return (
+            logistic_model,
+            {"X": X, "y": y},
+            ("logistic regression, 1,000 rows, 25 standardised covariates (synthetic), prior N(0, 1)"),
+        )
     path = Path("/work/shared/data/australian.csv")
     if not path.exists():
         return None
@@ -302,32 +391,56 @@ def _goal_worker(settings: dict, out: str):
         with _quiet():
             chains, warmup, draws = settings["nuts"]
             start = time.perf_counter()
-            reference = samplax.fit(model, data, method="nuts", chains=chains, warmup=warmup, draws=draws, seed=0,
-                                    progress=False)
+            reference = samplax.fit(
+                model, data, method="nuts", chains=chains, warmup=warmup, draws=draws, seed=0, progress=False
+            )
             nuts_s = time.perf_counter() - start
             ref = _flat(reference.idata.posterior)
             noises = settings["noises"] if name in settings.get("compare_noise_on", ()) else ("common",)
             for noise in noises:
                 chains, warmup, draws = settings["admm"]
                 start = time.perf_counter()
-                fit = samplax.fit(model, data, method="admm", chains=chains, warmup=warmup, draws=draws, seed=0,
-                                  progress=False, record_agents=False, noise=noise)
+                fit = samplax.fit(
+                    model,
+                    data,
+                    method="admm",
+                    chains=chains,
+                    warmup=warmup,
+                    draws=draws,
+                    seed=0,
+                    progress=False,
+                    record_agents=False,
+                    noise=noise,
+                )
                 wall = time.perf_counter() - start
                 got = _flat(fit.idata.posterior)
-                attrs = {k[len("extra_"):]: json.loads(v) for k, v in fit.idata.attrs.items()
-                         if k.startswith("extra_")}
+                attrs = {
+                    k[len("extra_") :]: json.loads(v) for k, v in fit.idata.attrs.items() if k.startswith("extra_")
+                }
                 ess = az.ess(fit.idata).to_array().values.ravel()
-                records.append({
-                    "problem": name, "description": description, "noise": noise,
-                    "mean_shift_max": float(np.max(np.abs(got.mean(0) - ref.mean(0)) / ref.std(0))),
-                    "sd_ratio_min": float(np.min(got.std(0) / ref.std(0))),
-                    "sd_ratio_max": float(np.max(got.std(0) / ref.std(0))),
-                    "ess_min": float(ess.min()), "rho": attrs["rho"], "solver": attrs["solver"],
-                    "condition_number": attrs["precondition_condition_number"],
-                    "variance_ratio_min": attrs["variance_ratio_min"], "variance_ratio_max": attrs["variance_ratio_max"],
-                    "divergences": attrs["divergences"], "max_prox_residual": attrs["max_prox_residual"],
-                    "devices": attrs["devices"], "agents": attrs["num_agents"], "wall_s": wall, "nuts_s": nuts_s,
-                    "nuts_sd_min": float(ref.std(0).min())})
+                records.append(
+                    {
+                        "problem": name,
+                        "description": description,
+                        "noise": noise,
+                        "mean_shift_max": float(np.max(np.abs(got.mean(0) - ref.mean(0)) / ref.std(0))),
+                        "sd_ratio_min": float(np.min(got.std(0) / ref.std(0))),
+                        "sd_ratio_max": float(np.max(got.std(0) / ref.std(0))),
+                        "ess_min": float(ess.min()),
+                        "rho": attrs["rho"],
+                        "solver": attrs["solver"],
+                        "condition_number": attrs["precondition_condition_number"],
+                        "variance_ratio_min": attrs["variance_ratio_min"],
+                        "variance_ratio_max": attrs["variance_ratio_max"],
+                        "divergences": attrs["divergences"],
+                        "max_prox_residual": attrs["max_prox_residual"],
+                        "devices": attrs["devices"],
+                        "agents": attrs["num_agents"],
+                        "wall_s": wall,
+                        "nuts_s": nuts_s,
+                        "nuts_sd_min": float(ref.std(0).min()),
+                    }
+                )
     Path(out).write_text(json.dumps(records))
 
 
@@ -335,8 +448,9 @@ def goals(s, tmp_dir: Path) -> list[dict]:
     out = tmp_dir / "goals.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
     command = [sys.executable, "-m", "benchmarks.admm", "--goal-worker", json.dumps(s["goals"]), str(out)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=3600, cwd=str(Path(__file__).resolve().parent.parent)
+    )
     if result.returncode != 0:
         raise RuntimeError(f"the goal runs failed: {result.stderr[-2000:]}")
     return json.loads(out.read_text())
@@ -363,19 +477,50 @@ def _scaling_worker(num_devices: int, settings: dict, out: str):
     truth = rng.normal(size=settings["dim"])
     y = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-X @ truth))).astype(np.int64)
     with _quiet():
-        fit = samplax.fit(logistic_model, {"X": X, "y": y}, method="admm", chains=settings["replicas"],
-                          warmup=settings["warmup"], draws=settings["draws"], seed=0, progress=False,
-                          num_agents=agents, graph="cycle", num_devices=num_devices, record_agents=False,
-                          solver="newton")
-        one_device = fit if num_devices == 1 or not settings["compare_one_device"] else samplax.fit(
-            logistic_model, {"X": X, "y": y}, method="admm", chains=settings["replicas"], warmup=settings["warmup"],
-            draws=settings["draws"], seed=0, progress=False, num_agents=agents, graph="cycle", num_devices=1,
-            record_agents=False, solver="newton")
+        fit = samplax.fit(
+            logistic_model,
+            {"X": X, "y": y},
+            method="admm",
+            chains=settings["replicas"],
+            warmup=settings["warmup"],
+            draws=settings["draws"],
+            seed=0,
+            progress=False,
+            num_agents=agents,
+            graph="cycle",
+            num_devices=num_devices,
+            record_agents=False,
+            solver="newton",
+        )
+        one_device = (
+            fit
+            if num_devices == 1 or not settings["compare_one_device"]
+            else samplax.fit(
+                logistic_model,
+                {"X": X, "y": y},
+                method="admm",
+                chains=settings["replicas"],
+                warmup=settings["warmup"],
+                draws=settings["draws"],
+                seed=0,
+                progress=False,
+                num_agents=agents,
+                graph="cycle",
+                num_devices=1,
+                record_agents=False,
+                solver="newton",
+            )
+        )
     attrs = fit.idata.attrs
-    record = {"devices": num_devices, "agents": agents, "observations": n,
-              "compile_s": float(json.loads(attrs["extra_compile_s"])),
-              "sampling_s": float(json.loads(attrs["extra_sampling_s"])), "draws": settings["draws"],
-              "one_device_sampling_s": float(json.loads(one_device.idata.attrs["extra_sampling_s"]))}
+    record = {
+        "devices": num_devices,
+        "agents": agents,
+        "observations": n,
+        "compile_s": float(json.loads(attrs["extra_compile_s"])),
+        "sampling_s": float(json.loads(attrs["extra_sampling_s"])),
+        "draws": settings["draws"],
+        "one_device_sampling_s": float(json.loads(one_device.idata.attrs["extra_sampling_s"])),
+    }
     Path(out).write_text(json.dumps(record))
 
 
@@ -384,10 +529,23 @@ def weak_scaling(s, tmp_dir: Path) -> list[dict]:
     for num_devices in s["scaling_devices"]:
         out = tmp_dir / f"scaling_{num_devices}.json"
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}")
-        command = [sys.executable, "-m", "benchmarks.admm", "--scaling-worker", str(num_devices),
-                   json.dumps(s["scaling"]), str(out)]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.admm",
+            "--scaling-worker",
+            str(num_devices),
+            json.dumps(s["scaling"]),
+            str(out),
+        ]
+        result = subprocess.run(
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
         if result.returncode != 0:
             raise RuntimeError(f"scaling run on {num_devices} devices failed: {result.stderr[-2000:]}")
         records.append(json.loads(out.read_text()))
@@ -397,18 +555,42 @@ def weak_scaling(s, tmp_dir: Path) -> list[dict]:
 # -------------------------------------------------------------------------------------------------- the page
 def _page(s, quick, info, w2_rows, logistic_rows, goal_rows, scaling, seconds):
     iterations = s["w2_iterations"]
-    w2_headers = ["setting", "method", "step", *[f"agent W2 @{k}" for k in iterations], "average W2 @last",
-                  "stationary agent W2 (exact)", "seconds"]
+    w2_headers = [
+        "setting",
+        "method",
+        "step",
+        *[f"agent W2 @{k}" for k in iterations],
+        "average W2 @last",
+        "stationary agent W2 (exact)",
+        "seconds",
+    ]
     w2_table = common.markdown_table(w2_headers, [[row[h] for h in w2_headers] for row in w2_rows])
 
     logistic_headers = ["agents", "method", "step", *[str(k) for k in s["logistic_iterations"]], "seconds"]
     logistic_table = common.markdown_table(
-        logistic_headers, [[row["agents"], row["method"], row["step"], *[row[k] for k in s["logistic_iterations"]],
-                            row["seconds"]] for row in logistic_rows])
+        logistic_headers,
+        [
+            [row["agents"], row["method"], row["step"], *[row[k] for k in s["logistic_iterations"]], row["seconds"]]
+            for row in logistic_rows
+        ],
+    )
 
-    goal_headers = ["problem", "noise", "max abs(mean - NUTS) / NUTS sd", "min sd / NUTS sd", "max sd / NUTS sd",
-                    "min ESS (admm)", "rho (chosen)", "stated variance ratio (min-max)", "solver",
-                    "condition number", "divergences", "max local residual", "admm wall s", "NUTS wall s"]
+    goal_headers = [
+        "problem",
+        "noise",
+        "max abs(mean - NUTS) / NUTS sd",
+        "min sd / NUTS sd",
+        "max sd / NUTS sd",
+        "min ESS (admm)",
+        "rho (chosen)",
+        "stated variance ratio (min-max)",
+        "solver",
+        "condition number",
+        "divergences",
+        "max local residual",
+        "admm wall s",
+        "NUTS wall s",
+    ]
     goal_table_rows, descriptions = [], []
     for r in goal_rows:
         if "skipped" in r:
@@ -416,24 +598,60 @@ def _page(s, quick, info, w2_rows, logistic_rows, goal_rows, scaling, seconds):
             continue
         if r["description"] not in descriptions:
             descriptions.append(f"- {r['problem']}: {r['description']}")
-        stated = "-" if r["variance_ratio_min"] is None else \
-            f"{r['variance_ratio_min']:.3f}-{r['variance_ratio_max']:.3f}"
-        goal_table_rows.append([r["problem"], r["noise"], r["mean_shift_max"], r["sd_ratio_min"], r["sd_ratio_max"],
-                                r["ess_min"], r["rho"], stated, r["solver"], r["condition_number"], r["divergences"],
-                                r["max_prox_residual"], r["wall_s"], r["nuts_s"]])
+        stated = (
+            "-" if r["variance_ratio_min"] is None else f"{r['variance_ratio_min']:.3f}-{r['variance_ratio_max']:.3f}"
+        )
+        goal_table_rows.append(
+            [
+                r["problem"],
+                r["noise"],
+                r["mean_shift_max"],
+                r["sd_ratio_min"],
+                r["sd_ratio_max"],
+                r["ess_min"],
+                r["rho"],
+                stated,
+                r["solver"],
+                r["condition_number"],
+                r["divergences"],
+                r["max_prox_residual"],
+                r["wall_s"],
+                r["nuts_s"],
+            ]
+        )
     goal_table = common.markdown_table(goal_headers, goal_table_rows)
     descriptions = sorted(set(descriptions), key=descriptions.index)
     met = [r for r in goal_rows if "skipped" not in r and r["noise"] == "common"]
-    goal_verdict = "; ".join(f"{r['problem']}: mean {r['mean_shift_max']:.2f} sd, sd ratio {r['sd_ratio_min']:.2f}-"
-                             f"{r['sd_ratio_max']:.2f}" for r in met)
+    goal_verdict = "; ".join(
+        f"{r['problem']}: mean {r['mean_shift_max']:.2f} sd, sd ratio {r['sd_ratio_min']:.2f}-{r['sd_ratio_max']:.2f}"
+        for r in met
+    )
 
     base = scaling[0]["sampling_s"] / scaling[0]["draws"]
-    scaling_rows = [[r["devices"], r["agents"], r["observations"], 1e3 * r["sampling_s"] / r["draws"],
-                     base / (r["sampling_s"] / r["draws"]), 1e3 * r["one_device_sampling_s"] / r["draws"],
-                     r["compile_s"]] for r in scaling]
-    scaling_table = common.markdown_table(["emulated devices", "agents", "observations", "ms per iteration",
-                                           "weak-scaling efficiency t1 / tN",
-                                           "same agents on 1 device: ms per iteration", "compile s"], scaling_rows)
+    scaling_rows = [
+        [
+            r["devices"],
+            r["agents"],
+            r["observations"],
+            1e3 * r["sampling_s"] / r["draws"],
+            base / (r["sampling_s"] / r["draws"]),
+            1e3 * r["one_device_sampling_s"] / r["draws"],
+            r["compile_s"],
+        ]
+        for r in scaling
+    ]
+    scaling_table = common.markdown_table(
+        [
+            "emulated devices",
+            "agents",
+            "observations",
+            "ms per iteration",
+            "weak-scaling efficiency t1 / tN",
+            "same agents on 1 device: ms per iteration",
+            "compile s",
+        ],
+        scaling_rows,
+    )
 
     best = {row["setting"]: row for row in w2_rows if row["method"].startswith("dsgld")}
     admm_rows = {row["setting"]: row for row in w2_rows if row["method"] == f"admm (calibrated noise, rho {RHO:.3g})"}
@@ -442,21 +660,29 @@ def _page(s, quick, info, w2_rows, logistic_rows, goal_rows, scaling, seconds):
     verdicts = []
     for setting, row in admm_rows.items():
         if setting in best:
-            verdicts.append(f"{setting}: admm {row[f'agent W2 @{first}']:.2f} vs dsgld "
-                            f"{best[setting][f'agent W2 @{first}']:.2f} at k={first}")
-    summary = ("defaults vs full-data NUTS (" + goal_verdict + "); D-ADMMS vs D-SGLD agent W2 ("
-               + "; ".join(verdicts) + ")" + (" [quick sizes]" if quick else ""))
+            verdicts.append(
+                f"{setting}: admm {row[f'agent W2 @{first}']:.2f} vs dsgld "
+                f"{best[setting][f'agent W2 @{first}']:.2f} at k={first}"
+            )
+    summary = (
+        "defaults vs full-data NUTS ("
+        + goal_verdict
+        + "); D-ADMMS vs D-SGLD agent W2 ("
+        + "; ".join(verdicts)
+        + ")"
+        + (" [quick sizes]" if quick else "")
+    )
     body = f"""
 Command: `{common.command_for(TOPIC, quick)}` (or `python -m benchmarks.admm`); total {seconds:.0f} s.
 {"**Quick sizes: a smoke test; the numbers mean little.**" if quick else ""}
 
 ## 1. Agent W2 to the exact posterior (Bayesian linear regression, d = 2)
 
-Mean over agents of the Gaussian W2 between an agent's iterate over {s['w2_replicas']} replicas at iteration k and
+Mean over agents of the Gaussian W2 between an agent's iterate over {s["w2_replicas"]} replicas at iteration k and
 the exact posterior; from x^0 ~ N(0, I), rho = {RHO}. "average W2 @last" is the degree-weighted network average's
 W2 at k = {last}; "stationary agent W2 (exact)" is the limit of the calibrated chain's agent W2 from the Lyapunov
 solution (an agent's own iterate is noisier than the posterior: the calibration targets the network average).
-D-SGLD's step size is the best of {list(s['dsgld_steps'])} by agent W2 at k = {last}. The third admm row of each
+D-SGLD's step size is the best of {list(s["dsgld_steps"])} by agent W2 at k = {last}. The third admm row of each
 setting uses rho = {TUNED_RHO_DEGREE:g} / mean degree (the rule of thumb rho d ≈ 10-20) instead of the paper's
 rho = {RHO:g}: progress per iteration scales like 1 / (rho d), so the paper's rho is slow on dense graphs (on the
 complete graph of 20, rho d = 95 and 100 iterations are far from stationarity); on a sparse cycle a larger rho does
@@ -469,9 +695,9 @@ over-dispersed.
 
 ## 2. Bayesian logistic regression: training accuracy against iterations
 
-d = 3, X ~ N(0, 20 I), {s['logistic_points']} points per agent, cycle graph, {s['logistic_replicas']} replicas;
+d = 3, X ~ N(0, 20 I), {s["logistic_points"]} points per agent, cycle graph, {s["logistic_replicas"]} replicas;
 accuracy of sign(x_i . theta) on all training labels, averaged over agents and replicas, at each iteration.
-D-SGLD's step is the best of {list(s['dsgld_steps'])} by the last accuracy.
+D-SGLD's step is the best of {list(s["dsgld_steps"])} by the last accuracy.
 
 {logistic_table}
 
@@ -479,9 +705,9 @@ D-SGLD's step is the best of {list(s['dsgld_steps'])} by the last accuracy.
 
 admm with its defaults (5 agents on a cycle, preconditioned by the Laplace warm-up, rho chosen from the agents'
 curvature, one noise draw shared by all agents, local solves to 1e-3 in float32) on 4 emulated CPU devices,
-{s['goals']['admm'][0]} replicas x {s['goals']['admm'][2]} kept iterations after {s['goals']['admm'][1]} of warm-up;
-NUTS (samplax, full data) {s['goals']['nuts'][0]} chains x {s['goals']['nuts'][2]} draws after
-{s['goals']['nuts'][1]} of warm-up. Goal: every posterior mean within 0.2 NUTS posterior sds and every sd within
+{s["goals"]["admm"][0]} replicas x {s["goals"]["admm"][2]} kept iterations after {s["goals"]["admm"][1]} of warm-up;
+NUTS (samplax, full data) {s["goals"]["nuts"][0]} chains x {s["goals"]["nuts"][2]} draws after
+{s["goals"]["nuts"][1]} of warm-up. Goal: every posterior mean within 0.2 NUTS posterior sds and every sd within
 25 %. The "calibrated" row runs the same fit with independent noise per agent (the paper's scheme): the agents'
 iterates then spread around the network average by about one posterior sd, and on the non-Gaussian logistic
 posteriors that spread biases the average (each agent's gradient is taken at its own, over-dispersed point). The
@@ -494,11 +720,11 @@ mode (`idata.attrs["extra_variance_ratio"]`); a mean shift includes the NUTS ref
 
 ## 4. Weak scaling on emulated CPU devices
 
-{s['scaling']['agents_per_device']} agents per device, {s['scaling']['points_per_agent']} logistic-regression points per
-agent (d = {s['scaling']['dim']}), cycle graph (ppermute between devices), {s['scaling']['replicas']} replicas, Newton
-solver; steady-state time per iteration over {s['scaling']['draws']} iterations, and the same agents vmapped on one
-device for comparison. Emulated devices share this machine's cores ({info['cores']}; load average at the start
-{info['load average (1, 5, 15 min) at start']}), so the time per iteration must grow with the work: the table measures
+{s["scaling"]["agents_per_device"]} agents per device, {s["scaling"]["points_per_agent"]} logistic-regression points per
+agent (d = {s["scaling"]["dim"]}), cycle graph (ppermute between devices), {s["scaling"]["replicas"]} replicas, Newton
+solver; steady-state time per iteration over {s["scaling"]["draws"]} iterations, and the same agents vmapped on one
+device for comparison. Emulated devices share this machine's cores ({info["cores"]}; load average at the start
+{info["load average (1, 5, 15 min) at start"]}), so the time per iteration must grow with the work: the table measures
 the collectives' overhead against plain vectorisation, not a real multi-machine speed-up.
 
 {scaling_table}
@@ -513,7 +739,6 @@ the collectives' overhead against plain vectorisation, not a real multi-machine 
 def main(out_dir: Path, quick: bool = False) -> Path:
     """Run the four ADMM measurements and write ``out_dir/admm.md``; return its path."""
     import tempfile
-
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -40,37 +40,95 @@ __all__ = ["main", "FULL", "QUICK", "HEADERS", "PROBLEMS"]
 
 TOPIC = "bplmc"
 MIN_TRUSTED_ESS = 100  # below this ArviZ's MCSE is unreliable
-BIAS_RATIO = 5.0       # the largest of many coordinates' errors is ~2-3 MCSE by chance; 5 is beyond that
+BIAS_RATIO = 5.0  # the largest of many coordinates' errors is ~2-3 MCSE by chance; 5 is beyond that
 QUICK_NOTE = ", quick sizes: the numbers mean little"
 
-FULL = dict(chains=4, warmup=1000, draws=10000, nuts_draws=2000, reference_chains=8, reference_warmup=2000,
-            reference_draws=10000, lasso_features=50, lasso_observations=100, seed=0)
+FULL = dict(
+    chains=4,
+    warmup=1000,
+    draws=10000,
+    nuts_draws=2000,
+    reference_chains=8,
+    reference_warmup=2000,
+    reference_draws=10000,
+    lasso_features=50,
+    lasso_observations=100,
+    seed=0,
+)
 # Quick: a smoke run in under a minute (four fits): the default bplmc row of each problem and the (a) reference.
-QUICK = dict(chains=2, warmup=200, draws=400, nuts_draws=200, reference_chains=2, reference_warmup=300,
-             reference_draws=600, lasso_features=10, lasso_observations=50, seed=0,
-             rows={"a": ("bplmc",), "b": ("bplmc",), "c": ("bplmc",)})
+QUICK = dict(
+    chains=2,
+    warmup=200,
+    draws=400,
+    nuts_draws=200,
+    reference_chains=2,
+    reference_warmup=300,
+    reference_draws=600,
+    lasso_features=10,
+    lasso_observations=50,
+    seed=0,
+    rows={"a": ("bplmc",), "b": ("bplmc",), "c": ("bplmc",)},
+)
 
 # (key, title, zoo name, make_data sizes from settings, rows: (label, method, options, precision))
 PROBLEMS = (
-    ("a", "Bayesian LASSO", "sparse_regression", lambda s: {"num_features": s["lasso_features"],
-                                                            "num_observations": s["lasso_observations"]},
-     (("bplmc", "bplmc", {}, None), ("bplmc adjusted", "bplmc", {"adjusted": True}, None),
-      ("myula", "myula", {}, None), ("myula adjusted", "myula", {"adjusted": True}, None), ("nuts", "nuts", {}, None),
-      ("myula adjusted, equal time", "myula", {"adjusted": True}, None))),
-    ("b", "Sparse Dirichlet-multinomial", "dirichlet_multinomial_sparse", lambda s: {},
-     (("bplmc", "bplmc", {}, None), ("bplmc float64", "bplmc", {}, "float64"), ("myula", "myula", {}, None),
-      ("myula adjusted", "myula", {"adjusted": True}, None), ("nuts", "nuts", {}, None),
-      ("myula adjusted, equal time", "myula", {"adjusted": True}, None))),
-    ("c", "Box-constrained, piled at the bound", "box_bounded", lambda s: {},
-     (("bplmc", "bplmc", {}, None), ("myula", "myula", {}, None), ("nuts", "nuts", {}, None))),
+    (
+        "a",
+        "Bayesian LASSO",
+        "sparse_regression",
+        lambda s: {"num_features": s["lasso_features"], "num_observations": s["lasso_observations"]},
+        (
+            ("bplmc", "bplmc", {}, None),
+            ("bplmc adjusted", "bplmc", {"adjusted": True}, None),
+            ("myula", "myula", {}, None),
+            ("myula adjusted", "myula", {"adjusted": True}, None),
+            ("nuts", "nuts", {}, None),
+            ("myula adjusted, equal time", "myula", {"adjusted": True}, None),
+        ),
+    ),
+    (
+        "b",
+        "Sparse Dirichlet-multinomial",
+        "dirichlet_multinomial_sparse",
+        lambda s: {},
+        (
+            ("bplmc", "bplmc", {}, None),
+            ("bplmc float64", "bplmc", {}, "float64"),
+            ("myula", "myula", {}, None),
+            ("myula adjusted", "myula", {"adjusted": True}, None),
+            ("nuts", "nuts", {}, None),
+            ("myula adjusted, equal time", "myula", {"adjusted": True}, None),
+        ),
+    ),
+    (
+        "c",
+        "Box-constrained, piled at the bound",
+        "box_bounded",
+        lambda s: {},
+        (("bplmc", "bplmc", {}, None), ("myula", "myula", {}, None), ("nuts", "nuts", {}, None)),
+    ),
 )
 
 TIME_SLACK = 1.1  # "equal time" allows 10 % of timing noise on a shared machine
 EQUAL_TIME = ", equal time"  # a row label ending so reruns the row before it with nuts's sampling seconds
 
-HEADERS = ["problem", "method", "defaults used", "gradients / draw", "draws", "max mean error / sd",
-           "max sd error", "noise (MCSE / sd)", "min bulk ESS", "ESS / 1k gradients", "ESS / s", "sampling s",
-           "warm-up s", "compile s", "divergent / out of domain"]
+HEADERS = [
+    "problem",
+    "method",
+    "defaults used",
+    "gradients / draw",
+    "draws",
+    "max mean error / sd",
+    "max sd error",
+    "noise (MCSE / sd)",
+    "min bulk ESS",
+    "ESS / 1k gradients",
+    "ESS / s",
+    "sampling s",
+    "warm-up s",
+    "compile s",
+    "divergent / out of domain",
+]
 
 
 def _flatten(posterior, sites) -> dict[str, np.ndarray]:
@@ -94,8 +152,19 @@ def _reference_from_fit(fit, sites):
 def _fit(model, data, method, chains, warmup, draws, seed, options, precision, thin=1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return samplax.fit(model, data, method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                           precision=precision, progress=False, thin=thin, **options)
+        return samplax.fit(
+            model,
+            data,
+            method=method,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            seed=seed,
+            precision=precision,
+            progress=False,
+            thin=thin,
+            **options,
+        )
 
 
 def measure(fit, sites, reference_mean, reference_sd, thin=1) -> dict:
@@ -119,13 +188,23 @@ def measure(fit, sites, reference_mean, reference_sd, thin=1) -> dict:
     divergent = int(stats["diverging"].sum()) if "diverging" in stats else 0
     out_of_domain = int(stats["out_of_domain"].sum()) if "out_of_domain" in stats else divergent
     timing = fit.timing
-    return dict(mean_error=mean_error, sd_error=sd_error, noise=float(np.median(noise)), min_ess=min_ess,
-                gradients_per_draw=gradients_per_draw, ess_per_k_gradients=1000.0 * min_ess / total_gradients,
-                ess_per_s=min_ess / max(timing["sampling_s"], 1e-9), sampling_s=timing["sampling_s"],
-                warmup_s=timing["warmup_s"], compile_s=timing["compile_s"], draws=f"{chains} x {num_draws}",
-                divergent=divergent, out_of_domain=out_of_domain,
-                step_size=float(np.median(stats["step_size"].values)) if "step_size" in stats else None,
-                acceptance=float(stats["acceptance_rate"].mean()) if "acceptance_rate" in stats else None)
+    return dict(
+        mean_error=mean_error,
+        sd_error=sd_error,
+        noise=float(np.median(noise)),
+        min_ess=min_ess,
+        gradients_per_draw=gradients_per_draw,
+        ess_per_k_gradients=1000.0 * min_ess / total_gradients,
+        ess_per_s=min_ess / max(timing["sampling_s"], 1e-9),
+        sampling_s=timing["sampling_s"],
+        warmup_s=timing["warmup_s"],
+        compile_s=timing["compile_s"],
+        draws=f"{chains} x {num_draws}",
+        divergent=divergent,
+        out_of_domain=out_of_domain,
+        step_size=float(np.median(stats["step_size"].values)) if "step_size" in stats else None,
+        acceptance=float(stats["acceptance_rate"].mean()) if "acceptance_rate" in stats else None,
+    )
 
 
 def _defaults_used(method, fit) -> str:
@@ -140,8 +219,9 @@ def _defaults_used(method, fit) -> str:
             parts.append(f"acceptance {float(fit.idata.sample_stats['acceptance_rate'].mean()):.2f}")
         with jax.enable_x64(fit.precision == "float64"):
             composite = fit.target.composite(nonsmooth=options.get("nonsmooth"))
-            specs = method_bplmc.legendre_blocks(fit.target, composite, options.get("legendre"), options.get("beta"),
-                                                 barrier=adjusted)
+            specs = method_bplmc.legendre_blocks(
+                fit.target, composite, options.get("legendre"), options.get("beta"), barrier=adjusted
+            )
         parts.append("/".join(sorted({spec.name for spec in specs})))
     if method == "myula":
         adjusted = bool(options.get("adjusted"))
@@ -162,13 +242,24 @@ def run_problem(problem, s) -> tuple[list[list], list[str], dict]:
         sites = tuple(ref_mean)
         notes.append(f"({key}) reference: exact (zoo `{name}` conjugate answer).")
     else:
-        ref_fit = _fit(entry.model, data, "nuts", s["reference_chains"], s["reference_warmup"], s["reference_draws"],
-                       s["seed"] + 1000, {}, None)
+        ref_fit = _fit(
+            entry.model,
+            data,
+            "nuts",
+            s["reference_chains"],
+            s["reference_warmup"],
+            s["reference_draws"],
+            s["seed"] + 1000,
+            {},
+            None,
+        )
         sites = tuple(site.name for site in ref_fit.target.sites)
         ref_mean, ref_sd, ref_noise = _reference_from_fit(ref_fit, sites)
-        notes.append(f"({key}) reference: nuts, {s['reference_chains']} chains x {s['reference_draws']} draws after "
-                     f"{s['reference_warmup']} warm-up steps, seed {s['seed'] + 1000}; its largest MCSE of a mean is "
-                     f"{ref_noise:.3g} reference sd.")
+        notes.append(
+            f"({key}) reference: nuts, {s['reference_chains']} chains x {s['reference_draws']} draws after "
+            f"{s['reference_warmup']} warm-up steps, seed {s['seed'] + 1000}; its largest MCSE of a mean is "
+            f"{ref_noise:.3g} reference sd."
+        )
     table, measured = [], {}
     keep = s.get("rows", {}).get(key)
     for label, method, options, precision in rows:
@@ -178,18 +269,32 @@ def run_problem(problem, s) -> tuple[list[list], list[str], dict]:
         thin = 1
         if label.endswith(EQUAL_TIME) and "nuts" in measured:
             # as many transitions as fit in nuts's sampling seconds, at the speed the same method just ran at
-            base = measured[label[:-len(EQUAL_TIME)]]
+            base = measured[label[: -len(EQUAL_TIME)]]
             transitions = int(s["draws"] * measured["nuts"]["sampling_s"] / max(base["sampling_s"], 1e-9))
             thin = max(1, transitions // s["draws"])
-        fit = _fit(entry.model, data, method, s["chains"], s["warmup"], draws, s["seed"], options, precision,
-                   thin=thin)
+        fit = _fit(entry.model, data, method, s["chains"], s["warmup"], draws, s["seed"], options, precision, thin=thin)
         row = measure(fit, sites, ref_mean, ref_sd, thin)
         row["draws"] = f"{s['chains']} x {draws * thin}" + (f" (every {thin}th kept)" if thin > 1 else "")
         measured[label] = row
-        table.append([f"({key}) {title}", label, _defaults_used(method, fit), row["gradients_per_draw"], row["draws"],
-                      row["mean_error"], row["sd_error"], row["noise"], row["min_ess"], row["ess_per_k_gradients"],
-                      row["ess_per_s"], row["sampling_s"], row["warmup_s"], row["compile_s"],
-                      f"{row['divergent']} / {row['out_of_domain']}"])
+        table.append(
+            [
+                f"({key}) {title}",
+                label,
+                _defaults_used(method, fit),
+                row["gradients_per_draw"],
+                row["draws"],
+                row["mean_error"],
+                row["sd_error"],
+                row["noise"],
+                row["min_ess"],
+                row["ess_per_k_gradients"],
+                row["ess_per_s"],
+                row["sampling_s"],
+                row["warmup_s"],
+                row["compile_s"],
+                f"{row['divergent']} / {row['out_of_domain']}",
+            ]
+        )
     return table, notes, measured
 
 
@@ -209,24 +314,38 @@ def verdicts(results: dict) -> list[str]:
         best_second = max(measured, key=lambda label: measured[label]["ess_per_s"])
         bplmc = measured.get("bplmc")
         nuts = measured.get("nuts")
-        wins = [what for what, winner in (("mean error", best_error), ("sd error", best_sd),
-                                          ("ESS per gradient", best_gradient), ("ESS per second", best_second))
-                if winner.startswith("bplmc")]
+        wins = [
+            what
+            for what, winner in (
+                ("mean error", best_error),
+                ("sd error", best_sd),
+                ("ESS per gradient", best_gradient),
+                ("ESS per second", best_second),
+            )
+            if winner.startswith("bplmc")
+        ]
         loses = [what for what in ("mean error", "sd error", "ESS per gradient", "ESS per second") if what not in wins]
-        line = (f"({key}) {title}: most accurate means {best_error} ({measured[best_error]['mean_error']:.3g} sd), "
-                f"sds {best_sd} ({measured[best_sd]['sd_error']:.3g}); most ESS per 1k gradients {best_gradient} "
-                f"({measured[best_gradient]['ess_per_k_gradients']:.3g}); most ESS per second {best_second} "
-                f"({measured[best_second]['ess_per_s']:.3g}). ")
-        line += (f"bplmc wins on {', '.join(wins)}" if wins else "bplmc wins on none of these") + \
-            (f" and does not win on {', '.join(loses)}." if loses and wins else ".")
+        line = (
+            f"({key}) {title}: most accurate means {best_error} ({measured[best_error]['mean_error']:.3g} sd), "
+            f"sds {best_sd} ({measured[best_sd]['sd_error']:.3g}); most ESS per 1k gradients {best_gradient} "
+            f"({measured[best_gradient]['ess_per_k_gradients']:.3g}); most ESS per second {best_second} "
+            f"({measured[best_second]['ess_per_s']:.3g}). "
+        )
+        line += (f"bplmc wins on {', '.join(wins)}" if wins else "bplmc wins on none of these") + (
+            f" and does not win on {', '.join(loses)}." if loses and wins else "."
+        )
         if bplmc:
             ratio = bplmc["mean_error"] / max(bplmc["noise"], 1e-12)
             if bplmc["min_ess"] < MIN_TRUSTED_ESS:
-                line += (f" Its smallest ESS is {bplmc['min_ess']:.3g}, too few for its MCSE, or the comparison of "
-                         "its error with noise, to be trusted: it mixes too slowly here.")
+                line += (
+                    f" Its smallest ESS is {bplmc['min_ess']:.3g}, too few for its MCSE, or the comparison of "
+                    "its error with noise, to be trusted: it mixes too slowly here."
+                )
             else:
-                line += (f" Its largest mean error is {ratio:.1f} times its median MCSE "
-                         f"({'bias, not noise' if ratio > BIAS_RATIO else 'within what noise explains'}).")
+                line += (
+                    f" Its largest mean error is {ratio:.1f} times its median MCSE "
+                    f"({'bias, not noise' if ratio > BIAS_RATIO else 'within what noise explains'})."
+                )
             if nuts:
                 line += f" nuts: {nuts['mean_error']:.3g} sd at a median MCSE of {nuts['noise']:.3g} sd."
         if nuts:
@@ -244,10 +363,15 @@ def equal_time_verdict(measured: dict, nuts: dict) -> str:
         text = f"{label} ({row['mean_error']:.3g} sd in {row['sampling_s']:.2g} s)"
         faster = row["sampling_s"] <= TIME_SLACK * nuts["sampling_s"]
         (wins if row["mean_error"] < nuts["mean_error"] and faster else loses).append(text)
-    head = (f"At no more sampling time than nuts (within {TIME_SLACK - 1:.0%}; nuts: {nuts['mean_error']:.3g} sd in "
-            f"{nuts['sampling_s']:.2g} s): ")
-    return head + (f"lower mean error: {', '.join(wins)}" if wins else "no row reaches a lower mean error") + \
-        (f"; not: {', '.join(loses)}." if loses else ".")
+    head = (
+        f"At no more sampling time than nuts (within {TIME_SLACK - 1:.0%}; nuts: {nuts['mean_error']:.3g} sd in "
+        f"{nuts['sampling_s']:.2g} s): "
+    )
+    return (
+        head
+        + (f"lower mean error: {', '.join(wins)}" if wins else "no row reaches a lower mean error")
+        + (f"; not: {', '.join(loses)}." if loses else ".")
+    )
 
 
 def main(out_dir: Path, quick: bool = False) -> Path:
@@ -257,7 +381,7 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     info = common.machine_info()
     start = time.perf_counter()
     table, notes, results = [], [], {}
-    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+    with contextlib.nullcontext() if quick else common.persistent_cache_disabled():
         for problem in PROBLEMS:
             rows, problem_notes, measured = run_problem(problem, s)
             table += rows
@@ -265,15 +389,16 @@ def main(out_dir: Path, quick: bool = False) -> Path:
             results[problem[0]] = measured
     elapsed = time.perf_counter() - start
     statements = verdicts(results)
-    summary = "bplmc vs myula vs nuts on a Bayesian LASSO, a sparse Dirichlet and a posterior piled at a bound" + \
-        (" (quick smoke run)" if quick else "")
+    summary = "bplmc vs myula vs nuts on a Bayesian LASSO, a sparse Dirichlet and a posterior piled at a bound" + (
+        " (quick smoke run)" if quick else ""
+    )
     body = f"""
-Command: `{common.command_for(TOPIC, quick)}` ({elapsed / 60:.1f} min in all{QUICK_NOTE if quick else ''}).
+Command: `{common.command_for(TOPIC, quick)}` ({elapsed / 60:.1f} min in all{QUICK_NOTE if quick else ""}).
 
-Settings: {s['chains']} chains, {s['warmup']} warm-up steps, {s['draws']} draws per chain for bplmc and myula and
-{s['nuts_draws']} for nuts (nuts spends many gradients per draw), seed {s['seed']}, float32 unless the row says
+Settings: {s["chains"]} chains, {s["warmup"]} warm-up steps, {s["draws"]} draws per chain for bplmc and myula and
+{s["nuts_draws"]} for nuts (nuts spends many gradients per draw), seed {s["seed"]}, float32 unless the row says
 otherwise, every method at its defaults (bplmc: smoothing 0.1, auto step size; "defaults used" shows what they resolved
-to). (a) uses p = {s['lasso_features']}, n = {s['lasso_observations']}.
+to). (a) uses p = {s["lasso_features"]}, n = {s["lasso_observations"]}.
 
 ## Results
 
@@ -281,7 +406,7 @@ to). (a) uses p = {s['lasso_features']}, n = {s['lasso_observations']}.
 
 ## Where bplmc wins and where it does not
 
-{chr(10).join('- ' + line for line in statements)}
+{chr(10).join("- " + line for line in statements)}
 
 Reading the table: on (a) every site is real, so bplmc and myula run unadjusted by default (the paper's methods) and
 sample the smoothed posterior pi^lambda. The smoothing of the L1 kink (lambda = 0.1, comparable to the posterior sds
@@ -297,7 +422,7 @@ above them with as many transitions as fit in nuts's sampling seconds (measured 
 so the times carry its load), keeping every k-th draw. Without a progress bar `fit` compiles warm-up and sampling
 into one program, so "sampling s" includes the warm-up for every row alike and "warm-up s" reads 0.
 
-{chr(10).join('- ' + note for note in notes)}
+{chr(10).join("- " + note for note in notes)}
 
 ## Machine
 

@@ -49,7 +49,7 @@ FULL = dict(
     funnel_steps=(8, 32, 128),
     funnel_iterations=3000,
     funnel_learning_rate={8: 1e-2, 32: 3e-3, 128: 1e-3},  # the authors': 1e-2 (K <= 16) down to 1e-3 (K = 64)
-    funnel_step_size={8: 0.1, 32: 0.1, 128: 0.01},        # the authors' initial eps
+    funnel_step_size={8: 0.1, 32: 0.1, 128: 0.01},  # the authors' initial eps
     batch_size=128,
     repeats=10,
     draws=2000,
@@ -81,8 +81,19 @@ QUICK = dict(
 
 REFERENCE_LOG_Z = {"sonar": -108.38, "ionosphere": -111.61}  # ../shared/data/README.md
 
-HEADERS = ["target", "method", "K", "gradients / draw", "log Z-hat (mean +- sd)", "log Z error", "ELBO (mean +- sd)",
-           "weight ESS / draws", "max Pareto k", "training s (compile included)", "ms / training iteration"]
+HEADERS = [
+    "target",
+    "method",
+    "K",
+    "gradients / draw",
+    "log Z-hat (mean +- sd)",
+    "log Z error",
+    "ELBO (mean +- sd)",
+    "weight ESS / draws",
+    "max Pareto k",
+    "training s (compile included)",
+    "ms / training iteration",
+]
 
 
 def data_dir() -> Path:
@@ -107,8 +118,17 @@ def _fit_row(target_name, model, data, method, num_steps, s, log_z_ref, options,
     iterations = options.pop("_iterations")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = samplax.fit(model, data, method=method, chains=s["repeats"], warmup=iterations, draws=s["draws"],
-                          seed=seed, progress=False, **options)
+        fit = samplax.fit(
+            model,
+            data,
+            method=method,
+            chains=s["repeats"],
+            warmup=iterations,
+            draws=s["draws"],
+            seed=seed,
+            progress=False,
+            **options,
+        )
     log_w = fit.idata.sample_stats["log_weight"].values
     root = np.sqrt(s["repeats"])  # fit's estimates carry standard errors over repeats; the table shows the spread
     log_z_mean, log_z_sd = fit.log_evidence.value, fit.log_evidence.se * root
@@ -124,9 +144,19 @@ def _fit_row(target_name, model, data, method, num_steps, s, log_z_ref, options,
         trained = iterations > 0 and method != "ais"
         training_s = float(attrs["extra_training_s"]) if trained else None
         per_it = 1000.0 * float(attrs["extra_training_s_per_iteration"]) if trained else None
-    return [target_name, method, num_steps, grads,
-            f"{log_z_mean:.3f} +- {log_z_sd:.3f}", log_z_mean - log_z_ref, elbo_text, weights["ess_fraction"],
-            weights["pareto_k_max"], training_s, per_it]
+    return [
+        target_name,
+        method,
+        num_steps,
+        grads,
+        f"{log_z_mean:.3f} +- {log_z_sd:.3f}",
+        log_z_mean - log_z_ref,
+        elbo_text,
+        weights["ess_fraction"],
+        weights["pareto_k_max"],
+        training_s,
+        per_it,
+    ]
 
 
 def _funnel_smc_row(num_steps, s, seed=0):
@@ -135,8 +165,9 @@ def _funnel_smc_row(num_steps, s, seed=0):
     log_q0 = lambda z: -0.5 * jnp.sum(z**2) - 0.5 * z.shape[0] * jnp.log(2.0 * jnp.pi)  # noqa: E731
 
     def run(moves, particles, repeats, key):
-        smc = baselines.tempered_smc(log_q0, lambda z: target.logdensity(z) - log_q0(z), num_mcmc_steps=moves,
-                                     num_integration_steps=1)
+        smc = baselines.tempered_smc(
+            log_q0, lambda z: target.logdensity(z) - log_q0(z), num_mcmc_steps=moves, num_integration_steps=1
+        )
 
         def one(key):
             key_init, key_smc = jax.random.split(key)
@@ -154,17 +185,36 @@ def _funnel_smc_row(num_steps, s, seed=0):
     grads = float(np.mean(result.num_steps)) * moves
     weights = np.asarray(result.log_weights)
     diagnostics = importance_diagnostics(weights)
-    return ["funnel d=10", f"smc ({moves} move{'s' if moves > 1 else ''}/temperature)", num_steps, grads,
-            f"{log_z.mean():.3f} +- {log_z.std(ddof=1):.3f}", log_z.mean(), "-", diagnostics["ess_fraction"],
-            diagnostics["pareto_k_max"], None, None]
+    return [
+        "funnel d=10",
+        f"smc ({moves} move{'s' if moves > 1 else ''}/temperature)",
+        num_steps,
+        grads,
+        f"{log_z.mean():.3f} +- {log_z.std(ddof=1):.3f}",
+        log_z.mean(),
+        "-",
+        diagnostics["ess_fraction"],
+        diagnostics["pareto_k_max"],
+        None,
+        None,
+    ]
 
 
 def _smc_moves_for(model, data, num_steps, seed=0):
     """Moves per tempering step so that tempering steps x moves is closest to K (pilot: one move, 500 particles)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pilot = samplax.fit(model, data, method="smc", chains=2, draws=500, seed=seed + 100, progress=False,
-                            num_mcmc_steps=1, num_integration_steps=1)
+        pilot = samplax.fit(
+            model,
+            data,
+            method="smc",
+            chains=2,
+            draws=500,
+            seed=seed + 100,
+            progress=False,
+            num_mcmc_steps=1,
+            num_integration_steps=1,
+        )
     steps = float(np.mean(json.loads(pilot.idata.attrs["extra_tempering_steps"])))
     return max(1, int(round(num_steps / steps)))
 
@@ -179,13 +229,18 @@ def funnel_rows(s) -> tuple[list, list[str]]:
                 if method == "smc":
                     rows.append(_funnel_smc_row(num_steps, s))
                     continue
-                options = dict(num_steps=num_steps, batch_size=s["batch_size"], reference="standard",
-                               step_size=s["funnel_step_size"][num_steps])
+                options = dict(
+                    num_steps=num_steps,
+                    batch_size=s["batch_size"],
+                    reference="standard",
+                    step_size=s["funnel_step_size"][num_steps],
+                )
                 if method != "ais":
                     options["learning_rate"] = s["funnel_learning_rate"][num_steps]
                 options["_iterations"] = s["funnel_iterations"] if method != "ais" else 0
-                rows.append(_fit_row("funnel d=10", funnel.model, funnel.make_data(), method, num_steps, s, 0.0,
-                                     options))
+                rows.append(
+                    _fit_row("funnel d=10", funnel.model, funnel.make_data(), method, num_steps, s, 0.0, options)
+                )
             except Exception as error:  # a failing row is reported, the others still run
                 traceback.print_exc()
                 notes.append(f"funnel K={num_steps} {method} failed: {type(error).__name__}: {error}")
@@ -198,8 +253,10 @@ def logistic_rows(s) -> tuple[list, list[str]]:
     for name in s["logistic_sets"]:
         data = load_logistic(name)
         if data is None:
-            notes.append(f"{name}: skipped, {data_dir() / (name + '.csv')} is missing (set SAMPLAX_DATA to the folder "
-                         "holding the CSV files)")
+            notes.append(
+                f"{name}: skipped, {data_dir() / (name + '.csv')} is missing (set SAMPLAX_DATA to the folder "
+                "holding the CSV files)"
+            )
             continue
         label = f"{name} (d={data['X'].shape[1] + 1})"
         num_steps = s["logistic_steps"]
@@ -228,29 +285,34 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     s = QUICK if quick else FULL
     info = common.machine_info()
     start = time.perf_counter()
-    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+    with contextlib.nullcontext() if quick else common.persistent_cache_disabled():
         funnel, funnel_notes = funnel_rows(s)
         logistic, logistic_notes = logistic_rows(s)
     elapsed = time.perf_counter() - start
     authors = common.markdown_table(
         ["K", "authors' CMCD ELBO", "authors' CMCD log Z-hat", "authors' SMC log Z-hat"],
-        [[k, *AUTHORS_FUNNEL[k]] for k in s["funnel_steps"] if k in AUTHORS_FUNNEL])
+        [[k, *AUTHORS_FUNNEL[k]] for k in s["funnel_steps"] if k in AUTHORS_FUNNEL],
+    )
     cmcd_rows = {row[2]: row for row in funnel if row[1] == "cmcd"}
-    summary_bits = [f"K={k}: ELBO {row[6].split(' ')[0]}, log Z {row[4].split(' ')[0]}" for k, row in
-                    sorted(cmcd_rows.items())]
-    summary = "CMCD on the funnel (d=10, log Z = 0): " + ("; ".join(summary_bits) or "no rows") + \
-        (" (quick smoke run)" if quick else "")
+    summary_bits = [
+        f"K={k}: ELBO {row[6].split(' ')[0]}, log Z {row[4].split(' ')[0]}" for k, row in sorted(cmcd_rows.items())
+    ]
+    summary = (
+        "CMCD on the funnel (d=10, log Z = 0): "
+        + ("; ".join(summary_bits) or "no rows")
+        + (" (quick smoke run)" if quick else "")
+    )
     notes = funnel_notes + logistic_notes
     quick_note = ", quick sizes: the numbers mean little" if quick else ""
     body = f"""
 Command: `{common.command_for(TOPIC, quick)}` ({elapsed / 60:.1f} min in all{quick_note}).
 
-Settings: {s['repeats']} evaluation repeats of {s['draws']} draws after one training run per row (the +- columns are
-the spread over those repeats, not over training seeds as in the authors' figures); batch {s['batch_size']};
-funnel: q0 = N(0, I) trained jointly, {s['funnel_iterations']} training iterations (the authors run about 11,000 at
-batch 300), learning rates {s['funnel_learning_rate']}, initial step sizes {s['funnel_step_size']}; logistic
-regression: K = {s['logistic_steps']}, q0 from a mean-field fit, {s['logistic_iterations']} iterations, learning rate
-{s['logistic_learning_rate']}. ais: no training (linear schedule, step size as given on the funnel, grid-tuned on the
+Settings: {s["repeats"]} evaluation repeats of {s["draws"]} draws after one training run per row (the +- columns are
+the spread over those repeats, not over training seeds as in the authors' figures); batch {s["batch_size"]};
+funnel: q0 = N(0, I) trained jointly, {s["funnel_iterations"]} training iterations (the authors run about 11,000 at
+batch 300), learning rates {s["funnel_learning_rate"]}, initial step sizes {s["funnel_step_size"]}; logistic
+regression: K = {s["logistic_steps"]}, q0 from a mean-field fit, {s["logistic_iterations"]} iterations, learning rate
+{s["logistic_learning_rate"]}. ais: no training (linear schedule, step size as given on the funnel, grid-tuned on the
 logistic regressions). "gradients / draw" counts target gradients per draw once trained (smc: tempering steps x
 moves, averaged over repeats). log Z error is log Z-hat minus the reference (funnel 0; sonar -108.38, ionosphere
 -111.61 from ../shared/data/README.md). Weight ESS / draws and Pareto k are over all repeats' importance weights
@@ -269,7 +331,7 @@ resampling along the way, not comparable with the importance weights of the othe
 
 {authors}
 
-{chr(10).join('- ' + note for note in notes) if notes else ''}
+{chr(10).join("- " + note for note in notes) if notes else ""}
 
 ## Machine
 

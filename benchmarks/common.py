@@ -240,7 +240,7 @@ def fmt(value, digits: int = 3) -> str:
     value = float(value)
     if not np.isfinite(value):
         return "-"
-    if value != 0 and (abs(value) >= 10 ** digits):
+    if value != 0 and (abs(value) >= 10**digits):
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
@@ -287,7 +287,7 @@ def read_summary(page: Path) -> str | None:
         for line in Path(page).read_text().splitlines():
             line = line.strip()
             if line.startswith("<!-- summary:") and line.endswith("-->"):
-                return line[len("<!-- summary:"): -len("-->")].strip()
+                return line[len("<!-- summary:") : -len("-->")].strip()
     except OSError:
         return None
     return None

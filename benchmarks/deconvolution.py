@@ -44,16 +44,42 @@ __all__ = ["FULL", "QUICK", "deblur_model", "main", "make_problem"]
 
 TOPIC = "deconvolution"
 CACHE = Path(tempfile.gettempdir()) / "samplax_benchmarks"  # the reference chain's summaries, outside the repository
-FULL = dict(size=64, blur_sd=1.0, noise_sd=0.02, theta=20.0, chains=2, nuts_warmup=200, nuts_draws=100,
-            reference_warmup=5000, reference_draws=100000, reference_thin=200, kept_draws=500, seed=0)
-QUICK = dict(size=16, blur_sd=1.0, noise_sd=0.02, theta=20.0, chains=2, nuts_warmup=100, nuts_draws=100,
-             reference_warmup=1000, reference_draws=20000, reference_thin=40, kept_draws=200, seed=0)
+FULL = dict(
+    size=64,
+    blur_sd=1.0,
+    noise_sd=0.02,
+    theta=20.0,
+    chains=2,
+    nuts_warmup=200,
+    nuts_draws=100,
+    reference_warmup=5000,
+    reference_draws=100000,
+    reference_thin=200,
+    kept_draws=500,
+    seed=0,
+)
+QUICK = dict(
+    size=16,
+    blur_sd=1.0,
+    noise_sd=0.02,
+    theta=20.0,
+    chains=2,
+    nuts_warmup=100,
+    nuts_draws=100,
+    reference_warmup=1000,
+    reference_draws=20000,
+    reference_thin=40,
+    kept_draws=200,
+    seed=0,
+)
 # (label, method, options); "tv" stands for myula's total_variation declaration and smoothing lambda = 1 / L
-ROWS = (("nuts", "nuts", {}),
-        ("mala", "mala", {}),
-        ("myula", "myula", {"tv": True}),
-        ("myula, gamma = lambda / 2", "myula", {"tv": True, "durmus_step": True}),
-        ("myula adjusted", "myula", {"tv": True, "adjusted": True}))
+ROWS = (
+    ("nuts", "nuts", {}),
+    ("mala", "mala", {}),
+    ("myula", "myula", {"tv": True}),
+    ("myula, gamma = lambda / 2", "myula", {"tv": True, "durmus_step": True}),
+    ("myula adjusted", "myula", {"tv": True, "adjusted": True}),
+)
 
 
 def method_options(options: dict, s) -> dict:
@@ -77,9 +103,9 @@ def test_image(size: int) -> np.ndarray:
     gray = rgb[..., :3] @ np.array([0.299, 0.587, 0.114])
     side = min(gray.shape)
     top, left = (gray.shape[0] - side) // 2, (gray.shape[1] - side) // 2
-    square = gray[top:top + side, left:left + side]
+    square = gray[top : top + side, left : left + side]
     block = side // size
-    square = square[:block * size, :block * size]
+    square = square[: block * size, : block * size]
     return square.reshape(size, block, size, block).mean(axis=(1, 3))
 
 
@@ -116,8 +142,20 @@ def _fit(s, data, method, chains, warmup, steps, seed, options, thin=1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = deblur_model(jnp.asarray(blur_kernel(s["blur_sd"]), jnp.float32), s["theta"], s["noise_sd"])
-        return samplax.fit(model, data, method=method, chains=chains, warmup=warmup, draws=steps // thin, seed=seed,
-                           thin=thin, init={"x": data["y"]}, progress=False, log_likelihood=False, **options)
+        return samplax.fit(
+            model,
+            data,
+            method=method,
+            chains=chains,
+            warmup=warmup,
+            draws=steps // thin,
+            seed=seed,
+            thin=thin,
+            init={"x": data["y"]},
+            progress=False,
+            log_likelihood=False,
+            **options,
+        )
 
 
 def _draws(fit) -> np.ndarray:
@@ -130,14 +168,30 @@ def _reference(data, s):
     if path.exists():
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
-    fit = _fit(s, data, "mala", s["chains"], s["reference_warmup"], s["reference_draws"], s["seed"] + 1000, {},
-               thin=s["reference_thin"])
+    fit = _fit(
+        s,
+        data,
+        "mala",
+        s["chains"],
+        s["reference_warmup"],
+        s["reference_draws"],
+        s["seed"] + 1000,
+        {},
+        thin=s["reference_thin"],
+    )
     x = _draws(fit)
     from samplax.infer import arviz_compat
+
     ess = np.asarray(arviz_compat.ess(arviz_compat.group(fit.idata, "posterior")[["x"]], method="bulk")["x"].values)
-    reference = dict(mean=x.mean(0), sd=x.std(0), q05=np.quantile(x, 0.05, axis=0), q95=np.quantile(x, 0.95, axis=0),
-                     min_ess=np.array(ess.min()), median_ess=np.array(np.median(ess)),
-                     seconds=np.array(fit.timing["warmup_s"] + fit.timing["sampling_s"]))
+    reference = dict(
+        mean=x.mean(0),
+        sd=x.std(0),
+        q05=np.quantile(x, 0.05, axis=0),
+        q95=np.quantile(x, 0.95, axis=0),
+        min_ess=np.array(ess.min()),
+        median_ess=np.array(np.median(ess)),
+        seconds=np.array(fit.timing["warmup_s"] + fit.timing["sampling_s"]),
+    )
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(path, **reference)
     return reference
@@ -155,13 +209,19 @@ def measure(fit, reference, truth, warmup, thin=1) -> dict:
     ci_error = np.sqrt(np.mean(((q05 - reference["q05"]) / sd) ** 2 + ((q95 - reference["q95"]) / sd) ** 2) / 2)
     stats = fit.idata.sample_stats
     timing = fit.timing
-    return dict(mean_error=float(mean_error), ci_error=float(ci_error), psnr=float(_psnr(x.mean(0), truth)),
-                seconds=timing["warmup_s"] + timing["sampling_s"], warmup_s=timing["warmup_s"],
-                sampling_s=timing["sampling_s"], compile_s=timing["compile_s"],
-                steps=f"{stats.sizes['chain']} x ({warmup} + {stats.sizes['draw'] * thin})",
-                gradients=float(stats["n_steps"].mean()) if "n_steps" in stats else 1.0,
-                step_size=float(np.median(stats["step_size"].values)) if "step_size" in stats else float("nan"),
-                acceptance=float(stats["acceptance_rate"].mean()) if "acceptance_rate" in stats else float("nan"))
+    return dict(
+        mean_error=float(mean_error),
+        ci_error=float(ci_error),
+        psnr=float(_psnr(x.mean(0), truth)),
+        seconds=timing["warmup_s"] + timing["sampling_s"],
+        warmup_s=timing["warmup_s"],
+        sampling_s=timing["sampling_s"],
+        compile_s=timing["compile_s"],
+        steps=f"{stats.sizes['chain']} x ({warmup} + {stats.sizes['draw'] * thin})",
+        gradients=float(stats["n_steps"].mean()) if "n_steps" in stats else 1.0,
+        step_size=float(np.median(stats["step_size"].values)) if "step_size" in stats else float("nan"),
+        acceptance=float(stats["acceptance_rate"].mean()) if "acceptance_rate" in stats else float("nan"),
+    )
 
 
 def run(s) -> tuple[list, dict, dict, float]:
@@ -190,14 +250,35 @@ def run(s) -> tuple[list, dict, dict, float]:
                 per_step = seconds / (warmup + thin * (draws // thin))
         row = measure(fit, reference, truth, warmup, thin)
         measured[label] = row
-        rows.append([label, row["steps"], f"{row['gradients']:.3g}", f"{row['seconds']:.1f}", f"{row['compile_s']:.0f}",
-                     common.fmt(row["step_size"]), f"{row['acceptance']:.2f}", f"{row['mean_error']:.3f}",
-                     f"{row['ci_error']:.3f}", f"{row['psnr']:.1f}"])
+        rows.append(
+            [
+                label,
+                row["steps"],
+                f"{row['gradients']:.3g}",
+                f"{row['seconds']:.1f}",
+                f"{row['compile_s']:.0f}",
+                common.fmt(row["step_size"]),
+                f"{row['acceptance']:.2f}",
+                f"{row['mean_error']:.3f}",
+                f"{row['ci_error']:.3f}",
+                f"{row['psnr']:.1f}",
+            ]
+        )
     return rows, measured, reference, budget
 
 
-HEADERS = ["method", "chains x (warm-up + draws)", "gradients / step", "seconds (warm-up + sampling)", "compile s", "step size", "acceptance", "MMSE error (rms / ref sd)",
-           "90 % interval error (rms / ref sd)", "PSNR of the mean vs truth (dB)"]
+HEADERS = [
+    "method",
+    "chains x (warm-up + draws)",
+    "gradients / step",
+    "seconds (warm-up + sampling)",
+    "compile s",
+    "step size",
+    "acceptance",
+    "MMSE error (rms / ref sd)",
+    "90 % interval error (rms / ref sd)",
+    "PSNR of the mean vs truth (dB)",
+]
 
 
 def main(out_dir: Path, quick: bool = False) -> Path:
@@ -205,7 +286,7 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     s = QUICK if quick else FULL
     info = common.machine_info()
     start = time.perf_counter()
-    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+    with contextlib.nullcontext() if quick else common.persistent_cache_disabled():
         rows, measured, reference, budget = run(s)
     elapsed = time.perf_counter() - start
     truth, data = make_problem(s)
@@ -216,20 +297,25 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     for label in [label for label, method, _ in ROWS if method == "myula"]:
         row = measured[label]
         verdict = "lower" if row["mean_error"] < nuts["mean_error"] else "higher"
-        lines.append(f"{label}: MMSE error {row['mean_error']:.3f} against nuts's {nuts['mean_error']:.3f} "
-                     f"({verdict}), interval error {row['ci_error']:.3f} against {nuts['ci_error']:.3f}, in "
-                     f"{row['seconds']:.1f} s against {nuts['seconds']:.1f} s.")
-    summary = ("TV-prior image deconvolution (64 x 64): myula vs nuts vs mala at equal wall time" if not quick else
-               "TV-prior image deconvolution (quick smoke run)")
+        lines.append(
+            f"{label}: MMSE error {row['mean_error']:.3f} against nuts's {nuts['mean_error']:.3f} "
+            f"({verdict}), interval error {row['ci_error']:.3f} against {nuts['ci_error']:.3f}, in "
+            f"{row['seconds']:.1f} s against {nuts['seconds']:.1f} s."
+        )
+    summary = (
+        "TV-prior image deconvolution (64 x 64): myula vs nuts vs mala at equal wall time"
+        if not quick
+        else "TV-prior image deconvolution (quick smoke run)"
+    )
     ref_noise = 1.0 / np.sqrt(float(reference["median_ess"]))
     body = f"""
-Command: `{common.command_for(TOPIC, quick)}` ({elapsed / 60:.1f} min in all{', quick sizes: the numbers mean little' if quick else ''}).
+Command: `{common.command_for(TOPIC, quick)}` ({elapsed / 60:.1f} min in all{", quick sizes: the numbers mean little" if quick else ""}).
 
-Problem: {s['size']} x {s['size']} grayscale `grace_hopper.jpg` (matplotlib's sample data), 5 x 5 Gaussian blur of sd
-{s['blur_sd']} pixel, noise sd {s['noise_sd']}, TV weight theta = {s['theta']}; {s['size'] ** 2} unknowns. The blurred,
-noisy image has PSNR {blurred_psnr:.1f} dB against the truth. {s['chains']} chains per method, float32, seed
-{s['seed']}; every method at its defaults except where the label says otherwise. The budget is nuts's warm-up plus
-sampling time (one compiled program: `fit` fuses them without a progress bar) ({budget:.1f} s for {s['nuts_warmup']} + {s['nuts_draws']} steps per chain); the other methods get as
+Problem: {s["size"]} x {s["size"]} grayscale `grace_hopper.jpg` (matplotlib's sample data), 5 x 5 Gaussian blur of sd
+{s["blur_sd"]} pixel, noise sd {s["noise_sd"]}, TV weight theta = {s["theta"]}; {s["size"] ** 2} unknowns. The blurred,
+noisy image has PSNR {blurred_psnr:.1f} dB against the truth. {s["chains"]} chains per method, float32, seed
+{s["seed"]}; every method at its defaults except where the label says otherwise. The budget is nuts's warm-up plus
+sampling time (one compiled program: `fit` fuses them without a progress bar) ({budget:.1f} s for {s["nuts_warmup"]} + {s["nuts_draws"]} steps per chain); the other methods get as
 many steps as their pilot run says fit in it (compilation excluded everywhere and listed apart). The machine is
 shared: the times were measured in the same run, one method after the other, and a load change between rows moves
 them.
@@ -238,12 +324,12 @@ them.
 
 {common.markdown_table(HEADERS, rows)}
 
-- {chr(10).join('- ' + line for line in lines)[2:]}
+- {chr(10).join("- " + line for line in lines)[2:]}
 - Lowest MMSE error: {best}.
 
-Reference: mala, {s['chains']} chains x {s['reference_draws']} steps after {s['reference_warmup']} warm-up
-steps, thinned by {s['reference_thin']}, seed {s['seed'] + 1000} ({float(reference['seconds']):.0f} s); smallest /
-median bulk ESS over pixels {float(reference['min_ess']):.0f} / {float(reference['median_ess']):.0f}, so its own error
+Reference: mala, {s["chains"]} chains x {s["reference_draws"]} steps after {s["reference_warmup"]} warm-up
+steps, thinned by {s["reference_thin"]}, seed {s["seed"] + 1000} ({float(reference["seconds"]):.0f} s); smallest /
+median bulk ESS over pixels {float(reference["min_ess"]):.0f} / {float(reference["median_ess"]):.0f}, so its own error
 of a pixel mean is about {ref_noise:.3f} reference sd (a floor under every row's MMSE error).
 
 Reading the table: the Metropolis-adjusted chains (nuts, mala, adjusted myula) target the exact posterior; plain

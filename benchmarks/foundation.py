@@ -41,7 +41,6 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro.infer import MCMC, NUTS
 
 import samplax
@@ -58,51 +57,136 @@ __all__ = ["main", "FULL", "QUICK"]
 TOPIC = "foundation"
 
 FULL = dict(
-    nuts_models=("eight_schools", "logistic_regression"), chains=4, warmup=1000, draws=1000, warm_repeats=3,
-    target_accept=0.8, startup_run=True,
-    big_regression=dict(num_observations=10_000, num_features=50), mala_chains=4, mala_steps=1000,
-    mala_repeats=7, mala_fit_warmup=500, mala_fit_draws=500, mala_fit_repeats=5,
+    nuts_models=("eight_schools", "logistic_regression"),
+    chains=4,
+    warmup=1000,
+    draws=1000,
+    warm_repeats=3,
+    target_accept=0.8,
+    startup_run=True,
+    big_regression=dict(num_observations=10_000, num_features=50),
+    mala_chains=4,
+    mala_steps=1000,
+    mala_repeats=7,
+    mala_fit_warmup=500,
+    mala_fit_draws=500,
+    mala_fit_repeats=5,
     blackjax_models=None,  # every zoo model whose data can be made
-    blackjax_steps=5000, blackjax_repeats=41, blackjax_step_size=0.01,
-    sbc_models=("normal_normal", "eight_schools", "logistic_regression"), sbc_datasets=100,
+    blackjax_steps=5000,
+    blackjax_repeats=41,
+    blackjax_step_size=0.01,
+    sbc_models=("normal_normal", "eight_schools", "logistic_regression"),
+    sbc_datasets=100,
     sbc_sizes={"nuts": (500, 500), "mala": (1000, 2000)},  # (warm-up, draws) per data set
-    fresh_models=("eight_schools", "linear_regression"), fresh_sizes=None,  # None: each library's defaults
+    fresh_models=("eight_schools", "linear_regression"),
+    fresh_sizes=None,  # None: each library's defaults
     fresh_repeats=1,
 )
 
 QUICK = dict(
-    nuts_models=("eight_schools",), chains=2, warmup=100, draws=100, warm_repeats=1, target_accept=0.8,
+    nuts_models=("eight_schools",),
+    chains=2,
+    warmup=100,
+    draws=100,
+    warm_repeats=1,
+    target_accept=0.8,
     startup_run=False,
-    big_regression=dict(num_observations=1_000, num_features=10), mala_chains=2, mala_steps=100, mala_repeats=2,
-    mala_fit_warmup=50, mala_fit_draws=50, mala_fit_repeats=1,
-    blackjax_models=("normal_normal", "eight_schools"), blackjax_steps=100,
-    blackjax_repeats=2, blackjax_step_size=0.01,
-    sbc_models=("normal_normal",), sbc_datasets=10, sbc_sizes={"nuts": (50, 50), "mala": (100, 100)},
+    big_regression=dict(num_observations=1_000, num_features=10),
+    mala_chains=2,
+    mala_steps=100,
+    mala_repeats=2,
+    mala_fit_warmup=50,
+    mala_fit_draws=50,
+    mala_fit_repeats=1,
+    blackjax_models=("normal_normal", "eight_schools"),
+    blackjax_steps=100,
+    blackjax_repeats=2,
+    blackjax_step_size=0.01,
+    sbc_models=("normal_normal",),
+    sbc_datasets=10,
+    sbc_sizes={"nuts": (50, 50), "mala": (100, 100)},
     # the fresh-process comparison is left out of the quick run (make test's smoke test): each of its cells is a new
     # Python process that imports and compiles (~10 s each on 2 cores); `fresh_processes(dict(QUICK,
     # fresh_models=("eight_schools",)))` runs it at these sizes
-    fresh_models=(), fresh_sizes=(2, 100, 100), fresh_repeats=1,  # (chains, warm-up, draws)
+    fresh_models=(),
+    fresh_sizes=(2, 100, 100),
+    fresh_repeats=1,  # (chains, warm-up, draws)
 )
 
-NUTS_GOAL = 0.9          # samplax ESS/s over NumPyro ESS/s, cold and warm: at least
-FRESH_FIRST_GOAL = 1.2   # fresh processes, samplax ESS/s over NumPyro's: first process (empty cache), at least
+NUTS_GOAL = 0.9  # samplax ESS/s over NumPyro ESS/s, cold and warm: at least
+FRESH_FIRST_GOAL = 1.2  # fresh processes, samplax ESS/s over NumPyro's: first process (empty cache), at least
 FRESH_SECOND_GOAL = 3.0  # ... and a second process fitting the same model (samplax's cache filled), at least
-GRADIENT_GOAL = 1.2      # samplax mala step over one value_and_grad: at most
-BLACKJAX_GOAL = 1.05     # samplax mala step over BlackJAX's mala loop: at most
+GRADIENT_GOAL = 1.2  # samplax mala step over one value_and_grad: at most
+BLACKJAX_GOAL = 1.05  # samplax mala step over BlackJAX's mala loop: at most
 
-NUTS_HEADERS = ["model", "call", "samplax s", "NumPyro s", "samplax min ESS", "NumPyro min ESS", "samplax ESS/s",
-                "NumPyro ESS/s", "ratio samplax/NumPyro", f"goal >= {NUTS_GOAL}x"]
-COMPILE_HEADERS = ["model", "library", "call", "wall s", "XLA programs", "XLA compile s", "trace + lower s",
-                   "rest s", "largest programs"]
-GRADIENT_HEADERS = ["what runs (per step, all chains)", "us per step", "ratio to value_and_grad",
-                    f"goal <= {GRADIENT_GOAL}x"]
-BLACKJAX_HEADERS = ["model", "dim", "BlackJAX us/step", "samplax as fit runs it us/step", "ratio",
-                    "samplax in 20 chunks us/step", "ratio ", "cost per chunk ms", f"goal <= {BLACKJAX_GOAL}x"]
-FRESH_HEADERS = ["model", "process", "samplax fit s", "NumPyro fit s", "samplax min ESS", "NumPyro min ESS",
-                 "samplax ESS/s", "NumPyro ESS/s", "ratio", "goal", "met", "samplax process s", "NumPyro process s",
-                 "ratio per process s", "samplax compile_s"]
-SBC_HEADERS = ["model", "method", "data sets", "ranks L+1", "coordinates", "min p-value", "coordinates p < 0.01",
-               "uniform at 1% (Bonferroni)", "histogram"]
+NUTS_HEADERS = [
+    "model",
+    "call",
+    "samplax s",
+    "NumPyro s",
+    "samplax min ESS",
+    "NumPyro min ESS",
+    "samplax ESS/s",
+    "NumPyro ESS/s",
+    "ratio samplax/NumPyro",
+    f"goal >= {NUTS_GOAL}x",
+]
+COMPILE_HEADERS = [
+    "model",
+    "library",
+    "call",
+    "wall s",
+    "XLA programs",
+    "XLA compile s",
+    "trace + lower s",
+    "rest s",
+    "largest programs",
+]
+GRADIENT_HEADERS = [
+    "what runs (per step, all chains)",
+    "us per step",
+    "ratio to value_and_grad",
+    f"goal <= {GRADIENT_GOAL}x",
+]
+BLACKJAX_HEADERS = [
+    "model",
+    "dim",
+    "BlackJAX us/step",
+    "samplax as fit runs it us/step",
+    "ratio",
+    "samplax in 20 chunks us/step",
+    "ratio ",
+    "cost per chunk ms",
+    f"goal <= {BLACKJAX_GOAL}x",
+]
+FRESH_HEADERS = [
+    "model",
+    "process",
+    "samplax fit s",
+    "NumPyro fit s",
+    "samplax min ESS",
+    "NumPyro min ESS",
+    "samplax ESS/s",
+    "NumPyro ESS/s",
+    "ratio",
+    "goal",
+    "met",
+    "samplax process s",
+    "NumPyro process s",
+    "ratio per process s",
+    "samplax compile_s",
+]
+SBC_HEADERS = [
+    "model",
+    "method",
+    "data sets",
+    "ranks L+1",
+    "coordinates",
+    "min p-value",
+    "coordinates p < 0.01",
+    "uniform at 1% (Bonferroni)",
+    "histogram",
+]
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -137,14 +221,29 @@ def _divergences(idata) -> int:
 
 # ----------------------------------------------------------------------------------------------- 1. NUTS vs NumPyro
 def _fit_samplax_nuts(model, data, s):
-    fit = samplax.fit(model, data, method="nuts", chains=s["chains"], warmup=s["warmup"], draws=s["draws"], seed=0,
-                      progress=False, target_accept=s["target_accept"])
+    fit = samplax.fit(
+        model,
+        data,
+        method="nuts",
+        chains=s["chains"],
+        warmup=s["warmup"],
+        draws=s["draws"],
+        seed=0,
+        progress=False,
+        target_accept=s["target_accept"],
+    )
     return fit.idata, fit.timing
 
 
 def _fit_numpyro_nuts(model, data, s):
-    mcmc = MCMC(NUTS(model, target_accept_prob=s["target_accept"]), num_warmup=s["warmup"], num_samples=s["draws"],
-                num_chains=s["chains"], chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model, target_accept_prob=s["target_accept"]),
+        num_warmup=s["warmup"],
+        num_samples=s["draws"],
+        num_chains=s["chains"],
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0), **data)
     return arviz_compat.from_numpyro(mcmc, log_likelihood=True), None
 
@@ -190,24 +289,50 @@ def nuts_vs_numpyro(s: dict) -> dict:
             met = ratio >= NUTS_GOAL
             verdicts.append((f"nuts ESS/s vs NumPyro, {name}, {call}", f"{ratio:.2f}x", met))
             label = call if call == "cold" else f"warm (median of {s['warm_repeats']})"
-            rows.append([name, label, wall["samplax"], wall["NumPyro"], ess["samplax"], ess["NumPyro"],
-                         rate["samplax"], rate["NumPyro"], f"{ratio:.2f}x", common.yes_no(met)])
+            rows.append(
+                [
+                    name,
+                    label,
+                    wall["samplax"],
+                    wall["NumPyro"],
+                    ess["samplax"],
+                    ess["NumPyro"],
+                    rate["samplax"],
+                    rate["NumPyro"],
+                    f"{ratio:.2f}x",
+                    common.yes_no(met),
+                ]
+            )
             for library in ("samplax", "NumPyro"):
                 measured = pick(calls[library])[0]
                 meter = measured["meter"]
                 rest = measured["wall"] - meter.seconds
-                compile_rows.append([name, library, call, measured["wall"], meter.compiles, meter.backend_seconds,
-                                     meter.trace_seconds + meter.lower_seconds, rest, meter.largest(2)])
+                compile_rows.append(
+                    [
+                        name,
+                        library,
+                        call,
+                        measured["wall"],
+                        meter.compiles,
+                        meter.backend_seconds,
+                        meter.trace_seconds + meter.lower_seconds,
+                        rest,
+                        meter.largest(2),
+                    ]
+                )
         programs[name] = calls["samplax"][0]["meter"].programs
         timing = calls["samplax"][1]["timing"] if len(calls["samplax"]) > 1 else calls["samplax"][0]["timing"]
-        details.append({
-            "model": name, "order": " then ".join(order), "var_names": var_names,
-            "rhat": {library: _max_rhat(calls[library][0]["idata"], var_names) for library in order},
-            "divergences": {library: _divergences(calls[library][0]["idata"]) for library in order},
-            "samplax_timing": timing,
-        })
-    return {"rows": rows, "compile_rows": compile_rows, "verdicts": verdicts, "details": details,
-            "programs": programs}
+        details.append(
+            {
+                "model": name,
+                "order": " then ".join(order),
+                "var_names": var_names,
+                "rhat": {library: _max_rhat(calls[library][0]["idata"], var_names) for library in order},
+                "divergences": {library: _divergences(calls[library][0]["idata"]) for library in order},
+                "samplax_timing": timing,
+            }
+        )
+    return {"rows": rows, "compile_rows": compile_rows, "verdicts": verdicts, "details": details, "programs": programs}
 
 
 # ------------------------------------------------------------------------------------------ 2. MALA per-step cost
@@ -282,11 +407,14 @@ def mala_vs_gradient(s: dict) -> dict:
     one_scan = _mala_runner(target, steps, steps)
     chunk = chunk_size_for(steps)
     chunked = _mala_runner(target, steps, chunk)
-    times = common.interleaved_times({
-        "gradient": lambda: _to_host(gradient_loop(positions)),
-        "one_scan": lambda: one_scan(states, params, chain_keys),
-        "chunked": lambda: chunked(states, params, chain_keys),
-    }, s["mala_repeats"])
+    times = common.interleaved_times(
+        {
+            "gradient": lambda: _to_host(gradient_loop(positions)),
+            "one_scan": lambda: one_scan(states, params, chain_keys),
+            "chunked": lambda: chunked(states, params, chain_keys),
+        },
+        s["mala_repeats"],
+    )
     per_step = {name: statistics.median(values) / steps * 1e6 for name, values in times.items()}
     ratios = {name: common.paired_ratio(values, times["gradient"]) for name, values in times.items()}
 
@@ -296,8 +424,17 @@ def mala_vs_gradient(s: dict) -> dict:
         seconds = []
         for _ in range(1 + s["mala_fit_repeats"]):  # the first call compiles (cached for the others)
             with _quiet():
-                fit = samplax.fit(entry.model, data, method="mala", chains=chains, warmup=s["mala_fit_warmup"],
-                                  draws=s["mala_fit_draws"], seed=0, progress=True, log_likelihood=keep_loglik)
+                fit = samplax.fit(
+                    entry.model,
+                    data,
+                    method="mala",
+                    chains=chains,
+                    warmup=s["mala_fit_warmup"],
+                    draws=s["mala_fit_draws"],
+                    seed=0,
+                    progress=True,
+                    log_likelihood=keep_loglik,
+                )
             seconds.append(fit.timing["sampling_s"])
         per_step[name] = statistics.median(seconds[1:]) / s["mala_fit_draws"] * 1e6
         ratios[name] = per_step[name] / per_step["gradient"]
@@ -306,23 +443,37 @@ def mala_vs_gradient(s: dict) -> dict:
         "gradient": f"jit(vmap(value_and_grad(logdensity))), {chains} chains (scan of {steps} chained calls)",
         "one_scan": f"samplax mala step, ChainRunner, one compiled chunk of {steps} steps",
         "chunked": f"samplax mala step, ChainRunner, {steps // chunk} chunks of {chunk} (as fit runs a run that lasts "
-                   "2 s or more with its progress bar on)",
+        "2 s or more with its progress bar on)",
         "fit": f"samplax.fit(log_likelihood=False) sampling phase, {s['mala_fit_draws']} draws (adds constrain and "
-               "the copy to the host)",
+        "the copy to the host)",
         "fit_loglik": f"samplax.fit sampling phase with the default log_likelihood=True (adds "
-                      f"{target.observed['y'].size} pointwise log-likelihoods per draw: an output, not a step cost)",
+        f"{target.observed['y'].size} pointwise log-likelihoods per draw: an output, not a step cost)",
     }
     rows, verdicts = [], []
     for name in ("gradient", "one_scan", "chunked", "fit", "fit_loglik"):
         met = None if name in ("gradient", "fit_loglik") else bool(ratios[name] <= GRADIENT_GOAL)
         rows.append([labels[name], per_step[name], f"{ratios[name]:.2f}x", common.yes_no(met)])
-    verdicts.append(("mala step / value_and_grad, as fit's runner runs it", f"{ratios['chunked']:.2f}x",
-                     ratios["chunked"] <= GRADIENT_GOAL))
-    verdicts.append(("mala step / value_and_grad, fit's whole sampling phase (log_likelihood=False)",
-                     f"{ratios['fit']:.2f}x",
-                     ratios["fit"] <= GRADIENT_GOAL))
-    return {"rows": rows, "verdicts": verdicts, "dim": target.dim, "chains": chains,
-            "n": int(target.observed["y"].size)}
+    verdicts.append(
+        (
+            "mala step / value_and_grad, as fit's runner runs it",
+            f"{ratios['chunked']:.2f}x",
+            ratios["chunked"] <= GRADIENT_GOAL,
+        )
+    )
+    verdicts.append(
+        (
+            "mala step / value_and_grad, fit's whole sampling phase (log_likelihood=False)",
+            f"{ratios['fit']:.2f}x",
+            ratios["fit"] <= GRADIENT_GOAL,
+        )
+    )
+    return {
+        "rows": rows,
+        "verdicts": verdicts,
+        "dim": target.dim,
+        "chains": chains,
+        "n": int(target.observed["y"].size),
+    }
 
 
 def mala_vs_blackjax(s: dict) -> dict:
@@ -347,11 +498,14 @@ def mala_vs_blackjax(s: dict) -> dict:
         blackjax_keys = jax.random.split(jax.random.key(2), chains)
         one_scan = _mala_runner(target, steps, steps)
         chunked = _mala_runner(target, steps, chunk)
-        times = common.interleaved_times({
-            "blackjax": lambda: _to_host(loop(blackjax_keys, states)),
-            "one_scan": lambda: one_scan(states, params, chain_keys),
-            "chunked": lambda: chunked(states, params, chain_keys),
-        }, s["blackjax_repeats"])
+        times = common.interleaved_times(
+            {
+                "blackjax": lambda: _to_host(loop(blackjax_keys, states)),
+                "one_scan": lambda: one_scan(states, params, chain_keys),
+                "chunked": lambda: chunked(states, params, chain_keys),
+            },
+            s["blackjax_repeats"],
+        )
         us = {key: statistics.median(values) / steps * 1e6 for key, values in times.items()}
         # fit (progress bar on) cuts these draws as progress_chunk_size says for their speed: one chunk here
         as_fit = "one_scan" if progress_chunk_size(steps, us["one_scan"] * 1e-6) == steps else "chunked"
@@ -360,15 +514,36 @@ def mala_vs_blackjax(s: dict) -> dict:
         chunk_overhead_ms = (us["chunked"] - us["one_scan"]) * chunk / 1e3
         ratios_scan.append(ratio_fit)
         ratios_chunk.append(ratio_chunk)
-        rows.append([name, target.dim, us["blackjax"], us[as_fit], f"{ratio_fit:.2f}x", us["chunked"],
-                     f"{ratio_chunk:.2f}x", chunk_overhead_ms, common.yes_no(ratio_fit <= BLACKJAX_GOAL)])
+        rows.append(
+            [
+                name,
+                target.dim,
+                us["blackjax"],
+                us[as_fit],
+                f"{ratio_fit:.2f}x",
+                us["chunked"],
+                f"{ratio_chunk:.2f}x",
+                chunk_overhead_ms,
+                common.yes_no(ratio_fit <= BLACKJAX_GOAL),
+            ]
+        )
     met_scan = sum(r <= BLACKJAX_GOAL for r in ratios_scan)
     verdicts = [
-        ("mala / BlackJAX mala loop as fit runs it, every model",
-         f"{met_scan}/{len(ratios_scan)} models; worst {max(ratios_scan):.2f}x", met_scan == len(ratios_scan)),
+        (
+            "mala / BlackJAX mala loop as fit runs it, every model",
+            f"{met_scan}/{len(ratios_scan)} models; worst {max(ratios_scan):.2f}x",
+            met_scan == len(ratios_scan),
+        ),
     ]
-    return {"rows": rows, "verdicts": verdicts, "skipped": skipped, "chains": chains, "steps": steps,
-            "chunk": chunk, "step_size": step_size}
+    return {
+        "rows": rows,
+        "verdicts": verdicts,
+        "skipped": skipped,
+        "chains": chains,
+        "steps": steps,
+        "chunk": chunk,
+        "step_size": step_size,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------- 3. SBC
@@ -416,22 +591,41 @@ def sbc_histograms(s: dict, out_dir: Path) -> dict:
             num_warmup, num_draws = s["sbc_sizes"][method_name]
             sampler = _vectorized_sampler(prototype, method_name, num_warmup, num_draws)
             with _quiet():
-                result = sbc(entry.model, data, num_datasets=s["sbc_datasets"], observed={"y": "y"}, sampler=sampler, vectorized=True,
-                             thin="auto", seed=0)
+                result = sbc(
+                    entry.model,
+                    data,
+                    num_datasets=s["sbc_datasets"],
+                    observed={"y": "y"},
+                    sampler=sampler,
+                    vectorized=True,
+                    thin="auto",
+                    seed=0,
+                )
             pvalues = np.concatenate([np.ravel(v) for v in result.uniformity_pvalues().values()])
             coordinates = pvalues.size
             png = f"{TOPIC}_sbc_{name}_{method_name}.png"
             axes = result.plot()
             figure = np.ravel(axes)[0].figure
-            figure.suptitle(f"SBC ranks: {name}, {method_name} ({result.num_datasets} data sets, "
-                            f"L+1 = {result.num_ranks})")
+            figure.suptitle(
+                f"SBC ranks: {name}, {method_name} ({result.num_datasets} data sets, L+1 = {result.num_ranks})"
+            )
             figure.tight_layout()
             figure.savefig(Path(out_dir) / png, dpi=72)
             plt.close(figure)
             images.append((f"{name}, {method_name}", png))
-            rows.append([name, method_name, result.num_datasets, result.num_ranks, coordinates,
-                         float(pvalues.min()), int((pvalues < 0.01).sum()),
-                         common.yes_no(bool(pvalues.min() >= 0.01 / coordinates)), f"[png]({png})"])
+            rows.append(
+                [
+                    name,
+                    method_name,
+                    result.num_datasets,
+                    result.num_ranks,
+                    coordinates,
+                    float(pvalues.min()),
+                    int((pvalues < 0.01).sum()),
+                    common.yes_no(bool(pvalues.min() >= 0.01 / coordinates)),
+                    f"[png]({png})",
+                ]
+            )
     return {"rows": rows, "images": images}
 
 
@@ -506,9 +700,17 @@ print(json.dumps({"import_s": imported, "fit_s": fit_s, "compile_s": compile_s,
 
 def _fresh_environment(cache: str | None) -> dict:
     """The parent's environment without any compilation cache setting; samplax's cache folder when given."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("JAX_COMPILATION_CACHE_DIR", "SAMPLAX_COMPILATION_CACHE_DIR", "SAMPLAX_COMPILATION_CACHE",
-                          "JAX_ENABLE_COMPILATION_CACHE")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in (
+            "JAX_COMPILATION_CACHE_DIR",
+            "SAMPLAX_COMPILATION_CACHE_DIR",
+            "SAMPLAX_COMPILATION_CACHE",
+            "JAX_ENABLE_COMPILATION_CACHE",
+        )
+    }
     if cache is not None:
         env["SAMPLAX_COMPILATION_CACHE_DIR"] = cache
     return env
@@ -517,9 +719,15 @@ def _fresh_environment(cache: str | None) -> dict:
 def _fresh_run(library: str, model: str, sizes, cache: str | None) -> dict:
     """One fresh process: the worker's JSON plus the process's wall time as the parent saw it."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _FRESH_WORKER, library, model, json.dumps(sizes)],
-                          env=_fresh_environment(cache), capture_output=True, text=True, timeout=1800, check=False,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_WORKER, library, model, json.dumps(sizes)],
+        env=_fresh_environment(cache),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"fresh {library} process on {model} failed:\n{done.stderr[-3000:]}")
@@ -552,38 +760,66 @@ def fresh_processes(s: dict) -> dict:
             ratio = rate["samplax"] / rate["NumPyro"]
             process_ratio = (ess["samplax"] / process_s["samplax"]) / (ess["NumPyro"] / process_s["NumPyro"])
             label = "first (empty cache)" if process == 1 else "second"
-            verdicts.append((f"fresh process, nuts ESS/s vs NumPyro, {model}, {label}", f"{ratio:.2f}x",
-                             ratio >= goal))
+            verdicts.append((f"fresh process, nuts ESS/s vs NumPyro, {model}, {label}", f"{ratio:.2f}x", ratio >= goal))
             compile_s = statistics.median(r["compile_s"] or 0.0 for r in picked["samplax"])
-            rows.append([model, label, fit_s["samplax"], fit_s["NumPyro"], ess["samplax"], ess["NumPyro"],
-                         rate["samplax"], rate["NumPyro"], f"{ratio:.2f}x", f">= {goal}x", common.yes_no(ratio >= goal),
-                         process_s["samplax"], process_s["NumPyro"], f"{process_ratio:.2f}x", compile_s])
-        details.append({"model": model, "cached_files": cached_files,
-                        "import_s": {lib: statistics.median(r["import_s"] for r in runs[(lib, 1)])
-                                     for lib in ("samplax", "NumPyro")},
-                        "divergences": {key: [r["divergences"] for r in value] for key, value in runs.items()}})
+            rows.append(
+                [
+                    model,
+                    label,
+                    fit_s["samplax"],
+                    fit_s["NumPyro"],
+                    ess["samplax"],
+                    ess["NumPyro"],
+                    rate["samplax"],
+                    rate["NumPyro"],
+                    f"{ratio:.2f}x",
+                    f">= {goal}x",
+                    common.yes_no(ratio >= goal),
+                    process_s["samplax"],
+                    process_s["NumPyro"],
+                    f"{process_ratio:.2f}x",
+                    compile_s,
+                ]
+            )
+        details.append(
+            {
+                "model": model,
+                "cached_files": cached_files,
+                "import_s": {
+                    lib: statistics.median(r["import_s"] for r in runs[(lib, 1)]) for lib in ("samplax", "NumPyro")
+                },
+                "divergences": {key: [r["divergences"] for r in value] for key, value in runs.items()},
+            }
+        )
     return {"rows": rows, "verdicts": verdicts, "details": details}
 
 
 def _fresh_section(s, fresh) -> list[str]:
     if not s["fresh_models"]:
-        return ["## 4. Fresh processes (issue 17)", "",
-                "Not run in quick mode (each cell is a new Python process); the full run measures it.", ""]
-    sizes = ("each library's defaults: 4 chains x 1000 warm-up + 1000 draws" if s["fresh_sizes"] is None else
-             "chains, warm-up, draws = {} (quick run; not the defaults)".format(s["fresh_sizes"]))
+        return [
+            "## 4. Fresh processes (issue 17)",
+            "",
+            "Not run in quick mode (each cell is a new Python process); the full run measures it.",
+            "",
+        ]
+    sizes = (
+        "each library's defaults: 4 chains x 1000 warm-up + 1000 draws"
+        if s["fresh_sizes"] is None
+        else "chains, warm-up, draws = {} (quick run; not the defaults)".format(s["fresh_sizes"])
+    )
     lines = [
         "## 4. Fresh processes: what a user's script gets (issue 17)",
         "",
         f"Each cell is a new Python process ({sizes}; median of {s['fresh_repeats']} repeat(s)): "
-        "`samplax.fit(model, data, method=\"nuts\")` against `MCMC(NUTS(model), num_warmup=1000, "
+        '`samplax.fit(model, data, method="nuts")` against `MCMC(NUTS(model), num_warmup=1000, '
         "num_samples=1000, num_chains=4).run(PRNGKey(0), **data)` followed by `az.from_numpyro(mcmc)`. NumPyro's "
-        "default `chain_method` for 4 chains on one CPU device is `\"parallel\"`, which falls back to sequential "
+        'default `chain_method` for 4 chains on one CPU device is `"parallel"`, which falls back to sequential '
         "chains; both libraries show their progress bar by default (stderr discarded). samplax's first process starts "
         "with an empty cache folder (`SAMPLAX_COMPILATION_CACHE_DIR` pointing at a new folder), its second process "
         "reuses that folder; no `JAX_COMPILATION_CACHE_DIR` reaches either side, so NumPyro runs without a persistent "
-        "cache, as it does by default, and its second process compiles again. \"fit s\" is the wall time of the fit "
+        'cache, as it does by default, and its second process compiles again. "fit s" is the wall time of the fit '
         "call (after the imports; `az.from_numpyro` included for NumPyro, as samplax's fit returns InferenceData); "
-        "\"process s\" is the whole process as the parent saw it (interpreter start, imports, fit, the ESS "
+        '"process s" is the whole process as the parent saw it (interpreter start, imports, fit, the ESS '
         "computation). Min ESS = the smallest bulk ESS (ArviZ) over every posterior variable both return. The models "
         "are written in the worker as a user writes them (the eight schools are non-centred).",
         "",
@@ -592,14 +828,24 @@ def _fresh_section(s, fresh) -> list[str]:
     ]
     for row in fresh["rows"]:
         model, label, fit_s, compile_s = row[0], row[1], row[2], row[-1]
-        lines.append(f"- {model}, {label} process: samplax's `fit.timing[\"compile_s\"]` is {compile_s:.1f} s of its "
-                     f"{fit_s:.1f} s fit" + (" (compiling, the cache folder being empty)" if label.startswith("first")
-                                             else " (reading the programs back from the cache folder)") + ".")
+        lines.append(
+            f'- {model}, {label} process: samplax\'s `fit.timing["compile_s"]` is {compile_s:.1f} s of its '
+            f"{fit_s:.1f} s fit"
+            + (
+                " (compiling, the cache folder being empty)"
+                if label.startswith("first")
+                else " (reading the programs back from the cache folder)"
+            )
+            + "."
+        )
     for d in fresh["details"]:
-        lines.append(f"- {d['model']}: imports took {d['import_s']['samplax']:.1f} s (samplax, its modules "
-                     f"included) and {d['import_s']['NumPyro']:.1f} s (NumPyro); samplax's cache folder held "
-                     f"{d['cached_files']} files after its two processes; divergences per process: "
-                     + ", ".join(f"{lib} {n}: {v}" for (lib, n), v in d["divergences"].items()) + ".")
+        lines.append(
+            f"- {d['model']}: imports took {d['import_s']['samplax']:.1f} s (samplax, its modules "
+            f"included) and {d['import_s']['NumPyro']:.1f} s (NumPyro); samplax's cache folder held "
+            f"{d['cached_files']} files after its two processes; divergences per process: "
+            + ", ".join(f"{lib} {n}: {v}" for (lib, n), v in d["divergences"].items())
+            + "."
+        )
     return lines
 
 
@@ -607,10 +853,12 @@ def _fresh_section(s, fresh) -> list[str]:
 def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh) -> tuple[str, str]:
     verdicts = nuts["verdicts"] + gradient["verdicts"] + bj["verdicts"] + fresh["verdicts"]
     met = sum(bool(v[2]) for v in verdicts)
-    summary = (f"{met}/{len(verdicts)} speed goals met"
-               + (" (quick smoke run: tiny sizes, numbers not meaningful)" if quick else "")
-               + "; nuts vs NumPyro ESS/s (in one process and in fresh processes), mala step cost vs value_and_grad "
-               "and BlackJAX, SBC of nuts and mala.")
+    summary = (
+        f"{met}/{len(verdicts)} speed goals met"
+        + (" (quick smoke run: tiny sizes, numbers not meaningful)" if quick else "")
+        + "; nuts vs NumPyro ESS/s (in one process and in fresh processes), mala step cost vs value_and_grad "
+        "and BlackJAX, SBC of nuts and mala."
+    )
     lines = [
         f"Command: `{common.command_for(TOPIC, quick)}` (from the repository root; `make bench` runs every topic). "
         f"Mode: {'quick (tiny sizes)' if quick else 'full'}; whole page measured in one process in {seconds:.0f} s, "
@@ -622,15 +870,17 @@ def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh)
         "",
         "## Goals",
         "",
-        common.markdown_table(["goal", "measured", "verdict"], [[g, m, common.yes_no(bool(v))] for g, m, v in verdicts]),
+        common.markdown_table(
+            ["goal", "measured", "verdict"], [[g, m, common.yes_no(bool(v))] for g, m, v in verdicts]
+        ),
         "",
         _load_caveat(load),
         "",
         "## 1. NUTS: samplax against NumPyro",
         "",
-        f"`samplax.fit(model, data, method=\"nuts\", chains={s['chains']}, warmup={s['warmup']}, draws={s['draws']}, "
+        f'`samplax.fit(model, data, method="nuts", chains={s["chains"]}, warmup={s["warmup"]}, draws={s["draws"]}, '
         f"target_accept={s['target_accept']})` against `MCMC(NUTS(model, target_accept_prob={s['target_accept']}), "
-        f"num_warmup={s['warmup']}, num_samples={s['draws']}, num_chains={s['chains']}, chain_method=\"vectorized\")` "
+        f'num_warmup={s["warmup"]}, num_samples={s["draws"]}, num_chains={s["chains"]}, chain_method="vectorized")` '
         "followed by `az.from_numpyro` (which, like samplax, adds the pointwise log-likelihood). Both use a diagonal "
         "mass matrix, tree depth 10 and NumPyro's uniform(-2, 2) initialisation. ESS/s = minimum bulk ESS over every "
         "posterior coordinate both return (deterministic sites included) / wall seconds of the whole call. Cold = "
@@ -643,10 +893,12 @@ def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh)
     ]
     for d in nuts["details"]:
         t = d["samplax_timing"]
-        lines.append(f"- {d['model']}: run order {d['order']}; max R-hat samplax {d['rhat']['samplax']:.3f}, NumPyro "
-                     f"{d['rhat']['NumPyro']:.3f}; divergences samplax {d['divergences']['samplax']}, NumPyro "
-                     f"{d['divergences']['NumPyro']}; samplax's own timing (warm call): compile "
-                     f"{t['compile_s']:.2f} s, warm-up {t['warmup_s']:.2f} s, sampling {t['sampling_s']:.2f} s.")
+        lines.append(
+            f"- {d['model']}: run order {d['order']}; max R-hat samplax {d['rhat']['samplax']:.3f}, NumPyro "
+            f"{d['rhat']['NumPyro']:.3f}; divergences samplax {d['divergences']['samplax']}, NumPyro "
+            f"{d['divergences']['NumPyro']}; samplax's own timing (warm call): compile "
+            f"{t['compile_s']:.2f} s, warm-up {t['warmup_s']:.2f} s, sampling {t['sampling_s']:.2f} s."
+        )
     lines += [
         "",
         "Where the wall time goes (JAX's compile events, `benchmarks.common.CompileMeter`; rest = wall minus "
@@ -674,7 +926,7 @@ def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh)
         f"(`lax.scan` over {bj['steps']} split keys, keeping position, log density, acceptance), `vmap` over "
         f"{bj['chains']} chains, one jitted call, results copied to the host. samplax: the registered mala step "
         f"(diagonal preconditioning, identity mass here, same step size) driven by `ChainRunner`, keeping "
-        f"position, log density, acceptance and the divergence flag. \"As fit runs it\": fit with its progress bar "
+        f'position, log density, acceptance and the divergence flag. "As fit runs it": fit with its progress bar '
         f"on runs these {bj['steps']} draws in one compiled chunk, because they take well under "
         "`PROGRESS_MIN_SECONDS` (2 s; `samplax.infer.run.progress_chunk_size`); a run long enough to watch is cut "
         f"into 20 chunks ({bj['chunk']} draws each here), whose cost is shown for information: cost per chunk = "
@@ -695,11 +947,11 @@ def _page(s, quick, info, nuts, gradient, bj, calibration, seconds, load, fresh)
         "## 3. Simulation-based calibration of nuts and mala",
         "",
         f"`samplax.infer.calibration.sbc(model, data, num_datasets={s['sbc_datasets']}, sampler=..., "
-        "vectorized=True, thin=\"auto\")`: prior draws and simulated data from the model, then per data set one "
+        'vectorized=True, thin="auto")`: prior draws and simulated data from the model, then per data set one '
         "chain of samplax's registered warm-up and step (the functions `fit` runs, on the bridge's log density; "
         f"warm-up/draws: nuts {s['sbc_sizes']['nuts'][0]}/{s['sbc_sizes']['nuts'][1]}, mala "
         f"{s['sbc_sizes']['mala'][0]}/{s['sbc_sizes']['mala'][1]}), vmapped over data sets; draws thinned by ESS. "
-        "p-values: chi-square test of uniform ranks per scalar coordinate; \"uniform at 1 %\" asks whether the "
+        'p-values: chi-square test of uniform ranks per scalar coordinate; "uniform at 1 %" asks whether the '
         "smallest p-value clears 0.01 / (number of coordinates). With this few data sets the test only catches "
         "gross miscalibration.",
         "",
@@ -723,11 +975,13 @@ def _load_caveat(load: tuple[float, float]) -> str:
     """How far to trust small ratios: the machine's one-minute load average against its cores, start and end."""
     cores = os.cpu_count() or 1
     busiest = max(load)
-    text = (f"One-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, on {cores} cores.")
+    text = f"One-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, on {cores} cores."
     if busiest > cores:
-        text += (" The machine was shared with other work, so timings carry noise well beyond their repeat-to-repeat "
-                 "spread: ratios within about 20 % of a goal are not resolved here; interleaving and paired ratios "
-                 "protect the comparisons, not the absolute times.")
+        text += (
+            " The machine was shared with other work, so timings carry noise well beyond their repeat-to-repeat "
+            "spread: ratios within about 20 % of a goal are not resolved here; interleaving and paired ratios "
+            "protect the comparisons, not the absolute times."
+        )
     return text
 
 
@@ -740,7 +994,8 @@ def _nuts_diagnosis(nuts) -> str:
         cold_s, cold_n = by_call[(model, "samplax", "cold")], by_call[(model, "NumPyro", "cold")]
         sentences.append(
             f"{model}, cold: samplax compiled {cold_s[4]} XLA programs in {cold_s[5]:.1f} s ({cold_s[8]}), NumPyro "
-            f"{cold_n[4]} in {cold_n[5]:.1f} s ({cold_n[8]}).")
+            f"{cold_n[4]} in {cold_n[5]:.1f} s ({cold_n[8]})."
+        )
         chunk_seconds = sum(seconds for name, seconds in nuts["programs"][model] if "run_chunk" in name)
         row = ratios.get((model, "cold"))
         if chunk_seconds > 0 and row is not None:
@@ -751,18 +1006,21 @@ def _nuts_diagnosis(nuts) -> str:
                 f"{chunk_seconds:.1f} s to compile) each contain the NUTS transition; NumPyro compiles one program "
                 f"(`_fori_collect_loop`) for warm-up and sampling. Compiling the transition once (one program that "
                 f"adapts during warm-up steps and not after) would remove most of those {chunk_seconds:.1f} s: the "
-                f"cold ratio would be about {estimate:.2f}x instead of {row[8]}.")
+                f"cold ratio would be about {estimate:.2f}x instead of {row[8]}."
+            )
         if (model, "samplax", "warm") in by_call:
             warm_s, warm_n = by_call[(model, "samplax", "warm")], by_call[(model, "NumPyro", "warm")]
             sentences.append(
                 f"{model}, warm: samplax compiled {warm_s[4]} programs (its compiled-program cache), NumPyro "
-                f"{warm_n[4]} in {warm_n[5]:.1f} s (a new `MCMC` object recompiles).")
+                f"{warm_n[4]} in {warm_n[5]:.1f} s (a new `MCMC` object recompiles)."
+            )
             if warm_s[4] == 0 and warm_s[6] > 0.2:
                 sentences.append(
                     f"{model}, warm: samplax still spent {warm_s[6]:.1f} s of its {warm_s[3]:.1f} s tracing, with "
                     "nothing to compile: the shapes of the warm-up's outputs are re-derived by tracing it on every "
                     "call (`jax.eval_shape` in `fit._run_mcmc` at the time of writing); the cached executable's "
-                    "`out_info` has them.")
+                    "`out_info` has them."
+                )
     return "\n".join(f"- {text}" for text in sentences)
 
 
@@ -777,14 +1035,13 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     # first, while the machine is as quiet as it will be: new processes, each with its own cache setting
     fresh = fresh_processes(s)
     # full runs time cold compilation; the quick smoke run may reuse a persistent cache (tests set one up)
-    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+    with contextlib.nullcontext() if quick else common.persistent_cache_disabled():
         nuts = nuts_vs_numpyro(s)
         gradient = mala_vs_gradient(s)
         bj = mala_vs_blackjax(s)
         calibration = sbc_histograms(s, out_dir)
     load = (load_at_start, _load_average())
-    summary, body = _page(s, quick, info, nuts, gradient, bj, calibration, time.perf_counter() - start, load,
-                          fresh)
+    summary, body = _page(s, quick, info, nuts, gradient, bj, calibration, time.perf_counter() - start, load, fresh)
     return common.write_page(out_dir, TOPIC, "Foundation benchmarks", summary, body)
 
 

@@ -49,7 +49,10 @@ def _jax_glauber_rate(network, motif, chains, steps, conditional, proposals, see
     """Steps per second (and fraction of steps that moved) of the jitted, vmapped Glauber kernel, compile excluded."""
     csr, constraints = sg.kernel_inputs(motif, network, chain="glauber")
     kernel = graph_hom.build_glauber_kernel(
-        max_degree=network.max_degree, conditional=conditional, proposals=proposals, unweighted=network.unweighted,
+        max_degree=network.max_degree,
+        conditional=conditional,
+        proposals=proposals,
+        unweighted=network.unweighted,
         free_nodes=graph_hom.has_free_nodes(constraints),
     )
     start = jnp.asarray(sg.exact_tree_sample(motif, network, chains, np.random.default_rng(seed)), jnp.int32)
@@ -58,8 +61,9 @@ def _jax_glauber_rate(network, motif, chains, steps, conditional, proposals, see
     def run(states, keys, first_step):
         def one_chain(x, key):
             def body(x, t):
-                state, info = kernel(jax.random.fold_in(key, first_step + t), graph_hom.HomomorphismState(x), csr,
-                                     constraints)
+                state, info = kernel(
+                    jax.random.fold_in(key, first_step + t), graph_hom.HomomorphismState(x), csr, constraints
+                )
                 return state.homomorphism, info.is_moved
 
             x, moved = jax.lax.scan(body, x, jnp.arange(steps))
@@ -114,8 +118,17 @@ def throughput(quick: bool) -> tuple[list[dict], dict, str]:
     for conditional, proposals, chains in configurations:
         steps = (100 if quick else 1000) if conditional == "rejection" else (20 if quick else 100)
         rate, moved, compile_s = _jax_glauber_rate(network, motif, chains, steps, conditional, proposals)
-        rows.append(dict(conditional=conditional, proposals=proposals if conditional == "rejection" else "-",
-                         chains=chains, steps=steps, rate=rate, moved=moved, compile_s=compile_s))
+        rows.append(
+            dict(
+                conditional=conditional,
+                proposals=proposals if conditional == "rejection" else "-",
+                chains=chains,
+                steps=steps,
+                rate=rate,
+                moved=moved,
+                compile_s=compile_s,
+            )
+        )
     python_rate, python_moved = _python_glauber_rate(graph, network, motif, 2_000 if quick else 50_000)
     baseline = dict(rate=python_rate, moved=python_moved)
     info = f"Barabási-Albert n={n}, m={m}: {network.num_edges // 2} edges, largest degree {network.max_degree}"
@@ -141,8 +154,9 @@ def _synthetic_networks(quick: bool) -> dict[str, nx.Graph]:
         inside, outside = 0.9 * degree / (n // 4 - 1), 0.1 * degree / (3 * n // 4)
         probabilities = [[inside if a == b else outside for b in range(4)] for a in range(4)]
         networks[f"SBM-{c + 1}"] = nx.stochastic_block_model(blocks, probabilities, seed=seed)
-    return {name: graph.subgraph(max(nx.connected_components(graph), key=len)).copy()
-            for name, graph in networks.items()}
+    return {
+        name: graph.subgraph(max(nx.connected_components(graph), key=len)).copy() for name, graph in networks.items()
+    }
 
 
 def clustering(out_dir: pathlib.Path, quick: bool) -> tuple[list[str], dict, pathlib.Path, str]:
@@ -181,11 +195,21 @@ def clustering(out_dir: pathlib.Path, quick: bool) -> tuple[list[str], dict, pat
     image = out_dir / f"{TOPIC}_dendrogram.png"
     figure.savefig(image, dpi=120)
     plt.close(figure)
-    summary = dict(k=k, steps=steps, chains=chains, pure=pure, worst_z=worst_z, worst_rhat=worst_rhat,
-                   seconds=sum(timings), count=len(names),
-                   first_s=timings[0], rest_s=float(np.mean(timings[1:])))
-    sizes = ", ".join(f"{name}: {g.number_of_nodes()} nodes / {g.number_of_edges()} edges"
-                      for name, g in list(networks.items())[:4])
+    summary = dict(
+        k=k,
+        steps=steps,
+        chains=chains,
+        pure=pure,
+        worst_z=worst_z,
+        worst_rhat=worst_rhat,
+        seconds=sum(timings),
+        count=len(names),
+        first_s=timings[0],
+        rest_s=float(np.mean(timings[1:])),
+    )
+    sizes = ", ".join(
+        f"{name}: {g.number_of_nodes()} nodes / {g.number_of_edges()} edges" for name, g in list(networks.items())[:4]
+    )
     return names, summary, image, sizes
 
 
@@ -237,8 +261,12 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> pathlib.Path:
         f"Best samplax rate: {best:.3g} steps/s ({speedup:.0f}x the Python chain; target >= 10^6 steps/s and >= 50x). "
         "Both rates fall when other processes share the cores (see the load average above): compare runs on one "
         "machine at similar load. "
-        + (f"The literal Glauber chain (conditional='enumerate', work proportional to the largest degree) runs at "
-           f"{exact_speedup:.0f}x the Python chain. " if enumerate_rows else "")
+        + (
+            f"The literal Glauber chain (conditional='enumerate', work proportional to the largest degree) runs at "
+            f"{exact_speedup:.0f}x the Python chain. "
+            if enumerate_rows
+            else ""
+        )
         + "'rejection' is a lazy Glauber chain with the same stationary law "
         "(it keeps x_j when none of its proposals is accepted); 'moves/s' counts steps that changed the state, the "
         "fairer comparison when the two chains stay put at different rates.",
@@ -266,11 +294,16 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> pathlib.Path:
         f"{summary['rest_s']:.1f} s each after that: networks of similar size share one compilation).",
         "",
     ]
-    speed = (f"Glauber 21-path on BA(10^4): {best:.3g} steps/s, {speedup:.0f}x plain Python "
-             f"(targets 10^6 and 50x: {'met' if best >= 1e6 and speedup >= 50 else 'not met'})")
-    clusters = f"MACC clustering of {summary['count']} networks: families separated: {'yes' if summary['pure'] else 'no'}"
-    return common.write_page(out_dir, TOPIC, "Graph-homomorphism samplers: benchmark", f"{speed}; {clusters}",
-                             "\n".join(lines))
+    speed = (
+        f"Glauber 21-path on BA(10^4): {best:.3g} steps/s, {speedup:.0f}x plain Python "
+        f"(targets 10^6 and 50x: {'met' if best >= 1e6 and speedup >= 50 else 'not met'})"
+    )
+    clusters = (
+        f"MACC clustering of {summary['count']} networks: families separated: {'yes' if summary['pure'] else 'no'}"
+    )
+    return common.write_page(
+        out_dir, TOPIC, "Graph-homomorphism samplers: benchmark", f"{speed}; {clusters}", "\n".join(lines)
+    )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,28 @@ METHODS_MIXTURE = ("gibbs", "meta_gibbs")
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"grid_size": 6, "families": ("grid50",), "grid_methods": ("gibbs", "meta_gibbs"), "grid_warmup": 20,
-                "grid_draws": 100, "chains": 2, "num_evidence": 2, "mixtures": ((4, 30),), "mixture_draws": 50}
-    return {"grid_size": 20, "families": ("grid50", "grid75", "grid90"), "grid_methods": METHODS_GRID,
-            "grid_warmup": 200, "grid_draws": 10000, "chains": 4, "num_evidence": 10, "mixtures": ((12, 90), (30, 400)),
-            "mixture_draws": 2000}
+        return {
+            "grid_size": 6,
+            "families": ("grid50",),
+            "grid_methods": ("gibbs", "meta_gibbs"),
+            "grid_warmup": 20,
+            "grid_draws": 100,
+            "chains": 2,
+            "num_evidence": 2,
+            "mixtures": ((4, 30),),
+            "mixture_draws": 50,
+        }
+    return {
+        "grid_size": 20,
+        "families": ("grid50", "grid75", "grid90"),
+        "grid_methods": METHODS_GRID,
+        "grid_warmup": 200,
+        "grid_draws": 10000,
+        "chains": 4,
+        "num_evidence": 10,
+        "mixtures": ((12, 90), (30, 400)),
+        "mixture_draws": 2000,
+    }
 
 
 def _grid_rows(settings: dict, figure_rows: list) -> tuple[list, list]:
@@ -41,9 +58,13 @@ def _grid_rows(settings: dict, figure_rows: list) -> tuple[list, list]:
     rows, notes = [], []
     for number, family in enumerate(settings["families"]):
         size = settings["grid_size"]
-        data = grid.grid_network_data(seed=number, rows=size, cols=size,
-                                      deterministic_fraction=grid.FAMILIES[family],
-                                      num_evidence=settings["num_evidence"])
+        data = grid.grid_network_data(
+            seed=number,
+            rows=size,
+            cols=size,
+            deterministic_fraction=grid.FAMILIES[family],
+            num_evidence=settings["num_evidence"],
+        )
         start = time.perf_counter()
         marginals, _ = grid.variable_elimination_marginals(data["cpt"], data["evidence"])
         exact_seconds = time.perf_counter() - start
@@ -53,24 +74,43 @@ def _grid_rows(settings: dict, figure_rows: list) -> tuple[list, list]:
         target = build_target(grid.grid_network_model, data)
         for method in settings["grid_methods"]:
             start = time.perf_counter()
-            run = mg.sample_model(target, method, {}, jax.random.key(number), settings["chains"],
-                                  settings["grid_warmup"], settings["grid_draws"])
+            run = mg.sample_model(
+                target,
+                method,
+                {},
+                jax.random.key(number),
+                settings["chains"],
+                settings["grid_warmup"],
+                settings["grid_draws"],
+            )
             total = time.perf_counter() - start
             draws = np.stack([run.discrete[name] for name in names], axis=-1).astype(float)  # (chains, draws, N)
-            cumulative = np.cumsum(draws.sum(axis=0), axis=0) / (np.arange(1, draws.shape[1] + 1)[:, None]
-                                                                 * draws.shape[0])
+            cumulative = np.cumsum(draws.sum(axis=0), axis=0) / (
+                np.arange(1, draws.shape[1] + 1)[:, None] * draws.shape[0]
+            )
             chunk = draws.shape[1] // len(run.extra["chunk_seconds"])
             ends = np.arange(chunk, draws.shape[1] + 1, chunk)
             times = np.cumsum(run.extra["chunk_seconds"])
             errors = np.mean(np.abs(cumulative[ends - 1] - exact[None, :]), axis=1)
             acceptance = run.sample_stats.get("block_acceptance")
             figure_rows.append((family, method, times, errors))
-            rows.append([family, method, len(run.problem.instance_labels), float(errors[len(errors) // 4]),
-                         float(errors[-1]), float(times[-1]), float(times[-1]) / settings["grid_draws"] * 1e3,
-                         float(np.nanmean(acceptance)) if acceptance is not None else None,
-                         run.extra["compile_s"], total - times[-1]])
-        notes.append(f"{family}: {len(latent)} latent nodes, exact marginals by variable elimination in "
-                     f"{exact_seconds:.1f} s")
+            rows.append(
+                [
+                    family,
+                    method,
+                    len(run.problem.instance_labels),
+                    float(errors[len(errors) // 4]),
+                    float(errors[-1]),
+                    float(times[-1]),
+                    float(times[-1]) / settings["grid_draws"] * 1e3,
+                    float(np.nanmean(acceptance)) if acceptance is not None else None,
+                    run.extra["compile_s"],
+                    total - times[-1],
+                ]
+            )
+        notes.append(
+            f"{family}: {len(latent)} latent nodes, exact marginals by variable elimination in {exact_seconds:.1f} s"
+        )
     return rows, notes
 
 
@@ -85,13 +125,18 @@ def _mixture_rows(settings: dict, figure_rows: list) -> list:
         target = build_target(ou.open_universe_model, data)
         loglik = jax.jit(jax.vmap(jax.vmap(lambda z, k: ou.mixture_log_likelihood(data["y"], z.reshape(m, -1), k))))
         truth = ou._true_parameters(seed=0, max_components=m, num_observations=n)
-        true_ll = float(ou.mixture_log_likelihood(data["y"], np.pad(truth["active_means"],
-                                                                    ((0, m - truth["active_means"].shape[0]), (0, 0))),
-                                                  int(truth["num_components"])))
+        true_ll = float(
+            ou.mixture_log_likelihood(
+                data["y"],
+                np.pad(truth["active_means"], ((0, m - truth["active_means"].shape[0]), (0, 0))),
+                int(truth["num_components"]),
+            )
+        )
         for method in METHODS_MIXTURE:
             start = time.perf_counter()
-            run = mg.sample_model(target, method, {}, jax.random.key(0), settings["chains"], 0,
-                                  settings["mixture_draws"])
+            run = mg.sample_model(
+                target, method, {}, jax.random.key(0), settings["chains"], 0, settings["mixture_draws"]
+            )
             total = time.perf_counter() - start
             values = np.asarray(loglik(run.z, run.discrete["num_components"])).mean(axis=0)  # (draws,)
             seconds = float(np.sum(run.extra["chunk_seconds"]))
@@ -99,10 +144,22 @@ def _mixture_rows(settings: dict, figure_rows: list) -> list:
             figure_rows.append((f"(m, n) = ({m}, {n})", method, times, values))
             quarter = values.size // 4
             acceptance = run.sample_stats.get("block_acceptance")
-            rows.append([f"({m}, {n})", method, float(values[0]), float(values[quarter - 1]), float(values[-1]),
-                         seconds, float(np.mean(run.discrete["num_components"][:, -1])),
-                         float(np.nanmean(acceptance)) if acceptance is not None else None, true_ll,
-                         run.extra["compile_s"], total - seconds, int(truth["num_components"])])
+            rows.append(
+                [
+                    f"({m}, {n})",
+                    method,
+                    float(values[0]),
+                    float(values[quarter - 1]),
+                    float(values[-1]),
+                    seconds,
+                    float(np.mean(run.discrete["num_components"][:, -1])),
+                    float(np.nanmean(acceptance)) if acceptance is not None else None,
+                    true_ll,
+                    run.extra["compile_s"],
+                    total - seconds,
+                    int(truth["num_components"]),
+                ]
+            )
     return rows
 
 
@@ -141,8 +198,13 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> pathlib.Path:
         grid_rows, grid_notes = _grid_rows(settings, grid_curves)
         mixture_rows = _mixture_rows(settings, mixture_curves)
     _figure(out_dir / f"{TOPIC}_grids.png", grid_curves, "average |marginal error|", log_y=True)
-    _figure(out_dir / f"{TOPIC}_mixture.png", mixture_curves, "log p(y | means, M), mean over chains", log_y=False,
-            log_x=True)
+    _figure(
+        out_dir / f"{TOPIC}_mixture.png",
+        mixture_curves,
+        "log p(y | means, M), mean over chains",
+        log_y=False,
+        log_x=True,
+    )
 
     equal_time = _equal_time(grid_curves)
     beats_gibbs = [f for f, r in equal_time.items() if "gibbs" in r and r["meta_gibbs"] < r["gibbs"]]
@@ -151,19 +213,46 @@ def main(out_dir: pathlib.Path, quick: bool = False) -> pathlib.Path:
     for row in mixture_rows:
         mixture_best.setdefault(row[0], []).append((row[3], row[1]))
     early_wins = [size for size, results in mixture_best.items() if max(results)[1] == "meta_gibbs"]
-    summary = (f"Grid networks ({settings['grid_size']} x {settings['grid_size']}): at equal sampling time meta_gibbs "
-               f"has a lower marginal error than gibbs on {len(beats_gibbs)} of {len(equal_time)} families and than "
-               f"exact block Gibbs on {len(beats_block)} of "
-               f"{sum('block_gibbs' in r for r in equal_time.values())}; mixture: meta_gibbs is ahead after a quarter "
-               "of the run on "
-               f"{len(early_wins)} of {len(mixture_best)} sizes.")
+    summary = (
+        f"Grid networks ({settings['grid_size']} x {settings['grid_size']}): at equal sampling time meta_gibbs "
+        f"has a lower marginal error than gibbs on {len(beats_gibbs)} of {len(equal_time)} families and than "
+        f"exact block Gibbs on {len(beats_block)} of "
+        f"{sum('block_gibbs' in r for r in equal_time.values())}; mixture: meta_gibbs is ahead after a quarter "
+        "of the run on "
+        f"{len(early_wins)} of {len(mixture_best)} sizes."
+    )
     grid_table = common.markdown_table(
-        ["family", "method", "blocks", "error at 1/4 time", "final error", "sampling s", "ms / sweep",
-         "block acceptance", "compile s", "set-up s"], grid_rows)
+        [
+            "family",
+            "method",
+            "blocks",
+            "error at 1/4 time",
+            "final error",
+            "sampling s",
+            "ms / sweep",
+            "block acceptance",
+            "compile s",
+            "set-up s",
+        ],
+        grid_rows,
+    )
     mixture_table = common.markdown_table(
-        ["(m, n)", "method", "log-lik after 1 sweep", "log-lik at 1/4", "final log-lik", "sampling s",
-         "final M (mean)", "block acceptance", "log-lik at the true means", "compile s", "set-up s", "true M"],
-        mixture_rows)
+        [
+            "(m, n)",
+            "method",
+            "log-lik after 1 sweep",
+            "log-lik at 1/4",
+            "final log-lik",
+            "sampling s",
+            "final M (mean)",
+            "block acceptance",
+            "log-lik at the true means",
+            "compile s",
+            "set-up s",
+            "true M",
+        ],
+        mixture_rows,
+    )
     body = f"""
 Command: `{common.command_for(TOPIC, quick)}` (settings: {settings}).
 
@@ -173,7 +262,7 @@ Command: `{common.command_for(TOPIC, quick)}` (settings: {settings}).
 
 ![marginal error against time](meta_gibbs_grids.png)
 
-{chr(10).join('- ' + note for note in grid_notes)}
+{chr(10).join("- " + note for note in grid_notes)}
 - "blocks" counts the 3 x 3 motif instances (block_gibbs and meta_gibbs use the same blocks; gibbs has none).
   meta_gibbs uses the shipped proposal (trained once on the motif, never on these networks).
 - Errors are the mean over latent nodes of |estimate - exact| after pooling the chains' draws up to that time.
@@ -222,34 +311,44 @@ def _verdict(grid_rows: list, mixture_rows: list, equal_time: dict, mixture_curv
         at_t = ", ".join(f"{method} {common.fmt(value)}" for method, value in equal_time.get(family, {}).items())
         costs = ", ".join(f"{method} {common.fmt(row[6])} ms" for method, row in results.items())
         meta_time = results["meta_gibbs"][5] if "meta_gibbs" in results else float("nan")
-        lines.append(f"- {family}: error at meta_gibbs's final time ({common.fmt(meta_time)} s): {at_t}; cost per "
-                     f"sweep {costs}.")
-    ratios = [r["block_gibbs"][6] / r["meta_gibbs"][6] for r in
-              ({row[1]: row for row in grid_rows if row[0] == f} for f in {row[0] for row in grid_rows})
-              if "block_gibbs" in r and "meta_gibbs" in r]
+        lines.append(
+            f"- {family}: error at meta_gibbs's final time ({common.fmt(meta_time)} s): {at_t}; cost per sweep {costs}."
+        )
+    ratios = [
+        r["block_gibbs"][6] / r["meta_gibbs"][6]
+        for r in ({row[1]: row for row in grid_rows if row[0] == f} for f in {row[0] for row in grid_rows})
+        if "block_gibbs" in r and "meta_gibbs" in r
+    ]
     if ratios:
-        lines.append(f"- A learned block move costs {common.fmt(min(ratios))}-{common.fmt(max(ratios))}x less than exact "
-                     "enumeration of the 512 states of a 3 x 3 binary block (both vectorised over the blocks of a "
-                     "colour class). On blocks this small enumeration is cheap, so the learned proposal's edge over "
-                     "exact block Gibbs is small; enumeration doubles with every extra binary node, the network does "
-                     "not. Both block samplers beat single-site Gibbs, which stays where the deterministic rows pin "
-                     "it (the paper reports the same plateau, 0.26 for Gibbs against 0.18 for the learned proposal "
-                     "on one UAI grid).")
+        lines.append(
+            f"- A learned block move costs {common.fmt(min(ratios))}-{common.fmt(max(ratios))}x less than exact "
+            "enumeration of the 512 states of a 3 x 3 binary block (both vectorised over the blocks of a "
+            "colour class). On blocks this small enumeration is cheap, so the learned proposal's edge over "
+            "exact block Gibbs is small; enumeration doubles with every extra binary node, the network does "
+            "not. Both block samplers beat single-site Gibbs, which stays where the deterministic rows pin "
+            "it (the paper reports the same plateau, 0.26 for Gibbs against 0.18 for the learned proposal "
+            "on one UAI grid)."
+        )
     for size in sorted({r[0] for r in mixture_rows}, key=[r[0] for r in mixture_rows].index):
         results = {r[1]: r for r in mixture_rows if r[0] == size}
         meta, gibbs = results["meta_gibbs"], results["gibbs"]
-        curves = {method: (times, values) for panel, method, times, values in mixture_curves
-                  if panel == f"(m, n) = {size}"}
+        curves = {
+            method: (times, values) for panel, method, times, values in mixture_curves if panel == f"(m, n) = {size}"
+        }
         horizon = min(curves["gibbs"][0][-1], curves["meta_gibbs"][0][-1])
         at = {method: float(np.interp(horizon, *curves[method])) for method in curves}
-        lines.append(f"- mixture {size}: at equal time ({common.fmt(horizon)} s) log-likelihood meta_gibbs "
-                     f"{common.fmt(at['meta_gibbs'])} vs gibbs {common.fmt(at['gibbs'])}; the learned move is "
-                     f"accepted in {common.fmt(100 * (meta[7] or 0.0))} % of the pair updates.")
-        lines.append(f"- mixture {size}: log-likelihood after one sweep meta_gibbs {common.fmt(meta[2])} vs gibbs "
-                     f"{common.fmt(gibbs[2])}, after a quarter of the run {common.fmt(meta[3])} vs "
-                     f"{common.fmt(gibbs[3])}, at the end {common.fmt(meta[4])} vs {common.fmt(gibbs[4])} (true "
-                     f"means: {common.fmt(meta[8])}); final M meta_gibbs {common.fmt(meta[6])}, gibbs "
-                     f"{common.fmt(gibbs[6])}, true {meta[11]}.")
+        lines.append(
+            f"- mixture {size}: at equal time ({common.fmt(horizon)} s) log-likelihood meta_gibbs "
+            f"{common.fmt(at['meta_gibbs'])} vs gibbs {common.fmt(at['gibbs'])}; the learned move is "
+            f"accepted in {common.fmt(100 * (meta[7] or 0.0))} % of the pair updates."
+        )
+        lines.append(
+            f"- mixture {size}: log-likelihood after one sweep meta_gibbs {common.fmt(meta[2])} vs gibbs "
+            f"{common.fmt(gibbs[2])}, after a quarter of the run {common.fmt(meta[3])} vs "
+            f"{common.fmt(gibbs[3])}, at the end {common.fmt(meta[4])} vs {common.fmt(gibbs[4])} (true "
+            f"means: {common.fmt(meta[8])}); final M meta_gibbs {common.fmt(meta[6])}, gibbs "
+            f"{common.fmt(gibbs[6])}, true {meta[11]}."
+        )
     return "\n".join(lines)
 
 

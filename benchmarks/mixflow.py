@@ -52,10 +52,14 @@ PUBLISHED_CROSS = {100: -0.507, 200: -0.414, 500: -0.278, 1000: -0.194, 1500: -0
 PUBLISHED_CROSS_REFERENCE = -0.850
 
 FULL = dict(
-    models=("cross", "funnel", "logistic_regression"), guides=tuple(["AutoIAFNormal", "AutoBNAFNormal",
-                                                                      "AutoDiagonalNormal"]), nuts=True,
-    chains=4, draws=1250,  # 5000 draws per method for the KSD and ESS
-    svi_steps=5000, svi_learning_rate=1e-3, elbo_particles=5000,
+    models=("cross", "funnel", "logistic_regression"),
+    guides=tuple(["AutoIAFNormal", "AutoBNAFNormal", "AutoDiagonalNormal"]),
+    nuts=True,
+    chains=4,
+    draws=1250,  # 5000 draws per method for the KSD and ESS
+    svi_steps=5000,
+    svi_learning_rate=1e-3,
+    elbo_particles=5000,
     nuts_warmup=1000,
     mixflow={
         "cross": dict(flow_length=1000, leapfrog_steps=60, step_size=0.0035, whiten=False, warmup=5000),
@@ -64,17 +68,26 @@ FULL = dict(
     },
     elbo_vs_n=dict(flow_lengths=(100, 200, 500, 1000, 2000), step_sizes=(0.0035, 0.008), orbits=512),
     # issue 16: default fits (4 repeats x 1000 draws, 1000 SVI steps, every option at its default)
-    defaults=dict(bananas=((1.0, 0.01), (1.0, 0.1), (10.0, 0.01), (10.0, 0.1)),
-                  logistic=dict(num_observations=1000, num_features=25), nuts_draws=1000),
+    defaults=dict(
+        bananas=((1.0, 0.01), (1.0, 0.1), (10.0, 0.01), (10.0, 0.1)),
+        logistic=dict(num_observations=1000, num_features=25),
+        nuts_draws=1000,
+    ),
 )
 
 QUICK = dict(  # a smoke run of every code path but BNAF and NUTS (their compilation alone takes a minute)
-    models=("cross",), guides=("AutoIAFNormal", "AutoDiagonalNormal"), nuts=False,
-    chains=2, draws=100,
-    svi_steps=200, svi_learning_rate=1e-3, elbo_particles=200,
+    models=("cross",),
+    guides=("AutoIAFNormal", "AutoDiagonalNormal"),
+    nuts=False,
+    chains=2,
+    draws=100,
+    svi_steps=200,
+    svi_learning_rate=1e-3,
+    elbo_particles=200,
     nuts_warmup=100,
-    mixflow={"cross": dict(flow_length=20, leapfrog_steps=10, step_size=0.02, whiten=False, warmup=300,
-                           health_checks=0)},
+    mixflow={
+        "cross": dict(flow_length=20, leapfrog_steps=10, step_size=0.02, whiten=False, warmup=300, health_checks=0)
+    },
     elbo_vs_n=dict(flow_lengths=(10,), step_sizes=(0.02, 0.05), orbits=16),
     defaults=None,  # default fits take minutes each: the full run only
 )
@@ -92,8 +105,9 @@ def cross_model():
     """The cross of the MixFlows paper: 1/4 sum of N((0, +-2), diag(0.15^2, 1)) and N((+-2, 0), diag(1, 0.15^2))."""
     locations = jnp.array([[0.0, 2.0], [-2.0, 0.0], [2.0, 0.0], [0.0, -2.0]])
     scales = jnp.array([[CROSS_SCALE, 1.0], [1.0, CROSS_SCALE], [1.0, CROSS_SCALE], [CROSS_SCALE, 1.0]])
-    mixture = dist.MixtureSameFamily(dist.Categorical(probs=jnp.full(4, 0.25)),
-                                     dist.Normal(locations, scales).to_event(1))
+    mixture = dist.MixtureSameFamily(
+        dist.Categorical(probs=jnp.full(4, 0.25)), dist.Normal(locations, scales).to_event(1)
+    )
     numpyro.sample("x", mixture)
 
 
@@ -105,12 +119,20 @@ def _targets(names):
             out[name] = (cross_model, {}, "cross (d = 2), log Z = 0", 0.0)
         elif name == "funnel":
             entry = zoo.get("funnel")
-            out[name] = (entry.model, entry.make_data(dimension=2),
-                         "Neal's funnel, v ~ N(0, 3), x | v ~ N(0, exp(v/2)) (d = 2), log Z = 0", 0.0)
+            out[name] = (
+                entry.model,
+                entry.make_data(dimension=2),
+                "Neal's funnel, v ~ N(0, 3), x | v ~ N(0, exp(v/2)) (d = 2), log Z = 0",
+                0.0,
+            )
         elif name == "logistic_regression":
             entry = zoo.get("logistic_regression")
-            out[name] = (entry.model, entry.make_data(seed=0, num_observations=100, num_features=8),
-                         "logistic regression, n = 100 synthetic observations, d = 9 (intercept + 8)", None)
+            out[name] = (
+                entry.model,
+                entry.make_data(seed=0, num_observations=100, num_features=8),
+                "logistic regression, n = 100 synthetic observations, d = 9 (intercept + 8)",
+                None,
+            )
         else:
             raise ValueError(f"unknown benchmark target {name!r}")
     return out
@@ -131,16 +153,19 @@ def _jitted(target, name, fn):
 
 def _flat_draws(target, posterior: dict, total: int) -> np.ndarray:
     """Constrained site draws (leading sample dims) -> flat unconstrained (total, dim)."""
-    values = {site.name: np.reshape(np.asarray(posterior[site.name], np.float64), (total,) + site.shape)
-              for site in target.sites}
+    values = {
+        site.name: np.reshape(np.asarray(posterior[site.name], np.float64), (total,) + site.shape)
+        for site in target.sites
+    }
     with jax.enable_x64(True):
         return np.asarray(_jitted(target, "unconstrain", jax.vmap(target.unconstrain))(values))
 
 
 def _ksd(target, z: np.ndarray) -> float:
     with jax.enable_x64(True):
-        scores = np.asarray(_jitted(target, "scores", jax.vmap(jax.grad(target.logdensity)))(
-            jnp.asarray(z, jnp.float64)))
+        scores = np.asarray(
+            _jitted(target, "scores", jax.vmap(jax.grad(target.logdensity)))(jnp.asarray(z, jnp.float64))
+        )
     finite = np.all(np.isfinite(z), -1) & np.all(np.isfinite(scores), -1)
     if not finite.all():
         return float("nan")
@@ -178,8 +203,7 @@ def _numpyro_guide(name, model, data, target, guide_class, s, seed):
             model_lp, _ = log_density(handlers.replay(model, guide_trace), (), data, params)
             return model_lp - guide_lp
 
-        terms = np.asarray(jax.jit(jax.vmap(particle))(jax.random.split(jax.random.key(seed + 2),
-                                                                          s["elbo_particles"])))
+        terms = np.asarray(jax.jit(jax.vmap(particle))(jax.random.split(jax.random.key(seed + 2), s["elbo_particles"])))
         total = s["chains"] * s["draws"]
         posterior = guide.sample_posterior(jax.random.key(seed + 3), params, sample_shape=(total,), **data)
         jax.block_until_ready(posterior)
@@ -187,26 +211,45 @@ def _numpyro_guide(name, model, data, target, guide_class, s, seed):
     z = _flat_draws(target, posterior, total)
     terms = terms[np.isfinite(terms)]
     elbo, elbo_se = float(np.mean(terms)), float(np.std(terms, ddof=1) / math.sqrt(terms.size))
-    return _row(name, guide_class.__name__, elbo, elbo_se, _ksd(target, z), _min_bulk_ess(z, s["chains"]), seconds,
-                f"{s['svi_steps']} Adam steps, lr {s['svi_learning_rate']:g}")
+    return _row(
+        name,
+        guide_class.__name__,
+        elbo,
+        elbo_se,
+        _ksd(target, z),
+        _min_bulk_ess(z, s["chains"]),
+        seconds,
+        f"{s['svi_steps']} Adam steps, lr {s['svi_learning_rate']:g}",
+    )
 
 
 def _samplax_fit(name, model, data, target, method, s, seed, options):
     start = time.perf_counter()
-    fit = samplax.fit(model, data, method=method, chains=s["chains"], draws=s["draws"], seed=seed, progress=False,
-                      **options)
+    fit = samplax.fit(
+        model, data, method=method, chains=s["chains"], draws=s["draws"], seed=seed, progress=False, **options
+    )
     seconds = time.perf_counter() - start
     posterior = {site: fit.idata.posterior[site].values for site in target.site_names}
     z = _flat_draws(target, posterior, s["chains"] * s["draws"])
     ess = _min_bulk_ess(z, s["chains"])
     if method == "nuts":
-        return _row(name, "NUTS (samplax)", None, None, _ksd(target, z), ess, seconds,
-                    f"{s['chains']} chains, {options['warmup']} warm-up, {s['draws']} draws each"), fit
+        return _row(
+            name,
+            "NUTS (samplax)",
+            None,
+            None,
+            _ksd(target, z),
+            ess,
+            seconds,
+            f"{s['chains']} chains, {options['warmup']} warm-up, {s['draws']} draws each",
+        ), fit
     extra = fit.idata.attrs
-    notes = (f"N = {options['flow_length']}, L = {options['leapfrog_steps']}, eps = "
-             f"{float(extra['extra_step_size']):.3g}{' (auto)' if 'step_size' not in options else ''}, "
-             f"{'whitened' if options.get('whiten', True) else 'unwhitened'}; max one-step inversion error "
-             f"{float(extra['extra_inversion_error_max']):.1e}")
+    notes = (
+        f"N = {options['flow_length']}, L = {options['leapfrog_steps']}, eps = "
+        f"{float(extra['extra_step_size']):.3g}{' (auto)' if 'step_size' not in options else ''}, "
+        f"{'whitened' if options.get('whiten', True) else 'unwhitened'}; max one-step inversion error "
+        f"{float(extra['extra_inversion_error_max']):.1e}"
+    )
     return _row(name, "MixFlow (samplax)", fit.elbo.value, fit.elbo.se, _ksd(target, z), ess, seconds, notes), fit
 
 
@@ -237,13 +280,27 @@ def elbo_against_flow_length(s: dict, cross_fit) -> list:
     scale = np.asarray(json.loads(attrs["extra_reference_scale"]))
     log_density = build_target(cross_model, {}).logdensity
     settings = s["elbo_vs_n"]
-    rows = [["reference (N = 1 is q0)", "-", *(["-"] * len(settings["step_sizes"])),
-             f"{float(json.loads(attrs['extra_reference_elbo'])[0]):.3f}", PUBLISHED_CROSS_REFERENCE]]
+    rows = [
+        [
+            "reference (N = 1 is q0)",
+            "-",
+            *(["-"] * len(settings["step_sizes"])),
+            f"{float(json.loads(attrs['extra_reference_elbo'])[0]):.3f}",
+            PUBLISHED_CROSS_REFERENCE,
+        ]
+    ]
     for flow_length in settings["flow_lengths"]:
         cells = []
         for step_size in settings["step_sizes"]:
-            flow = kernel.mixflow(log_density, mean, scale, flow_length=flow_length, step_size=step_size,
-                                  num_steps=s["mixflow"]["cross"]["leapfrog_steps"], whiten=False)
+            flow = kernel.mixflow(
+                log_density,
+                mean,
+                scale,
+                flow_length=flow_length,
+                step_size=step_size,
+                num_steps=s["mixflow"]["cross"]["leapfrog_steps"],
+                whiten=False,
+            )
             start = time.perf_counter()
             estimates = flow.elbo(jax.random.key(flow_length), settings["orbits"])
             seconds = time.perf_counter() - start
@@ -280,8 +337,17 @@ def _default_fit(model, data):
     return fit, seconds, check, cost, warned
 
 
-DEFAULT_HEADERS = ["target", "d", "worst mean error (sds)", "worst sd error", "goal met", "wall s", "gradients",
-                   "fit warns", "NUTS check (mean gap, sd ratios)"]
+DEFAULT_HEADERS = [
+    "target",
+    "d",
+    "worst mean error (sds)",
+    "worst sd error",
+    "goal met",
+    "wall s",
+    "gradients",
+    "fit warns",
+    "NUTS check (mean gap, sd ratios)",
+]
 
 
 def defaults_section(s: dict) -> list:
@@ -291,10 +357,14 @@ def defaults_section(s: dict) -> list:
         fit, seconds, check, cost, warned = _default_fit(banana_model, dict(scale=scale, curvature=curvature))
         post = fit.idata.posterior
         draws = np.stack([post["x1"].values, post["x2"].values], -1)
-        mean_error, sd_error = _moment_errors(draws, np.zeros(2),
-                                              np.array([scale, math.sqrt(1 + 2 * curvature**2 * scale**4)]))
-        rows.append(_default_row(f"banana, sd {scale:g}, curvature {curvature:g}", 2, mean_error, sd_error, seconds,
-                                 cost, warned, check))
+        mean_error, sd_error = _moment_errors(
+            draws, np.zeros(2), np.array([scale, math.sqrt(1 + 2 * curvature**2 * scale**4)])
+        )
+        rows.append(
+            _default_row(
+                f"banana, sd {scale:g}, curvature {curvature:g}", 2, mean_error, sd_error, seconds, cost, warned, check
+            )
+        )
     entry = zoo.get("logistic_regression")
     data = entry.make_data(seed=1, **s["defaults"]["logistic"])
     fit, seconds, check, cost, warned = _default_fit(entry.model, data)
@@ -302,30 +372,58 @@ def defaults_section(s: dict) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = samplax.fit(entry.model, data, method="nuts", draws=s["defaults"]["nuts_draws"], progress=False)
-    z = _flat_draws(target, {k: v.values for k, v in fit.idata.posterior.items()}, fit.idata.posterior.sizes["chain"]
-                    * fit.idata.posterior.sizes["draw"])
-    z_ref = _flat_draws(target, {k: v.values for k, v in reference.idata.posterior.items()},
-                        reference.idata.posterior.sizes["chain"] * reference.idata.posterior.sizes["draw"])
+    z = _flat_draws(
+        target,
+        {k: v.values for k, v in fit.idata.posterior.items()},
+        fit.idata.posterior.sizes["chain"] * fit.idata.posterior.sizes["draw"],
+    )
+    z_ref = _flat_draws(
+        target,
+        {k: v.values for k, v in reference.idata.posterior.items()},
+        reference.idata.posterior.sizes["chain"] * reference.idata.posterior.sizes["draw"],
+    )
     mean_error, sd_error = _moment_errors(z, z_ref.mean(0), z_ref.std(0))
-    rows.append(_default_row(f"logistic regression, n = {s['defaults']['logistic']['num_observations']}", target.dim,
-                             mean_error, sd_error, seconds, cost, warned, check))
+    rows.append(
+        _default_row(
+            f"logistic regression, n = {s['defaults']['logistic']['num_observations']}",
+            target.dim,
+            mean_error,
+            sd_error,
+            seconds,
+            cost,
+            warned,
+            check,
+        )
+    )
     return rows
 
 
 def _default_row(name, dim, mean_error, sd_error, seconds, cost, warned, check):
     met = mean_error <= 0.2 and sd_error <= 0.25 and seconds <= 300
     gradients = sum(v for k, v in cost.items() if k in ("svi", "tuning", "check", "sampling"))
-    nuts = (f"{check['nuts_mean_shift_max_sd']:.2f}, {check['nuts_sd_ratio_min']:.2f}-{check['nuts_sd_ratio_max']:.2f}"
-            if "nuts_mean_shift_max_sd" in check else "-")
-    return [name, dim, mean_error, sd_error, "yes" if met else "no", seconds, f"{gradients:.3g}",
-            "yes" if warned else "no", nuts]
+    nuts = (
+        f"{check['nuts_mean_shift_max_sd']:.2f}, {check['nuts_sd_ratio_min']:.2f}-{check['nuts_sd_ratio_max']:.2f}"
+        if "nuts_mean_shift_max_sd" in check
+        else "-"
+    )
+    return [
+        name,
+        dim,
+        mean_error,
+        sd_error,
+        "yes" if met else "no",
+        seconds,
+        f"{gradients:.3g}",
+        "yes" if warned else "no",
+        nuts,
+    ]
 
 
 def defaults_markdown(s: dict, rows: list) -> list[str]:
     return [
         "## Default fits (issue 16)",
         "",
-        "`samplax.fit(model, data, method=\"mixflow\")` with every option at its default (4 repeats x 1000 draws, "
+        '`samplax.fit(model, data, method="mixflow")` with every option at its default (4 repeats x 1000 draws, '
         "1000 SVI steps, N = 200, L = 30, auto step size, check='nuts'). Goal: means within 0.2 posterior sds, sds "
         "within 25 %, under 300 s on 2 cores. Bananas against their exact moments; the regression (synthetic, "
         "seed 1) against samplax NUTS (4 x 1000), on the unconstrained coordinates. 'fit warns': the fit raised a "
@@ -342,8 +440,11 @@ def _page(s, quick, info, rows, n_rows, seconds, d_rows=()) -> tuple[str, str]:
     targets = _targets(s["models"])
     body = []
     if quick:
-        body += ["> **Quick smoke run**: tiny sizes, the numbers say nothing about the methods. Run the full "
-                 "benchmark for real numbers.", ""]
+        body += [
+            "> **Quick smoke run**: tiny sizes, the numbers say nothing about the methods. Run the full "
+            "benchmark for real numbers.",
+            "",
+        ]
     body += [
         f"Command: `{common.command_for(TOPIC, quick)}` (module `benchmarks/mixflow.py`), {seconds:.0f} s in all.",
         "",
@@ -351,8 +452,15 @@ def _page(s, quick, info, rows, n_rows, seconds, d_rows=()) -> tuple[str, str]:
         "",
         "Targets: " + "; ".join(f"**{name}**: {description}" for name, (_, _, description, _) in targets.items()) + ".",
         "",
-        *(["Quick run: NUTS and AutoBNAFNormal are left out (their compilation alone exceeds the smoke run's "
-            "minute).", ""] if quick else []),
+        *(
+            [
+                "Quick run: NUTS and AutoBNAFNormal are left out (their compilation alone exceeds the smoke run's "
+                "minute).",
+                "",
+            ]
+            if quick
+            else []
+        ),
         f"Every method gives {s['chains'] * s['draws']} draws ({s['chains']} chains or repeats of {s['draws']}); the "
         "KSD (IMQ, c = 1, beta = -1/2, V-statistic) and the ESS use them all, on the unconstrained coordinates. "
         "ELBO: mean +- SE over independent particles (NumPyro guides: "
@@ -370,8 +478,16 @@ def _page(s, quick, info, rows, n_rows, seconds, d_rows=()) -> tuple[str, str]:
         "the published column is the authors' result for eps = 0.0035 (their mean-field reference, their "
         "estimator: one random orbit point per estimate, 1000 estimates).",
         "",
-        common.markdown_table(["N", "orbits", *[f"eps = {e:g}" for e in s["elbo_vs_n"]["step_sizes"]],
-                               "reference ELBO", "published (eps = 0.0035)"], n_rows),
+        common.markdown_table(
+            [
+                "N",
+                "orbits",
+                *[f"eps = {e:g}" for e in s["elbo_vs_n"]["step_sizes"]],
+                "reference ELBO",
+                "published (eps = 0.0035)",
+            ],
+            n_rows,
+        ),
         "",
         *(defaults_markdown(s, d_rows) if d_rows else []),
         "## Machine",
@@ -395,7 +511,7 @@ def main(out_dir: Path, quick: bool = False) -> Path:
     s = QUICK if quick else FULL
     info = common.machine_info()
     start = time.perf_counter()
-    with (contextlib.nullcontext() if quick else common.persistent_cache_disabled()):
+    with contextlib.nullcontext() if quick else common.persistent_cache_disabled():
         rows, fits = side_by_side(s)
         n_rows = elbo_against_flow_length(s, fits["cross"]) if "cross" in fits else []
         d_rows = defaults_section(s) if s.get("defaults") else []
@@ -410,6 +526,8 @@ if __name__ == "__main__":  # pragma: no cover
         machine = common.machine_info()
         began = time.perf_counter()
         section = defaults_markdown(FULL, defaults_section(FULL))
-        print("\n".join(section + [f"{time.perf_counter() - began:.0f} s in all.", "", common.machine_markdown(machine)]))
+        print(
+            "\n".join(section + [f"{time.perf_counter() - began:.0f} s in all.", "", common.machine_markdown(machine)])
+        )
     else:
         common.topic_cli(main, __doc__)

@@ -138,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown topic(s) {unknown}; valid topics: {', '.join(TOPICS)}")
         topics = tuple(t for t in TOPICS if t in args.only)
-    command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(topics)}" if args.only else "") + (
-        f" --out {args.out}" if args.out != DEFAULT_OUT else "")
+    command = (
+        "python -m benchmarks.run"
+        + (" --quick" if args.quick else "")
+        + (f" --only {' '.join(topics)}" if args.only else "")
+        + (f" --out {args.out}" if args.out != DEFAULT_OUT else "")
+    )
     with common.persistent_cache_disabled():
         records = run_topics(topics, args.out, args.quick)
     index = write_index(args.out, records, command)

@@ -13,8 +13,21 @@ samplax's methods as `numpyro.infer.MCMC` kernels. Heavy imports (JAX, ArviZ) ha
 
 import importlib
 
-__all__ = ["fit", "Fit", "Estimate", "resume", "load", "prior_predictive", "ConvergenceWarning",
-           "UnsupportedModelError", "graphs", "infer", "kernels", "models", "numpyro"]
+__all__ = [
+    "fit",
+    "Fit",
+    "Estimate",
+    "resume",
+    "load",
+    "prior_predictive",
+    "ConvergenceWarning",
+    "UnsupportedModelError",
+    "graphs",
+    "infer",
+    "kernels",
+    "models",
+    "numpyro",
+]
 __version__ = "0.1.0"
 
 _FROM_FIT = ("fit", "Fit", "Estimate", "resume", "load", "prior_predictive", "ConvergenceWarning")

@@ -46,8 +46,10 @@ def load_model(reference: str):
 
     if ":" not in reference:
         if reference not in zoo.names():
-            raise UsageError(f"unknown model {reference!r}: not a zoo name ({', '.join(zoo.names())}) and not "
-                             "path/to/file.py:function")
+            raise UsageError(
+                f"unknown model {reference!r}: not a zoo name ({', '.join(zoo.names())}) and not "
+                "path/to/file.py:function"
+            )
         return zoo.get(reference).model, reference
     path, function = reference.rsplit(":", 1)
     if not os.path.isfile(path):
@@ -105,25 +107,41 @@ def _load_mapping(path: str | None, what: str, keys: str, values: str, example: 
         return None
     payload = _read_json(path, f"{what} file")
     if not isinstance(payload, dict):
-        raise UsageError(f"{what} file {path!r} must hold a JSON object of {keys} -> list of {values}, for example "
-                         f"{example}; got a JSON {_json_type(payload)}")
+        raise UsageError(
+            f"{what} file {path!r} must hold a JSON object of {keys} -> list of {values}, for example "
+            f"{example}; got a JSON {_json_type(payload)}"
+        )
     for name, entries in payload.items():
         if not isinstance(entries, list) or not all(valid(entry) for entry in entries):
-            raise UsageError(f"{what} file {path!r}: the entry {name!r} must be a list of {values}, for example "
-                             f"{example}; got {_short_json(entries)}")
+            raise UsageError(
+                f"{what} file {path!r}: the entry {name!r} must be a list of {values}, for example "
+                f"{example}; got {_short_json(entries)}"
+            )
     return payload
 
 
 def load_coords(path: str | None) -> dict | None:
     """ArviZ ``coords`` from a JSON object: dimension name -> list of labels (strings or numbers)."""
-    return _load_mapping(path, "coords", "dimension name", "labels (strings or numbers)",
-                         '{"school": ["Choate", "Deerfield"]}', _is_label)
+    return _load_mapping(
+        path,
+        "coords",
+        "dimension name",
+        "labels (strings or numbers)",
+        '{"school": ["Choate", "Deerfield"]}',
+        _is_label,
+    )
 
 
 def load_dims(path: str | None) -> dict | None:
     """ArviZ ``dims`` from a JSON object: site name -> list of dimension names."""
-    return _load_mapping(path, "dims", "site name", "dimension names (strings)", '{"theta": ["school"]}',
-                         lambda entry: isinstance(entry, str))
+    return _load_mapping(
+        path,
+        "dims",
+        "site name",
+        "dimension names (strings)",
+        '{"theta": ["school"]}',
+        lambda entry: isinstance(entry, str),
+    )
 
 
 def _is_label(value) -> bool:
@@ -148,8 +166,9 @@ def parse_var_names(text: str | None) -> list[str] | None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise UsageError(f"--var-names expects site names separated by commas, for example --var-names mu,tau; got "
-                         f"{text!r}")
+        raise UsageError(
+            f"--var-names expects site names separated by commas, for example --var-names mu,tau; got {text!r}"
+        )
     return names
 
 
@@ -168,17 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    fit = sub.add_parser("fit", help="fit a model and save its draws (ArviZ NetCDF)",
-                         description="Fit MODEL (a zoo name or path/to/file.py:function) and save the draws.")
+    fit = sub.add_parser(
+        "fit",
+        help="fit a model and save its draws (ArviZ NetCDF)",
+        description="Fit MODEL (a zoo name or path/to/file.py:function) and save the draws.",
+    )
     fit.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:function")
     fit.add_argument("--data", help="JSON object of arrays (posteriordb's {'data': ...} accepted)")
-    fit.add_argument("--coords", metavar="FILE.json",
-                     help="ArviZ coords: JSON object of dimension name -> list of labels")
-    fit.add_argument("--dims", metavar="FILE.json",
-                     help="ArviZ dims: JSON object of site name -> list of dimension names")
+    fit.add_argument(
+        "--coords", metavar="FILE.json", help="ArviZ coords: JSON object of dimension name -> list of labels"
+    )
+    fit.add_argument(
+        "--dims", metavar="FILE.json", help="ArviZ dims: JSON object of site name -> list of dimension names"
+    )
     fit.add_argument("--method", default="nuts", help="inference method (see `samplax methods`)")
-    fit.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                     help="a method option, repeatable (checked against the method's schema)")
+    fit.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method option, repeatable (checked against the method's schema)",
+    )
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--warmup", type=int, default=1000)
     fit.add_argument("--draws", type=int, default=1000)
@@ -188,10 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=int, help="draws per checkpointed chunk")
     fit.add_argument("--out", default="fit.nc", help="NetCDF output (default fit.nc)")
     fit.add_argument("--report", help="also write the HTML diagnostics report here")
-    fit.add_argument("--var-names", metavar="A,B",
-                     help="only these sites (comma-separated) in the summary, the warnings and the report")
-    fit.add_argument("--summary-rows", type=_summary_rows, default=SUMMARY_ROWS, metavar="N",
-                     help=f"print at most N rows of the summary (default {SUMMARY_ROWS}; 0 prints all)")
+    fit.add_argument(
+        "--var-names",
+        metavar="A,B",
+        help="only these sites (comma-separated) in the summary, the warnings and the report",
+    )
+    fit.add_argument(
+        "--summary-rows",
+        type=_summary_rows,
+        default=SUMMARY_ROWS,
+        metavar="N",
+        help=f"print at most N rows of the summary (default {SUMMARY_ROWS}; 0 prints all)",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
     fit.add_argument("--devices", type=int, help="emulate this many CPU devices")
     fit.add_argument("--coordinator", help="HOST:PORT of the coordination service (multi-process admm/dsgld)")
@@ -199,36 +236,54 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--process-id", type=int, help="this process's id, 0 .. num-processes - 1")
     fit.add_argument("--heartbeat", type=float, help="seconds of silence before a peer counts as lost (default 30)")
 
-    resume = sub.add_parser("resume", help="finish a checkpointed fit",
-                            description="Finish a checkpointed fit. Nothing in the checkpoint names code to run: pass "
-                                        "the model unless it was a zoo model.")
+    resume = sub.add_parser(
+        "resume",
+        help="finish a checkpointed fit",
+        description="Finish a checkpointed fit. Nothing in the checkpoint names code to run: pass "
+        "the model unless it was a zoo model.",
+    )
     resume.add_argument("checkpoint", help="checkpoint directory")
-    resume.add_argument("--model", metavar="MODEL",
-                        help="the model that wrote the checkpoint: zoo name or path/to/file.py:function (needed "
-                             "unless it was a zoo model)")
+    resume.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="the model that wrote the checkpoint: zoo name or path/to/file.py:function (needed "
+        "unless it was a zoo model)",
+    )
     resume.add_argument("--out", default="fit.nc")
     resume.add_argument("--quiet", action="store_true")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in models.")
 
-    methods = sub.add_parser("methods", help="list methods or one method's options",
-                             description="List the methods, or the options of one method.")
+    methods = sub.add_parser(
+        "methods",
+        help="list methods or one method's options",
+        description="List the methods, or the options of one method.",
+    )
     methods.add_argument("method", nargs="?")
 
-    report = sub.add_parser("report", help="write the HTML report of a saved fit",
-                            description="Write the self-contained HTML diagnostics report of a saved fit.")
+    report = sub.add_parser(
+        "report",
+        help="write the HTML report of a saved fit",
+        description="Write the self-contained HTML diagnostics report of a saved fit.",
+    )
     report.add_argument("fit", help="NetCDF file written by `samplax fit`")
     report.add_argument("--out", default="report.html")
     report.add_argument("--var-names", metavar="A,B", help="only these sites (comma-separated) in the report")
     report.add_argument("--quiet", action="store_true")
 
-    proposals = sub.add_parser("proposals", help="the meta_gibbs proposal library",
-                               description="Manage the library of learned meta_gibbs block proposals.")
+    proposals = sub.add_parser(
+        "proposals",
+        help="the meta_gibbs proposal library",
+        description="Manage the library of learned meta_gibbs block proposals.",
+    )
     proposals_sub = proposals.add_subparsers(dest="proposals_command", metavar="ACTION")
     proposals_sub.required = True
-    train = proposals_sub.add_parser("train", help="train the shipped proposal library",
-                                     description="Meta-train the shipped proposals (3 x 3 grid block, two means in "
-                                     "2-D) and write them as data-only .npz files.")
+    train = proposals_sub.add_parser(
+        "train",
+        help="train the shipped proposal library",
+        description="Meta-train the shipped proposals (3 x 3 grid block, two means in "
+        "2-D) and write them as data-only .npz files.",
+    )
     train.add_argument("--out", default=None, help="output folder (default: the shipped library, samplax/proposals)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps per proposal")
     train.add_argument("--seed", type=int, default=0)
@@ -245,9 +300,13 @@ def _run_fit(args) -> int:
     from samplax.infer import distributed
 
     try:  # before anything imports BlackJAX: that starts JAX's backend
-        distributed.configure_from_cli(devices=args.devices, coordinator=args.coordinator,
-                                       num_processes=args.num_processes, process_id=args.process_id,
-                                       heartbeat=args.heartbeat)
+        distributed.configure_from_cli(
+            devices=args.devices,
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+            heartbeat=args.heartbeat,
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
     from samplax.infer.fit import fit as fit_model
@@ -270,10 +329,21 @@ def _run_fit(args) -> int:
         data = zoo.get(zoo_name).make_data()
     try:
         with _convergence_warnings_held():
-            result = fit_model(model, data, method=args.method, chains=args.chains, warmup=args.warmup,
-                               draws=args.draws, seed=args.seed, precision=args.precision, progress=not args.quiet,
-                               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **labels,
-                               **options)
+            result = fit_model(
+                model,
+                data,
+                method=args.method,
+                chains=args.chains,
+                warmup=args.warmup,
+                draws=args.draws,
+                seed=args.seed,
+                precision=args.precision,
+                progress=not args.quiet,
+                checkpoint=args.checkpoint,
+                checkpoint_every=args.checkpoint_every,
+                **labels,
+                **options,
+            )
     except ValueError as err:  # raised before sampling: a usage problem
         raise UsageError(str(err)) from None
     return _finish(result, args.out, args.report, args.quiet, var_names=var_names, summary_rows=args.summary_rows)
@@ -314,8 +384,10 @@ def _finish(result, out, report, quiet, *, var_names=None, summary_rows=SUMMARY_
     try:
         diagnostics.site_roles(result.idata, var_names=var_names)
     except ValueError as err:
-        raise UsageError(f"--var-names: {err}; the fit was saved to {out!r} (summarise it with `samplax report "
-                         f"{out} --var-names ...`)") from None
+        raise UsageError(
+            f"--var-names: {err}; the fit was saved to {out!r} (summarise it with `samplax report "
+            f"{out} --var-names ...`)"
+        ) from None
     for message in diagnostics.convergence_warnings(result.idata, var_names=var_names):
         print(f"samplax: warning: {message}", file=sys.stderr)
     if not quiet:
@@ -337,19 +409,25 @@ def print_summary(result, *, var_names=None, max_rows=SUMMARY_ROWS, file=None) -
     from samplax.infer import arviz_compat, diagnostics
 
     file = sys.stdout if file is None else file
-    table = diagnostics.summary(result.idata, sampling_seconds=(result.timing or {}).get("sampling_s"),
-                                var_names=var_names)
+    table = diagnostics.summary(
+        result.idata, sampling_seconds=(result.timing or {}).get("sampling_s"), var_names=var_names
+    )
     latent, deterministic = diagnostics.site_roles(result.idata, var_names=var_names)
     posterior = arviz_compat.group(result.idata, "posterior")
-    latent_rows = sum(int(posterior[name].size // (posterior.sizes["chain"] * posterior.sizes["draw"]))
-                      for name in latent)
+    latent_rows = sum(
+        int(posterior[name].size // (posterior.sizes["chain"] * posterior.sizes["draw"])) for name in latent
+    )
     if latent_rows > len(table):  # ArviZ left some sites out (non-numeric): no split we can trust
         latent_rows = len(table)
     shown = len(table) if not max_rows else min(max_rows, len(table))
     parts = [("", table.iloc[: min(shown, latent_rows)])] if latent_rows else []
     if shown > latent_rows:
-        parts.append(("deterministic sites (functions of the latent sites: reported, not judged):",
-                      table.iloc[latent_rows:shown]))
+        parts.append(
+            (
+                "deterministic sites (functions of the latent sites: reported, not judged):",
+                table.iloc[latent_rows:shown],
+            )
+        )
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", None):
         for heading, part in parts:
             if heading:
@@ -360,8 +438,10 @@ def print_summary(result, *, var_names=None, max_rows=SUMMARY_ROWS, file=None) -
         detail = f", {left_deterministic} of them deterministic" if deterministic and left_deterministic else ""
         example = ",".join((latent or deterministic)[:2])
         pick = f", --var-names {example} picks sites" if var_names is None else ""
-        print(f"... {len(table) - shown} of {len(table)} rows left out{detail}: --summary-rows 0 prints them "
-              f"all{pick}.", file=file)
+        print(
+            f"... {len(table) - shown} of {len(table)} rows left out{detail}: --summary-rows 0 prints them all{pick}.",
+            file=file,
+        )
     note = diagnostics.deterministic_note(result.idata, var_names=var_names)
     if note:
         print(note, file=file)

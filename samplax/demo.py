@@ -32,8 +32,10 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         fits[method] = samplax.fit(entry.model, data, method=method, chains=4, warmup=1000, seed=0, **extra)
         timing = fits[method].timing
-        print(f"== {method}: {time.perf_counter() - start:.1f} s (compile {timing['compile_s']:.1f} s, sampling "
-              f"{timing['sampling_s']:.2f} s)")
+        print(
+            f"== {method}: {time.perf_counter() - start:.1f} s (compile {timing['compile_s']:.1f} s, sampling "
+            f"{timing['sampling_s']:.2f} s)"
+        )
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(fits[method].summary().round(3))
         problems = fits[method].warnings()

@@ -37,8 +37,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from samplax.infer import graph_chains
-from samplax.infer import arviz_compat
+from samplax.infer import arviz_compat, graph_chains
 from samplax.infer import cache as compilation_cache
 from samplax.infer.arviz_compat import IData
 from samplax.infer.checkpoint import Checkpoint
@@ -119,8 +118,10 @@ class ObservableEstimate(NamedTuple):
 
     def __repr__(self):
         if np.ndim(self.value) == 0:
-            return (f"ObservableEstimate(value={float(self.value):.6g}, se={float(self.se):.3g}, "
-                    f"ess={float(self.ess):.0f}, rhat={float(self.rhat):.3f})")
+            return (
+                f"ObservableEstimate(value={float(self.value):.6g}, se={float(self.se):.3g}, "
+                f"ess={float(self.ess):.0f}, rhat={float(self.rhat):.3f})"
+            )
         return f"ObservableEstimate(value=<array {np.shape(self.value)}>, ...)"
 
 
@@ -322,15 +323,25 @@ def sample_homomorphisms(
     # rounded up to a multiple of 8. With the padding above, similar networks share one compilation.
     search_depth = graph_hom.search_steps_for(max_degree)
     degree_key = -(-max_degree // 8) * 8 if chain == "glauber" and conditional == "enumerate" else 2**search_depth - 1
-    motif_arrays = (graph_chains.motif_constraints(parsed_motif, parsed_network) if chain == "glauber"
-                    else graph_chains.rooted_tree(parsed_motif, parsed_network))
+    motif_arrays = (
+        graph_chains.motif_constraints(parsed_motif, parsed_network)
+        if chain == "glauber"
+        else graph_chains.rooted_tree(parsed_motif, parsed_network)
+    )
     pairs = graph_chains.pair_indices(k, parsed_network.directed) if pairwise else np.zeros((0, 2), dtype=np.int32)
     target_rows, target_cols, target_mask = graph_chains.target_arrays(list(target_edges.values()))
-    observation_arrays = (jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1]), jnp.asarray(target_rows),
-                          jnp.asarray(target_cols), jnp.asarray(target_mask))
+    observation_arrays = (
+        jnp.asarray(pairs[:, 0]),
+        jnp.asarray(pairs[:, 1]),
+        jnp.asarray(target_rows),
+        jnp.asarray(target_cols),
+        jnp.asarray(target_mask),
+    )
     kernel_options = (
-        ("conditional", conditional), ("proposals", int(proposals))
-    ) if chain == "glauber" else (("measure", measure), ("lazy", lazy))
+        (("conditional", conditional), ("proposals", int(proposals)))
+        if chain == "glauber"
+        else (("measure", measure), ("lazy", lazy))
+    )
 
     # Burn-in and kept draws are one sequence of draws (`thin` steps each) cut into equal chunks; draw t of a chain
     # uses the keys fold_in(chain_key, t * thin + i) (ChainRunner), so neither the chunking nor a resume changes it.
@@ -352,31 +363,69 @@ def sample_homomorphisms(
     manifest = None
     if store is not None:
         # what the checkpoint keeps (data.npz) and fingerprints: the network's arrays, the motif's and the observables'
-        stored = {**{f"network_{name}": value for name, value in padded.items()},
-                  **{f"motif_{name}": np.asarray(value) for name, value in motif_arrays._asdict().items()},
-                  "pairs": pairs, "target_rows": target_rows, "target_cols": target_cols, "target_mask": target_mask}
+        stored = {
+            **{f"network_{name}": value for name, value in padded.items()},
+            **{f"motif_{name}": np.asarray(value) for name, value in motif_arrays._asdict().items()},
+            "pairs": pairs,
+            "target_rows": target_rows,
+            "target_cols": target_cols,
+            "target_mask": target_mask,
+        }
         settings = {
-            "options": {**dict(kernel_options), "steps": int(steps), "burn_in": int(burn_in),
-                        "pairwise": bool(pairwise), "bipartite_side": bipartite_side, "keep_states": bool(keep_states),
-                        "targets": {name: [list(map(int, e)) for e in edges] for name, edges in target_edges.items()}},
-            "chain": chain, "chains": int(chains), "thin": int(thin), "seed": int(seed), "burn_draws": burn_draws,
+            "options": {
+                **dict(kernel_options),
+                "steps": int(steps),
+                "burn_in": int(burn_in),
+                "pairwise": bool(pairwise),
+                "bipartite_side": bipartite_side,
+                "keep_states": bool(keep_states),
+                "targets": {name: [list(map(int, e)) for e in edges] for name, edges in target_edges.items()},
+            },
+            "chain": chain,
+            "chains": int(chains),
+            "thin": int(thin),
+            "seed": int(seed),
+            "burn_draws": burn_draws,
             "total_draws": total_draws,
             # how the chains start, and a fingerprint of the starting states (they follow from the seed unless given)
-            "init": {"kind": "given" if init is not None else "exact" if parsed_motif.is_tree else "search",
-                     "states_sha256": data_fingerprint({"states": states})},
+            "init": {
+                "kind": "given" if init is not None else "exact" if parsed_motif.is_tree else "search",
+                "states_sha256": data_fingerprint({"states": states}),
+            },
         }
-        manifest, chunk = graph_chains.open_checkpoint(store, parsed_motif, stored, states, settings, chunk,
-                                                       checkpoint_every)
+        manifest, chunk = graph_chains.open_checkpoint(
+            store, parsed_motif, stored, states, settings, chunk, checkpoint_every
+        )
 
     free_nodes = chain == "glauber" and graph_hom.has_free_nodes(motif_arrays)
-    build = graph_chains.chain_builder(chain, kernel_options, degree_key, parsed_network.unweighted, free_nodes,
-                                       keep_states)
-    program_key = ("graph_hom", chain, kernel_options, degree_key, parsed_network.unweighted, free_nodes, keep_states,
-                   thin, chunk)
+    build = graph_chains.chain_builder(
+        chain, kernel_options, degree_key, parsed_network.unweighted, free_nodes, keep_states
+    )
+    program_key = (
+        "graph_hom",
+        chain,
+        kernel_options,
+        degree_key,
+        parsed_network.unweighted,
+        free_nodes,
+        keep_states,
+        thin,
+        chunk,
+    )
     merged, timing = graph_chains.run_chains(
-        build, program_key, (network_arrays, motif_arrays, observation_arrays), states, seed, thin=thin,
-        burn_draws=burn_draws, num_draws=num_draws, chunk=chunk, store=store, manifest=manifest,
-        progress=Progress(progress, f"{chain} chain", num_draws, chains))
+        build,
+        program_key,
+        (network_arrays, motif_arrays, observation_arrays),
+        states,
+        seed,
+        thin=thin,
+        burn_draws=burn_draws,
+        num_draws=num_draws,
+        chunk=chunk,
+        store=store,
+        manifest=manifest,
+        progress=Progress(progress, f"{chain} chain", num_draws, chains),
+    )
     pair_trace = merged["posterior"]["pairs"]
     target_trace = merged["posterior"]["targets"]
     acceptance = merged["stats"]["acceptance_rate"]
@@ -462,8 +511,14 @@ def chd_profile(
         motif, target = chd_motifs(*arms)
     thresholds = np.linspace(0.0, 1.0, 21) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     result = sample_homomorphisms(
-        motif, network, chain=chain, weight=weight, targets={"target": target}, thresholds=thresholds,
-        pairwise=False, **options
+        motif,
+        network,
+        chain=chain,
+        weight=weight,
+        targets={"target": target},
+        thresholds=thresholds,
+        pairwise=False,
+        **options,
     )
     profile = result.estimates["target_chd"]
     return ProfileEstimate(
@@ -497,10 +552,14 @@ def homomorphism_density(
             tree = sub_graph.edge_subgraph([e for e in sub_graph.edges if tree.has_edge(*e)]).copy()
         tree_density = exact_homomorphism_density(tree, parsed_network)
         # one checkpoint folder per sampled component when there are several
-        folder = (checkpoint if checkpoint is None or len(sampled) == 1
-                  else os.path.join(os.fspath(checkpoint), f"component_{index}"))
-        result = sample_homomorphisms(tree, parsed_network, targets={"motif": sub_graph}, pairwise=False,
-                                      checkpoint=folder, **options)
+        folder = (
+            checkpoint
+            if checkpoint is None or len(sampled) == 1
+            else os.path.join(os.fspath(checkpoint), f"component_{index}")
+        )
+        result = sample_homomorphisms(
+            tree, parsed_network, targets={"motif": sub_graph}, pairwise=False, checkpoint=folder, **options
+        )
         conditional = result.estimates["motif"]
         value *= tree_density * float(conditional.value)
         if conditional.value > 0:
@@ -521,8 +580,9 @@ def macc_distance(first: Any, second: Any) -> float:
     return float(min(np.linalg.norm(a - b, ord=2), np.linalg.norm(a - reversed_b, ord=2)))
 
 
-def kernel_inputs(motif: Any, network: Any, chain: str = "glauber", *, weight: str | None = "weight",
-                  root: Hashable | None = None):
+def kernel_inputs(
+    motif: Any, network: Any, chain: str = "glauber", *, weight: str | None = "weight", root: Hashable | None = None
+):
     """The arrays the kernels of samplax.kernels.graph_hom take, for using them directly (BlackJAX style):
     (CSRNetwork, MotifConstraints) for chain="glauber", (CSRNetwork, RootedTree) for chain="pivot". Node i of the
     state is motif node as_motif(motif).labels[i]; states hold network node indices (labels in network.labels).

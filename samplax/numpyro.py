@@ -12,7 +12,8 @@ Variational and distributed methods have no adapter: they are not single-chain M
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import blackjax
 import jax
@@ -20,9 +21,9 @@ import jax.numpy as jnp
 from blackjax.adaptation.staged_adaptation import build_schedule
 from numpyro.infer.mcmc import MCMCKernel
 
+from samplax.infer import cache as compilation_cache
 from samplax.kernels import baselines
 from samplax.models.bridge import build_target
-from samplax.infer import cache as compilation_cache
 
 compilation_cache.configure()  # a second process compiles nothing the first one did
 
@@ -31,8 +32,8 @@ __all__ = ["Kernel", "KernelState", "SamplaxKernelState", "NUTS", "MALA"]
 
 class SamplaxKernelState(NamedTuple):
     i: jnp.ndarray
-    z: dict                    # unconstrained site values: NumPyro's sample_field
-    kernel_state: NamedTuple   # the BlackJAX state on the flat vector
+    z: dict  # unconstrained site values: NumPyro's sample_field
+    kernel_state: NamedTuple  # the BlackJAX state on the flat vector
     adaptation_state: NamedTuple
     step_size: jnp.ndarray
     inverse_mass_matrix: jnp.ndarray
@@ -73,8 +74,9 @@ class _ModelKernel(MCMCKernel):
         keys = rng_key if batched else rng_key[None]
         if init_params is not None:
             params = getattr(init_params, "z", init_params)
-            positions = (jax.vmap(target.ravel_unconstrained)(params) if batched
-                         else target.ravel_unconstrained(params)[None])
+            positions = (
+                jax.vmap(target.ravel_unconstrained)(params) if batched else target.ravel_unconstrained(params)[None]
+            )
             for position in positions:
                 target.check_initial_point(position)
         else:
@@ -87,8 +89,7 @@ class _ModelKernel(MCMCKernel):
         return self._sample_one(state)
 
     def postprocess_fn(self, model_args, model_kwargs):
-        target = self._target if self._target is not None else build_target(self._model, model_kwargs,
-                                                                             args=model_args)
+        target = self._target if self._target is not None else build_target(self._model, model_kwargs, args=model_args)
         return lambda z: target.constrain(target.ravel_unconstrained(z))
 
     @property
@@ -124,16 +125,26 @@ class _AdaptiveKernel(_ModelKernel):
         self._num_warmup = int(num_warmup)
         self._schedule = build_schedule(max(self._num_warmup, 1))
         self._adapt_init, self._adapt_update, self._adapt_final = baselines.online_window_adaptation(
-            self._target_accept)
+            self._target_accept
+        )
         keys, positions, batched = self._starts(target, rng_key, init_params)
 
         def init_one(position, key):
             kernel_state = self._kernel_init(position, target.logdensity)
             adaptation_state = self._adapt_init(position, self._initial_step_size)
-            return SamplaxKernelState(jnp.asarray(0), target.unravel(position), kernel_state, adaptation_state,
-                                      jnp.asarray(self._initial_step_size, position.dtype), jnp.ones_like(position),
-                                      jnp.zeros((), position.dtype), jnp.asarray(False), key,
-                                      jnp.zeros((), position.dtype), jnp.asarray(0))
+            return SamplaxKernelState(
+                jnp.asarray(0),
+                target.unravel(position),
+                kernel_state,
+                adaptation_state,
+                jnp.asarray(self._initial_step_size, position.dtype),
+                jnp.ones_like(position),
+                jnp.zeros((), position.dtype),
+                jnp.asarray(False),
+                key,
+                jnp.zeros((), position.dtype),
+                jnp.asarray(0),
+            )
 
         states = jax.vmap(init_one)(positions, keys)
         return states if batched else jax.tree.map(lambda x: x[0], states)
@@ -141,34 +152,57 @@ class _AdaptiveKernel(_ModelKernel):
     def _sample_one(self, state):
         target = self._target
         key, step_key = jax.random.split(state.rng_key)
-        kernel_state, accept_prob, diverging = self._kernel_step(step_key, state.kernel_state, target.logdensity,
-                                                                 state.step_size, state.inverse_mass_matrix)
+        kernel_state, accept_prob, diverging = self._kernel_step(
+            step_key, state.kernel_state, target.logdensity, state.step_size, state.inverse_mass_matrix
+        )
         accept_prob = jnp.where(jnp.isfinite(accept_prob), accept_prob, 0.0)
-        adaptation_state, step_size, inverse_mass_matrix = state.adaptation_state, state.step_size, \
-            state.inverse_mass_matrix
+        adaptation_state, step_size, inverse_mass_matrix = (
+            state.adaptation_state,
+            state.step_size,
+            state.inverse_mass_matrix,
+        )
         if self._num_warmup > 0:
             schedule = jnp.asarray(self._schedule)
             stage = schedule[jnp.minimum(state.i, self._num_warmup - 1)]
 
             def adapt(_):
-                new = self._adapt_update(state.adaptation_state, (stage[0], stage[1]), kernel_state.position,
-                                         accept_prob)
+                new = self._adapt_update(
+                    state.adaptation_state, (stage[0], stage[1]), kernel_state.position, accept_prob
+                )
                 last = state.i == self._num_warmup - 1
                 final_step, final_imm = self._adapt_final(new)
-                return (new, jnp.where(last, final_step, new.step_size),
-                        jnp.where(last, final_imm, new.inverse_mass_matrix))
+                return (
+                    new,
+                    jnp.where(last, final_step, new.step_size),
+                    jnp.where(last, final_imm, new.inverse_mass_matrix),
+                )
 
             adaptation_state, step_size, inverse_mass_matrix = jax.lax.cond(
-                state.i < self._num_warmup, adapt,
-                lambda _: (state.adaptation_state, state.step_size, state.inverse_mass_matrix), None)
+                state.i < self._num_warmup,
+                adapt,
+                lambda _: (state.adaptation_state, state.step_size, state.inverse_mass_matrix),
+                None,
+            )
         mean_accept_prob, num_divergences = _running_figures(state, self._num_warmup, accept_prob, diverging)
-        return SamplaxKernelState(state.i + 1, target.unravel(kernel_state.position), kernel_state, adaptation_state,
-                                  step_size, inverse_mass_matrix, accept_prob, diverging, key, mean_accept_prob,
-                                  num_divergences)
+        return SamplaxKernelState(
+            state.i + 1,
+            target.unravel(kernel_state.position),
+            kernel_state,
+            adaptation_state,
+            step_size,
+            inverse_mass_matrix,
+            accept_prob,
+            diverging,
+            key,
+            mean_accept_prob,
+            num_divergences,
+        )
 
     def get_diagnostics_str(self, state):
-        return (f"step size {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}. "
-                f"{int(state.num_divergences)} divergences")
+        return (
+            f"step size {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}. "
+            f"{int(state.num_divergences)} divergences"
+        )
 
 
 class MALA(_AdaptiveKernel):
@@ -181,7 +215,8 @@ class MALA(_AdaptiveKernel):
 
     def _kernel_step(self, key, state, logdensity, step_size, inverse_mass_matrix):
         new_state, info = baselines.mala_step(logdensity, baselines.MALAParams(step_size, inverse_mass_matrix))(
-            key, state)
+            key, state
+        )
         return new_state, info.acceptance_rate, info.diverging
 
 
@@ -190,8 +225,14 @@ class NUTS(_AdaptiveKernel):
 
     target_accept = 0.8
 
-    def __init__(self, model: Callable, *, target_accept: float | None = None, initial_step_size: float = 1.0,
-                 max_tree_depth: int = 10):
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        target_accept: float | None = None,
+        initial_step_size: float = 1.0,
+        max_tree_depth: int = 10,
+    ):
         super().__init__(model, target_accept=target_accept, initial_step_size=initial_step_size)
         self._max_tree_depth = max_tree_depth
 
@@ -199,8 +240,9 @@ class NUTS(_AdaptiveKernel):
         return blackjax.nuts.init(position, logdensity)
 
     def _kernel_step(self, key, state, logdensity, step_size, inverse_mass_matrix):
-        new_state, info = baselines.nuts_step(logdensity, baselines.NUTSParams(step_size, inverse_mass_matrix),
-                                              max_tree_depth=self._max_tree_depth)(key, state)
+        new_state, info = baselines.nuts_step(
+            logdensity, baselines.NUTSParams(step_size, inverse_mass_matrix), max_tree_depth=self._max_tree_depth
+        )(key, state)
         return new_state, info.acceptance_rate, info.is_divergent
 
 
@@ -208,9 +250,9 @@ class KernelState(NamedTuple):
     """The state of `Kernel`: NumPyro's counter and sample field around the method's own chain state."""
 
     i: jnp.ndarray
-    z: dict                  # unconstrained site values: NumPyro's sample_field
+    z: dict  # unconstrained site values: NumPyro's sample_field
     chain_state: NamedTuple  # the method's kernel state
-    params: NamedTuple       # the parameters its warm-up adapted (step size, mass matrix, ...)
+    params: NamedTuple  # the parameters its warm-up adapted (step size, mass matrix, ...)
     accept_prob: jnp.ndarray
     diverging: jnp.ndarray
     rng_key: jnp.ndarray
@@ -242,10 +284,15 @@ class Kernel(_ModelKernel):
             raise ValueError("pass the NumPyro model: samplax.numpyro.Kernel is built from a model")
         spec = registry.get(method)
         if not isinstance(spec, MCMCMethod) or spec.prepare is not None:
-            raise ValueError(f"method '{method}' cannot run inside numpyro.infer.MCMC: "
-                             + ("it is not a Markov chain" if not isinstance(spec, MCMCMethod) else
-                                "its chains run on the model's factor tables, built by samplax.fit")
-                             + f"; use samplax.fit(model, data, method='{method}')")
+            raise ValueError(
+                f"method '{method}' cannot run inside numpyro.infer.MCMC: "
+                + (
+                    "it is not a Markov chain"
+                    if not isinstance(spec, MCMCMethod)
+                    else "its chains run on the model's factor tables, built by samplax.fit"
+                )
+                + f"; use samplax.fit(model, data, method='{method}')"
+            )
         self._model = model
         self._method_name = method
         self._method = spec
@@ -255,7 +302,7 @@ class Kernel(_ModelKernel):
         self._step = None
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
-        from samplax.infer.fit import unsupported_features
+        from samplax.infer.driver import unsupported_features
 
         target = build_target(self._model, model_kwargs, args=model_args)
         target.require_supported(self._method_name, unsupported_features(self._method))
@@ -271,9 +318,17 @@ class Kernel(_ModelKernel):
         else:
             chain_states, adapted = jax.vmap(method.start(target, options))(positions)
         zero = jnp.zeros((keys.shape[0],), positions.dtype)
-        states = KernelState(jnp.zeros((keys.shape[0],), jnp.int32), jax.vmap(target.unravel)(positions),
-                             chain_states, adapted, zero, jnp.zeros((keys.shape[0],), bool), keys, zero,
-                             jnp.zeros((keys.shape[0],), jnp.int32))
+        states = KernelState(
+            jnp.zeros((keys.shape[0],), jnp.int32),
+            jax.vmap(target.unravel)(positions),
+            chain_states,
+            adapted,
+            zero,
+            jnp.zeros((keys.shape[0],), bool),
+            keys,
+            zero,
+            jnp.zeros((keys.shape[0],), jnp.int32),
+        )
         return states if batched else jax.tree.map(lambda x: x[0], states)
 
     def _sample_one(self, state):
@@ -288,14 +343,29 @@ class Kernel(_ModelKernel):
             return chain_state, record["z"], accept, diverging
 
         def warmup_pass(_):  # warm-up ran in init: NumPyro's warm-up iterations keep the adapted state
-            return state.chain_state, self._target.ravel_unconstrained(state.z), jnp.ones_like(state.accept_prob), \
-                jnp.asarray(False)
+            return (
+                state.chain_state,
+                self._target.ravel_unconstrained(state.z),
+                jnp.ones_like(state.accept_prob),
+                jnp.asarray(False),
+            )
 
         chain_state, z, accept, diverging = jax.lax.cond(state.i < self._num_warmup, warmup_pass, transition, None)
         mean_accept, divergences = _running_figures(state, self._num_warmup, accept, diverging)
-        return KernelState(state.i + 1, self._target.unravel(z), chain_state, state.params, accept, diverging, key,
-                           mean_accept, divergences)
+        return KernelState(
+            state.i + 1,
+            self._target.unravel(z),
+            chain_state,
+            state.params,
+            accept,
+            diverging,
+            key,
+            mean_accept,
+            divergences,
+        )
 
     def get_diagnostics_str(self, state):
-        return (f"{self._method_name}: acc. prob={float(state.mean_accept_prob):.2f}. "
-                f"{int(state.num_divergences)} divergences")
+        return (
+            f"{self._method_name}: acc. prob={float(state.mean_accept_prob):.2f}. "
+            f"{int(state.num_divergences)} divergences"
+        )

@@ -59,8 +59,14 @@ def foundation_run(tmp_path_factory):
 def test_foundation_page_has_every_table_and_the_command(foundation_run):
     foundation, page, text = foundation_run
     assert page.name == "foundation.md" and page.exists()
-    for headers in (foundation.NUTS_HEADERS, foundation.COMPILE_HEADERS, foundation.GRADIENT_HEADERS,
-                    foundation.BLACKJAX_HEADERS, foundation.SBC_HEADERS, ["goal", "measured", "verdict"]):
+    for headers in (
+        foundation.NUTS_HEADERS,
+        foundation.COMPILE_HEADERS,
+        foundation.GRADIENT_HEADERS,
+        foundation.BLACKJAX_HEADERS,
+        foundation.SBC_HEADERS,
+        ["goal", "measured", "verdict"],
+    ):
         assert _header_line(headers) in text, headers
     assert "`python -m benchmarks.run --only foundation --quick`" in text
     assert "jax / jaxlib" in text and "cores" in text
@@ -155,8 +161,9 @@ def fake_topics(monkeypatch):
     """Three topics: one that writes a page, one whose module does not exist, one that raises."""
     ok = types.ModuleType("benchmarks.fake_ok")
     ok.__doc__ = "Fake topic docstring."
-    ok.main = lambda out_dir, quick=False: common.write_page(out_dir, "fake_ok", "Fake", f"fake summary quick={quick}",
-                                                             "body")
+    ok.main = lambda out_dir, quick=False: common.write_page(
+        out_dir, "fake_ok", "Fake", f"fake summary quick={quick}", "body"
+    )
     broken = types.ModuleType("benchmarks.fake_broken")
 
     def broken_main(out_dir, quick=False):
@@ -190,7 +197,9 @@ def test_harness_rejects_an_unknown_topic(fake_topics, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         run.main(["--only", "nonexistent", "--out", str(tmp_path)])
     assert error.value.code == 2
-    assert "unknown topic(s) ['nonexistent']; valid topics: fake_ok, fake_missing, fake_broken" in capsys.readouterr().err
+    assert (
+        "unknown topic(s) ['nonexistent']; valid topics: fake_ok, fake_missing, fake_broken" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.slow
@@ -203,9 +212,14 @@ def test_every_topic_runs_in_quick_mode_and_writes_its_page(topic, tmp_path):
     import os
     import subprocess
 
-    result = subprocess.run([sys.executable, "-m", f"benchmarks.{topic}", "--quick", "--out", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=280,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{topic}", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     page = tmp_path / f"{topic}.md"
     assert page.exists(), sorted(p.name for p in tmp_path.iterdir())

@@ -7,7 +7,6 @@ import sys
 import jax
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 import pytest
 
 import samplax
@@ -47,11 +46,13 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 def test_console_entry_point_runs_as_a_process():
-    result = subprocess.run([sys.executable, "-m", "samplax.cli", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "samplax.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "usage: samplax" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "samplax.cli", "fit", "--bogus"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "samplax.cli", "fit", "--bogus"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "samplax fit: error" in result.stderr
 
 
@@ -63,12 +64,29 @@ def test_fit_from_posteriordb_style_json_and_user_file(tmp_path, capsys):
         "def model(N, y=None):\n"
         "    mu = numpyro.sample('mu', dist.Normal(0, 10))\n"
         "    with numpyro.plate('n', N):\n"
-        "        numpyro.sample('y', dist.Normal(mu, 1), obs=y)\n")
+        "        numpyro.sample('y', dist.Normal(mu, 1), obs=y)\n"
+    )
     (tmp_path / "data.json").write_text(json.dumps({"data": {"N": 4, "y": [1.0, 2.0, 3.0, 2.0]}}))
     out = tmp_path / "fit.nc"
-    code = cli.main(["fit", f"{tmp_path / 'my_model.py'}:model", "--data", str(tmp_path / "data.json"),
-                     "--method", "mala", "--chains", "2", "--warmup", "100", "--draws", "100", "--quiet",
-                     "--out", str(out)])
+    code = cli.main(
+        [
+            "fit",
+            f"{tmp_path / 'my_model.py'}:model",
+            "--data",
+            str(tmp_path / "data.json"),
+            "--method",
+            "mala",
+            "--chains",
+            "2",
+            "--warmup",
+            "100",
+            "--draws",
+            "100",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and out.exists()
     loaded = samplax.load(out)
     assert abs(float(loaded.idata.posterior["mu"].mean()) - 2.0) < 0.5  # posterior N(2, 1/2) approx
@@ -77,9 +95,8 @@ def test_fit_from_posteriordb_style_json_and_user_file(tmp_path, capsys):
 
 def test_failed_run_exits_1(tmp_path, capsys):
     (tmp_path / "broken.py").write_text(
-        "import numpyro, numpyro.distributions as dist\n"
-        "def model():\n"
-        "    raise RuntimeError('boom inside the model')\n")
+        "import numpyro, numpyro.distributions as dist\ndef model():\n    raise RuntimeError('boom inside the model')\n"
+    )
     code = cli.main(["fit", f"{tmp_path / 'broken.py'}:model", "--quiet"])
     assert code == 1
     assert "boom inside the model" in capsys.readouterr().err
@@ -92,8 +109,14 @@ def test_numpyro_adapter_runs_inside_mcmc(kernel):
 
     entry = zoo.get("normal_normal")
     data = entry.make_data(seed=2)
-    mcmc = numpyro.infer.MCMC(getattr(snp, kernel)(entry.model), num_warmup=400, num_samples=800, num_chains=2,
-                              chain_method="vectorized", progress_bar=False)
+    mcmc = numpyro.infer.MCMC(
+        getattr(snp, kernel)(entry.model),
+        num_warmup=400,
+        num_samples=800,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.key(0), **data)
     draws = mcmc.get_samples(group_by_chain=True)
     reference = entry.reference(data)
@@ -108,7 +131,8 @@ def test_numpyro_adapter_runs_inside_mcmc(kernel):
     accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
     np.testing.assert_allclose(np.asarray(last.mean_accept_prob), accept.mean(axis=1), rtol=1e-4)
     assert f"acc. prob={float(last.mean_accept_prob[0]):.2f}" in mcmc.sampler.get_diagnostics_str(
-        jax.tree.map(lambda x: x[0], last))
+        jax.tree.map(lambda x: x[0], last)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -118,12 +142,20 @@ def derived_fit(chains=2, draws=200, size=60):
     from samplax.infer import arviz_compat
 
     rng = np.random.default_rng(0)
-    posterior = {"p": rng.normal(size=(chains, draws, size)), "mu": rng.normal(size=(chains, draws)),
-                 "tau": rng.normal(size=(chains, draws))}
-    attrs = {"method": "nuts", "options": "{}", "deterministic_sites": json.dumps(["p"]),
-             "timing": json.dumps({"sampling_s": 2.0})}
-    idata = arviz_compat.from_dict({"posterior": posterior,
-                                    "sample_stats": {"diverging": np.zeros((chains, draws), bool)}}, attrs=attrs)
+    posterior = {
+        "p": rng.normal(size=(chains, draws, size)),
+        "mu": rng.normal(size=(chains, draws)),
+        "tau": rng.normal(size=(chains, draws)),
+    }
+    attrs = {
+        "method": "nuts",
+        "options": "{}",
+        "deterministic_sites": json.dumps(["p"]),
+        "timing": json.dumps({"sampling_s": 2.0}),
+    }
+    idata = arviz_compat.from_dict(
+        {"posterior": posterior, "sample_stats": {"diverging": np.zeros((chains, draws), bool)}}, attrs=attrs
+    )
     return samplax.infer.fit.Fit(idata)
 
 
@@ -142,16 +174,28 @@ def test_summary_lists_latent_sites_first_and_caps_long_tables(capsys):
     assert rows == ["mu", "tau"] + [f"p[{i}]" for i in range(8)]
     heading = lines.index("deterministic sites (functions of the latent sites: reported, not judged):")
     assert lines[heading + 2].startswith("p[0]") and lines[heading - 1].startswith("tau")
-    assert ("... 52 of 62 rows left out, 52 of them deterministic: --summary-rows 0 prints them all, --var-names "
-            "mu,tau picks sites.") in lines
+    assert (
+        "... 52 of 62 rows left out, 52 of them deterministic: --summary-rows 0 prints them all, --var-names "
+        "mu,tau picks sites."
+    ) in lines
     assert any(line.startswith("Deterministic sites (p: 60 values) are functions of the latent") for line in lines)
     everything = io.StringIO()
     cli.print_summary(derived_fit(), max_rows=0, file=everything)
     assert "p[59]" in everything.getvalue() and "left out" not in everything.getvalue()
     picked = io.StringIO()
     cli.print_summary(derived_fit(), var_names=["tau"], file=picked)
-    assert picked.getvalue().split()[:10] == ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "mcse_sd", "ess_bulk",
-                                               "ess_tail", "r_hat", "ess_bulk_per_s"]
+    assert picked.getvalue().split()[:10] == [
+        "mean",
+        "sd",
+        "hdi_3%",
+        "hdi_97%",
+        "mcse_mean",
+        "mcse_sd",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+        "ess_bulk_per_s",
+    ]
     assert "tau" in picked.getvalue() and "mu " not in picked.getvalue() and "Deterministic" not in picked.getvalue()
 
 
@@ -172,18 +216,21 @@ def test_report_command_filters_with_var_names(tmp_path, capsys):
     assert "--var-names expects site names" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag, content, message", [
-    ("--coords", None, "coords file {path!r} does not exist"),
-    ("--coords", "{'school': [1]}", "coords file {path!r} is not valid JSON"),
-    ("--coords", '["a", "b"]', "coords file {path!r} must hold a JSON object of dimension name -> list of labels"),
-    ("--coords", '{"school": {"a": 1}}', "coords file {path!r}: the entry 'school' must be a list of labels"),
-    ("--coords", '{"school": ["a", ["b"]]}', "coords file {path!r}: the entry 'school' must be a list"),
-    ("--dims", None, "dims file {path!r} does not exist"),
-    ("--dims", "not json", "dims file {path!r} is not valid JSON"),
-    ("--dims", '"theta"', "dims file {path!r} must hold a JSON object of site name -> list of dimension names"),
-    ("--dims", '{"theta": "school"}', "dims file {path!r}: the entry 'theta' must be a list of dimension names"),
-    ("--dims", '{"theta": ["school", 2]}', "dims file {path!r}: the entry 'theta' must be a list"),
-])
+@pytest.mark.parametrize(
+    "flag, content, message",
+    [
+        ("--coords", None, "coords file {path!r} does not exist"),
+        ("--coords", "{'school': [1]}", "coords file {path!r} is not valid JSON"),
+        ("--coords", '["a", "b"]', "coords file {path!r} must hold a JSON object of dimension name -> list of labels"),
+        ("--coords", '{"school": {"a": 1}}', "coords file {path!r}: the entry 'school' must be a list of labels"),
+        ("--coords", '{"school": ["a", ["b"]]}', "coords file {path!r}: the entry 'school' must be a list"),
+        ("--dims", None, "dims file {path!r} does not exist"),
+        ("--dims", "not json", "dims file {path!r} is not valid JSON"),
+        ("--dims", '"theta"', "dims file {path!r} must hold a JSON object of site name -> list of dimension names"),
+        ("--dims", '{"theta": "school"}', "dims file {path!r}: the entry 'theta' must be a list of dimension names"),
+        ("--dims", '{"theta": ["school", 2]}', "dims file {path!r}: the entry 'theta' must be a list"),
+    ],
+)
 def test_coords_and_dims_file_errors_name_the_file(tmp_path, capsys, flag, content, message):
     path = str(tmp_path / "labels.json")
     if content is not None:
@@ -203,13 +250,29 @@ def test_fit_with_coords_dims_var_names_and_summary_rows(tmp_path, capsys):
         "    mu = numpyro.sample('mu', dist.Normal(0, 10))\n"
         "    with numpyro.plate('obs', N):\n"
         "        numpyro.deterministic('fitted', mu * 1.0 + 0.0 * y)\n"
-        "        numpyro.sample('y', dist.Normal(mu, 1), obs=y)\n")
+        "        numpyro.sample('y', dist.Normal(mu, 1), obs=y)\n"
+    )
     (tmp_path / "data.json").write_text(json.dumps({"N": 30, "y": np.linspace(1.0, 3.0, 30).tolist()}))
     (tmp_path / "coords.json").write_text(json.dumps({"unit": [f"u{i}" for i in range(30)]}))
     (tmp_path / "dims.json").write_text(json.dumps({"fitted": ["unit"], "y": ["unit"]}))
-    common = ["fit", f"{tmp_path / 'model.py'}:model", "--data", str(tmp_path / "data.json"), "--method", "mala",
-              "--chains", "2", "--warmup", "100", "--draws", "100", "--coords", str(tmp_path / "coords.json"),
-              "--dims", str(tmp_path / "dims.json")]
+    common = [
+        "fit",
+        f"{tmp_path / 'model.py'}:model",
+        "--data",
+        str(tmp_path / "data.json"),
+        "--method",
+        "mala",
+        "--chains",
+        "2",
+        "--warmup",
+        "100",
+        "--draws",
+        "100",
+        "--coords",
+        str(tmp_path / "coords.json"),
+        "--dims",
+        str(tmp_path / "dims.json"),
+    ]
     out = tmp_path / "fit.nc"
     assert cli.main(common + ["--out", str(out), "--summary-rows", "5"]) == 0, capsys.readouterr().err
     printed, err = capsys.readouterr()
@@ -259,4 +322,3 @@ def test_smc_progress_shows_its_tempering_loop_and_the_pieces_do_not_change_the_
     assert steps >= 3 and {str(n) for n in range(1, steps + 1)} <= set(re.findall(r"(\d+)step \[", err)), err
     np.testing.assert_array_equal(shown.idata.posterior["mu"].values, quiet.idata.posterior["mu"].values)
     assert shown.log_evidence == quiet.log_evidence
-

@@ -34,8 +34,17 @@ def two_star():
 def test_triangle_given_two_star_on_karate(chain, two_star):
     """t(K3 | 2-star rooted at the centre) = 270 / 1212 on karate's 0/1 adjacency."""
     motif, target = two_star
-    result = sg.sample_homomorphisms(motif, KARATE, chain=chain, weight=None, targets={"triangle": target},
-                                     pairwise=False, steps=30_000, chains=4, seed=0)
+    result = sg.sample_homomorphisms(
+        motif,
+        KARATE,
+        chain=chain,
+        weight=None,
+        targets={"triangle": target},
+        pairwise=False,
+        steps=30_000,
+        chains=4,
+        seed=0,
+    )
     estimate = result.estimates["triangle"]
     _within(estimate, TRIANGLE_GIVEN_TWO_STAR)
     assert 0 < estimate.se < 0.01 and estimate.rhat < 1.01 and estimate.ess > 1000
@@ -49,8 +58,9 @@ def test_triangle_given_two_star_on_karate(chain, two_star):
 
 def test_traces_save_to_netcdf(tmp_path):
     """The InferenceData (attrs included) round-trips through NetCDF, the format samplax saves fits in."""
-    result = sg.sample_homomorphisms(sg.path_motif(3), KARATE, chain="pivot", steps=64, chains=3, seed=7,
-                                     keep_states=True, burn_in=0)
+    result = sg.sample_homomorphisms(
+        sg.path_motif(3), KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True, burn_in=0
+    )
     path = tmp_path / "homomorphisms.nc"
     result.idata.to_netcdf(str(path))
     loaded = az.from_netcdf(str(path))
@@ -102,9 +112,17 @@ def test_non_tree_motif_with_glauber_on_one_component():
     adjacency = network.dense_adjacency()
     exact = float(sg.brute_force_expectation(diamond, network, lambda x: adjacency[x[2], x[3]]))
     union = nx.disjoint_union(KARATE, nx.path_graph(3))
-    result = sg.sample_homomorphisms(diamond, union, weight=None, component="largest",
-                                     targets={"K4": nx.complete_graph(4)}, pairwise=False, steps=40_000, chains=4,
-                                     seed=4)
+    result = sg.sample_homomorphisms(
+        diamond,
+        union,
+        weight=None,
+        component="largest",
+        targets={"K4": nx.complete_graph(4)},
+        pairwise=False,
+        steps=40_000,
+        chains=4,
+        seed=4,
+    )
     _within(result.estimates["K4"], exact)
     assert result.network.num_nodes == 34
     assert result.idata.attrs["conditional"] == "enumerate"  # karate's largest degree is 17
@@ -143,11 +161,13 @@ def test_chunking_and_seeds_fix_the_draws(monkeypatch):
     """Step t of a chain uses fold_in(chain_key, t): cutting the run into shorter chunks gives the same draws, and
     the same seed gives the same result."""
     motif = sg.path_motif(3)
-    first = sg.sample_homomorphisms(motif, KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True,
-                                    burn_in=0)
+    first = sg.sample_homomorphisms(
+        motif, KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True, burn_in=0
+    )
     monkeypatch.setattr(sg, "_MAX_CHUNK_DRAWS", 16)
-    chunked = sg.sample_homomorphisms(motif, KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True,
-                                      burn_in=0)
+    chunked = sg.sample_homomorphisms(
+        motif, KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True, burn_in=0
+    )
     assert first.states.shape == (3, 64, 3)
     np.testing.assert_array_equal(first.states, chunked.states)
     np.testing.assert_array_equal(first.idata.posterior["pairwise"], chunked.idata.posterior["pairwise"])
@@ -227,15 +247,17 @@ def test_thin_keeps_every_second_draw(plain_run):
     thinned = sg.sample_homomorphisms(sg.path_motif(3), KARATE, **RUN, thin=2)
     assert thinned.states.shape == (3, 24, 3) and thinned.idata.attrs["thin"] == 2
     np.testing.assert_array_equal(thinned.states, plain_run.states[:, 1::2])
-    np.testing.assert_array_equal(thinned.idata.posterior["pairwise"].values,
-                                  plain_run.idata.posterior["pairwise"].values[:, 1::2])
+    np.testing.assert_array_equal(
+        thinned.idata.posterior["pairwise"].values, plain_run.idata.posterior["pairwise"].values[:, 1::2]
+    )
 
 
 def test_explicit_starting_states():
     """init takes network node labels (one row for all chains, or one per chain); a map that is not a homomorphism
     is refused."""
-    result = sg.sample_homomorphisms(sg.path_motif(3), KARATE, chain="pivot", steps=64, chains=3, seed=7,
-                                     keep_states=True, burn_in=0, init=[2, 0, 1])
+    result = sg.sample_homomorphisms(
+        sg.path_motif(3), KARATE, chain="pivot", steps=64, chains=3, seed=7, keep_states=True, burn_in=0, init=[2, 0, 1]
+    )
     assert result.states.shape == (3, 64, 3)
     adjacency = sg.as_network(KARATE, weight=None).dense_adjacency()
     assert np.all(adjacency[result.states[..., 0], result.states[..., 1]] == 1)
@@ -282,4 +304,3 @@ def test_errors_name_the_argument_and_the_fix(two_star):
         sg.sample_homomorphisms(sg.cycle_motif(3), nx.davis_southern_women_graph(), bipartite_side=0)
     with pytest.raises(ValueError, match="nothing to estimate"):
         sg.sample_homomorphisms(motif, KARATE, pairwise=False)
-

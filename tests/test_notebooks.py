@@ -28,14 +28,23 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("path", [
-    pytest.param(path, id=path.stem, marks=[pytest.mark.arviz1] if path.stem in ARVIZ1_NOTEBOOKS else [])
-    for path in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(path, id=path.stem, marks=[pytest.mark.arviz1] if path.stem in ARVIZ1_NOTEBOOKS else [])
+        for path in NOTEBOOKS
+    ],
+)
 def test_notebook_executes(path, tmp_path):
     hook = _docs_hook()
     notebook = hook.execute(path, tmp_path)
-    errors = [output for cell in notebook.cells if cell.cell_type == "code"
-              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
     assert not errors, errors
     hook.save(notebook, path.name)  # for the docs build: rendered with these outputs, not executed again
     assert hook.is_current(path)

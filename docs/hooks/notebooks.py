@@ -50,8 +50,12 @@ def execute(source: pathlib.Path, workdir: str | os.PathLike | None = None):
     os.environ.update(SAMPLAX_NOTEBOOK_SMALL="1", JAX_PLATFORMS="cpu")  # the kernel inherits them
     try:
         with tempfile.TemporaryDirectory() as scratch:  # files a notebook writes (reports, fits) land here
-            client = NotebookClient(notebook, timeout=TIMEOUT_SECONDS, kernel_name="python3",
-                                    resources={"metadata": {"path": str(workdir or scratch)}})
+            client = NotebookClient(
+                notebook,
+                timeout=TIMEOUT_SECONDS,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(workdir or scratch)}},
+            )
             client.execute()
     finally:
         for name, value in previous.items():

@@ -10,7 +10,8 @@ that importing samplax does not initialise JAX's backends before the device coun
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,9 +31,11 @@ def agent_mesh(num_devices: int | None = None):
         if not isinstance(num_devices, int) or isinstance(num_devices, bool) or num_devices < 1:
             raise ValueError(f"num_devices must be a positive integer, got {num_devices!r}")
         if num_devices > len(devices) or num_devices % processes:
-            raise ValueError(f"num_devices={num_devices} is not available: the job has {len(devices)} devices over "
-                             f"{processes} process(es); use at most {len(devices)}, a multiple of {processes} (or "
-                             "emulate more CPU devices with num_cpu_devices / --devices)")
+            raise ValueError(
+                f"num_devices={num_devices} is not available: the job has {len(devices)} devices over "
+                f"{processes} process(es); use at most {len(devices)}, a multiple of {processes} (or "
+                "emulate more CPU devices with num_cpu_devices / --devices)"
+            )
         per_process = num_devices // processes
         devices = [d for q in range(processes) for d in [x for x in devices if x.process_index == q][:per_process]]
     return jax.sharding.Mesh(np.array(devices), (AGENT_AXIS,))
@@ -88,8 +91,21 @@ def _global_agents(agents, layout, mesh):
     return jax.tree.map(to_global, agents)
 
 
-def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replicas: int, dim: int, warmup: int,
-               draws: int, record_agents: bool = True, chunk_size: int | None = None, dtype=None) -> AgentRun:
+def run_agents(
+    make_sampler: Callable,
+    agents,
+    layout,
+    mesh,
+    *,
+    key,
+    num_replicas: int,
+    dim: int,
+    warmup: int,
+    draws: int,
+    record_agents: bool = True,
+    chunk_size: int | None = None,
+    dtype=None,
+) -> AgentRun:
     """Run a distributed sampler over ``mesh``'s agent axis.
 
     ``make_sampler(block)`` builds the sampler (`samplax.kernels.admm.DistributedSampler`) from one device's
@@ -123,21 +139,32 @@ def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replica
 
         def one(state, t):
             state, info = sampler.step(jax.random.fold_in(key, t), state)
-            out = {"network_average": info.network_average, "consensus_residual": info.consensus_residual,
-                   "dual_sum": info.dual_sum, "prox_residual": info.prox_residual, "diverging": info.diverging}
+            out = {
+                "network_average": info.network_average,
+                "consensus_residual": info.consensus_residual,
+                "dual_sum": info.dual_sum,
+                "prox_residual": info.prox_residual,
+                "diverging": info.diverging,
+            }
             if record_agents:
                 out["agents"] = state.position
             return state, out
 
         return jax.lax.scan(one, state, start + jnp.arange(chunk))
 
-    out_specs = {"network_average": P(), "consensus_residual": P(), "dual_sum": P(), "prox_residual": P(),
-                 "diverging": P()}
+    out_specs = {
+        "network_average": P(),
+        "consensus_residual": P(),
+        "dual_sum": P(),
+        "prox_residual": P(),
+        "diverging": P(),
+    }
     if record_agents:
         out_specs["agents"] = P(None, AGENT_AXIS)
     start_fn = jax.jit(jax.shard_map(body_start, mesh=mesh, in_specs=(spec, P(), P(), P()), out_specs=spec))
-    chunk_fn = jax.jit(jax.shard_map(body_chunk, mesh=mesh, in_specs=(spec, spec, P(), P()),
-                                     out_specs=(spec, out_specs)))
+    chunk_fn = jax.jit(
+        jax.shard_map(body_chunk, mesh=mesh, in_specs=(spec, spec, P(), P()), out_specs=(spec, out_specs))
+    )
 
     timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
     begin = time.perf_counter()
@@ -154,7 +181,7 @@ def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replica
 
     pieces = []
     begin = time.perf_counter()
-    order = np.argsort(np.where(layout.slot_agent >= 0, layout.slot_agent, np.iinfo(np.int32).max))[:layout.num_agents]
+    order = np.argsort(np.where(layout.slot_agent >= 0, layout.slot_agent, np.iinfo(np.int32).max))[: layout.num_agents]
     for index in range(draws // chunk):
         with guard():
             # the warm-up loop folds in t = 0 .. warmup - 1 (it counts from 0), kept draws continue from there
@@ -168,8 +195,15 @@ def run_agents(make_sampler: Callable, agents, layout, mesh, *, key, num_replica
         agents_out = merged["agents"][:, order]  # (draws, agents, replicas, dim)
         agents_out = np.transpose(agents_out, (2, 0, 1, 3))
     per_draw = {name: np.swapaxes(merged[name], 0, 1) for name in out_specs if name != "agents"}
-    return AgentRun(per_draw["network_average"], per_draw["consensus_residual"], per_draw["dual_sum"], agents_out,
-                    timing, per_draw["prox_residual"], per_draw["diverging"])
+    return AgentRun(
+        per_draw["network_average"],
+        per_draw["consensus_residual"],
+        per_draw["dual_sum"],
+        agents_out,
+        timing,
+        per_draw["prox_residual"],
+        per_draw["diverging"],
+    )
 
 
 def _to_host(value) -> np.ndarray:
@@ -194,4 +228,3 @@ def allgather_host(value) -> np.ndarray:
 
     with guard():
         return np.asarray(multihost_utils.process_allgather(np.asarray(value)))
-

@@ -123,8 +123,13 @@ def as_idata(obj: Any) -> Any:
     return obj
 
 
-def from_dict(groups: Mapping[str, Mapping[str, Any]], *, attrs: Mapping[str, Any] | None = None,
-              coords: Mapping[str, Any] | None = None, dims: Mapping[str, list[str]] | None = None) -> Any:
+def from_dict(
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    attrs: Mapping[str, Any] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    dims: Mapping[str, list[str]] | None = None,
+) -> Any:
     """Build the installed ArviZ's container from arrays.
 
     Args:
@@ -148,18 +153,25 @@ def from_dict(groups: Mapping[str, Mapping[str, Any]], *, attrs: Mapping[str, An
     if _is_v1():
         slashed = sorted({str(var) for variables in groups.values() for var in variables if "/" in str(var)})
         if slashed:
-            raise ValueError(f"variable names {slashed} contain '/', which ArviZ {ARVIZ_VERSION} cannot hold (an "
-                             "xarray.DataTree reads '/' as a path); rename those sites in the model (ArviZ 0.x "
-                             "holds them in memory, though no NetCDF file can store them)")
+            raise ValueError(
+                f"variable names {slashed} contain '/', which ArviZ {ARVIZ_VERSION} cannot hold (an "
+                "xarray.DataTree reads '/' as a path); rename those sites in the model (ArviZ 0.x "
+                "holds them in memory, though no NetCDF file can store them)"
+            )
         return az.from_dict(groups, attrs={"/": attrs} if attrs else None, coords=coords, dims=dims)
     idata = az.from_dict(**groups, attrs=attrs, coords=coords, dims=dims)
     # ArviZ 0.x stores a 0-d data value (a plate size n) with an added axis ``n_dim_0`` of length 1; 1.x keeps it
     # 0-d, and so do we, so that both majors give the same dims and a loaded fit passes n back as a scalar
     for name in _DATA_GROUPS:
         dataset = getattr(idata, name, None) if name in groups else None
-        scalars = [var for var, value in groups.get(name, {}).items()
-                   if np.ndim(value) == 0 and dims.get(var) is None and dataset is not None
-                   and dataset[var].dims == (f"{var}_dim_0",)]
+        scalars = [
+            var
+            for var, value in groups.get(name, {}).items()
+            if np.ndim(value) == 0
+            and dims.get(var) is None
+            and dataset is not None
+            and dataset[var].dims == (f"{var}_dim_0",)
+        ]
         if scalars:
             squeezed = dataset.assign({var: dataset[var].squeeze(drop=True) for var in scalars})
             setattr(idata, name, squeezed.drop_dims([f"{var}_dim_0" for var in scalars]))
@@ -230,8 +242,14 @@ def group(idata: Any, name: str) -> xr.Dataset | None:
     return value if isinstance(value, xr.Dataset) else None
 
 
-def set_group(idata: Any, name: str, variables: Mapping[str, Any], *, dims: Mapping[str, list[str]] | None = None,
-              coords: Mapping[str, Any] | None = None) -> Any:
+def set_group(
+    idata: Any,
+    name: str,
+    variables: Mapping[str, Any],
+    *,
+    dims: Mapping[str, list[str]] | None = None,
+    coords: Mapping[str, Any] | None = None,
+) -> Any:
     """Add the group ``name`` to ``idata`` in place, replacing a group of that name.
 
     Args:
@@ -293,8 +311,10 @@ def _dataset(data: Any) -> xr.Dataset:
         return draws_dataset(data)
     posterior = group(data, "posterior")
     if posterior is None:
-        raise ValueError(f"expected a Dataset, a dict of (chain, draw, ...) arrays or an object with a posterior "
-                         f"group, got {type(data).__name__}")
+        raise ValueError(
+            f"expected a Dataset, a dict of (chain, draw, ...) arrays or an object with a posterior "
+            f"group, got {type(data).__name__}"
+        )
     return posterior
 
 
@@ -318,8 +338,9 @@ def summary(data: Any, *, hdi_prob: float = 0.94, round_to: int | str | None = N
     dataset = _dataset(data)
     if not _is_v1():
         return az.summary(dataset, hdi_prob=hdi_prob, kind="all", round_to=round_to)
-    table = az.summary(dataset, kind="all", ci_kind="hdi", ci_prob=hdi_prob,
-                       round_to="none" if round_to is None else round_to)
+    table = az.summary(
+        dataset, kind="all", ci_kind="hdi", ci_prob=hdi_prob, round_to="none" if round_to is None else round_to
+    )
     lower, upper = _hdi_columns(hdi_prob)
     renamed = {}
     for column in table.columns:
@@ -332,8 +353,12 @@ def summary(data: Any, *, hdi_prob: float = 0.94, round_to: int | str | None = N
     order = ["mean", "sd", lower, upper, "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
     table = table[[c for c in order if c in table.columns] + [c for c in table.columns if c not in order]]
     if round_to is None:
-        table = table.round({column: 0 if column in ("ess_bulk", "ess_tail") else 2 if column == "r_hat" else 3
-                             for column in table.columns})
+        table = table.round(
+            {
+                column: 0 if column in ("ess_bulk", "ess_tail") else 2 if column == "r_hat" else 3
+                for column in table.columns
+            }
+        )
     return table
 
 
@@ -460,8 +485,12 @@ def loo_values(result: Any) -> dict[str, Any]:
     else:
         elpd, p = result["elpd_loo"], result["p_loo"]
     k = getattr(result, "pareto_k", None)
-    return {"elpd_loo": float(elpd), "se": float(result.se if _is_v1() else result["se"]), "p_loo": float(p),
-            "pareto_k": None if k is None else np.asarray(getattr(k, "values", k), dtype=np.float64)}
+    return {
+        "elpd_loo": float(elpd),
+        "se": float(result.se if _is_v1() else result["se"]),
+        "p_loo": float(p),
+        "pareto_k": None if k is None else np.asarray(getattr(k, "values", k), dtype=np.float64),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -487,8 +516,11 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
     encoding = {}
     for name in group_names(idata):
         variables = idata[name].to_dataset().variables
-        encoding[f"/{name}"] = {var: {"zlib": True} for var, values in variables.items()
-                                if np.issubdtype(values.dtype, np.number) or values.dtype == bool}
+        encoding[f"/{name}"] = {
+            var: {"zlib": True}
+            for var, values in variables.items()
+            if np.issubdtype(values.dtype, np.number) or values.dtype == bool
+        }
     idata.to_netcdf(path, engine=NETCDF_ENGINE, encoding=encoding)
     return path
 

@@ -46,8 +46,13 @@ def versions() -> dict:
 
     import samplax
 
-    return {"samplax": samplax.__version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
-            "blackjax": getattr(blackjax, "__version__", "unknown"), "arviz": arviz_compat.ARVIZ_VERSION}
+    return {
+        "samplax": samplax.__version__,
+        "jax": jax.__version__,
+        "numpyro": numpyro.__version__,
+        "blackjax": getattr(blackjax, "__version__", "unknown"),
+        "arviz": arviz_compat.ARVIZ_VERSION,
+    }
 
 
 def assemble(target: Target, settings: dict, result: dict) -> IData:
@@ -78,10 +83,12 @@ def assemble(target: Target, settings: dict, result: dict) -> IData:
 
 def site_attrs(target: Target) -> dict:
     """What a loaded fit needs to tell latent from deterministic sites and to rebuild the model's data."""
-    return {"latent_sites": json.dumps(list(target.site_names) + list(target.discrete_sites)),
-            "deterministic_sites": json.dumps(list(target.deterministic_shapes)),
-            "observed_data_keys": json.dumps(target.observed_data_keys),
-            "data_mode": target.data_mode}
+    return {
+        "latent_sites": json.dumps(list(target.site_names) + list(target.discrete_sites)),
+        "deterministic_sites": json.dumps(list(target.deterministic_shapes)),
+        "observed_data_keys": json.dumps(target.observed_data_keys),
+        "data_mode": target.data_mode,
+    }
 
 
 def inference_data(target: Target, groups: dict, attrs: dict, coords=None, dims=None) -> IData:

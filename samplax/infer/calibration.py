@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from samplax.models.bridge import build_target
@@ -122,8 +121,15 @@ class SBCResult:
         upper = stats.binom.ppf(1.0 - (1.0 - band) / 2.0, n, probabilities)
         for axis, (label, ranks) in zip(axes, coordinates):
             counts = np.histogram(ranks, bins=edges)[0]
-            axis.fill_between(edges, np.r_[lower, lower[-1]], np.r_[upper, upper[-1]], step="post",
-                              color="0.85", linewidth=0, label=f"{band:.0%} band")
+            axis.fill_between(
+                edges,
+                np.r_[lower, lower[-1]],
+                np.r_[upper, upper[-1]],
+                step="post",
+                color="0.85",
+                linewidth=0,
+                label=f"{band:.0%} band",
+            )
             axis.stairs(n * probabilities, edges, color="0.5", linewidth=0.8, label="expected")
             axis.stairs(counts, edges, color="C0", linewidth=1.5, label="ranks")
             axis.set_title(label)
@@ -219,9 +225,7 @@ def sbc(
         fixed = {k: v for k, v in data.items() if k not in argument_to_site}
         batched = jax.jit(jax.vmap(lambda key, obs: sampler(key, {**fixed, **obs})))(dataset_keys, observations)
         _check_draws(batched, latent_shapes, "sampler (vmapped over data sets)", batch_dims=2)
-        posteriors = (
-            {name: np.asarray(batched[name][i])[None] for name in latent_shapes} for i in range(num_datasets)
-        )
+        posteriors = ({name: np.asarray(batched[name][i])[None] for name in latent_shapes} for i in range(num_datasets))
     elif sampler is not None:
 
         def posteriors_from_sampler():
@@ -246,8 +250,11 @@ def sbc(
                     ).idata.posterior
                 if caught:
                     warned.append(caught[0])
-                draws = {name: posterior[name].transpose("chain", "draw", ...).values for name in latent_shapes
-                         if name in posterior}
+                draws = {
+                    name: posterior[name].transpose("chain", "draw", ...).values
+                    for name in latent_shapes
+                    if name in posterior
+                }
                 _check_draws(draws, latent_shapes, f"samplax.fit(method={method!r})", batch_dims=2)
                 yield draws
             if warned:
@@ -398,9 +405,7 @@ def _check_draws(draws, latent_shapes, source, batch_dims):
         got = tuple(np.shape(draws[name]))
         if len(got) != batch_dims + len(shape) or got[batch_dims:] != shape:
             leading = "(num_draws, " if batch_dims == 1 else "(..., num_draws, "
-            raise ValueError(
-                f"{source} returned draws of shape {got} for site {name!r}; expected {leading}*{shape})"
-            )
+            raise ValueError(f"{source} returned draws of shape {got} for site {name!r}; expected {leading}*{shape})")
 
 
 def _stride(draws: Mapping[str, np.ndarray]) -> int:
@@ -411,8 +416,9 @@ def _stride(draws: Mapping[str, np.ndarray]) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ess = arviz_compat.ess({name: np.asarray(values, dtype=np.float64) for name, values in draws.items()})
-    smallest = min(float(np.nanmin(ess[name].values)) if np.isfinite(ess[name].values).any() else math.nan
-                   for name in draws)
+    smallest = min(
+        float(np.nanmin(ess[name].values)) if np.isfinite(ess[name].values).any() else math.nan for name in draws
+    )
     if not math.isfinite(smallest) or smallest <= 0:
         return per_chain
     return max(1, math.ceil(chains * per_chain / smallest))

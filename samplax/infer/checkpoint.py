@@ -26,7 +26,7 @@ import re
 import sys
 import tempfile
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,17 @@ import numpy as np
 from samplax.infer.run import device_layout, num_chunks_for
 from samplax.models.bridge import Target, data_fingerprint
 
-__all__ = ["Checkpoint", "CHECKPOINT_FORMAT_VERSION", "MARKER", "model_record", "model_fingerprint", "code_digest",
-           "validate_manifest", "settings_digest", "atomic_write"]
+__all__ = [
+    "Checkpoint",
+    "CHECKPOINT_FORMAT_VERSION",
+    "MARKER",
+    "model_record",
+    "model_fingerprint",
+    "code_digest",
+    "validate_manifest",
+    "settings_digest",
+    "atomic_write",
+]
 
 # 2: marker file, model fingerprint, per-file SHA-256, settings digest, a shorter last chunk instead of dropped draws
 CHECKPOINT_FORMAT_VERSION = 2
@@ -88,7 +97,7 @@ def code_digest(function) -> str | None:
         function = inner
     code = getattr(function, "__code__", None)
     if code is None:  # a callable object: its __call__
-        call = getattr(type(function), "__call__", None)
+        call = getattr(type(function), "__call__", None)  # noqa: B004 - its code object, not whether it is callable
         code = getattr(call, "__code__", None)
     if not isinstance(code, types.CodeType):
         return None
@@ -152,30 +161,51 @@ def _hex_ok(value) -> bool:
 
 
 def _model_ok(value) -> bool:
-    if not isinstance(value, dict) or set(value) != {"sites", "discrete_sites", "observed", "deterministic",
-                                                      "code_sha256", "python"}:
+    if not isinstance(value, dict) or set(value) != {
+        "sites",
+        "discrete_sites",
+        "observed",
+        "deterministic",
+        "code_sha256",
+        "python",
+    }:
         return False
     sites_ok = isinstance(value["sites"], list) and all(
         isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and _shape_ok(s[1]) and isinstance(s[2], str)
-        for s in value["sites"])
-    return (sites_ok and isinstance(value["discrete_sites"], list)
-            and all(isinstance(s, str) for s in value["discrete_sites"])
-            and all(isinstance(value[k], dict) and all(_shape_ok(v) for v in value[k].values())
-                    for k in ("observed", "deterministic"))
-            and (value["code_sha256"] is None or _hex_ok(value["code_sha256"])) and isinstance(value["python"], str))
+        for s in value["sites"]
+    )
+    return (
+        sites_ok
+        and isinstance(value["discrete_sites"], list)
+        and all(isinstance(s, str) for s in value["discrete_sites"])
+        and all(
+            isinstance(value[k], dict) and all(_shape_ok(v) for v in value[k].values())
+            for k in ("observed", "deterministic")
+        )
+        and (value["code_sha256"] is None or _hex_ok(value["code_sha256"]))
+        and isinstance(value["python"], str)
+    )
 
 
 def _layout_ok(value) -> bool:
-    return (isinstance(value, dict) and set(value) == {"platform", "local_devices", "processes"}
-            and isinstance(value["platform"], str) and _is_int(value["local_devices"]) and value["local_devices"] >= 1
-            and _is_int(value["processes"]) and value["processes"] >= 1)
+    return (
+        isinstance(value, dict)
+        and set(value) == {"platform", "local_devices", "processes"}
+        and isinstance(value["platform"], str)
+        and _is_int(value["local_devices"])
+        and value["local_devices"] >= 1
+        and _is_int(value["processes"])
+        and value["processes"] >= 1
+    )
 
 
 def _files_ok(value) -> bool:
     return isinstance(value, dict) and all(
-        isinstance(name, str) and (name in ("data.npz", "warmup.npz") or _CHUNK_FILE.fullmatch(name))
+        isinstance(name, str)
+        and (name in ("data.npz", "warmup.npz") or _CHUNK_FILE.fullmatch(name))
         and _hex_ok(digest)
-        for name, digest in value.items())
+        for name, digest in value.items()
+    )
 
 
 # field -> (what it must be, check); checked in this order after format_version
@@ -188,8 +218,10 @@ _SCHEMA: dict[str, tuple[str, Callable]] = {
     "seed": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "precision": ("'float32' or 'float64'", lambda v: v in ("float32", "float64")),
     "init": ("null, a string or an object", lambda v: v is None or isinstance(v, (str, dict))),
-    "model_ref": ("null or 'zoo:NAME' (samplax never imports code named in a checkpoint: pass model= to resume)",
-                  lambda v: v is None or (isinstance(v, str) and _ZOO_REF.fullmatch(v) is not None)),
+    "model_ref": (
+        "null or 'zoo:NAME' (samplax never imports code named in a checkpoint: pass model= to resume)",
+        lambda v: v is None or (isinstance(v, str) and _ZOO_REF.fullmatch(v) is not None),
+    ),
     "thin": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
     "log_likelihood": ("true or false", lambda v: isinstance(v, bool)),
     "coords": ("null or an object", lambda v: v is None or isinstance(v, dict)),
@@ -199,8 +231,10 @@ _SCHEMA: dict[str, tuple[str, Callable]] = {
     "completed_chunks": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "warmup_done": ("true or false", lambda v: isinstance(v, bool)),
     "device_layout": ("an object {platform, local_devices >= 1, processes >= 1}", _layout_ok),
-    "key_data": ("a non-empty list of integers in 0..2**32-1",
-                 lambda v: isinstance(v, list) and v != [] and all(_is_int(x) and 0 <= x < 2 ** 32 for x in v)),
+    "key_data": (
+        "a non-empty list of integers in 0..2**32-1",
+        lambda v: isinstance(v, list) and v != [] and all(_is_int(x) and 0 <= x < 2**32 for x in v),
+    ),
     "data_fingerprint": ("a SHA-256 hex digest", _hex_ok),
     "model_fingerprint": ("a SHA-256 hex digest", _hex_ok),
     "model": ("an object {sites, discrete_sites, observed, deterministic, code_sha256, python}", _model_ok),
@@ -223,8 +257,10 @@ def validate_manifest(manifest, source: str = "manifest.json") -> dict:
         raise ValueError(f"{source}: a checkpoint manifest must be a JSON object, got {type(manifest).__name__}")
     version = manifest.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION or not _is_int(version):
-        raise ValueError(f"{source}: checkpoint format version {version!r} is not supported (this samplax reads and "
-                         f"writes version {CHECKPOINT_FORMAT_VERSION}). " + RERUN_ADVICE)
+        raise ValueError(
+            f"{source}: checkpoint format version {version!r} is not supported (this samplax reads and "
+            f"writes version {CHECKPOINT_FORMAT_VERSION}). " + RERUN_ADVICE
+        )
     unknown = sorted(str(k) for k in manifest if k not in MANIFEST_FIELDS)
     if unknown:
         raise ValueError(f"{source}: unknown field(s) {unknown} in the checkpoint manifest")
@@ -237,14 +273,19 @@ def validate_manifest(manifest, source: str = "manifest.json") -> dict:
     if chunk_size > draws:
         raise ValueError(f"{source}: field 'chunk_size' ({chunk_size}) must be <= draws ({draws})")
     if manifest["num_chunks"] != num_chunks_for(draws, chunk_size):
-        raise ValueError(f"{source}: field 'num_chunks' is {manifest['num_chunks']}, but {draws} draws in chunks of "
-                         f"{chunk_size} make {num_chunks_for(draws, chunk_size)}")
+        raise ValueError(
+            f"{source}: field 'num_chunks' is {manifest['num_chunks']}, but {draws} draws in chunks of "
+            f"{chunk_size} make {num_chunks_for(draws, chunk_size)}"
+        )
     if manifest["completed_chunks"] > manifest["num_chunks"]:
-        raise ValueError(f"{source}: field 'completed_chunks' must be in 0..{manifest['num_chunks']}, got "
-                         f"{manifest['completed_chunks']}")
+        raise ValueError(
+            f"{source}: field 'completed_chunks' must be in 0..{manifest['num_chunks']}, got "
+            f"{manifest['completed_chunks']}"
+        )
     if manifest["completed_chunks"] and not manifest["warmup_done"]:
-        raise ValueError(f"{source}: field 'completed_chunks' is {manifest['completed_chunks']} but warm-up is not "
-                         "marked done")
+        raise ValueError(
+            f"{source}: field 'completed_chunks' is {manifest['completed_chunks']} but warm-up is not marked done"
+        )
     needed = ["data.npz"] + (["warmup.npz"] if manifest["warmup_done"] else [])
     needed += [f"chunk_{i:05d}.npz" for i in range(manifest["completed_chunks"])]
     missing = [name for name in needed if name not in manifest["files"]]
@@ -255,13 +296,16 @@ def validate_manifest(manifest, source: str = "manifest.json") -> dict:
     except (TypeError, ValueError, RecursionError) as err:  # keys JSON cannot sort, nesting too deep
         raise ValueError(f"{source}: the checkpoint manifest cannot be hashed ({err})") from None
     if manifest["settings_sha256"] != digest:
-        raise ValueError(f"{source}: the settings no longer match field 'settings_sha256': a setting (seed, "
-                         "chunk_size, options, ...) was edited after the checkpoint was written. " + RERUN_ADVICE)
+        raise ValueError(
+            f"{source}: the settings no longer match field 'settings_sha256': a setting (seed, "
+            "chunk_size, options, ...) was edited after the checkpoint was written. " + RERUN_ADVICE
+        )
     return manifest
 
 
-RERUN_ADVICE = ("Rerun the fit with checkpoint= a new or empty directory (or delete this one) to start a fresh "
-                "checkpoint.")
+RERUN_ADVICE = (
+    "Rerun the fit with checkpoint= a new or empty directory (or delete this one) to start a fresh checkpoint."
+)
 
 
 def _short(value, limit: int = 80) -> str:
@@ -321,13 +365,16 @@ def _unflatten(prefix: str, archive, like, source: str):
     names = [f"{prefix}{i:04d}" for i in range(len(leaves))]
     missing = [name for name in names if name not in archive.files]
     if missing:
-        raise ValueError(f"{source}: arrays {missing[:3]} are missing: the checkpoint was written for another "
-                         "model or method")
+        raise ValueError(
+            f"{source}: arrays {missing[:3]} are missing: the checkpoint was written for another model or method"
+        )
     loaded = [archive[name] for name in names]
     for name, want, got in zip(names, leaves, loaded):
         if tuple(want.shape) != tuple(got.shape):
-            raise ValueError(f"{source}: array {name} has shape {got.shape}, expected {want.shape}: the checkpoint "
-                             "was written for another model or chain count")
+            raise ValueError(
+                f"{source}: array {name} has shape {got.shape}, expected {want.shape}: the checkpoint "
+                "was written for another model or chain count"
+            )
     return jax.tree.unflatten(treedef, [jnp.asarray(x, dtype=w.dtype) for x, w in zip(loaded, leaves)])
 
 
@@ -354,28 +401,31 @@ class Checkpoint:
         return self.check_folder() == "checkpoint"
 
     def check_folder(self) -> str:
-        """"new" (missing, empty, or ours without a manifest yet) or "checkpoint"; anything else is a ValueError.
+        """ "new" (missing, empty, or ours without a manifest yet) or "checkpoint"; anything else is a ValueError.
 
         Nothing is written: this runs before any compilation.
         """
         if not os.path.exists(self.path):
             return "new"
         if not os.path.isdir(self.path):
-            raise ValueError(f"checkpoint path {self.path!r} is a file, not a directory; pass a new or empty "
-                             "directory")
+            raise ValueError(f"checkpoint path {self.path!r} is a file, not a directory; pass a new or empty directory")
         if not os.path.exists(self.marker_path):
             entries = os.listdir(self.path)
             if not entries:
                 return "new"
             legacy = self._legacy_version()
             if legacy is not None:
-                raise ValueError(f"the checkpoint at {self.path!r} was written by an older samplax (format version "
-                                 f"{legacy}; this samplax reads version {CHECKPOINT_FORMAT_VERSION}) and cannot be "
-                                 "resumed. " + RERUN_ADVICE)
-            raise ValueError(f"refusing to use {self.path!r} as a checkpoint directory: it is not empty "
-                             f"({_short(sorted(entries)[:5])}) and is not a samplax checkpoint (no {MARKER} file). "
-                             "samplax writes checkpoints only into a new or empty directory, so that it never "
-                             "overwrites your files; pick another directory")
+                raise ValueError(
+                    f"the checkpoint at {self.path!r} was written by an older samplax (format version "
+                    f"{legacy}; this samplax reads version {CHECKPOINT_FORMAT_VERSION}) and cannot be "
+                    "resumed. " + RERUN_ADVICE
+                )
+            raise ValueError(
+                f"refusing to use {self.path!r} as a checkpoint directory: it is not empty "
+                f"({_short(sorted(entries)[:5])}) and is not a samplax checkpoint (no {MARKER} file). "
+                "samplax writes checkpoints only into a new or empty directory, so that it never "
+                "overwrites your files; pick another directory"
+            )
         self._check_marker()
         return "checkpoint" if os.path.exists(self.manifest_path) else "new"
 
@@ -394,11 +444,14 @@ class Checkpoint:
                 marker = json.load(handle)
             version = marker["format_version"]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            raise ValueError(f"{self.marker_path!r} is not a samplax checkpoint marker (unreadable); "
-                             + RERUN_ADVICE) from None
+            raise ValueError(
+                f"{self.marker_path!r} is not a samplax checkpoint marker (unreadable); " + RERUN_ADVICE
+            ) from None
         if version != CHECKPOINT_FORMAT_VERSION or not _is_int(version):
-            raise ValueError(f"the checkpoint at {self.path!r} has format version {version!r} (this samplax reads "
-                             f"version {CHECKPOINT_FORMAT_VERSION}). " + RERUN_ADVICE)
+            raise ValueError(
+                f"the checkpoint at {self.path!r} has format version {version!r} (this samplax reads "
+                f"version {CHECKPOINT_FORMAT_VERSION}). " + RERUN_ADVICE
+            )
 
     def start(self, manifest: dict, data: dict) -> dict:
         """Claim the folder (marker first), store the data and write the first manifest; return the manifest."""
@@ -408,8 +461,9 @@ class Checkpoint:
         atomic_write(self.marker_path, _canonical({"format_version": CHECKPOINT_FORMAT_VERSION}))
         arrays = {k: np.asarray(v) for k, v in data.items() if v is not None}
         files = {"data.npz": atomic_write(os.path.join(self.path, "data.npz"), _npz_bytes(arrays))}
-        manifest = dict(manifest, format_version=CHECKPOINT_FORMAT_VERSION, completed_chunks=0, warmup_done=False,
-                        files=files)
+        manifest = dict(
+            manifest, format_version=CHECKPOINT_FORMAT_VERSION, completed_chunks=0, warmup_done=False, files=files
+        )
         self.write_manifest(manifest)
         return manifest
 
@@ -426,8 +480,9 @@ class Checkpoint:
             with open(self.manifest_path, "rb") as handle:
                 manifest = json.loads(handle.read().decode("utf-8"))
         except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise ValueError(f"{self.manifest_path}: not a valid JSON checkpoint manifest ({err}). "
-                             + RERUN_ADVICE) from None
+            raise ValueError(
+                f"{self.manifest_path}: not a valid JSON checkpoint manifest ({err}). " + RERUN_ADVICE
+            ) from None
         return validate_manifest(manifest, self.manifest_path)
 
     def _read_verified(self, manifest: dict, name: str):
@@ -440,8 +495,10 @@ class Checkpoint:
         except OSError as err:
             raise ValueError(f"checkpoint file {path} cannot be read ({err.strerror}). " + RERUN_ADVICE) from None
         if expected is None or _hex(payload) != expected:
-            raise ValueError(f"checkpoint file {path} does not match the SHA-256 recorded in manifest.json: it was "
-                             "changed or damaged after samplax wrote it. " + RERUN_ADVICE)
+            raise ValueError(
+                f"checkpoint file {path} does not match the SHA-256 recorded in manifest.json: it was "
+                "changed or damaged after samplax wrote it. " + RERUN_ADVICE
+            )
         return np.load(io.BytesIO(payload), allow_pickle=False)
 
     def read_data(self, manifest: dict) -> dict:
@@ -449,8 +506,11 @@ class Checkpoint:
             return {k: archive[k] for k in archive.files}
 
     def save_warmup(self, manifest: dict, states, params, extra: dict):
-        payload = {**_flatten("state", states), **_flatten("param", params),
-                   **{f"extra_{k}": np.asarray(v) for k, v in extra.items()}}
+        payload = {
+            **_flatten("state", states),
+            **_flatten("param", params),
+            **{f"extra_{k}": np.asarray(v) for k, v in extra.items()},
+        }
         manifest["files"]["warmup.npz"] = atomic_write(os.path.join(self.path, "warmup.npz"), _npz_bytes(payload))
         manifest["warmup_done"] = True
         self.write_manifest(manifest)
@@ -458,9 +518,12 @@ class Checkpoint:
     def load_warmup(self, manifest: dict, states_like, params_like):
         source = os.path.join(self.path, "warmup.npz")
         with self._read_verified(manifest, "warmup.npz") as archive:
-            extra = {k[len("extra_"):]: archive[k] for k in archive.files if k.startswith("extra_")}
-            return (_unflatten("state", archive, states_like, source),
-                    _unflatten("param", archive, params_like, source), extra)
+            extra = {k[len("extra_") :]: archive[k] for k in archive.files if k.startswith("extra_")}
+            return (
+                _unflatten("state", archive, states_like, source),
+                _unflatten("param", archive, params_like, source),
+                extra,
+            )
 
     @staticmethod
     def chunk_name(index: int) -> str:
@@ -489,8 +552,9 @@ class Checkpoint:
                     group, name = key.split("/", 1)
                     value = archive[key]
                     if value.ndim < 2 or value.shape[1] != length:
-                        raise ValueError(f"{source}: array {key} has shape {value.shape}, expected {length} draws "
-                                         "per chain")
+                        raise ValueError(
+                            f"{source}: array {key} has shape {value.shape}, expected {length} draws per chain"
+                        )
                     host.setdefault(group, {})[name] = value
             states = _unflatten("state", archive, states_like, source) if states_like is not None else None
         return states, host
@@ -500,18 +564,42 @@ def manifest_for(target: Target, settings: dict, chunk: int) -> dict:
     """Everything a checkpoint is bound to: the settings, the chunking, the device layout, the key, and
     fingerprints of the data and of the model (sites, distributions, code: `samplax.infer.checkpoint.model_record`)."""
     record = model_record(target)
-    return dict(settings, chunk_size=chunk, num_chunks=num_chunks_for(settings["draws"], chunk),
-                device_layout=device_layout(),
-                key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
-                data_fingerprint=data_fingerprint(target.data),
-                model_fingerprint=model_fingerprint(record), model=record,
-                sites={site.name: list(site.shape) for site in target.sites})
+    return dict(
+        settings,
+        chunk_size=chunk,
+        num_chunks=num_chunks_for(settings["draws"], chunk),
+        device_layout=device_layout(),
+        key_data=np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
+        data_fingerprint=data_fingerprint(target.data),
+        model_fingerprint=model_fingerprint(record),
+        model=record,
+        sites={site.name: list(site.shape) for site in target.sites},
+    )
 
 
 # compared in this order, so a different model is reported as such rather than by one of its consequences
-_RESUME_FIELDS = ("model_fingerprint", "data_fingerprint", "method", "options", "chains", "warmup", "draws", "thin",
-                  "seed", "key_data", "precision", "chunk_size", "num_chunks", "sites", "device_layout", "init",
-                  "log_likelihood", "model_ref", "coords", "dims")
+_RESUME_FIELDS = (
+    "model_fingerprint",
+    "data_fingerprint",
+    "method",
+    "options",
+    "chains",
+    "warmup",
+    "draws",
+    "thin",
+    "seed",
+    "key_data",
+    "precision",
+    "chunk_size",
+    "num_chunks",
+    "sites",
+    "device_layout",
+    "init",
+    "log_likelihood",
+    "model_ref",
+    "coords",
+    "dims",
+)
 
 
 def check_resume(saved: dict, current: dict):
@@ -521,9 +609,11 @@ def check_resume(saved: dict, current: dict):
         if json.dumps(was, sort_keys=True) == json.dumps(now, sort_keys=True):
             continue
         if field == "model_fingerprint":
-            raise ValueError(f"the checkpoint was written by another model: 'model_fingerprint' was {was[:12]}... and "
-                             f"is now {now[:12]}... ({_model_difference(saved['model'], current['model'])}). Resume "
-                             "with the model that wrote it, or start a new checkpoint directory")
+            raise ValueError(
+                f"the checkpoint was written by another model: 'model_fingerprint' was {was[:12]}... and "
+                f"is now {now[:12]}... ({_model_difference(saved['model'], current['model'])}). Resume "
+                "with the model that wrote it, or start a new checkpoint directory"
+            )
         raise ValueError(
             f"the checkpoint does not match this run: '{field}' was {_short_value(was)} and is now "
             f"{_short_value(now)}. Resume with the same model, data and settings, or start a new checkpoint directory"
@@ -532,14 +622,20 @@ def check_resume(saved: dict, current: dict):
 
 def _model_difference(saved: dict, current: dict) -> str:
     """Which part of two `model_record`s differs, in words."""
-    words = {"sites": "latent sites (name, shape, distribution)", "discrete_sites": "discrete sites",
-             "observed": "observed sites", "deterministic": "deterministic sites"}
+    words = {
+        "sites": "latent sites (name, shape, distribution)",
+        "discrete_sites": "discrete sites",
+        "observed": "observed sites",
+        "deterministic": "deterministic sites",
+    }
     for key, what in words.items():
         if json.dumps(saved.get(key), sort_keys=True) != json.dumps(current.get(key), sort_keys=True):
             return f"{what}: {_short_value(saved.get(key))} vs {_short_value(current.get(key))}"
     if saved.get("python") != current.get("python"):
-        return (f"the model function's code hash differs; the checkpoint was written under Python {saved.get('python')}"
-                f" and this is Python {current.get('python')}, whose bytecode differs")
+        return (
+            f"the model function's code hash differs; the checkpoint was written under Python {saved.get('python')}"
+            f" and this is Python {current.get('python')}, whose bytecode differs"
+        )
     return "same sites, but the model function's code (SHA-256 of its bytecode and constants) differs"
 
 

@@ -114,8 +114,9 @@ def summary(
         warnings.simplefilter("ignore", RuntimeWarning)
         table = arviz_compat.summary(posterior[latent + deterministic], hdi_prob=hdi_prob, round_to=round_to)
     table["ess_bulk_per_s"] = table["ess_bulk"] / (np.nan if wall_seconds is None else float(wall_seconds))
-    table["ess_bulk_per_sampling_s"] = table["ess_bulk"] / (np.nan if sampling_seconds is None
-                                                            else float(sampling_seconds))
+    table["ess_bulk_per_sampling_s"] = table["ess_bulk"] / (
+        np.nan if sampling_seconds is None else float(sampling_seconds)
+    )
     return table
 
 
@@ -451,24 +452,33 @@ def deterministic_note(
     kind = draws_kind(idata)
     size = sum(int(np.prod(posterior[name].shape[2:], dtype=np.int64)) for name in deterministic)
     judged = "their R-hat and ESS are" if kind == "mcmc" else "their diagnostics are"
-    text = (f"Deterministic sites ({_plain_list(deterministic)}: {size} value{'s' if size != 1 else ''}) are "
-            f"functions of the latent sites: {judged} reported in the summary but not judged.")
+    text = (
+        f"Deterministic sites ({_plain_list(deterministic)}: {size} value{'s' if size != 1 else ''}) are "
+        f"functions of the latent sites: {judged} reported in the summary but not judged."
+    )
     notes = []
     nonfinite = _nonfinite_sites(posterior, deterministic)
     if nonfinite:
-        notes.append(f"{_plain_list(nonfinite)} contain{'s' if len(nonfinite) == 1 else ''} NaN or infinite values "
-                     "(the deterministic expression overflows or is undefined at some draws)")
+        notes.append(
+            f"{_plain_list(nonfinite)} contain{'s' if len(nonfinite) == 1 else ''} NaN or infinite values "
+            "(the deterministic expression overflows or is undefined at some draws)"
+        )
     if kind == "mcmc":
         rhat, ess_bulk, ess_tail = _chain_scores(posterior, [n for n in deterministic if n not in nonfinite])
         ess = np.fmin(ess_bulk, ess_tail)
         failing = (rhat > rhat_threshold) | (ess < ess_threshold)  # NaN: a constant value, nothing to judge
         if failing.any():
-            worst = (f"largest R-hat: {rhat.idxmax()} = {rhat.max():.3f}" if (rhat > rhat_threshold).any()
-                     else f"lowest ESS: {ess.idxmin()} = {ess.min():.0f}")
+            worst = (
+                f"largest R-hat: {rhat.idxmax()} = {rhat.max():.3f}"
+                if (rhat > rhat_threshold).any()
+                else f"lowest ESS: {ess.idxmin()} = {ess.min():.0f}"
+            )
             count = int(failing.sum())
-            notes.append(f"{count} of the {size} values {'has' if count == 1 else 'have'} R-hat above "
-                         f"{rhat_threshold:g} or bulk/tail ESS below {ess_threshold:g} ({worst}); if you report "
-                         "them, run more draws until they pass")
+            notes.append(
+                f"{count} of the {size} values {'has' if count == 1 else 'have'} R-hat above "
+                f"{rhat_threshold:g} or bulk/tail ESS below {ess_threshold:g} ({worst}); if you report "
+                "them, run more draws until they pass"
+            )
     if notes:
         text += " For information: " + "; ".join(notes) + "."
     return text
@@ -496,8 +506,10 @@ def _check_var_names(posterior: xr.Dataset, var_names: str | list[str] | None) -
         return None
     names = [var_names] if isinstance(var_names, str) else list(var_names)
     if not names:
-        raise ValueError(f"var_names is empty; name at least one of {sorted(map(str, posterior.data_vars))}, or "
-                         "pass None for every site")
+        raise ValueError(
+            f"var_names is empty; name at least one of {sorted(map(str, posterior.data_vars))}, or "
+            "pass None for every site"
+        )
     unknown = [name for name in names if name not in posterior.data_vars]
     if unknown:
         raise ValueError(f"unknown variable(s) {unknown}; the posterior has {sorted(map(str, posterior.data_vars))}")
@@ -514,8 +526,11 @@ def _check_thresholds(ess_threshold: float, rhat_threshold: float, bfmi_threshol
 
 
 def _nonfinite_sites(posterior: xr.Dataset, names: list[str]) -> list[str]:
-    return [name for name in names
-            if np.issubdtype(posterior[name].dtype, np.number) and not np.isfinite(posterior[name].values).all()]
+    return [
+        name
+        for name in names
+        if np.issubdtype(posterior[name].dtype, np.number) and not np.isfinite(posterior[name].values).all()
+    ]
 
 
 def _chain_scores(posterior: xr.Dataset, names: list[str]) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -526,10 +541,11 @@ def _chain_scores(posterior: xr.Dataset, names: list[str]) -> tuple[pd.Series, p
     subset = posterior[names]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return (_scalar_series(arviz_compat.rhat(subset)), _scalar_series(arviz_compat.ess(subset, method="bulk")),
-                _scalar_series(arviz_compat.ess(subset, method="tail")))
-
-
+        return (
+            _scalar_series(arviz_compat.rhat(subset)),
+            _scalar_series(arviz_compat.ess(subset, method="bulk")),
+            _scalar_series(arviz_compat.ess(subset, method="tail")),
+        )
 
 
 def _broadcast_reference(value: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:

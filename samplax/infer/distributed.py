@@ -49,7 +49,6 @@ import sys
 import threading
 import time
 
-
 __all__ = [
     "AGENT_AXIS",
     "DistributedContext",
@@ -69,7 +68,7 @@ EXIT_LOST_PEER = 1
 FAILED_KEY = "samplax/failed/"  # + process id: the error of a process that failed
 _MAX_FAILURE_CHARS = 2000  # keep a published error (and the peers' message) readable
 
-_CONTEXT: "DistributedContext | None" = None
+_CONTEXT: DistributedContext | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -85,9 +84,11 @@ def configure_devices(num_cpu_devices: int | None):
 
     if xla_bridge.backends_are_initialized():
         if jax.config.jax_num_cpu_devices != num_cpu_devices and jax.local_device_count() != num_cpu_devices:
-            raise ValueError(f"num_cpu_devices={num_cpu_devices}: JAX has already started with "
-                             f"{jax.local_device_count()} devices; set it before any JAX computation (first thing in "
-                             "the script), or set XLA_FLAGS=--xla_force_host_platform_device_count=N")
+            raise ValueError(
+                f"num_cpu_devices={num_cpu_devices}: JAX has already started with "
+                f"{jax.local_device_count()} devices; set it before any JAX computation (first thing in "
+                "the script), or set XLA_FLAGS=--xla_force_host_platform_device_count=N"
+            )
         return
     jax.config.update("jax_num_cpu_devices", num_cpu_devices)
 
@@ -102,9 +103,15 @@ def _env(name: str, cast):
         raise ValueError(f"environment variable {name}={value!r} is not a valid {cast.__name__}") from None
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, *,
-               heartbeat_s: float | None = None, num_cpu_devices: int | None = None,
-               initialization_timeout_s: int = 120) -> "DistributedContext | None":
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    heartbeat_s: float | None = None,
+    num_cpu_devices: int | None = None,
+    initialization_timeout_s: int = 120,
+) -> DistributedContext | None:
     """Join a multi-process job (JAX's ``jax.distributed`` runtime; CPU collectives over gloo). Returns None when
     there is only one process. Call it first, before any JAX computation.
 
@@ -140,9 +147,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
-        raise ValueError("initialize() must run before any JAX computation, and before samplax.fit is first used "
-                         "(importing BlackJAX starts JAX's backend, which has already started here); call it first "
-                         "thing in the script")
+        raise ValueError(
+            "initialize() must run before any JAX computation, and before samplax.fit is first used "
+            "(importing BlackJAX starts JAX's backend, which has already started here); call it first "
+            "thing in the script"
+        )
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.config.update("jax_enable_recoverability", True)
     jax_heartbeat = int(4 * heartbeat_s + 10)  # JAX's own liveness check stays behind samplax's
@@ -161,8 +170,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         state.num_processes = num_processes
         # shutdown_on_destruction=False: JAX's client shutdown happens in `finish` or not at all (a failed process)
         state.client = _jax.get_distributed_runtime_client(
-            coordinator, process_id, init_timeout=initialization_timeout_s, use_compression=True,
-            heartbeat_timeout=jax_heartbeat, shutdown_on_destruction=False)
+            coordinator,
+            process_id,
+            init_timeout=initialization_timeout_s,
+            use_compression=True,
+            heartbeat_timeout=jax_heartbeat,
+            shutdown_on_destruction=False,
+        )
         try:
             state.client.connect()
         except Exception as err:
@@ -171,9 +185,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             raise RuntimeError(f"process {process_id} could not join the samplax job at {coordinator}: {err}") from None
         state.initialize_preemption_sync_manager()
     else:  # pragma: no cover
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id, heartbeat_timeout_seconds=jax_heartbeat,
-                                   initialization_timeout=initialization_timeout_s)
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            heartbeat_timeout_seconds=jax_heartbeat,
+            initialization_timeout=initialization_timeout_s,
+        )
     _CONTEXT = DistributedContext(coordinator, num_processes, process_id, float(heartbeat_s), service)
     _CONTEXT.start()
     atexit.register(shutdown)
@@ -181,14 +199,19 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return _CONTEXT
 
 
-def configure_from_cli(*, devices: int | None = None, coordinator: str | None = None,
-                       num_processes: int | None = None, process_id: int | None = None,
-                       heartbeat: float | None = None) -> "DistributedContext | None":
+def configure_from_cli(
+    *,
+    devices: int | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    heartbeat: float | None = None,
+) -> DistributedContext | None:
     """What ``samplax fit`` calls before anything else: emulated CPU devices and the multi-process start-up."""
     return initialize(coordinator, num_processes, process_id, heartbeat_s=heartbeat, num_cpu_devices=devices)
 
 
-def current() -> "DistributedContext | None":
+def current() -> DistributedContext | None:
     """The running multi-process context, or None in a single-process run."""
     return _CONTEXT
 
@@ -206,7 +229,7 @@ def shutdown():
         context.finish()
 
 
-def report_failure(error: "BaseException | str"):
+def report_failure(error: BaseException | str):
     """Tell the other processes of the job that this one failed and will not finish: they exit with status 1 and a
     message naming this process and ``error``, instead of waiting for it at the next collective. This process then
     leaves without waiting for them (`shutdown` skips the finishing barrier) and exits with its own status and
@@ -223,13 +246,13 @@ def report_failure(error: "BaseException | str"):
         _CONTEXT.fail(_describe(error))
 
 
-def _describe(error: "BaseException | str") -> str:
+def _describe(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
         text = str(error).strip()
         text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     else:
         text = str(error).strip()
-    return text if len(text) <= _MAX_FAILURE_CHARS else text[:_MAX_FAILURE_CHARS - 3] + "..."
+    return text if len(text) <= _MAX_FAILURE_CHARS else text[: _MAX_FAILURE_CHARS - 3] + "..."
 
 
 def _install_excepthook():
@@ -254,10 +277,24 @@ def guard():
 # ---------------------------------------------------------------------------------------------------------------------
 # the coordination service in a child process
 def _start_service(coordinator: str, num_processes: int, jax_heartbeat: int, timeout_s: float):
-    command = [sys.executable, "-m", "samplax.infer.distributed", "serve", coordinator, str(num_processes),
-               str(jax_heartbeat), str(os.getpid())]
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "samplax.infer.distributed",
+        "serve",
+        coordinator,
+        str(num_processes),
+        str(jax_heartbeat),
+        str(os.getpid()),
+    ]
+    child = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout_s
     import selectors
 
@@ -274,8 +311,10 @@ def _start_service(coordinator: str, num_processes: int, jax_heartbeat: int, tim
     selector.close()
     child.kill()
     error = child.stderr.read().strip().splitlines()[-3:] if child.stderr else []
-    raise RuntimeError(f"could not start the coordination service on {coordinator}: "
-                       f"{' '.join(error) or 'no answer in time'}. Is the port free?")
+    raise RuntimeError(
+        f"could not start the coordination service on {coordinator}: "
+        f"{' '.join(error) or 'no answer in time'}. Is the port free?"
+    )
 
 
 def _serve(coordinator: str, num_processes: int, jax_heartbeat: int, parent_pid: int):  # pragma: no cover - child
@@ -285,8 +324,13 @@ def _serve(coordinator: str, num_processes: int, jax_heartbeat: int, parent_pid:
     loopback = host in ("127.0.0.1", "localhost", "::1", "[::1]")
     bind = f"{'127.0.0.1' if host == 'localhost' else host}:{port}" if loopback else f"[::]:{port}"
     try:
-        service = _jax.get_distributed_runtime_service(bind, num_processes, heartbeat_timeout=jax_heartbeat,
-                                                       shutdown_timeout=max(60, jax_heartbeat), recoverable=True)
+        service = _jax.get_distributed_runtime_service(
+            bind,
+            num_processes,
+            heartbeat_timeout=jax_heartbeat,
+            shutdown_timeout=max(60, jax_heartbeat),
+            recoverable=True,
+        )
     except Exception as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -385,21 +429,29 @@ class DistributedContext:
                 # process runs the same ones); the margin covers this process's own way out of its last one
                 for q, since in sorted(self._done_since.items()):
                     if now - since > self.heartbeat_s:
-                        return (f"process {q} of {self.num_processes} ended its part of the job {now - since:.1f} s "
-                                "ago (its program finished or called shutdown) while this process still needs it "
-                                "for collectives")
+                        return (
+                            f"process {q} of {self.num_processes} ended its part of the job {now - since:.1f} s "
+                            "ago (its program finished or called shutdown) while this process still needs it "
+                            "for collectives"
+                        )
             if now - self._last_answer > self.heartbeat_s:
-                return (f"lost the coordination service at {self.coordinator} (run by process 0): no answer for "
-                        f"{now - self._last_answer:.1f} s")
+                return (
+                    f"lost the coordination service at {self.coordinator} (run by process 0): no answer for "
+                    f"{now - self._last_answer:.1f} s"
+                )
             for q in self.peers:
                 if q not in self._done and now - self._last_change[q] > self.heartbeat_s:
-                    return (f"lost process {q} of {self.num_processes}: no heartbeat for "
-                            f"{now - self._last_change[q]:.1f} s (killed, stopped or cut off)")
+                    return (
+                        f"lost process {q} of {self.num_processes}: no heartbeat for "
+                        f"{now - self._last_change[q]:.1f} s (killed, stopped or cut off)"
+                    )
         return None
 
     def _exit(self, reason: str):
-        message = (f"samplax: process {self.process_id}: {reason}. The distributed run cannot continue without it; "
-                   f"exiting with status {EXIT_LOST_PEER}. Restart the job (all processes).")
+        message = (
+            f"samplax: process {self.process_id}: {reason}. The distributed run cannot continue without it; "
+            f"exiting with status {EXIT_LOST_PEER}. Restart the job (all processes)."
+        )
         try:
             sys.stdout.flush()
             print(message, file=sys.stderr, flush=True)
@@ -486,8 +538,19 @@ class DistributedContext:
 
 def _looks_like_lost_peer(err: BaseException) -> bool:
     text = f"{type(err).__name__}: {err}".lower()
-    return any(word in text for word in ("gloo", "connection closed", "connection reset", "unavailable",
-                                         "socket closed", "broken pipe", "nccl", "collective"))
+    return any(
+        word in text
+        for word in (
+            "gloo",
+            "connection closed",
+            "connection reset",
+            "unavailable",
+            "socket closed",
+            "broken pipe",
+            "nccl",
+            "collective",
+        )
+    )
 
 
 def _first_line(err: BaseException) -> str:
@@ -499,6 +562,8 @@ if __name__ == "__main__":  # pragma: no cover - the coordination service child
     if len(sys.argv) == 6 and sys.argv[1] == "serve":
         _serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     else:
-        print("usage: python -m samplax.infer.distributed serve HOST:PORT NUM_PROCESSES HEARTBEAT PARENT_PID",
-              file=sys.stderr)
+        print(
+            "usage: python -m samplax.infer.distributed serve HOST:PORT NUM_PROCESSES HEARTBEAT PARENT_PID",
+            file=sys.stderr,
+        )
         sys.exit(2)

@@ -17,28 +17,29 @@ import json
 import os
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from samplax.infer import arviz_compat
+from samplax.infer import arviz_compat, registry
+from samplax.infer import cache as compilation_cache
 from samplax.infer.arviz_compat import IData
-from samplax.infer import registry
+from samplax.infer.assemble import Estimate, _estimate, _jsonable, _site_list, _stored_coords, _stored_dims
+from samplax.infer.assemble import assemble as _assemble
+from samplax.infer.assemble import check_coords_dims as _check_coords_dims
+from samplax.infer.assemble import inference_data as _inference_data
+from samplax.infer.assemble import site_attrs as _site_attrs
+from samplax.infer.assemble import versions as _versions
+from samplax.infer.checkpoint import Checkpoint
+from samplax.infer.driver import run_direct as _run_direct
+from samplax.infer.driver import run_mcmc as _run_mcmc
+from samplax.infer.driver import unsupported_features
 from samplax.infer.methods import MCMCMethod
 from samplax.infer.options import schema, validate
 from samplax.infer.progress import Progress
-from samplax.infer.assemble import (Estimate, _estimate, _jsonable, _site_list, _stored_coords, _stored_dims,
-                                    assemble as _assemble, check_coords_dims as _check_coords_dims,
-                                    inference_data as _inference_data, site_attrs as _site_attrs,
-                                    versions as _versions)
-from samplax.infer.checkpoint import Checkpoint
-from samplax.infer.checkpoint import check_resume as _check_resume
-from samplax.infer.checkpoint import manifest_for as _checkpoint_manifest
-from samplax.infer.run import COMPILED, ChainRunner, chain_sharding, chunk_plan, chunk_size_for, progress_chunk_size
 from samplax.models.bridge import Target, build_target
-from samplax.infer import cache as compilation_cache
 
 compilation_cache.configure()  # a second process compiles nothing the first one did
 
@@ -57,8 +58,15 @@ class Fit:
     """The result of `samplax.fit`: an InferenceData (a DataTree under ArviZ 1.x) plus timing, estimates and
     helpers."""
 
-    def __init__(self, idata: IData, *, target: Target | None = None, timing: dict | None = None,
-                 log_evidence: Estimate | None = None, elbo: Estimate | None = None):
+    def __init__(
+        self,
+        idata: IData,
+        *,
+        target: Target | None = None,
+        timing: dict | None = None,
+        log_evidence: Estimate | None = None,
+        elbo: Estimate | None = None,
+    ):
         self.idata = idata
         self.target = target
         attrs = arviz_compat.root_attrs(idata)
@@ -77,22 +85,30 @@ class Fit:
     def log_density(self, *args, **kwargs):
         """The fitted approximation's log density (variational methods; see the method's docs for the space)."""
         if self.approximation is None or not hasattr(self.approximation, "log_density"):
-            raise ValueError(f"method {self.method!r} has no fitted density to evaluate (or this Fit was loaded "
-                             "from a file)")
+            raise ValueError(
+                f"method {self.method!r} has no fitted density to evaluate (or this Fit was loaded from a file)"
+            )
         return self.approximation.log_density(*args, **kwargs)
 
     def __repr__(self):
         posterior = self.idata.posterior
-        return (f"Fit(method={self.method!r}, chains={posterior.sizes.get('chain')}, draws={posterior.sizes.get('draw')}, "
-                f"sites={list(posterior.data_vars)})")
+        return (
+            f"Fit(method={self.method!r}, chains={posterior.sizes.get('chain')}, draws={posterior.sizes.get('draw')}, "
+            f"sites={list(posterior.data_vars)})"
+        )
 
     def summary(self, var_names=None, **kwargs):
         """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s`` (per second of the
         whole fit: what to compare across methods) and ``ess_bulk_per_sampling_s``; latent sites first."""
         from samplax.infer import diagnostics
 
-        return diagnostics.summary(self.idata, sampling_seconds=self.timing.get("sampling_s"),
-                                   wall_seconds=self.timing.get("total_s"), var_names=var_names, **kwargs)
+        return diagnostics.summary(
+            self.idata,
+            sampling_seconds=self.timing.get("sampling_s"),
+            wall_seconds=self.timing.get("total_s"),
+            var_names=var_names,
+            **kwargs,
+        )
 
     def warnings(self, var_names=None) -> list[str]:
         """Stan-style plain-English warnings about the latent sites (empty when nothing looks wrong)."""
@@ -111,20 +127,35 @@ class Fit:
 
         model = model if model is not None else (self.target.model if self.target is not None else None)
         if model is None:
-            raise ValueError("predict() needs the model: this Fit was loaded from a file; pass it: "
-                             "fit.predict(model=my_model) (and data= if the model needs inputs that are not in "
-                             "fit.idata.constant_data)")
+            raise ValueError(
+                "predict() needs the model: this Fit was loaded from a file; pass it: "
+                "fit.predict(model=my_model) (and data= if the model needs inputs that are not in "
+                "fit.idata.constant_data)"
+            )
         if data is None:
-            data = (self.target.data if self.target is not None
-                    else predictive.data_from_dataset(arviz_compat.group(self.idata, "constant_data")))
-        observed_keys = (self.target.observed_data_keys if self.target is not None and data is self.target.data
-                         else json.loads(arviz_compat.root_attrs(self.idata).get("observed_data_keys", "{}")))
+            data = (
+                self.target.data
+                if self.target is not None
+                else predictive.data_from_dataset(arviz_compat.group(self.idata, "constant_data"))
+            )
+        observed_keys = (
+            self.target.observed_data_keys
+            if self.target is not None and data is self.target.data
+            else json.loads(arviz_compat.root_attrs(self.idata).get("observed_data_keys", "{}"))
+        )
         posterior = arviz_compat.group(self.idata, "posterior")
-        groups = predictive.posterior_predictive(model, data, posterior, seed=seed, observed_keys=observed_keys,
-                                                 latent=_site_list(self.idata, "latent_sites"))
+        groups = predictive.posterior_predictive(
+            model,
+            data,
+            posterior,
+            seed=seed,
+            observed_keys=observed_keys,
+            latent=_site_list(self.idata, "latent_sites"),
+        )
         # a second predict() (or one on a saved fit that had one) replaces the group
-        arviz_compat.set_group(self.idata, "posterior_predictive", groups, dims=_stored_dims(self.idata),
-                               coords=_stored_coords(self.idata))
+        arviz_compat.set_group(
+            self.idata, "posterior_predictive", groups, dims=_stored_dims(self.idata), coords=_stored_coords(self.idata)
+        )
         return self.idata
 
     def save(self, path: str):
@@ -135,11 +166,17 @@ class Fit:
                 or a site name cannot be stored in NetCDF.
         """
         check_output_path(path, "the fit")
-        bad = [name for group in arviz_compat.group_names(self.idata)
-               for name in arviz_compat.group(self.idata, group).data_vars if "/" in str(name)]
+        bad = [
+            name
+            for group in arviz_compat.group_names(self.idata)
+            for name in arviz_compat.group(self.idata, group).data_vars
+            if "/" in str(name)
+        ]
         if bad:
-            raise ValueError(f"site names {sorted(set(bad))} contain '/', which NetCDF cannot store as a variable "
-                             "name; rename those sites in the model to save the fit")
+            raise ValueError(
+                f"site names {sorted(set(bad))} contain '/', which NetCDF cannot store as a variable "
+                "name; rename those sites in the model to save the fit"
+            )
         arviz_compat.to_netcdf(self.idata, path)
         return path
 
@@ -165,8 +202,10 @@ def load(path: str) -> Fit:
     try:
         idata = arviz_compat.from_netcdf(path)
     except (OSError, ValueError, TypeError, KeyError) as err:  # h5py / netCDF4 / xarray each word it differently
-        raise ValueError(f"{path!r} is not a NetCDF fit written by samplax (Fit.save or samplax fit --out): "
-                         f"{type(err).__name__}: {err}") from None
+        raise ValueError(
+            f"{path!r} is not a NetCDF fit written by samplax (Fit.save or samplax fit --out): "
+            f"{type(err).__name__}: {err}"
+        ) from None
     return Fit(idata)
 
 
@@ -180,8 +219,10 @@ def check_output_path(path, what: str = "the output") -> None:
         raise ValueError(f"cannot write {what} to {target!r}: it is a directory; name a file in it")
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
-        raise ValueError(f"cannot write {what} to {target!r}: the folder {folder!r} does not exist; create it "
-                         "first or pick another path")
+        raise ValueError(
+            f"cannot write {what} to {target!r}: the folder {folder!r} does not exist; create it "
+            "first or pick another path"
+        )
     if not os.access(folder, os.W_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
         raise ValueError(f"cannot write {what} to {target!r}: permission denied")
 
@@ -208,8 +249,11 @@ def _check_common(method, chains, warmup, draws, seed, precision, checkpoint_eve
     _check_seed(seed)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, (int, np.integer))
-                                         or isinstance(checkpoint_every, bool) or checkpoint_every < 1):
+    if checkpoint_every is not None and (
+        not isinstance(checkpoint_every, (int, np.integer))
+        or isinstance(checkpoint_every, bool)
+        or checkpoint_every < 1
+    ):
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
 
 
@@ -224,14 +268,24 @@ def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, c
     entry = registry.get(method)
     if isinstance(entry, MCMCMethod):
         if init is not None and not entry.uses_init:
-            raise ValueError(f"method '{method}' does not use ['init'] (its chains start from prior draws of the "
-                             "model); drop it")
+            raise ValueError(
+                f"method '{method}' does not use ['init'] (its chains start from prior draws of the model); drop it"
+            )
         return
-    unused = [name for name, value, default in (("thin", thin, 1), ("init", init, None),
-                                                ("checkpoint_every", checkpoint_every, None)) if value != default]
+    unused = [
+        name
+        for name, value, default in (
+            ("thin", thin, 1),
+            ("init", init, None),
+            ("checkpoint_every", checkpoint_every, None),
+        )
+        if value != default
+    ]
     if unused:
-        raise ValueError(f"method '{method}' does not use {unused} (it runs in one compiled call and starts from "
-                         "its own reference); drop them")
+        raise ValueError(
+            f"method '{method}' does not use {unused} (it runs in one compiled call and starts from "
+            "its own reference); drop them"
+        )
 
 
 def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likelihood: bool, precision: str):
@@ -241,11 +295,14 @@ def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likeli
     grow with ``thin``. A run whose transitions per chain (``draws * thin``) overflow the 31-bit counter t of
     ``fold_in(chain_key, t)`` is refused too: its keys would repeat.
     """
-    values_per_draw = (sum(int(np.prod(site.shape)) for site in target.sites)
-                       + sum(int(np.prod(np.shape(value))) for value in target.discrete_start.values())
-                       + sum(int(np.prod(shape)) for shape in target.deterministic_shapes.values())
-                       + (sum(int(np.size(value)) for value in target.observed.values()) if log_likelihood else 0)
-                       + target.dim + 8)  # the unconstrained position and the sample statistics
+    values_per_draw = (
+        sum(int(np.prod(site.shape)) for site in target.sites)
+        + sum(int(np.prod(np.shape(value))) for value in target.discrete_start.values())
+        + sum(int(np.prod(shape)) for shape in target.deterministic_shapes.values())
+        + (sum(int(np.size(value)) for value in target.observed.values()) if log_likelihood else 0)
+        + target.dim
+        + 8
+    )  # the unconstrained position and the sample statistics
     item = 8 if precision == "float64" else 4
     kept = chains * draws * values_per_draw * item * 3  # device chunk, host pieces and the InferenceData copy
     keys = chains * draws * 8  # with thin == 1 a chunk makes its kept draws' keys before its scan
@@ -254,7 +311,8 @@ def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likeli
         raise ValueError(
             f"this run needs about {needed / 2**30:.1f} GiB of memory, but {draws} draws x thin={thin} = "
             f"{draws * thin:.3g} transitions per chain overflow the 31-bit transition counter t of "
-            "fold_in(chain_key, t), so keys would repeat; keep fewer draws or thin less")
+            "fold_in(chain_key, t), so keys would repeat; keep fewer draws or thin less"
+        )
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate
@@ -263,7 +321,8 @@ def _check_memory(target: Target, chains: int, draws: int, thin: int, log_likeli
         raise ValueError(
             f"this run needs about {needed / 2**30:.1f} GiB ({chains} chains x {draws} draws x {values_per_draw} values "
             f"per draw, thin={thin}) and the machine has {available / 2**30:.1f} GiB; keep fewer draws, thin less, "
-            "or pass log_likelihood=False")
+            "or pass log_likelihood=False"
+        )
 
 
 def _resolve_model(model, data):
@@ -295,19 +354,37 @@ def _model_reference(model) -> str | None:
 def _import_model(reference: str | None):
     """The zoo model a checkpoint's ``model_ref`` names; anything else is refused (nothing is ever imported)."""
     if not isinstance(reference, str) or not reference.startswith("zoo:"):
-        raise ValueError("the checkpoint's model is not a zoo model, and samplax never imports code named in a "
-                         "checkpoint file; pass the model: samplax.resume(path, model=my_model) (command line: "
-                         "samplax resume DIR --model file.py:function)")
+        raise ValueError(
+            "the checkpoint's model is not a zoo model, and samplax never imports code named in a "
+            "checkpoint file; pass the model: samplax.resume(path, model=my_model) (command line: "
+            "samplax resume DIR --model file.py:function)"
+        )
     from samplax.models import zoo
 
-    return zoo.get(reference[len("zoo:"):]).model
+    return zoo.get(reference[len("zoo:") :]).model
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts", chains: int = 4,
-        warmup: int = 1000, draws: int = 1000, seed: int = 0, init: str | dict | None = None, precision: str | None = None, progress: bool = True,
-        checkpoint: str | None = None, checkpoint_every: int | None = None, thin: int = 1,
-        log_likelihood: bool = True, coords: dict | None = None, dims: dict | None = None, **options: Any) -> Fit:
+def fit(
+    model: Callable | str,
+    data: dict | None = None,
+    *,
+    method: str = "nuts",
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    init: str | dict | None = None,
+    precision: str | None = None,
+    progress: bool = True,
+    checkpoint: str | None = None,
+    checkpoint_every: int | None = None,
+    thin: int = 1,
+    log_likelihood: bool = True,
+    coords: dict | None = None,
+    dims: dict | None = None,
+    **options: Any,
+) -> Fit:
     """Fit a NumPyro model with ``method`` and return a `Fit`.
 
     Args:
@@ -342,24 +419,46 @@ def fit(model: Callable | str, data: dict | None = None, *, method: str = "nuts"
     if precision is None and isinstance(method, str) and method in registry.REGISTRY:
         precision = schema(method).precision
     _check_common(method, chains, warmup, draws, seed, precision, checkpoint_every)
-    _check_run_arguments(method, thin=thin, init=init, progress=progress, log_likelihood=log_likelihood,
-                         checkpoint_every=checkpoint_every)
+    _check_run_arguments(
+        method,
+        thin=thin,
+        init=init,
+        progress=progress,
+        log_likelihood=log_likelihood,
+        checkpoint_every=checkpoint_every,
+    )
     options = validate(method, options)
     _check_coords_dims(coords, dims)
     model, data, model_ref = _resolve_model(model, data)
-    settings = dict(method=method, chains=int(chains), warmup=int(warmup), draws=int(draws), seed=int(seed),
-                    precision=precision, options=options, init=init if not isinstance(init, dict) else
-                    {k: np.asarray(v).tolist() for k, v in init.items()}, model_ref=model_ref, thin=int(thin),
-                    log_likelihood=bool(log_likelihood), coords=_jsonable(coords), dims=_jsonable(dims))
+    settings = dict(
+        method=method,
+        chains=int(chains),
+        warmup=int(warmup),
+        draws=int(draws),
+        seed=int(seed),
+        precision=precision,
+        options=options,
+        init=init if not isinstance(init, dict) else {k: np.asarray(v).tolist() for k, v in init.items()},
+        model_ref=model_ref,
+        thin=int(thin),
+        log_likelihood=bool(log_likelihood),
+        coords=_jsonable(coords),
+        dims=_jsonable(dims),
+    )
     with jax.enable_x64(precision == "float64"):
         target = build_target(model, data, seed=seed)
         _check_memory(target, int(chains), int(draws), int(thin), bool(log_likelihood), precision)
-        return _fit_target(target, settings, progress=progress, checkpoint=checkpoint,
-                           checkpoint_every=checkpoint_every, started=started)
+        return _fit_target(
+            target,
+            settings,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            started=started,
+        )
 
 
-def resume(path: str, model: Callable | str | None = None, data: dict | None = None, *,
-           progress: bool = True) -> Fit:
+def resume(path: str, model: Callable | str | None = None, data: dict | None = None, *, progress: bool = True) -> Fit:
     """Finish a checkpointed run; the result equals the uninterrupted run's draws.
 
     Nothing read from the checkpoint is imported or called: the manifest names a model only by its zoo name.
@@ -388,17 +487,42 @@ def resume(path: str, model: Callable | str | None = None, data: dict | None = N
     if data is None:
         data = store.read_data(manifest)
     validate(manifest["method"], manifest["options"])  # an unknown method or option is an error, not a surprise
-    settings = {k: manifest[k] for k in ("method", "chains", "warmup", "draws", "seed", "precision", "options",
-                                         "init", "model_ref", "thin", "log_likelihood", "coords", "dims")}
+    settings = {
+        k: manifest[k]
+        for k in (
+            "method",
+            "chains",
+            "warmup",
+            "draws",
+            "seed",
+            "precision",
+            "options",
+            "init",
+            "model_ref",
+            "thin",
+            "log_likelihood",
+            "coords",
+            "dims",
+        )
+    }
     with jax.enable_x64(settings["precision"] == "float64"):
         target = build_target(model, data, seed=settings["seed"])
-        return _fit_target(target, settings, progress=progress, checkpoint=path,
-                           checkpoint_every=manifest["chunk_size"], resuming=True)
+        return _fit_target(
+            target, settings, progress=progress, checkpoint=path, checkpoint_every=manifest["chunk_size"], resuming=True
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpoint_every, resuming=False,
-                started: float | None = None) -> Fit:
+def _fit_target(
+    target: Target,
+    settings: dict,
+    *,
+    progress,
+    checkpoint,
+    checkpoint_every,
+    resuming=False,
+    started: float | None = None,
+) -> Fit:
     started = time.perf_counter() if started is None else started
     method = registry.get(settings["method"])
     target.require_supported(settings["method"], unsupported_features(method))
@@ -407,8 +531,9 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
         result = _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming)
     else:
         if checkpoint is not None:
-            raise ValueError(f"method '{settings['method']}' runs in one compiled call and cannot be checkpointed; "
-                             "drop checkpoint=")
+            raise ValueError(
+                f"method '{settings['method']}' runs in one compiled call and cannot be checkpointed; drop checkpoint="
+            )
         # one compiled call: its stages are not separable from here, but its clock ticks from the first second
         with Progress(progress, settings["method"]) as bar, bar.stage("running"):
             result = _run_direct(target, method, settings, keys)
@@ -418,212 +543,28 @@ def _fit_target(target: Target, settings: dict, *, progress, checkpoint, checkpo
     timing["postprocess_s"] = timing.get("postprocess_s", 0.0) + time.perf_counter() - assembling
     timing["total_s"] = time.perf_counter() - started  # what the user waited for, tracing the model included
     idata.attrs["timing"] = json.dumps(timing)
-    fit_ = Fit(idata, target=target, timing=timing, log_evidence=_estimate(result.get("log_evidence")),
-               elbo=_estimate(result.get("elbo")))
+    fit_ = Fit(
+        idata,
+        target=target,
+        timing=timing,
+        log_evidence=_estimate(result.get("log_evidence")),
+        elbo=_estimate(result.get("elbo")),
+    )
     fit_.approximation = result.get("approximation")
     for message in fit_.warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return fit_
 
 
-def unsupported_features(method) -> tuple[str, ...]:
-    """The model features a registered method refuses (its schema's, plus discrete sites for gradient methods)."""
-    return tuple(method.schema.unsupported) + (("discrete_latent",) if method.gradient_based else ())
-
-
-def _finish_fn(target: Target, log_likelihood: bool = True):
-    """Chunk of unconstrained positions (chain, draw, dim) -> constrained draws and log-likelihoods."""
-
-    def finish(z):
-        flat = z.reshape((-1, z.shape[-1]))
-        posterior = jax.vmap(target.constrain)(flat)
-        loglik = jax.vmap(target.log_likelihood)(flat) if (target.observed and log_likelihood) else {}
-        reshape = lambda x: x.reshape(z.shape[:2] + x.shape[1:])  # noqa: E731
-        return {"posterior": jax.tree.map(reshape, posterior), "log_likelihood": jax.tree.map(reshape, loglik)}
-
-    return finish
-
-
-def _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming):
-    """Warm-up and sampling of an `MCMCMethod` on `ChainRunner`, the one chain driver of every Markov method.
-
-    With a bar or checkpoints: a warm-up program and one chunk program reused by equal chunks. Without either: one
-    fused program (`ChainRunner.fuse`) that reports ``warmup_s = 0`` and the whole run as ``sampling_s``, since the two
-    cannot be timed apart (docs/architecture.md, "One program"), unless the separate programs are already compiled.
-    """
-    options, chains, draws = settings["options"], settings["chains"], settings["draws"]
-    # programs_compiled: executables this fit compiled (0 on a warm refit; a persistent-cache hit still counts,
-    # but its compile_s is the time to load it)
-    timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0, "programs_compiled": 0}
-    # chunks exist for checkpoints and for the progress bar; a bar alone gets them only when sampling is long enough
-    # to watch (decided after warm-up, from its speed), since every chunk costs a dispatch and a copy to the host
-    chunk = chunk_size_for(draws, checkpoint_every, max_chunks=20 if checkpoint is not None else 1)
-    # the checkpoint folder is checked (ours, or empty) and the manifest compared before anything is compiled
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
-    manifest = None
-    if store is not None:
-        manifest = _checkpoint_manifest(target, settings, chunk)
-        if store.exists():
-            current, manifest = manifest, store.read_manifest()
-            _check_resume(manifest, current)
-        elif resuming:
-            raise ValueError(f"no checkpoint at {checkpoint!r}")
-        else:
-            manifest = store.start(manifest, target.data)
-    sharding = chain_sharding(chains)
-    init_key, warmup_key, sample_key = keys
-    with Progress(progress, settings["method"], draws, chains) as bar:
-        # what the kernel runs on: the Target, or what the method builds from it (gibbs: tables, proposals)
-        chain_target = target
-        if method.prepare is not None:
-            problem_key, init_key = jax.random.split(init_key)
-            with bar.stage("preparing"):
-                chain_target = method.prepare(target, options, problem_key, settings["warmup"])
-        return _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk,
-                           (init_key, warmup_key, sample_key), progress, checkpoint_every)
-
-
-def _run_chains(target, chain_target, method, settings, timing, bar, store, manifest, sharding, chunk, keys,
-                progress, checkpoint_every):
-    options, chains, draws = settings["options"], settings["chains"], settings["draws"]
-    init_key, warmup_key, sample_key = keys
-    positions = chain_target.init(init_key, chains, settings["init"])
-    warmup_keys = jax.random.split(warmup_key, chains)
-    chain_keys = jax.random.split(sample_key, chains)
-    if sharding is not None:
-        positions, warmup_keys, chain_keys = jax.device_put((positions, warmup_keys, chain_keys), sharding)
-    num_warmup = max(settings["warmup"], 1)
-    data = chain_target.data_arrays()
-
-    def warm(data, keys, positions):
-        return jax.vmap(method.warmup(chain_target.with_data(data), options, num_warmup))(keys, positions)
-
-    warmup_fn = jax.jit(warm)
-    warmup_program_key = (target.model, settings["method"], json.dumps(options, sort_keys=True, default=str),
-                          num_warmup, chain_target.static_data_key(),
-                          tuple((site.name, site.shape) for site in target.sites))
-    # thinning and the log-likelihood change only the sampling chunks: refits that vary them reuse the warm-up
-    program_key = warmup_program_key + (settings["thin"], settings["log_likelihood"])
-
-    def build(data):
-        conditioned = chain_target.with_data(data)
-        finish = _finish_fn(conditioned, settings["log_likelihood"]) if chain_target is target else None
-        return method.step(conditioned, options), method.record, finish
-
-    def compile_program(key, function, *args):
-        with bar.stage("compiling"):
-            executable, seconds = COMPILED.compile(key, function, *args)
-        timing["compile_s"] += seconds
-        timing["programs_compiled"] += seconds > 0
-        return executable
-
-    # one program when nothing runs between warm-up and sampling (see the docstring)
-    fused = (store is None and not progress and checkpoint_every is None and settings["warmup"] > 0
-             and COMPILED.lookup(("warmup",) + warmup_program_key, data, warmup_keys, positions) is None)
-    if fused:
-        runner = ChainRunner(build, draws, settings["thin"])
-        executable = compile_program(("fused", draws) + program_key, runner.fuse(warm), data, warmup_keys,
-                                     positions, chain_keys)
-        start = time.perf_counter()
-        states, params, host = ChainRunner.run_fused(executable, data, warmup_keys, positions, chain_keys)
-        timing["sampling_s"] = time.perf_counter() - start  # warm-up included: the two cannot be timed apart
-        pieces = [host]
-    else:
-        # shapes of the chain states, needed only to read them back from a checkpoint (tracing costs seconds)
-        states_like, params_like = (jax.eval_shape(warmup_fn, data, warmup_keys, positions)[:2] if store is not None
-                                    else (None, None))
-        if store is not None and manifest.get("warmup_done"):
-            states, params, _ = store.load_warmup(manifest, states_like, params_like)
-        else:
-            start = time.perf_counter()
-            if settings["warmup"] == 0:
-                states, params = jax.vmap(method.start(chain_target, options))(positions)
-            else:
-                compiled = compile_program(("warmup",) + warmup_program_key, warmup_fn, data, warmup_keys, positions)
-                start = time.perf_counter()
-                with bar.stage("warm-up"):
-                    states, params, _ = jax.block_until_ready(compiled(data, warmup_keys, positions))
-            timing["warmup_s"] = time.perf_counter() - start
-            if store is not None:
-                store.save_warmup(manifest, states, params, {})
-        if progress and store is None and checkpoint_every is None:
-            chunk = progress_chunk_size(draws, timing["warmup_s"] / settings["warmup"] * settings["thin"]
-                                        if settings["warmup"] > 0 else None)
-        runners: dict = {}
-
-        def runner_for(length):
-            # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
-            if length not in runners:
-                runner = ChainRunner(build, length, settings["thin"])
-                runner.executable = compile_program(("chunk", length) + program_key, runner.function, data, states,
-                                                    params, chain_keys, jnp.asarray(0, jnp.int32))
-                runners[length] = runner
-            return runners[length]
-
-        plan = chunk_plan(draws, chunk)
-        pieces = []
-        first = manifest["completed_chunks"] if store is not None else 0
-        for index in range(first):
-            states_loaded, host = store.load_chunk(manifest, index, plan[index][1],
-                                                   states_like if index == first - 1 else None)
-            pieces.append(host)
-            if index == first - 1:
-                states = states_loaded
-            bar.sampled(plan[index][1], host["stats"])
-        for index in range(first, len(plan)):
-            begin, length = plan[index]
-            runner = runner_for(length)
-            start = time.perf_counter()
-            with bar.stage("sampling"):
-                states, host = runner.run(data, states, params, chain_keys, begin)
-            timing["sampling_s"] += time.perf_counter() - start
-            pieces.append(host)
-            if store is not None:
-                store.save_chunk(manifest, index, states, host)
-            bar.sampled(length, host["stats"])
-
-    merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
-    start = time.perf_counter()
-    if "discrete" in merged:  # samplers of discrete sites: substitute those values too when tracing the model
-        from samplax.models.motifs import finish_with_discrete
-
-        merged.update(finish_with_discrete(target, merged.pop("position")["z"], merged.pop("discrete"),
-                                           settings["log_likelihood"]))
-    timing["postprocess_s"] = time.perf_counter() - start
-    step_size = np.asarray(params.step_size) if hasattr(params, "step_size") else None
-    if step_size is not None:
-        merged["stats"]["step_size"] = np.broadcast_to(step_size.reshape(chains, 1), (chains, draws)).copy()
-    extra = dict(chain_target.extra(params, merged["stats"])) if hasattr(chain_target, "extra") else {}
-    if fused:
-        extra["fused_warmup_sampling"] = True
-    return {"posterior": merged["posterior"], "sample_stats": merged["stats"],
-            "log_likelihood": merged["log_likelihood"], "timing": timing, "extra": extra}
-
-
-def _run_direct(target, method, settings, keys):
-    start = time.perf_counter()
-    result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"],
-                        settings["draws"])
-    elapsed = time.perf_counter() - start
-    start = time.perf_counter()
-    if result.discrete:  # samplers of discrete sites: substitute those values too when tracing the model
-        from samplax.models.motifs import finish_with_discrete
-
-        finished = finish_with_discrete(target, np.asarray(result.z), result.discrete,
-                                        settings.get("log_likelihood", True))
-    else:
-        finished = jax.jit(_finish_fn(target, settings.get("log_likelihood", True)))(jnp.asarray(result.z))
-        finished = jax.tree.map(np.asarray, finished)
-    return {"posterior": finished["posterior"], "sample_stats": result.sample_stats,
-            "log_likelihood": finished["log_likelihood"], "log_evidence": result.log_evidence, "elbo": result.elbo,
-            "extra": result.extra, "approximation": result.approximation,
-            # one compiled call: its compilation and tuning are inside sampling_s (compile_s is not separated)
-            "timing": {"compile_s": float("nan"), "warmup_s": 0.0, "sampling_s": elapsed,
-                       "postprocess_s": time.perf_counter() - start, "programs_compiled": None}}
-
-
-def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: int = 500, seed: int = 0,
-                     coords: dict | None = None, dims: dict | None = None) -> IData:
+def prior_predictive(
+    model: Callable | str,
+    data: dict | None = None,
+    *,
+    draws: int = 500,
+    seed: int = 0,
+    coords: dict | None = None,
+    dims: dict | None = None,
+) -> IData:
     """Draws from the prior and the prior predictive distribution (``numpyro.infer.Predictive``).
 
     Returns an InferenceData with ``prior`` (latent and deterministic sites), ``prior_predictive`` (observed
@@ -637,6 +578,10 @@ def prior_predictive(model: Callable | str, data: dict | None = None, *, draws: 
     model, data, _ = _resolve_model(model, data)
     target = build_target(model, data, seed=seed)
     groups = predictive.prior_predictive(target, draws=int(draws), seed=int(seed))
-    attrs = {"inference_library": "samplax", "versions": json.dumps(_versions()), "seed": int(seed),
-             **_site_attrs(target)}
+    attrs = {
+        "inference_library": "samplax",
+        "versions": json.dumps(_versions()),
+        "seed": int(seed),
+        **_site_attrs(target),
+    }
     return _inference_data(target, groups, attrs, coords, dims)

@@ -62,10 +62,14 @@ def check_run_options(seed, progress, checkpoint, checkpoint_every):
         raise ValueError(f"progress must be True or False, got {progress!r}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ValueError(f"checkpoint must be a directory path (a string or os.PathLike) or None, got {checkpoint!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, (int, np.integer))
-                                         or isinstance(checkpoint_every, bool) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be a positive integer (kept draws per chunk), got "
-                         f"{checkpoint_every!r}")
+    if checkpoint_every is not None and (
+        not isinstance(checkpoint_every, (int, np.integer))
+        or isinstance(checkpoint_every, bool)
+        or checkpoint_every < 1
+    ):
+        raise ValueError(
+            f"checkpoint_every must be a positive integer (kept draws per chunk), got {checkpoint_every!r}"
+        )
 
 
 def initial_states(motif: Motif, network: Network, chains: int, rng, init, root_side) -> np.ndarray:
@@ -133,8 +137,9 @@ def rooted_tree(motif: Motif, network: Network) -> graph_hom.RootedTree:
     """The pivot kernel's view of a tree motif: parents in depth-first order and the CSR rows their edges read."""
     parents = np.array([max(p, 0) for p in motif.parents], dtype=np.int32)
     down = motif.tree_edge_points_down()
-    offsets = np.array([0 if (down[j] or not network.directed) else network.num_nodes for j in range(motif.num_nodes)],
-                       dtype=np.int32)
+    offsets = np.array(
+        [0 if (down[j] or not network.directed) else network.num_nodes for j in range(motif.num_nodes)], dtype=np.int32
+    )
     return graph_hom.RootedTree(jnp.asarray(parents), jnp.asarray(offsets))
 
 
@@ -193,8 +198,9 @@ def chain_builder(chain, kernel_options, max_degree, unweighted, free_nodes, kee
     def build(data):
         network, motif_arrays, (pair_rows, pair_cols, target_rows, target_cols, target_mask) = data
         if chain == "glauber":
-            algorithm = graph_hom.glauber(network, motif_arrays, max_degree=max_degree, unweighted=unweighted,
-                                          free_nodes=free_nodes, **options)
+            algorithm = graph_hom.glauber(
+                network, motif_arrays, max_degree=max_degree, unweighted=unweighted, free_nodes=free_nodes, **options
+            )
         else:
             algorithm = graph_hom.pivot(network, motif_arrays, max_degree=max_degree, unweighted=unweighted, **options)
 
@@ -219,8 +225,9 @@ def chain_builder(chain, kernel_options, max_degree, unweighted, free_nodes, kee
     return build
 
 
-def run_chains(build, program_key, data, states, seed, *, thin, burn_draws, num_draws, chunk, progress, store,
-                manifest):
+def run_chains(
+    build, program_key, data, states, seed, *, thin, burn_draws, num_draws, chunk, progress, store, manifest
+):
     """Run every chain from `states` for burn_draws + num_draws draws of `thin` steps through ChainRunner, in chunks
     of `chunk` draws (the chunks a checkpoint holds are read back, the others run and, with a checkpoint, saved);
     return the kept draws' host arrays {"stats": ..., "posterior": ...} (chain, draw, ...) and the timing."""
@@ -242,8 +249,9 @@ def run_chains(build, program_key, data, states, seed, *, thin, burn_draws, num_
         for index, (begin, length) in enumerate(plan):
             kept = slice(min(max(burn_draws - begin, 0), length), length)  # burn-in draws are dropped
             if index < first:
-                loaded, host = store.load_chunk(manifest, index, kept.stop - kept.start,
-                                                chain_states if index == first - 1 else None)
+                loaded, host = store.load_chunk(
+                    manifest, index, kept.stop - kept.start, chain_states if index == first - 1 else None
+                )
                 if index == first - 1:
                     chain_states = loaded if sharding is None else jax.device_put(loaded, sharding)
                 pieces.append(host)
@@ -252,7 +260,8 @@ def run_chains(build, program_key, data, states, seed, *, thin, burn_draws, num_
             if runner.executable is None:  # compiled only when a chunk is left to run
                 with bar.stage("compiling"):
                     runner.executable, timing["compile_s"] = COMPILED.compile(
-                        program_key, runner.function, data, chain_states, params, chain_keys, jnp.asarray(0, jnp.int32))
+                        program_key, runner.function, data, chain_states, params, chain_keys, jnp.asarray(0, jnp.int32)
+                    )
             stage = "burn-in" if kept.start == kept.stop else "sampling"
             start = time.perf_counter()
             with bar.stage(stage):
@@ -267,8 +276,15 @@ def run_chains(build, program_key, data, states, seed, *, thin, burn_draws, num_
     return jax.tree.map(lambda *values: np.concatenate(values, axis=1), *pieces), timing
 
 
-def open_checkpoint(store: Checkpoint, motif: Motif, stored: dict, states: np.ndarray, settings: dict, chunk: int,
-                     checkpoint_every: int | None):
+def open_checkpoint(
+    store: Checkpoint,
+    motif: Motif,
+    stored: dict,
+    states: np.ndarray,
+    settings: dict,
+    chunk: int,
+    checkpoint_every: int | None,
+):
     """Start a checkpoint in an empty folder, or check that the one there was written by this same run (resuming
     without checkpoint_every keeps its chunks); return its manifest and the chunk length."""
     manifest = _checkpoint_manifest(motif, stored, settings, chunk)
@@ -286,59 +302,102 @@ def _checkpoint_manifest(motif: Motif, stored: dict, settings: dict, chunk: int)
     """The manifest of a graph run in the checkpoint module's schema: the motif stands for the model (one discrete
     site, the homomorphism, described by the motif's edges and labels), the network's arrays and the starting states
     for the data, and the chain's options for the method's."""
-    description = json.dumps({"edges": [list(map(int, e)) for e in motif.edges], "directed": bool(motif.directed),
-                              "labels": [str(label) for label in motif.labels]})
-    record = {"sites": [["homomorphism", [motif.num_nodes], f"motif {description}"]],
-              "discrete_sites": ["homomorphism"], "observed": {}, "deterministic": {}, "code_sha256": None,
-              "python": "{}.{}".format(*sys.version_info[:2])}
+    description = json.dumps(
+        {
+            "edges": [list(map(int, e)) for e in motif.edges],
+            "directed": bool(motif.directed),
+            "labels": [str(label) for label in motif.labels],
+        }
+    )
+    record = {
+        "sites": [["homomorphism", [motif.num_nodes], f"motif {description}"]],
+        "discrete_sites": ["homomorphism"],
+        "observed": {},
+        "deterministic": {},
+        "code_sha256": None,
+        "python": "{}.{}".format(*sys.version_info[:2]),
+    }
     total = settings["total_draws"]
     return {
-        "method": f"graph_hom:{settings['chain']}", "options": settings["options"], "chains": settings["chains"],
-        "warmup": settings["burn_draws"] * settings["thin"], "draws": total, "seed": settings["seed"],
-        "precision": "float32", "init": settings["init"], "model_ref": None, "thin": settings["thin"],
-        "log_likelihood": False, "coords": None, "dims": None, "chunk_size": int(chunk),
-        "num_chunks": num_chunks_for(total, chunk), "device_layout": device_layout(),
+        "method": f"graph_hom:{settings['chain']}",
+        "options": settings["options"],
+        "chains": settings["chains"],
+        "warmup": settings["burn_draws"] * settings["thin"],
+        "draws": total,
+        "seed": settings["seed"],
+        "precision": "float32",
+        "init": settings["init"],
+        "model_ref": None,
+        "thin": settings["thin"],
+        "log_likelihood": False,
+        "coords": None,
+        "dims": None,
+        "chunk_size": int(chunk),
+        "num_chunks": num_chunks_for(total, chunk),
+        "device_layout": device_layout(),
         "key_data": np.asarray(jax.random.key_data(jax.random.key(settings["seed"]))).tolist(),
-        "data_fingerprint": data_fingerprint(stored), "model_fingerprint": model_fingerprint(record),
-        "model": record, "sites": {"homomorphism": [motif.num_nodes]},
+        "data_fingerprint": data_fingerprint(stored),
+        "model_fingerprint": model_fingerprint(record),
+        "model": record,
+        "sites": {"homomorphism": [motif.num_nodes]},
     }
 
 
 # compared in this order, each with the argument that sets it
-_RESUME_FIELDS = (("method", "chain"), ("model_fingerprint", "motif"), ("data_fingerprint", "network"),
-                  ("options", "options"), ("chains", "chains"), ("thin", "thin"), ("warmup", "burn_in"),
-                  ("draws", "steps"), ("seed", "seed"), ("key_data", "seed"), ("init", "init"),
-                  ("chunk_size", "checkpoint_every"), ("num_chunks", "checkpoint_every"),
-                  ("device_layout", "device layout"))
+_RESUME_FIELDS = (
+    ("method", "chain"),
+    ("model_fingerprint", "motif"),
+    ("data_fingerprint", "network"),
+    ("options", "options"),
+    ("chains", "chains"),
+    ("thin", "thin"),
+    ("warmup", "burn_in"),
+    ("draws", "steps"),
+    ("seed", "seed"),
+    ("key_data", "seed"),
+    ("init", "init"),
+    ("chunk_size", "checkpoint_every"),
+    ("num_chunks", "checkpoint_every"),
+    ("device_layout", "device layout"),
+)
 
 
 def _check_resume(saved: dict, current: dict, path: str):
     """Refuse a checkpoint that another run wrote, naming the argument that differs."""
-    advice = ("Call with the arguments that wrote it to resume, or pass checkpoint= a new or empty directory")
+    advice = "Call with the arguments that wrote it to resume, or pass checkpoint= a new or empty directory"
     if not saved["method"].startswith("graph_hom:"):
-        raise ValueError(f"checkpoint {path!r} was written by samplax.fit (method {saved['method']!r}), not by "
-                         f"sample_homomorphisms. {advice}")
+        raise ValueError(
+            f"checkpoint {path!r} was written by samplax.fit (method {saved['method']!r}), not by "
+            f"sample_homomorphisms. {advice}"
+        )
     for entry, argument in _RESUME_FIELDS:
         was, now = saved.get(entry), current.get(entry)
         if json.dumps(was, sort_keys=True) == json.dumps(now, sort_keys=True):
             continue
         if entry == "data_fingerprint":
-            raise ValueError(f"checkpoint {path!r} was written for another network (its edge or node weights "
-                             f"differ). {advice}")
+            raise ValueError(
+                f"checkpoint {path!r} was written for another network (its edge or node weights differ). {advice}"
+            )
         if entry == "init":
-            raise ValueError(f"checkpoint {path!r} was written by another run: the starting states ('init') differ. "
-                             f"{advice}")
+            raise ValueError(
+                f"checkpoint {path!r} was written by another run: the starting states ('init') differ. {advice}"
+            )
         if entry == "method":
             was, now = was.split(":", 1)[1], now.split(":", 1)[1]
         elif entry == "model_fingerprint":
             was, now = (record["sites"][0][2].removeprefix("motif ") for record in (saved["model"], current["model"]))
         elif entry == "options":
             names = sorted(set(was) | set(now))
-            argument = next(name for name in names
-                            if json.dumps(was.get(name), sort_keys=True) != json.dumps(now.get(name), sort_keys=True))
+            argument = next(
+                name
+                for name in names
+                if json.dumps(was.get(name), sort_keys=True) != json.dumps(now.get(name), sort_keys=True)
+            )
             was, now = was.get(argument), now.get(argument)
-        raise ValueError(f"checkpoint {path!r} was written by another run: {argument!r} was {_short(was)} and is now "
-                         f"{_short(now)}. {advice}")
+        raise ValueError(
+            f"checkpoint {path!r} was written by another run: {argument!r} was {_short(was)} and is now "
+            f"{_short(now)}. {advice}"
+        )
 
 
 def _short(value, limit: int = 120) -> str:

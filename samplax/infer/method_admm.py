@@ -47,14 +47,37 @@ __all__ = ["ADMM_SCHEMA", "DSGLD_SCHEMA", "build_topology", "agent_problem", "ru
 
 _COMMON = (
     Option("num_agents", int, 5, "number of agents (data shards); a multiple of the number of processes", minimum=2),
-    Option("graph", str, "cycle", "the agents' communication graph (agent 0 is the hub of a star)",
-           choices=kernel.GRAPH_NAMES),
-    Option("edges", object, None, "a custom graph instead: a networkx graph, or a list of [i, j] agent pairs "
-           "(JSON on the command line); overrides graph", allow_none=True),
-    Option("num_devices", int, None, "devices for the agent axis (default: every device of the job)", minimum=1,
-           allow_none=True),
-    Option("num_observations", int, None, "global number of observations when each process passes only its own "
-           "data (multi-process runs)", minimum=1, allow_none=True),
+    Option(
+        "graph",
+        str,
+        "cycle",
+        "the agents' communication graph (agent 0 is the hub of a star)",
+        choices=kernel.GRAPH_NAMES,
+    ),
+    Option(
+        "edges",
+        object,
+        None,
+        "a custom graph instead: a networkx graph, or a list of [i, j] agent pairs "
+        "(JSON on the command line); overrides graph",
+        allow_none=True,
+    ),
+    Option(
+        "num_devices",
+        int,
+        None,
+        "devices for the agent axis (default: every device of the job)",
+        minimum=1,
+        allow_none=True,
+    ),
+    Option(
+        "num_observations",
+        int,
+        None,
+        "global number of observations when each process passes only its own data (multi-process runs)",
+        minimum=1,
+        allow_none=True,
+    ),
     Option("record_agents", bool, True, "keep every agent's iterates in sample_stats['agent_z']"),
 )
 
@@ -63,44 +86,98 @@ _COMMON = (
 _UNSUPPORTED = ("no_observations", "no_observation_plate", "data_read_as_values", "factor")
 
 ADMM_SCHEMA = MethodSchema(
-    "admm", "mcmc",
+    "admm",
+    "mcmc",
     "distributed MCMC by ADMM (D-ADMMS, Tzikas et al. 2024): agents hold data shards and exchange iterates with "
-    "graph neighbours over JAX collectives; chains = replicas of the network", (
+    "graph neighbours over JAX collectives; chains = replicas of the network",
+    (
         *_COMMON[:3],
-        Option("rho", float, None, "ADMM penalty in preconditioned coordinates (default: 5 / D, D the sum of the "
-               "degrees: the network average then takes Langevin steps of 0.1 posterior variances, a ~5 % variance "
-               "deficit); progress scales like 1 / (rho * degree)", minimum=1e-12, allow_none=True),
-        Option("noise", object, "common", "'common' (one noise draw shared by all agents from a common key, "
-               "sigma^2 = 1 / (rho D): the network average targets the posterior and the agents stay near consensus), "
-               "'calibrated' (independent draws, sigma_i^2 = D / (rho sum d_j^2): the agents' spread biases "
-               "non-Gaussian targets), 'paper' (sigma = sqrt(2) / (2 rho), the authors' code) or a number >= 0 (0: "
-               "plain ADMM -> MAP)"),
-        Option("solver", str, "auto", "local proximal solve: 'closed_form' (Gaussian-linear agents), 'newton', or "
-               "'auto' (closed form when every agent's potential is quadratic)",
-               choices=("auto", "closed_form", "newton")),
-        Option("newton_steps", int, 20, "at most this many damped Newton steps per proximal solve (warm-started; "
-               "the solve stops at prox_tolerance)", minimum=1),
-        Option("prox_tolerance", float, None, "local solves stop when ||grad|| / (2 rho d_i), a bound on the distance "
-               "to the proximal point in preconditioned coordinates, is below it (default 1e-3 in float32, 1e-6 in "
-               "float64); a solve that misses it is a divergence", minimum=1e-15, allow_none=True),
-        Option("precondition", str, "auto", "coordinates the agents run in: 'dense' (x = mode + L u with L^T H L = I, "
-               "H the summed potential's Hessian at the mode found in warm-up), 'diagonal' (Jacobi), 'none' (the "
-               "model's unconstrained coordinates), 'auto' (dense up to 500 dimensions)",
-               choices=kernel.PRECONDITIONERS),
+        Option(
+            "rho",
+            float,
+            None,
+            "ADMM penalty in preconditioned coordinates (default: 5 / D, D the sum of the "
+            "degrees: the network average then takes Langevin steps of 0.1 posterior variances, a ~5 % variance "
+            "deficit); progress scales like 1 / (rho * degree)",
+            minimum=1e-12,
+            allow_none=True,
+        ),
+        Option(
+            "noise",
+            object,
+            "common",
+            "'common' (one noise draw shared by all agents from a common key, "
+            "sigma^2 = 1 / (rho D): the network average targets the posterior and the agents stay near consensus), "
+            "'calibrated' (independent draws, sigma_i^2 = D / (rho sum d_j^2): the agents' spread biases "
+            "non-Gaussian targets), 'paper' (sigma = sqrt(2) / (2 rho), the authors' code) or a number >= 0 (0: "
+            "plain ADMM -> MAP)",
+        ),
+        Option(
+            "solver",
+            str,
+            "auto",
+            "local proximal solve: 'closed_form' (Gaussian-linear agents), 'newton', or "
+            "'auto' (closed form when every agent's potential is quadratic)",
+            choices=("auto", "closed_form", "newton"),
+        ),
+        Option(
+            "newton_steps",
+            int,
+            20,
+            "at most this many damped Newton steps per proximal solve (warm-started; "
+            "the solve stops at prox_tolerance)",
+            minimum=1,
+        ),
+        Option(
+            "prox_tolerance",
+            float,
+            None,
+            "local solves stop when ||grad|| / (2 rho d_i), a bound on the distance "
+            "to the proximal point in preconditioned coordinates, is below it (default 1e-3 in float32, 1e-6 in "
+            "float64); a solve that misses it is a divergence",
+            minimum=1e-15,
+            allow_none=True,
+        ),
+        Option(
+            "precondition",
+            str,
+            "auto",
+            "coordinates the agents run in: 'dense' (x = mode + L u with L^T H L = I, "
+            "H the summed potential's Hessian at the mode found in warm-up), 'diagonal' (Jacobi), 'none' (the "
+            "model's unconstrained coordinates), 'auto' (dense up to 500 dimensions)",
+            choices=kernel.PRECONDITIONERS,
+        ),
         *_COMMON[3:],
-    ), unsupported=_UNSUPPORTED)
+    ),
+    unsupported=_UNSUPPORTED,
+)
 
 DSGLD_SCHEMA = MethodSchema(
-    "dsgld", "mcmc",
+    "dsgld",
+    "mcmc",
     "decentralised SGLD (Gürbüzbalaban et al. 2021), the baseline of admm: gossip averaging with Metropolis "
-    "weights plus a Langevin step on each agent's shard; chains = replicas of the network", (
+    "weights plus a Langevin step on each agent's shard; chains = replicas of the network",
+    (
         *_COMMON[:3],
-        Option("step_size", float, 1e-3, "Langevin step size eta (tune it: too large is unstable, too small slow)",
-               minimum=1e-12),
-        Option("batch_size", int, None, "minibatch per agent and step (default: the whole shard)", minimum=1,
-               allow_none=True),
+        Option(
+            "step_size",
+            float,
+            1e-3,
+            "Langevin step size eta (tune it: too large is unstable, too small slow)",
+            minimum=1e-12,
+        ),
+        Option(
+            "batch_size",
+            int,
+            None,
+            "minibatch per agent and step (default: the whole shard)",
+            minimum=1,
+            allow_none=True,
+        ),
         *_COMMON[3:],
-    ), unsupported=_UNSUPPORTED)
+    ),
+    unsupported=_UNSUPPORTED,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -117,12 +194,15 @@ def build_topology(options: dict) -> kernel.Topology:
     try:
         pairs = [(int(i), int(j)) for i, j in edges]
     except (TypeError, ValueError):
-        raise ValueError(f"option 'edges' must be a networkx graph or a list of [i, j] agent pairs, got {edges!r}") \
-            from None
+        raise ValueError(
+            f"option 'edges' must be a networkx graph or a list of [i, j] agent pairs, got {edges!r}"
+        ) from None
     bad = [pair for pair in pairs if not (0 <= pair[0] < num_agents and 0 <= pair[1] < num_agents)]
     if bad:
-        raise ValueError(f"option 'edges' names agents {bad} outside 0 .. num_agents - 1 = {num_agents - 1}; raise "
-                         "num_agents or fix the pairs")
+        raise ValueError(
+            f"option 'edges' names agents {bad} outside 0 .. num_agents - 1 = {num_agents - 1}; raise "
+            "num_agents or fix the pairs"
+        )
     graph = nx.Graph()
     graph.add_nodes_from(range(num_agents))
     graph.add_edges_from(pairs)
@@ -146,15 +226,19 @@ class AgentProblem:
             data = _pad_observations(shards.data, int(agents.allgather_host(shards.data["mask"].shape[1]).max()))
             total = int(agents.allgather_host(np.sum(shards.sizes)).sum())
             if total != options["num_observations"]:
-                raise ValueError(f"num_observations={options['num_observations']} but the processes hold {total} "
-                                 "observations together; pass the global count")
+                raise ValueError(
+                    f"num_observations={options['num_observations']} but the processes hold {total} "
+                    "observations together; pass the global count"
+                )
             local = self.layout.slot_agent[self.slots] - self.process * per_process
             slot_values = jax.tree.map(lambda v: np.asarray(v)[np.where(local >= 0, local, 0)], data)
             in_slots = True
         else:
             if options.get("num_observations") is not None and processes == 1:
-                raise ValueError("num_observations is for multi-process runs where each process passes only its "
-                                 "own data; in one process the data are the whole data set: drop it")
+                raise ValueError(
+                    "num_observations is for multi-process runs where each process passes only its "
+                    "own data; in one process the data are the whole data set: drop it"
+                )
             shards = target.shards(num_agents)
             slot_values = jax.tree.map(np.asarray, shards.data)
             in_slots = False
@@ -189,8 +273,10 @@ class AgentProblem:
         check = kernel.quadratic_check(potential or self.local_potential, self.dim, dtype)
         hess, linear, error = jax.jit(jax.vmap(check))(jax.tree.map(jnp.asarray, block_data))
         active = self.layout.slot_agent[self.slots] >= 0
-        local_ok = bool(np.all(np.asarray(error)[active] <= kernel.quadratic_tolerance(dtype))
-                        and np.all(np.isfinite(np.asarray(hess))))
+        local_ok = bool(
+            np.all(np.asarray(error)[active] <= kernel.quadratic_tolerance(dtype))
+            and np.all(np.isfinite(np.asarray(hess)))
+        )
         everyone_ok = bool(agents.allgather_host(np.asarray(local_ok)).all())
         if not everyone_ok:
             return None
@@ -203,6 +289,7 @@ def agent_problem(target, options: dict) -> AgentProblem:
 
 def _pad_observations(data: dict, width: int) -> dict:
     """Pad every shard array to ``width`` observations (axis 1), the padding masked out."""
+
     def pad(value):
         value = np.asarray(value)
         missing = width - value.shape[1]
@@ -237,11 +324,14 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
     if options["rho"] is not None:
         rho, rho_rule = float(options["rho"]), "given"
     elif noise in ("common", "calibrated"):
-        rho, rho_record = kernel.choose_rho(topology, agent_precisions,
-                                            lambda value: kernel.noise_scale(noise, topology, value),
-                                            shared_noise=shared)
-        rho_rule = ("fastest of the grid (5 / D) 2^k with a variance deficit <= 10 % (Laplace curvature)"
-                    if rho_record.get("grid") else "5 / D in preconditioned coordinates")
+        rho, rho_record = kernel.choose_rho(
+            topology, agent_precisions, lambda value: kernel.noise_scale(noise, topology, value), shared_noise=shared
+        )
+        rho_rule = (
+            "fastest of the grid (5 / D) 2^k with a variance deficit <= 10 % (Laplace curvature)"
+            if rho_record.get("grid")
+            else "5 / D in preconditioned coordinates"
+        )
     else:
         rho, rho_rule = kernel.default_rho(topology), "5 / D in preconditioned coordinates"
     sigma = kernel.noise_scale(noise, topology, rho)
@@ -252,24 +342,49 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
     if solver in ("auto", "closed_form"):
         quadratic = problem.quadratic(raw_data, potential)
         if quadratic is None and solver == "closed_form":
-            raise ValueError("solver='closed_form' needs a quadratic potential on every agent (a Gaussian-linear "
-                             "model with real, unconstrained parameters); this model is not: use solver='newton'")
+            raise ValueError(
+                "solver='closed_form' needs a quadratic potential on every agent (a Gaussian-linear "
+                "model with real, unconstrained parameters); this model is not: use solver='newton'"
+            )
         solver = "closed_form" if quadratic is not None else "newton"
         if quadratic is not None:
             data = quadratic
-    block = kernel.make_agent_block(topology, layout, rho=rho, noise=noise, data=data, slots=problem.slots,
-                                    data_in_slots=True)
+    block = kernel.make_agent_block(
+        topology, layout, rho=rho, noise=noise, data=data, slots=problem.slots, data_in_slots=True
+    )
     newton_steps = options["newton_steps"]
 
     def make_sampler(local_block):
         exchange = kernel.make_exchange(topology, layout, distributed.AGENT_AXIS)
-        return kernel.admm(local_block, exchange, rho=rho, solver=solver, local_potential=potential,
-                           newton_steps=newton_steps, tolerance=tolerance, shared_noise=shared)
+        return kernel.admm(
+            local_block,
+            exchange,
+            rho=rho,
+            solver=solver,
+            local_potential=potential,
+            newton_steps=newton_steps,
+            tolerance=tolerance,
+            shared_noise=shared,
+        )
 
-    run = agents.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
-                                 dim=problem.dim, warmup=warmup, draws=draws, record_agents=options["record_agents"])
-    stats = {"consensus_residual": run.consensus_residual, "dual_sum": run.dual_sum,
-             "prox_residual": run.prox_residual, "diverging": run.diverging}
+    run = agents.run_agents(
+        make_sampler,
+        block,
+        layout,
+        problem.mesh,
+        key=key,
+        num_replicas=chains,
+        dim=problem.dim,
+        warmup=warmup,
+        draws=draws,
+        record_agents=options["record_agents"],
+    )
+    stats = {
+        "consensus_residual": run.consensus_residual,
+        "dual_sum": run.dual_sum,
+        "prox_residual": run.prox_residual,
+        "diverging": run.diverging,
+    }
     if run.agent_positions is not None:
         stats["agent_z"] = preconditioner.to_position(run.agent_positions).astype(run.agent_positions.dtype)
 
@@ -277,20 +392,29 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
     ratio = kernel.variance_ratio(topology, rho, sigma, agent_precisions, scale, shared_noise=shared)
     dtype = jnp.zeros(()).dtype
     summary = preconditioner.summary
-    extra = _extra(problem, run, start, solver=solver, rho=rho, noise_scale=float(sigma[0]),
-                   rho_rule=rho_rule, rho_grid=rho_record.get("grid"),
-                   rho_grid_variance_ratio=rho_record.get("variance_ratio_min"),
-                   rho_grid_autocorrelation_time=rho_record.get("autocorrelation_time"),
-                   prox_tolerance=float(tolerance if tolerance is not None else kernel.default_tolerance(dtype)),
-                   precondition=summary["kind"],
-                   precondition_condition_number=summary.get("condition_number"),
-                   laplace_sd=summary.get("laplace_sd"),
-                   laplace_newton_decrement=float(laplace.newton_decrement), laplace_s=laplace_s,
-                   variance_ratio=ratio,
-                   variance_ratio_min=None if ratio is None else float(np.min(ratio)),
-                   variance_ratio_max=None if ratio is None else float(np.max(ratio)),
-                   max_prox_residual=float(np.max(run.prox_residual)),
-                   divergences=int(np.sum(run.diverging)))
+    extra = _extra(
+        problem,
+        run,
+        start,
+        solver=solver,
+        rho=rho,
+        noise_scale=float(sigma[0]),
+        rho_rule=rho_rule,
+        rho_grid=rho_record.get("grid"),
+        rho_grid_variance_ratio=rho_record.get("variance_ratio_min"),
+        rho_grid_autocorrelation_time=rho_record.get("autocorrelation_time"),
+        prox_tolerance=float(tolerance if tolerance is not None else kernel.default_tolerance(dtype)),
+        precondition=summary["kind"],
+        precondition_condition_number=summary.get("condition_number"),
+        laplace_sd=summary.get("laplace_sd"),
+        laplace_newton_decrement=float(laplace.newton_decrement),
+        laplace_s=laplace_s,
+        variance_ratio=ratio,
+        variance_ratio_min=None if ratio is None else float(np.min(ratio)),
+        variance_ratio_max=None if ratio is None else float(np.max(ratio)),
+        max_prox_residual=float(np.max(run.prox_residual)),
+        divergences=int(np.sum(run.diverging)),
+    )
     return _result(preconditioner.to_position(run.network_average).astype(run.network_average.dtype), stats, extra)
 
 
@@ -298,8 +422,9 @@ def _laplace(problem: AgentProblem, raw_data):
     """The Laplace warm-up over the agents (`samplax.kernels.admm.laplace_warmup`): (LaplaceInfo on the host, the
     active agents' Hessians at the mode in agent order)."""
     topology, layout = problem.topology, problem.layout
-    block = kernel.make_agent_block(topology, layout, rho=1.0, noise=0.0, data=raw_data, slots=problem.slots,
-                                    data_in_slots=True)
+    block = kernel.make_agent_block(
+        topology, layout, rho=1.0, noise=0.0, data=raw_data, slots=problem.slots, data_in_slots=True
+    )
     potential, dim = problem.local_potential, problem.dim
 
     def warm(local_block):
@@ -310,7 +435,7 @@ def _laplace(problem: AgentProblem, raw_data):
     laplace, hessians = agents.run_on_agents(warm, block, layout, problem.mesh)
     order = layout.slot_agent
     hessians = np.asarray(hessians, np.float64)[np.argsort(np.where(order >= 0, order, order.size + 1))]
-    return laplace, hessians[:layout.num_agents]
+    return laplace, hessians[: layout.num_agents]
 
 
 def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
@@ -318,8 +443,16 @@ def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
     problem = agent_problem(target, options)
     weights = kernel.metropolis_weights(problem.topology)
     data = problem.slot_data()
-    block = kernel.make_agent_block(problem.topology, problem.layout, rho=1.0, noise=0.0, data=data,
-                                    neighbour_weights=weights, slots=problem.slots, data_in_slots=True)
+    block = kernel.make_agent_block(
+        problem.topology,
+        problem.layout,
+        rho=1.0,
+        noise=0.0,
+        data=data,
+        neighbour_weights=weights,
+        slots=problem.slots,
+        data_in_slots=True,
+    )
     topology, layout = problem.topology, problem.layout
     likelihood_potential, prior_potential = problem.likelihood_potential, problem.prior_potential
     step_size, batch_size = float(options["step_size"]), options["batch_size"]
@@ -328,11 +461,28 @@ def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
 
     def make_sampler(local_block):
         exchange = kernel.make_exchange(topology, layout, distributed.AGENT_AXIS, kind=kind)
-        return kernel.dsgld(local_block, exchange, likelihood_potential, prior_potential, step_size=step_size,
-                            batch_size=batch_size, subsample=kernel.subsample_shard if batch_size else None)
+        return kernel.dsgld(
+            local_block,
+            exchange,
+            likelihood_potential,
+            prior_potential,
+            step_size=step_size,
+            batch_size=batch_size,
+            subsample=kernel.subsample_shard if batch_size else None,
+        )
 
-    run = agents.run_agents(make_sampler, block, layout, problem.mesh, key=key, num_replicas=chains,
-                                 dim=problem.dim, warmup=warmup, draws=draws, record_agents=options["record_agents"])
+    run = agents.run_agents(
+        make_sampler,
+        block,
+        layout,
+        problem.mesh,
+        key=key,
+        num_replicas=chains,
+        dim=problem.dim,
+        warmup=warmup,
+        draws=draws,
+        record_agents=options["record_agents"],
+    )
     stats = {"consensus_residual": run.consensus_residual, "diverging": ~np.isfinite(run.network_average).all(-1)}
     if run.agent_positions is not None:
         stats["agent_z"] = run.agent_positions
@@ -348,11 +498,17 @@ def _result(z, stats: dict, extra: dict) -> DirectResult:
 
 
 def _extra(problem: AgentProblem, run, start: float, **settings) -> dict:
-    extra = {"num_agents": problem.num_agents, "graph": problem.topology.kind,
-             "degrees": problem.topology.degrees.astype(int), "devices": int(problem.mesh.devices.size),
-             "processes": jax.process_count(), "agents_per_device": problem.layout.agents_per_shard,
-             "shard_sizes": np.asarray(problem.shards.sizes), "training_s": time.perf_counter() - start,
-             **run.timing}
+    extra = {
+        "num_agents": problem.num_agents,
+        "graph": problem.topology.kind,
+        "degrees": problem.topology.degrees.astype(int),
+        "devices": int(problem.mesh.devices.size),
+        "processes": jax.process_count(),
+        "agents_per_device": problem.layout.agents_per_shard,
+        "shard_sizes": np.asarray(problem.shards.sizes),
+        "training_s": time.perf_counter() - start,
+        **run.timing,
+    }
     extra.update(settings)
     return extra
 

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,9 +57,23 @@ from samplax.kernels.bregman.legendre import LEGENDRE_NAMES, LegendreSpec
 from samplax.kernels.bregman.prox import bregman_moreau_envelope
 from samplax.kernels.bregman.total_variation import total_variation
 
-__all__ = ["BPLMC_SCHEMA", "MYULA_SCHEMA", "BPLMCParams", "ProximalFitState", "ProximalInfo", "ProximalSetup",
-           "bplmc_setup", "default_legendre", "legendre_blocks", "myula_setup", "myula_l1_terms", "myula_tv_terms",
-           "resolve_adjusted", "step_size_from_curvature", "warmup_chain"]
+__all__ = [
+    "BPLMC_SCHEMA",
+    "MYULA_SCHEMA",
+    "BPLMCParams",
+    "ProximalFitState",
+    "ProximalInfo",
+    "ProximalSetup",
+    "bplmc_setup",
+    "default_legendre",
+    "legendre_blocks",
+    "myula_setup",
+    "myula_l1_terms",
+    "myula_tv_terms",
+    "resolve_adjusted",
+    "step_size_from_curvature",
+    "warmup_chain",
+]
 
 
 class BPLMCParams(NamedTuple):
@@ -126,18 +141,21 @@ class _SiteMapOption(Option):
         if value is None:
             return None
         if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-            raise ValueError(f"method '{method}': option '{self.name}' must be a dict {{site name: {self.describe}}}, "
-                             f"got {value!r}; {self.help}")
+            raise ValueError(
+                f"method '{method}': option '{self.name}' must be a dict {{site name: {self.describe}}}, "
+                f"got {value!r}; {self.help}"
+            )
         for site, entry in value.items():
             if not self.valid(entry):
-                raise ValueError(f"method '{method}': option '{self.name}' gives site '{site}' the value {entry!r}; "
-                                 f"expected {self.describe}")
+                raise ValueError(
+                    f"method '{method}': option '{self.name}' gives site '{site}' the value {entry!r}; "
+                    f"expected {self.describe}"
+                )
         return dict(value)
 
 
 def _positive_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and value > 0)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +167,10 @@ class _BetaOption(Option):
             return float(value)
         if isinstance(value, dict) and all(isinstance(k, str) and _positive_number(v) for k, v in value.items()):
             return {k: float(v) for k, v in value.items()}
-        raise ValueError(f"method '{method}': option 'beta' must be a number > 0 or a dict {{site name: number > 0}}, "
-                         f"got {value!r}; {self.help}")
+        raise ValueError(
+            f"method '{method}': option 'beta' must be a number > 0 or a dict {{site name: number > 0}}, "
+            f"got {value!r}; {self.help}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,55 +181,124 @@ class _TotalVariationOption(Option):
         if value is None:
             return None
         keys = {"site", "weight", "factor"}
-        if (not isinstance(value, dict) or set(value) != keys or not isinstance(value["site"], str)
-                or not isinstance(value["factor"], str) or not _positive_number(value["weight"])):
-            raise ValueError(f"method '{method}': option 'total_variation' must be a dict {{'site': image site name, "
-                             f"'weight': number > 0, 'factor': name of the numpyro.factor site holding "
-                             f"-weight * total_variation(image)}}, got {value!r}; {self.help}")
+        if (
+            not isinstance(value, dict)
+            or set(value) != keys
+            or not isinstance(value["site"], str)
+            or not isinstance(value["factor"], str)
+            or not _positive_number(value["weight"])
+        ):
+            raise ValueError(
+                f"method '{method}': option 'total_variation' must be a dict {{'site': image site name, "
+                f"'weight': number > 0, 'factor': name of the numpyro.factor site holding "
+                f"-weight * total_variation(image)}}, got {value!r}; {self.help}"
+            )
         return {"site": value["site"], "weight": float(value["weight"]), "factor": value["factor"]}
 
 
-_STEP_SIZE = Option("step_size", float, None, "gamma > 0; None: from the smooth part's curvature during warm-up "
-                    "(and dual averaging when adjusted)", minimum=1e-12, allow_none=True)
-_SMOOTHING = Option("smoothing", float, 0.1, "lambda of the envelope of the nonsmooth terms: smaller is closer to the "
-                    "posterior but stiffer (smaller steps)", minimum=1e-8)
-_NONSMOOTH = _SiteMapOption("nonsmooth", dict, None, "site -> False keeps that site's Laplace prior inside the smooth "
-                            "part (no envelope)", valid=lambda v: isinstance(v, bool), describe="True or False")
-_TARGET_ACCEPT = Option("target_accept", float, 0.574, "acceptance targeted by the dual averaging (adjusted, auto "
-                        "step)", minimum=0.05, maximum=0.99)
+_STEP_SIZE = Option(
+    "step_size",
+    float,
+    None,
+    "gamma > 0; None: from the smooth part's curvature during warm-up (and dual averaging when adjusted)",
+    minimum=1e-12,
+    allow_none=True,
+)
+_SMOOTHING = Option(
+    "smoothing",
+    float,
+    0.1,
+    "lambda of the envelope of the nonsmooth terms: smaller is closer to the posterior but stiffer (smaller steps)",
+    minimum=1e-8,
+)
+_NONSMOOTH = _SiteMapOption(
+    "nonsmooth",
+    dict,
+    None,
+    "site -> False keeps that site's Laplace prior inside the smooth part (no envelope)",
+    valid=lambda v: isinstance(v, bool),
+    describe="True or False",
+)
+_TARGET_ACCEPT = Option(
+    "target_accept",
+    float,
+    0.574,
+    "acceptance targeted by the dual averaging (adjusted, auto step)",
+    minimum=0.05,
+    maximum=0.99,
+)
 
 BPLMC_SCHEMA = MethodSchema(
-    "bplmc", "mcmc", "Bregman proximal Langevin Monte Carlo (Lau and Liu 2022): mirror-Langevin steps inside each "
-    "site's support, Bregman-Moreau envelope for Laplace priors; Metropolis-adjusted on constrained sites", (
+    "bplmc",
+    "mcmc",
+    "Bregman proximal Langevin Monte Carlo (Lau and Liu 2022): mirror-Langevin steps inside each "
+    "site's support, Bregman-Moreau envelope for Laplace priors; Metropolis-adjusted on constrained sites",
+    (
         _STEP_SIZE,
         _SMOOTHING,
         Option("side", str, "left", "which Bregman-Moreau envelope", choices=("left", "right")),
-        _BetaOption("beta", object, None, "scale of the hyperbolic-entropy map on L1 sites (None: 1.0), a number "
-                    "or {site: number}"),
-        Option("adjusted", bool, None, "Metropolis correction on the smoothed target; None: on when any site is "
-               "constrained", allow_none=True),
+        _BetaOption(
+            "beta",
+            object,
+            None,
+            "scale of the hyperbolic-entropy map on L1 sites (None: 1.0), a number or {site: number}",
+        ),
+        Option(
+            "adjusted",
+            bool,
+            None,
+            "Metropolis correction on the smoothed target; None: on when any site is constrained",
+            allow_none=True,
+        ),
         _TARGET_ACCEPT,
-        _SiteMapOption("legendre", dict, None, "site -> Legendre function name, overriding the default map",
-                       valid=lambda v: v in LEGENDRE_NAMES, describe=f"one of {list(LEGENDRE_NAMES)}"),
+        _SiteMapOption(
+            "legendre",
+            dict,
+            None,
+            "site -> Legendre function name, overriding the default map",
+            valid=lambda v: v in LEGENDRE_NAMES,
+            describe=f"one of {list(LEGENDRE_NAMES)}",
+        ),
         _NONSMOOTH,
-    ))
+    ),
+)
 
 MYULA_SCHEMA = MethodSchema(
-    "myula", "mcmc", "MYULA (Durmus, Moulines and Pereyra 2018): Langevin on unconstrained coordinates with the "
+    "myula",
+    "mcmc",
+    "MYULA (Durmus, Moulines and Pereyra 2018): Langevin on unconstrained coordinates with the "
     "Moreau envelope of the Laplace priors on real sites and of declared total-variation terms; diagonal "
-    "preconditioner; optionally Metropolis-adjusted on the exact posterior", (
+    "preconditioner; optionally Metropolis-adjusted on the exact posterior",
+    (
         _STEP_SIZE,
         _SMOOTHING,
         _NONSMOOTH,
-        Option("adjusted", bool, False, "Metropolis test on the exact posterior (the envelope only steers the "
-               "proposal: no smoothing or step-size bias)"),
+        Option(
+            "adjusted",
+            bool,
+            False,
+            "Metropolis test on the exact posterior (the envelope only steers the "
+            "proposal: no smoothing or step-size bias)",
+        ),
         _TARGET_ACCEPT,
-        Option("precondition", bool, None, "adapt a diagonal inverse mass (the draws' variances) during warm-up, "
-               "the envelope taken in its metric; None: on when adjusted", allow_none=True),
-        _TotalVariationOption("total_variation", dict, None, "declare a total-variation prior: {'site': 'x', "
-                              "'weight': w, 'factor': 'tv'} for a model with numpyro.factor('tv', -w * "
-                              "total_variation(x)) (samplax.kernels.bregman.total_variation)"),
-    ))
+        Option(
+            "precondition",
+            bool,
+            None,
+            "adapt a diagonal inverse mass (the draws' variances) during warm-up, "
+            "the envelope taken in its metric; None: on when adjusted",
+            allow_none=True,
+        ),
+        _TotalVariationOption(
+            "total_variation",
+            dict,
+            None,
+            "declare a total-variation prior: {'site': 'x', "
+            "'weight': w, 'factor': 'tv'} for a model with numpyro.factor('tv', -w * "
+            "total_variation(x)) (samplax.kernels.bregman.total_variation)",
+        ),
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -238,8 +327,9 @@ def default_legendre(name: str, support, has_l1: bool, barrier: bool = False) ->
     )
 
 
-def legendre_blocks(target, composite, legendre: dict | None = None, beta=None,
-                    barrier: bool = False) -> tuple[LegendreSpec, ...]:
+def legendre_blocks(
+    target, composite, legendre: dict | None = None, beta=None, barrier: bool = False
+) -> tuple[LegendreSpec, ...]:
     """One ``LegendreSpec`` per latent site of ``composite`` (``target.composite()``): the override in ``legendre``
     ({site: name}) or ``default_legendre``; hyperbolic-entropy blocks are centred at the L1 centre with scale ``beta``
     (a number or {site: number}; default 1), Fermi-Dirac blocks span the site's interval."""
@@ -248,8 +338,10 @@ def legendre_blocks(target, composite, legendre: dict | None = None, beta=None,
         if value not in LEGENDRE_NAMES:
             raise ValueError(f"site '{name}': unknown Legendre function {value!r}; use one of {list(LEGENDRE_NAMES)}")
         if name not in target.site_names:
-            raise ValueError(f"option 'legendre' names site '{name}', not a continuous latent site of the model; "
-                             f"sites are {list(target.site_names)}")
+            raise ValueError(
+                f"option 'legendre' names site '{name}', not a continuous latent site of the model; "
+                f"sites are {list(target.site_names)}"
+            )
     weight = _concrete_numpy(composite.l1_weight)
     center = _concrete_numpy(composite.l1_center)
     specs = []
@@ -308,8 +400,10 @@ class _Metric(NamedTuple):
 def bplmc_setup(target, options) -> ProximalSetup:
     """bplmc on ``target.composite``: constrained coordinates, per-site Legendre maps, Bregman-Moreau envelope."""
     if options.get("total_variation") is not None:
-        raise ValueError("method 'bplmc' has no total-variation prox (TV is Euclidean); use method='myula' with "
-                         "total_variation={...}")
+        raise ValueError(
+            "method 'bplmc' has no total-variation prox (TV is Euclidean); use method='myula' with "
+            "total_variation={...}"
+        )
     adjusted = resolve_adjusted(target, options)
     with jax.ensure_compile_time_eval():  # the L1 weights must stay concrete inside fit's jit
         composite = target.composite(nonsmooth=options.get("nonsmooth"))
@@ -318,10 +412,12 @@ def bplmc_setup(target, options) -> ProximalSetup:
     smoothing = options["smoothing"] if _has_l1(composite.l1_weight) else None
     envelope_fn = None
     if smoothing is not None:
-        envelope_fn = bregman_moreau_envelope(legendre, composite.l1_weight, composite.l1_center, smoothing,
-                                              options.get("side", "left"))
-    potential_fn = bplmc.smoothed_potential(composite.smooth_potential, envelope_fn,
-                                            bplmc.l1_term(composite.l1_weight, composite.l1_center))
+        envelope_fn = bregman_moreau_envelope(
+            legendre, composite.l1_weight, composite.l1_center, smoothing, options.get("side", "left")
+        )
+    potential_fn = bplmc.smoothed_potential(
+        composite.smooth_potential, envelope_fn, bplmc.l1_term(composite.l1_weight, composite.l1_center)
+    )
     transition = bplmc.build_kernel(legendre, adjusted)
 
     def kernel(key, state, step_size, inverse_mass=None):
@@ -360,11 +456,13 @@ def _myula_l1_numpy(target, nonsmooth=None):
         if not np.any(block_weight > 0):
             continue
         if not _is_real(site.support) or site.stop - site.start != block.stop - block.start:
-            raise ValueError(f"site '{site.name}': an L1 term on a site whose support is {site.support} is not "
-                             "identity-transformed in unconstrained space; use method='bplmc' or pass "
-                             f"nonsmooth={{'{site.name}': False}}")
-        weight[site.start:site.stop] = block_weight
-        center[site.start:site.stop] = center_c[block]
+            raise ValueError(
+                f"site '{site.name}': an L1 term on a site whose support is {site.support} is not "
+                "identity-transformed in unconstrained space; use method='bplmc' or pass "
+                f"nonsmooth={{'{site.name}': False}}"
+            )
+        weight[site.start : site.stop] = block_weight
+        center[site.start : site.stop] = center_c[block]
     return weight, center
 
 
@@ -384,11 +482,15 @@ def myula_tv_terms(target, spec) -> tuple:
     sites = {site.name: site for site in target.sites}
     site = sites.get(spec["site"])
     if site is None:
-        raise ValueError(f"option 'total_variation' names site '{spec['site']}', not a continuous latent site of the "
-                         f"model; sites are {list(target.site_names)}")
+        raise ValueError(
+            f"option 'total_variation' names site '{spec['site']}', not a continuous latent site of the "
+            f"model; sites are {list(target.site_names)}"
+        )
     if not _is_real(site.support) or len(site.shape) != 2 or min(site.shape) < 2:
-        raise ValueError(f"site '{site.name}': a total-variation term needs a real image site of shape (H, W) with "
-                         f"H, W >= 2, got support {site.support} and shape {site.shape}")
+        raise ValueError(
+            f"site '{site.name}': a total-variation term needs a real image site of shape (H, W) with "
+            f"H, W >= 2, got support {site.support} and shape {site.shape}"
+        )
     term = myula.TVTerm(site.start, site.stop, tuple(site.shape), spec["weight"])
     with jax.ensure_compile_time_eval():
         rng = np.random.default_rng(0)
@@ -396,19 +498,23 @@ def myula_tv_terms(target, spec) -> tuple:
             z = jnp.asarray(rng.normal(scale=scale, size=target.dim), dtype=target.dtype)
             log_probs = target.site_log_probs(z)
             if spec["factor"] not in log_probs:
-                raise ValueError(f"option 'total_variation': the model has no site '{spec['factor']}'; write the prior "
-                                 f"as numpyro.factor('{spec['factor']}', -{spec['weight']} * total_variation(x)) and "
-                                 "name that factor")
+                raise ValueError(
+                    f"option 'total_variation': the model has no site '{spec['factor']}'; write the prior "
+                    f"as numpyro.factor('{spec['factor']}', -{spec['weight']} * total_variation(x)) and "
+                    "name that factor"
+                )
             try:
                 declared = float(log_probs[spec["factor"]])
             except CONCRETIZATION_ERRORS:  # the factor reads data passed as traced arguments: not checkable here
                 return (term,)
-            expected = -spec["weight"] * float(total_variation(z[site.start:site.stop].reshape(site.shape)))
+            expected = -spec["weight"] * float(total_variation(z[site.start : site.stop].reshape(site.shape)))
             if not np.isclose(declared, expected, rtol=TV_CHECK_RTOL, atol=1e-3):
-                raise ValueError(f"option 'total_variation': factor '{spec['factor']}' is {declared:.6g} where "
-                                 f"-{spec['weight']} * total_variation({site.name}) is {expected:.6g}; the factor must "
-                                 "be exactly -weight * samplax.kernels.bregman.total_variation.total_variation(image) "
-                                 "(isotropic, forward differences)")
+                raise ValueError(
+                    f"option 'total_variation': factor '{spec['factor']}' is {declared:.6g} where "
+                    f"-{spec['weight']} * total_variation({site.name}) is {expected:.6g}; the factor must "
+                    "be exactly -weight * samplax.kernels.bregman.total_variation.total_variation(image) "
+                    "(isotropic, forward differences)"
+                )
     return (term,)
 
 
@@ -419,10 +525,12 @@ def myula_setup(target, options) -> ProximalSetup:
     weight, center = myula_l1_terms(target, options.get("nonsmooth"))
     tv_terms = myula_tv_terms(target, options.get("total_variation"))
     for term in tv_terms:
-        if np.any(weight_np[term.start:term.stop] > 0):
+        if np.any(weight_np[term.start : term.stop] > 0):
             name = options["total_variation"]["site"]
-            raise ValueError(f"site '{name}' carries both a Laplace prior and the total-variation term, whose sum has "
-                             f"no prox here; pass nonsmooth={{'{name}': False}} to keep the Laplace prior smooth")
+            raise ValueError(
+                f"site '{name}' carries both a Laplace prior and the total-variation term, whose sum has "
+                f"no prox here; pass nonsmooth={{'{name}': False}} to keep the Laplace prior smooth"
+            )
     has_l1 = bool(np.any(weight_np > 0))  # from NumPy: inside fit's jit the jnp weights are staged (unknown)
     smoothing = options["smoothing"] if has_l1 or tv_terms else None
     adjusted = bool(options.get("adjusted", False))
@@ -430,11 +538,12 @@ def myula_setup(target, options) -> ProximalSetup:
     def smooth_potential(z):
         value = -target.logdensity(z) - jnp.sum(weight * jnp.abs(z - center))
         for term in tv_terms:
-            value = value - term.weight * total_variation(z[term.start:term.stop].reshape(term.shape))
+            value = value - term.weight * total_variation(z[term.start : term.stop].reshape(term.shape))
         return value
 
-    potential_fn = myula.moreau_potential(smooth_potential, weight if has_l1 else None, center,
-                                          options["smoothing"], tv_terms)
+    potential_fn = myula.moreau_potential(
+        smooth_potential, weight if has_l1 else None, center, options["smoothing"], tv_terms
+    )
     transition = myula.build_kernel(adjusted)
 
     def kernel(key, state, step_size, inverse_mass=None):
@@ -448,8 +557,16 @@ def myula_setup(target, options) -> ProximalSetup:
         return bplmc.relative_curvature(smooth_potential, metric, z)
 
     identity = lambda z: z  # noqa: E731
-    return ProximalSetup(kernel, init, identity, identity, curvature, smoothing, adjusted,
-                         adjusted if options.get("precondition") is None else bool(options["precondition"]))
+    return ProximalSetup(
+        kernel,
+        init,
+        identity,
+        identity,
+        curvature,
+        smoothing,
+        adjusted,
+        adjusted if options.get("precondition") is None else bool(options["precondition"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -459,9 +576,17 @@ def warmup_chain(setup: ProximalSetup, num_steps: int, step_size=None, target_ac
 
     `samplax.kernels.bregman.adaptation.build_warmup` with this setup's kernel (fit vmaps it).
     """
-    return build_warmup(setup.kernel, setup.init, setup.curvature, setup.smoothing, adjusted=setup.adjusted,
-                        num_steps=num_steps, step_size=step_size, target_accept=target_accept,
-                        adapt_mass=setup.precondition)
+    return build_warmup(
+        setup.kernel,
+        setup.init,
+        setup.curvature,
+        setup.smoothing,
+        adjusted=setup.adjusted,
+        num_steps=num_steps,
+        step_size=step_size,
+        target_accept=target_accept,
+        adapt_mass=setup.precondition,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -473,8 +598,11 @@ def _make_warmup(setup_fn):
 
         def warmup(key, z):
             state, gamma, inverse_mass, acceptance = adapt(key, setup.to_kernel(z))
-            return (ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma, inverse_mass),
-                    acceptance)
+            return (
+                ProximalFitState(state, setup.to_unconstrained(state.position)),
+                BPLMCParams(gamma, inverse_mass),
+                acceptance,
+            )
 
         return warmup
 
@@ -488,8 +616,9 @@ def _make_step(setup_fn):
         def step(key, state, params):
             new, info = setup.kernel(key, state.kernel, params.step_size, params.inverse_mass)
             if setup.adjusted:
-                stats = ProximalInfo(jnp.zeros_like(info.diverging), info.diverging, info.envelope_grad_norm,
-                                     info.acceptance_rate)
+                stats = ProximalInfo(
+                    jnp.zeros_like(info.diverging), info.diverging, info.envelope_grad_norm, info.acceptance_rate
+                )
             else:
                 stats = ProximalInfo(info.diverging, info.diverging, info.envelope_grad_norm, None)
             return ProximalFitState(new, setup.to_unconstrained(new.position)), stats
@@ -512,8 +641,9 @@ def _make_start(setup_fn):
             if options["step_size"] is not None:
                 gamma = jnp.asarray(options["step_size"], z.dtype)
             else:
-                gamma = step_size_from_curvature(setup.curvature(state.position, inverse_mass),
-                                                 setup.smoothing).astype(z.dtype)
+                gamma = step_size_from_curvature(setup.curvature(state.position, inverse_mass), setup.smoothing).astype(
+                    z.dtype
+                )
             return ProximalFitState(state, setup.to_unconstrained(state.position)), BPLMCParams(gamma, inverse_mass)
 
         return start
@@ -522,16 +652,18 @@ def _make_start(setup_fn):
 
 
 def _record(state: ProximalFitState, info: ProximalInfo) -> dict:
-    record = {"z": state.z, "diverging": info.diverging, "out_of_domain": info.out_of_domain,
-              "envelope_grad_norm": info.envelope_grad_norm}
+    record = {
+        "z": state.z,
+        "diverging": info.diverging,
+        "out_of_domain": info.out_of_domain,
+        "envelope_grad_norm": info.envelope_grad_norm,
+    }
     if info.acceptance_rate is not None:
         record["acceptance_rate"] = info.acceptance_rate
     return record
 
 
-BPLMC = MCMCMethod(BPLMC_SCHEMA, _make_warmup(bplmc_setup), _make_step(bplmc_setup), _record,
-                   _make_start(bplmc_setup))
-MYULA = MCMCMethod(MYULA_SCHEMA, _make_warmup(myula_setup), _make_step(myula_setup), _record,
-                   _make_start(myula_setup))
+BPLMC = MCMCMethod(BPLMC_SCHEMA, _make_warmup(bplmc_setup), _make_step(bplmc_setup), _record, _make_start(bplmc_setup))
+MYULA = MCMCMethod(MYULA_SCHEMA, _make_warmup(myula_setup), _make_step(myula_setup), _record, _make_start(myula_setup))
 
 METHODS = (BPLMC, MYULA)

@@ -40,9 +40,19 @@ import numpy as np
 import numpyro.distributions as dist
 
 from samplax.infer.methods import MCMCMethod
-from samplax.infer.proposal_library import (DEFAULT_TRAINING, LIBRARY_DIR, TRAIN_COMMAND, Proposal,
-                                            library_dir, library_entries, library_key, resolve_proposals,
-                                            train_library, train_main, train_motif_proposal)
+from samplax.infer.proposal_library import (
+    DEFAULT_TRAINING,
+    LIBRARY_DIR,
+    TRAIN_COMMAND,
+    Proposal,
+    library_dir,
+    library_entries,
+    library_key,
+    resolve_proposals,
+    train_library,
+    train_main,
+    train_motif_proposal,
+)
 from samplax.infer.run import ChainRunner, chunk_size_for, data_fingerprint
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import gibbs as gb
@@ -50,9 +60,26 @@ from samplax.kernels import meta_proposal as mp
 from samplax.models import motifs as motif_lib
 from samplax.models.bridge import UnsupportedModelError
 
-__all__ = ["sample_model", "GibbsRun", "GibbsTarget", "build_problem", "prepare", "sweep_spec", "sweep_arrays",
-           "resolve_proposals", "train_motif_proposal", "library_dir", "library_key", "library_entries",
-           "train_library", "main", "METHODS", "TRAIN_COMMAND", "LIBRARY_DIR", "DEFAULT_TRAINING"]
+__all__ = [
+    "sample_model",
+    "GibbsRun",
+    "GibbsTarget",
+    "build_problem",
+    "prepare",
+    "sweep_spec",
+    "sweep_arrays",
+    "resolve_proposals",
+    "train_motif_proposal",
+    "library_dir",
+    "library_key",
+    "library_entries",
+    "train_library",
+    "main",
+    "METHODS",
+    "TRAIN_COMMAND",
+    "LIBRARY_DIR",
+    "DEFAULT_TRAINING",
+]
 
 NUM_SCHEDULES = 9
 
@@ -145,17 +172,25 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
     discrete_found = [name for name, motif in found.items() if motif.kind == "discrete"]
     pair_found = [name for name, motif in found.items() if motif.kind == "continuous"]
     if method == "meta_gibbs" and not found:
-        raise UnsupportedModelError("meta_gibbs", "no_known_motif", (
-            "it proposes blocks from learned proposals of known motifs, and this model has no known motif (known: the "
-            "3 x 3 binary grid block 'grid_block_3x3' and the open-universe mixture's 'two_means'); use "
-            "method='gibbs' or 'block_gibbs'"))
+        raise UnsupportedModelError(
+            "meta_gibbs",
+            "no_known_motif",
+            (
+                "it proposes blocks from learned proposals of known motifs, and this model has no known motif (known: the "
+                "3 x 3 binary grid block 'grid_block_3x3' and the open-universe mixture's 'two_means'); use "
+                "method='gibbs' or 'block_gibbs'"
+            ),
+        )
     proposals, training = {}, {}
     if method == "meta_gibbs":
         training_steps = options.get("training_steps")
         proposals, training = resolve_proposals(
-            {name: found[name] for name in discrete_found[:1] + pair_found[:1]}, options.get("proposals"),
-            key=key, training_steps=int(training_steps if training_steps is not None else warmup),
-            training_batch=options.get("training_batch", 256))
+            {name: found[name] for name in discrete_found[:1] + pair_found[:1]},
+            options.get("proposals"),
+            key=key,
+            training_steps=int(training_steps if training_steps is not None else warmup),
+            training_batch=options.get("training_batch", 256),
+        )
 
     # blocks on the tables
     blocks, block_theta, block_context, labels = [], [], [], []
@@ -183,8 +218,8 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
         variables = np.full((len(blocks) + 1, width_b), v_count, dtype=np.int32)
         factors = np.full((len(blocks) + 1, width_f), f_count, dtype=np.int32)
         for i, (b, fs) in enumerate(zip(blocks, factor_lists)):
-            variables[i, :len(b)] = b
-            factors[i, :len(fs)] = fs
+            variables[i, : len(b)] = b
+            factors[i, : len(fs)] = fs
         if block_theta:
             theta = np.concatenate([np.stack(block_theta), np.zeros((1, len(block_theta[0])))]).astype(np.float32)
             context = np.full((len(blocks) + 1, len(block_context[0])), v_count, dtype=np.int32)
@@ -192,8 +227,9 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
         else:
             theta = np.zeros((len(blocks) + 1, 1), np.float32)
             context = np.full((len(blocks) + 1, 1), v_count, dtype=np.int32)
-        instances = gb.BlockInstances(jnp.asarray(variables), jnp.asarray(factors), jnp.asarray(theta),
-                                      jnp.asarray(context))
+        instances = gb.BlockInstances(
+            jnp.asarray(variables), jnp.asarray(factors), jnp.asarray(theta), jnp.asarray(context)
+        )
         if method == "meta_gibbs":
             block_update = "mh"
             proposal = proposals[discrete_found[0]]
@@ -215,11 +251,14 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
         classes = gb.colour_classes(block_members, block_blankets, parallel=parallel)
         schedules_blocks.append([[packing[i] for i in c] for c in classes])
         singles = [v for v in local if v not in covered]
-        single_classes = gb.colour_classes([[v] for v in singles], [view.blanket([v]) for v in singles],
-                                           parallel=parallel)
+        single_classes = gb.colour_classes(
+            [[v] for v in singles], [view.blanket([v]) for v in singles], parallel=parallel
+        )
         schedules_singles.append([[singles[i] for i in c] for c in single_classes])
-    plan = gb.SweepPlan(jnp.asarray(gb.pad_classes(schedules_blocks, len(blocks))),
-                        jnp.asarray(gb.pad_classes(schedules_singles, v_count)))
+    plan = gb.SweepPlan(
+        jnp.asarray(gb.pad_classes(schedules_blocks, len(blocks))),
+        jnp.asarray(gb.pad_classes(schedules_singles, v_count)),
+    )
 
     # the open-universe pair motif
     pair = None
@@ -232,15 +271,37 @@ def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> P
             transform = transform.base_transform
         if isinstance(transform, dist.transforms.IdentityTransform):  # real means: z holds them as they are
             m = inst.max_components
-            pair = {"instance": inst, "motif": found[name], "proposal": proposals[name], "start": site.start,
-                    "stop": site.stop, "count_variable": view.variable_index[inst.count_site],
-                    "num_pairs": m * (m - 1) // 2}
+            pair = {
+                "instance": inst,
+                "motif": found[name],
+                "proposal": proposals[name],
+                "start": site.start,
+                "stop": site.stop,
+                "count_variable": view.variable_index[inst.count_site],
+                "num_pairs": m * (m - 1) // 2,
+            }
             labels = labels + [f"{name}@({a},{b})" for a in range(m) for b in range(a + 1, m)]
     needs_joint = bool(nonlocal_variables or view.other_discrete or target.dim)
-    return Problem(view, tables, bool(local), plan, instances, block_update, states, proposal, nonlocal_variables,
-                   view.other_discrete, int(target.dim), pair, labels, view.joint_logdensity(), needs_joint,
-                   list(found),
-                   {name: p.source for name, p in proposals.items()}, training)
+    return Problem(
+        view,
+        tables,
+        bool(local),
+        plan,
+        instances,
+        block_update,
+        states,
+        proposal,
+        nonlocal_variables,
+        view.other_discrete,
+        int(target.dim),
+        pair,
+        labels,
+        view.joint_logdensity(),
+        needs_joint,
+        list(found),
+        {name: p.source for name, p in proposals.items()},
+        training,
+    )
 
 
 def sweep_spec(problem: Problem) -> gb.SweepSpec:
@@ -248,24 +309,43 @@ def sweep_spec(problem: Problem) -> gb.SweepSpec:
     pair = None
     if problem.pair is not None:
         inst = problem.pair["instance"]
-        pair = gb.PairSpec(problem.pair["start"], problem.pair["stop"], problem.pair["count_variable"],
-                           problem.pair["num_pairs"], inst.max_components, inst.dim, np.asarray(inst.data),
-                           inst.noise_scale, inst.mean_scale, motif_lib.two_means_features,
-                           problem.pair["proposal"].config)
+        pair = gb.PairSpec(
+            problem.pair["start"],
+            problem.pair["stop"],
+            problem.pair["count_variable"],
+            problem.pair["num_pairs"],
+            inst.max_components,
+            inst.dim,
+            np.asarray(inst.data),
+            inst.noise_scale,
+            inst.mean_scale,
+            motif_lib.two_means_features,
+            problem.pair["proposal"].config,
+        )
     view = problem.view
     return gb.SweepSpec(
-        log_joint=problem.log_joint if problem.needs_joint else None, has_local=problem.has_local,
+        log_joint=problem.log_joint if problem.needs_joint else None,
+        has_local=problem.has_local,
         num_schedules=int(problem.plan.single_classes.shape[0]),
         num_instances=0 if problem.instances is None else int(problem.instances.variables.shape[0]) - 1,
-        block_update=problem.block_update, config=None if problem.proposal is None else problem.proposal.config,
+        block_update=problem.block_update,
+        config=None if problem.proposal is None else problem.proposal.config,
         nonlocal_variables=tuple((v, int(view.num_states[v])) for v in problem.nonlocal_variables),
-        other_sites=tuple(problem.other_sites), dim=problem.dim, pair=pair)
+        other_sites=tuple(problem.other_sites),
+        dim=problem.dim,
+        pair=pair,
+    )
 
 
 def sweep_arrays(problem: Problem) -> gb.SweepArrays:
-    return gb.SweepArrays(problem.tables, problem.plan, problem.instances, problem.states,
-                          None if problem.proposal is None else problem.proposal.params,
-                          None if problem.pair is None else problem.pair["proposal"].params)
+    return gb.SweepArrays(
+        problem.tables,
+        problem.plan,
+        problem.instances,
+        problem.states,
+        None if problem.proposal is None else problem.proposal.params,
+        None if problem.pair is None else problem.pair["proposal"].params,
+    )
 
 
 # =====================================================================================================================
@@ -281,19 +361,24 @@ class GibbsTarget:
     def __init__(self, target, problem: Problem, spec: gb.SweepSpec, arrays: gb.SweepArrays):
         self.target, self.problem, self.spec, self.arrays = target, problem, spec, arrays
         view = problem.view
-        self._latent = [(v, name, view.site_dtypes[name]) for v, name in enumerate(view.variable_names)
-                        if view.latent[v]]
+        self._latent = [
+            (v, name, view.site_dtypes[name]) for v, name in enumerate(view.variable_names) if view.latent[v]
+        ]
 
     def data_arrays(self):
         return self.arrays
 
-    def with_data(self, arrays) -> "GibbsTarget":
+    def with_data(self, arrays) -> GibbsTarget:
         return GibbsTarget(self.target, self.problem, self.spec, arrays)
 
     def static_data_key(self):
         configs = (self.spec.config, None if self.spec.pair is None else self.spec.pair.config)
-        return (data_fingerprint(self.target.data), self.target.static_data_key(), repr(configs),
-                tuple(self.problem.instance_labels))
+        return (
+            data_fingerprint(self.target.data),
+            self.target.static_data_key(),
+            repr(configs),
+            tuple(self.problem.instance_labels),
+        )
 
     def init(self, key, chains: int, strategy=None) -> gb.GibbsState:
         del strategy  # refused before this point: chains start from prior draws
@@ -309,10 +394,13 @@ class GibbsTarget:
     def extra(self, log_scales, stats: dict) -> dict:
         """JSON-able records kept in the fit's attrs (``extra_*``)."""
         problem = self.problem
-        extra = {"block_labels": problem.instance_labels, "motifs": problem.motif_names,
-                 "proposal_sources": json.dumps(problem.proposal_sources),
-                 "chains_in_impossible_state_after_warmup": int(np.sum(~np.isfinite(np.asarray(stats["lp"])[:, 0]))),
-                 "training_s": float(sum(r["seconds"] for r in problem.training.values()))}
+        extra = {
+            "block_labels": problem.instance_labels,
+            "motifs": problem.motif_names,
+            "proposal_sources": json.dumps(problem.proposal_sources),
+            "chains_in_impossible_state_after_warmup": int(np.sum(~np.isfinite(np.asarray(stats["lp"])[:, 0]))),
+            "training_s": float(sum(r["seconds"] for r in problem.training.values())),
+        }
         for name, record in problem.training.items():
             history = record["history"]
             extra[f"training_{name}_step"] = history.step
@@ -329,8 +417,11 @@ def _initial_states(problem: Problem, target, key, chains: int) -> gb.GibbsState
     a variable with a table of its own, else one seeded trace of the model per chain (batched with vmap)."""
     view = problem.view
     own = view.own_factor()
-    tabular_only = (not target.dim and not view.other_discrete and
-                    all(own[v] < len(view.factor_names) for v in range(view.num_variables) if view.latent[v]))
+    tabular_only = (
+        not target.dim
+        and not view.other_discrete
+        and all(own[v] < len(view.factor_names) for v in range(view.num_variables) if view.latent[v])
+    )
     if tabular_only:
         start = jnp.asarray(view.initial_indices())
         order = jnp.asarray(view.topological_latent_order())
@@ -342,11 +433,12 @@ def _initial_states(problem: Problem, target, key, chains: int) -> gb.GibbsState
     idx = np.tile(view.initial_indices(), (chains, 1))
     for v, name in latent_vars:
         drawn = np.asarray(values[name], dtype=float).reshape(chains, 1)
-        idx[:, v] = np.argmin(np.abs(drawn - view.support_values[v][None, :view.num_states[v]]), axis=1)
+        idx[:, v] = np.argmin(np.abs(drawn - view.support_values[v][None, : view.num_states[v]]), axis=1)
     other = {name: jnp.asarray(values[name]) for name, _, _ in view.other_discrete}
     if target.dim:
-        z = jax.vmap(lambda vals: target.ravel_unconstrained(
-            {name: transforms[name].inv(vals[name]) for name in transforms}))({n: values[n] for n in transforms})
+        z = jax.vmap(
+            lambda vals: target.ravel_unconstrained({name: transforms[name].inv(vals[name]) for name in transforms})
+        )({n: values[n] for n in transforms})
     else:
         z = jnp.zeros((chains, 0))
     return jax.vmap(gb.init)(jnp.asarray(idx, dtype=jnp.int32), other, jnp.asarray(z))
@@ -389,8 +481,13 @@ def _step(chain_target: GibbsTarget, options):
 
 def _record(state: gb.GibbsState, draw: GibbsDraw):
     info = draw.info
-    record = {"z": state.z, "discrete": draw.discrete, "lp": info.log_joint, "acceptance_rate": info.acceptance_rate,
-              "diverging": ~jnp.isfinite(info.log_joint)}
+    record = {
+        "z": state.z,
+        "discrete": draw.discrete,
+        "lp": info.log_joint,
+        "acceptance_rate": info.acceptance_rate,
+        "diverging": ~jnp.isfinite(info.log_joint),
+    }
     if info.block_acceptance.shape[-1]:
         record["block_acceptance"] = info.block_acceptance.astype(jnp.float32)
     return record
@@ -414,8 +511,9 @@ class GibbsRun(NamedTuple):
     problem: Problem
 
 
-def sample_model(target, method: str, options: dict, key, chains: int, warmup: int, draws: int, *,
-                 chunks: int = 20) -> GibbsRun:
+def sample_model(
+    target, method: str, options: dict, key, chains: int, warmup: int, draws: int, *, chunks: int = 20
+) -> GibbsRun:
     """Build the sampler for ``method`` on ``target`` and run ``chains`` chains for warm-up and draws on
     `ChainRunner`, without assembling a posterior (benchmarks, tests).
 
@@ -454,8 +552,9 @@ def sample_model(target, method: str, options: dict, key, chains: int, warmup: i
             compile_seconds = 0.0
             states, log_scales = jax.vmap(_start(chain_target, options))(states)
         start = time.perf_counter()
-        runner.executable = runner.function.lower(arrays, states, log_scales, chain_keys,
-                                                  jnp.asarray(0, jnp.int32)).compile()
+        runner.executable = runner.function.lower(
+            arrays, states, log_scales, chain_keys, jnp.asarray(0, jnp.int32)
+        ).compile()
         compile_seconds += time.perf_counter() - start
         for first in range(0, draws, chunk):
             start = time.perf_counter()
@@ -464,16 +563,25 @@ def sample_model(target, method: str, options: dict, key, chains: int, warmup: i
             pieces.append(host)
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     stats = merged["stats"]
-    extra = {"warmup_s": warmup_seconds, "compile_s": compile_seconds, "chunk_seconds": chunk_seconds,
-             **chain_target.extra(log_scales, stats)}
+    extra = {
+        "warmup_s": warmup_seconds,
+        "compile_s": compile_seconds,
+        "chunk_seconds": chunk_seconds,
+        **chain_target.extra(log_scales, stats),
+    }
     return GibbsRun(merged["discrete"], merged["position"]["z"], stats, extra, chain_target.problem)
 
 
 # =====================================================================================================================
 # the methods
 _COMMON = (
-    Option("parallel", bool, True, "update conditionally independent sites and blocks in parallel (colour classes); "
-           "False updates them one at a time"),
+    Option(
+        "parallel",
+        bool,
+        True,
+        "update conditionally independent sites and blocks in parallel (colour classes); "
+        "False updates them one at a time",
+    ),
 )
 
 # the chains start from prior draws (measured: NotImplementedError from ImproperUniform.sample on posteriordb's
@@ -482,31 +590,63 @@ _UNSUPPORTED = ("improper_prior",)
 
 
 def _method(schema: MethodSchema) -> MCMCMethod:
-    return MCMCMethod(schema, _warmup, _step, _record, _start, gradient_based=False, prepare=prepare(schema.name),
-                      uses_init=False)
+    return MCMCMethod(
+        schema, _warmup, _step, _record, _start, gradient_based=False, prepare=prepare(schema.name), uses_init=False
+    )
 
 
 GIBBS = _method(
-    MethodSchema("gibbs", "mcmc", "single-site Gibbs on discrete sites (enumeration through the factor tables), "
-                 "random-walk Metropolis on continuous coordinates; one draw = one sweep", _COMMON,
-                 unsupported=_UNSUPPORTED))
+    MethodSchema(
+        "gibbs",
+        "mcmc",
+        "single-site Gibbs on discrete sites (enumeration through the factor tables), "
+        "random-walk Metropolis on continuous coordinates; one draw = one sweep",
+        _COMMON,
+        unsupported=_UNSUPPORTED,
+    )
+)
 
 BLOCK_GIBBS = _method(
-    MethodSchema("block_gibbs", "mcmc", "exact block Gibbs (enumeration of small discrete blocks: matched motif "
-                 "instances, else greedy blocks), single-site Gibbs elsewhere", _COMMON + (
-                     Option("block_size", int, 4, "variables per greedy block when no motif matches", minimum=2,
-                            maximum=12),
-                 ), unsupported=_UNSUPPORTED))
+    MethodSchema(
+        "block_gibbs",
+        "mcmc",
+        "exact block Gibbs (enumeration of small discrete blocks: matched motif "
+        "instances, else greedy blocks), single-site Gibbs elsewhere",
+        _COMMON
+        + (Option("block_size", int, 4, "variables per greedy block when no motif matches", minimum=2, maximum=12),),
+        unsupported=_UNSUPPORTED,
+    )
+)
 
 META_GIBBS = _method(
-    MethodSchema("meta_gibbs", "mcmc", "meta-learned block proposals (Wang et al. 2018) as independence MH on every "
-                 "motif instance, single-site updates elsewhere", _COMMON + (
-                     Option("proposals", str, None, "a proposal file, a library folder, a shipped proposal name, or "
-                            "'train'; default: the shipped library, else train within warmup", allow_none=True),
-                     Option("training_steps", int, None, "optimiser steps when a proposal must be trained "
-                            "(default: warmup)", minimum=0, allow_none=True),
-                     Option("training_batch", int, 256, "forward samples per training step", minimum=1),
-                 ), unsupported=_UNSUPPORTED))
+    MethodSchema(
+        "meta_gibbs",
+        "mcmc",
+        "meta-learned block proposals (Wang et al. 2018) as independence MH on every "
+        "motif instance, single-site updates elsewhere",
+        _COMMON
+        + (
+            Option(
+                "proposals",
+                str,
+                None,
+                "a proposal file, a library folder, a shipped proposal name, or "
+                "'train'; default: the shipped library, else train within warmup",
+                allow_none=True,
+            ),
+            Option(
+                "training_steps",
+                int,
+                None,
+                "optimiser steps when a proposal must be trained (default: warmup)",
+                minimum=0,
+                allow_none=True,
+            ),
+            Option("training_batch", int, 256, "forward samples per training step", minimum=1),
+        ),
+        unsupported=_UNSUPPORTED,
+    )
+)
 
 METHODS = (GIBBS, BLOCK_GIBBS, META_GIBBS)
 
@@ -515,8 +655,11 @@ def main(argv=None):
     """``python -m samplax.infer.method_gibbs train-library ...``: the old name of ``samplax proposals train``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["train-library"]:
-        print("usage: python -m samplax.infer.method_gibbs train-library [--out DIR] [--steps N] [--seed S] "
-              "[--only NAME ...] (the same as: samplax proposals train ...)", file=sys.stderr)
+        print(
+            "usage: python -m samplax.infer.method_gibbs train-library [--out DIR] [--steps N] [--seed S] "
+            "[--only NAME ...] (the same as: samplax proposals train ...)",
+            file=sys.stderr,
+        )
         return 2
     return train_main(argv[1:], prog="python -m samplax.infer.method_gibbs train-library")
 

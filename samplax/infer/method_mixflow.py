@@ -50,15 +50,23 @@ from numpyro.infer.autoguide import AutoDiagonalNormal
 from numpyro.infer.initialization import init_to_value
 
 from samplax.infer import progress
+from samplax.infer.methods import DirectMethod, DirectResult
 from samplax.infer.mixflow_checks import check_warnings, flow_length_check, moment_check, nuts_check
 from samplax.infer.mixflow_checks import pareto_k as _pareto_k
-from samplax.infer.methods import DirectMethod, DirectResult
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import mixflow as kernel
 from samplax.models.bridge import build_target
 
-__all__ = ["MeanField", "fit_mean_field", "reference_elbo", "step_size_grid", "select_step_size",
-           "LogDensityEstimate", "MixFlowApproximation", "SCHEMA"]
+__all__ = [
+    "MeanField",
+    "fit_mean_field",
+    "reference_elbo",
+    "step_size_grid",
+    "select_step_size",
+    "LogDensityEstimate",
+    "MixFlowApproximation",
+    "SCHEMA",
+]
 
 SVI_PARTICLES = 4
 GRID_DISPLACEMENTS = (0.02, 2.0)  # range of c = eps * L (whitened units) for step_size="auto"
@@ -72,8 +80,15 @@ class MeanField(NamedTuple):
     losses: np.ndarray  # negative ELBO per SVI step
 
 
-def fit_mean_field(logdensity_fn, initial_position, rng_key, *, num_steps: int, learning_rate: float = 0.05,
-                   num_particles: int = SVI_PARTICLES) -> MeanField:
+def fit_mean_field(
+    logdensity_fn,
+    initial_position,
+    rng_key,
+    *,
+    num_steps: int,
+    learning_rate: float = 0.05,
+    num_particles: int = SVI_PARTICLES,
+) -> MeanField:
     """Mean-field Gaussian VI on a flat log density with NumPyro's SVI and `AutoDiagonalNormal`.
 
     The NumPyro model is a flat improper-uniform site ``z`` plus ``numpyro.factor(logdensity_fn(z))`` (evaluated
@@ -100,8 +115,10 @@ def fit_mean_field(logdensity_fn, initial_position, rng_key, *, num_steps: int, 
         scale = np.asarray(result.params["auto_scale"], np.float64)
         losses = np.asarray(result.losses, np.float64)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise ValueError("the mean-field reference fit (NumPyro SVI) diverged: its location or scale is not finite. "
-                         "Lower reference_learning_rate (for example to 0.005), or start from another init")
+        raise ValueError(
+            "the mean-field reference fit (NumPyro SVI) diverged: its location or scale is not finite. "
+            "Lower reference_learning_rate (for example to 0.005), or start from another init"
+        )
     return MeanField(mean, scale, losses)
 
 
@@ -112,8 +129,7 @@ def reference_elbo(logdensity_fn, mean, scale, rng_key, num_draws: int = 1000) -
     with jax.enable_x64(True):
         mean, scale = jnp.asarray(mean, jnp.float64), jnp.asarray(scale, jnp.float64)
         noise = jax.random.normal(rng_key, (num_draws,) + mean.shape, jnp.float64)
-        log_q = (-0.5 * jnp.sum(noise**2, -1) - jnp.sum(jnp.log(scale))
-                 - 0.5 * mean.shape[0] * math.log(2 * math.pi))
+        log_q = -0.5 * jnp.sum(noise**2, -1) - jnp.sum(jnp.log(scale)) - 0.5 * mean.shape[0] * math.log(2 * math.pi)
         terms = np.asarray(jax.vmap(logdensity_fn)(mean + scale * noise) - log_q)
     return float(np.mean(terms)), float(np.std(terms, ddof=1) / math.sqrt(num_draws))
 
@@ -121,7 +137,7 @@ def reference_elbo(logdensity_fn, mean, scale, rng_key, num_draws: int = 1000) -
 def _final_elbo(losses: np.ndarray) -> tuple[float, float]:
     """The reference's ELBO from SVI's own estimates: mean and SE of -loss over the last 10 % of steps (the learning
     rate has decayed to a few % of its start there, so the parameters barely move)."""
-    tail = -losses[-max(2, losses.size // 10):]
+    tail = -losses[-max(2, losses.size // 10) :]
     tail = tail[np.isfinite(tail)]
     if tail.size < 2:
         return float("nan"), float("nan")
@@ -136,9 +152,21 @@ def step_size_grid(num_points: int, leapfrog_steps: int, unit: float = 1.0) -> n
     return np.geomspace(low, high, num_points) / leapfrog_steps * unit
 
 
-def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: int, leapfrog_steps: int,
-                     momentum: str = "laplace", whiten: bool = True, num_orbits: int = 32,
-                     batch_size: int = 256, on_point=None) -> tuple[float, np.ndarray, np.ndarray]:
+def select_step_size(
+    logdensity_fn,
+    mean,
+    scale,
+    rng_key,
+    *,
+    grid,
+    flow_length: int,
+    leapfrog_steps: int,
+    momentum: str = "laplace",
+    whiten: bool = True,
+    num_orbits: int = 32,
+    batch_size: int = 256,
+    on_point=None,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """The grid value with the largest ELBO estimate at ``flow_length``, less one standard error; also each value's
     ELBO mean and SE.
 
@@ -148,8 +176,17 @@ def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: 
     """
     means, ses = [], []
     for step_size in np.asarray(grid, np.float64):
-        flow = kernel.mixflow(logdensity_fn, mean, scale, flow_length=flow_length, step_size=float(step_size),
-                              num_steps=leapfrog_steps, momentum=momentum, whiten=whiten, batch_size=batch_size)
+        flow = kernel.mixflow(
+            logdensity_fn,
+            mean,
+            scale,
+            flow_length=flow_length,
+            step_size=float(step_size),
+            num_steps=leapfrog_steps,
+            momentum=momentum,
+            whiten=whiten,
+            batch_size=batch_size,
+        )
         estimates = flow.elbo(rng_key, num_orbits)
         finite = np.all(np.isfinite(estimates))
         means.append(float(np.mean(estimates)) if finite else -np.inf)
@@ -158,8 +195,10 @@ def select_step_size(logdensity_fn, mean, scale, rng_key, *, grid, flow_length: 
             on_point()
     means, ses = np.asarray(means), np.asarray(ses)
     if not np.any(np.isfinite(means)):
-        raise ValueError("every step size on the grid gave a non-finite ELBO: the flow overflowed. Check the "
-                         "model's log density, or pass a small step_size explicitly")
+        raise ValueError(
+            "every step size on the grid gave a non-finite ELBO: the flow overflowed. Check the "
+            "model's log density, or pass a small step_size explicitly"
+        )
     penalised = np.where(np.isfinite(means), means - np.nan_to_num(ses, nan=np.inf), -np.inf)
     return float(np.asarray(grid)[int(np.argmax(penalised))]), means, ses
 
@@ -192,8 +231,10 @@ class MixFlowApproximation:
         self._calls = 0
 
     def __repr__(self):
-        return (f"MixFlowApproximation(dim={self.target.dim}, flow_length={self.flow_length}, "
-                f"step_size={self.step_size:.4g})")
+        return (
+            f"MixFlowApproximation(dim={self.target.dim}, flow_length={self.flow_length}, "
+            f"step_size={self.step_size:.4g})"
+        )
 
     def _next_key(self, rng_key):
         if rng_key is not None:
@@ -201,23 +242,36 @@ class MixFlowApproximation:
         self._calls += 1
         return jax.random.fold_in(self._key, self._calls)
 
-    def log_density(self, position, momentum=None, uniform=None, *, space: str = "unconstrained", rng_key=None,
-                    num_samples: int = 1000):
+    def log_density(
+        self,
+        position,
+        momentum=None,
+        uniform=None,
+        *,
+        space: str = "unconstrained",
+        rng_key=None,
+        num_samples: int = 1000,
+    ):
         """log q_N: exact when ``momentum`` and ``uniform`` are given (augmented space); otherwise a
         `LogDensityEstimate` of the x-marginal by importance sampling over (rho, u) ~ m x Uniform(0, 1)."""
         if space not in ("unconstrained", "constrained"):
-            raise ValueError(f"space={space!r} must be 'unconstrained' (flat vectors) or 'constrained' (a dict of "
-                             "site values)")
+            raise ValueError(
+                f"space={space!r} must be 'unconstrained' (flat vectors) or 'constrained' (a dict of site values)"
+            )
         if (momentum is None) != (uniform is None):
-            raise ValueError("pass both momentum and uniform for the exact augmented-space density, or neither for "
-                             "an importance-sampling estimate of the density of x alone")
+            raise ValueError(
+                "pass both momentum and uniform for the exact augmented-space density, or neither for "
+                "an importance-sampling estimate of the density of x alone"
+            )
         if space == "constrained":
             z, log_jacobian = self._unconstrain(position)
         else:
             z = np.asarray(position, np.float64)
             if z.ndim == 0 or z.shape[-1] != self.target.dim:
-                raise ValueError(f"position must have shape (..., {self.target.dim}) (flat unconstrained vectors); "
-                                 f"got {z.shape}. For site values pass space='constrained'")
+                raise ValueError(
+                    f"position must have shape (..., {self.target.dim}) (flat unconstrained vectors); "
+                    f"got {z.shape}. For site values pass space='constrained'"
+                )
             log_jacobian = 0.0
         if momentum is None:
             estimate, se = self.flow.marginal_log_density(self._next_key(rng_key), z, num_samples)
@@ -233,12 +287,15 @@ class MixFlowApproximation:
         target = self.target
         missing = [name for name in target.site_names if name not in values]
         if missing:
-            raise ValueError(f"space='constrained' needs a value for every latent site {list(target.site_names)}; "
-                             f"missing {missing}")
+            raise ValueError(
+                f"space='constrained' needs a value for every latent site {list(target.site_names)}; missing {missing}"
+            )
         first = target.sites[0]
-        batch_shape = np.shape(values[first.name])[:np.ndim(values[first.name]) - len(first.shape)]
-        flat = {site.name: np.reshape(np.asarray(values[site.name], np.float64), (-1,) + site.shape)
-                for site in target.sites}
+        batch_shape = np.shape(values[first.name])[: np.ndim(values[first.name]) - len(first.shape)]
+        flat = {
+            site.name: np.reshape(np.asarray(values[site.name], np.float64), (-1,) + site.shape)
+            for site in target.sites
+        }
 
         def one(site_values):
             z = target.unconstrain(site_values)
@@ -264,32 +321,47 @@ class _StepSizeOption(Option):
                 pass
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             return float(value)
-        raise ValueError(f"method '{method}': option 'step_size' must be 'auto' or a positive number, got "
-                         f"{value!r}; {self.help}")
+        raise ValueError(
+            f"method '{method}': option 'step_size' must be 'auto' or a positive number, got {value!r}; {self.help}"
+        )
 
 
 SCHEMA = MethodSchema(
-    "mixflow", "iid",
+    "mixflow",
+    "iid",
     "MixFlows (Xu, Chen, Campbell 2023): a mixture of N repeated uncorrected-Hamiltonian maps of a mean-field "
     "Gaussian; i.i.d. draws, exact augmented density, unbiased ELBO; warmup = SVI steps of the reference, chains = "
-    "independent repeats, draws = i.i.d. draws per repeat", (
+    "independent repeats, draws = i.i.d. draws per repeat",
+    (
         Option("flow_length", int, 200, "N, the number of mixture terms (cost: about 2N maps per draw)", minimum=1),
         Option("leapfrog_steps", int, 30, "L, leapfrog steps per map", minimum=1),
-        _StepSizeOption("step_size", str, "auto", "leapfrog step size in flow coordinates (whitened units when "
-                        "whiten=True), or 'auto' to maximise the ELBO over a grid at the requested flow_length"),
+        _StepSizeOption(
+            "step_size",
+            str,
+            "auto",
+            "leapfrog step size in flow coordinates (whitened units when "
+            "whiten=True), or 'auto' to maximise the ELBO over a grid at the requested flow_length",
+        ),
         Option("momentum", str, "laplace", "momentum distribution", choices=("laplace", "gaussian")),
         Option("whiten", bool, True, "run the flow in coordinates whitened by the mean-field reference"),
         Option("step_size_grid", int, 9, "grid size for step_size='auto'", minimum=2),
         Option("tuning_orbits", int, 32, "ELBO orbits per grid point for step_size='auto'", minimum=2),
-        Option("reference_learning_rate", float, 0.05, "initial Adam learning rate of the mean-field SVI",
-               minimum=1e-8),
-        Option("health_checks", int, 16, "draws per repeat whose log q_N is recomputed by a fresh backward pass",
-               minimum=0),
+        Option(
+            "reference_learning_rate", float, 0.05, "initial Adam learning rate of the mean-field SVI", minimum=1e-8
+        ),
+        Option(
+            "health_checks", int, 16, "draws per repeat whose log q_N is recomputed by a fresh backward pass", minimum=0
+        ),
         Option("orbit_batch_size", int, 256, "orbits vectorised at a time (memory is O(batch N))", minimum=1),
-        Option("check", str, "nuts", "after drawing, compare the draws' means and sds with a short NUTS run (4 x "
-               "(300 + 250) steps) and warn when they differ beyond Monte Carlo error; 'importance' keeps only the "
-               "checks from the flow itself (ELBO at N/2 against N, importance-corrected moments)",
-               choices=("nuts", "importance")),
+        Option(
+            "check",
+            str,
+            "nuts",
+            "after drawing, compare the draws' means and sds with a short NUTS run (4 x "
+            "(300 + 250) steps) and warn when they differ beyond Monte Carlo error; 'importance' keeps only the "
+            "checks from the flow itself (ELBO at N/2 against N, importance-corrected moments)",
+            choices=("nuts", "importance"),
+        ),
     ),
     precision="float64",
 )
@@ -297,8 +369,10 @@ SCHEMA = MethodSchema(
 
 def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     if warmup < 1:
-        raise ValueError("method 'mixflow' fits its mean-field reference with `warmup` SVI steps; pass warmup >= 1 "
-                         "(for example warmup=1000)")
+        raise ValueError(
+            "method 'mixflow' fits its mean-field reference with `warmup` SVI steps; pass warmup >= 1 "
+            "(for example warmup=1000)"
+        )
     flow_length, leapfrog_steps = options["flow_length"], options["leapfrog_steps"]
     momentum, whiten = options["momentum"], options["whiten"]
     batch_size = options["orbit_batch_size"]
@@ -315,8 +389,9 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     with bar.stage("reference (SVI)"):
         with jax.enable_x64(True):
             z0 = np.asarray(target.init(key_init, 1)[0], np.float64)
-        reference = fit_mean_field(logdensity, z0, key_reference, num_steps=warmup,
-                                   learning_rate=options["reference_learning_rate"])
+        reference = fit_mean_field(
+            logdensity, z0, key_reference, num_steps=warmup, learning_rate=options["reference_learning_rate"]
+        )
     reference_value, reference_se = _final_elbo(reference.losses)
     grid = grid_means = grid_ses = np.asarray([])
     auto = options["step_size"] == "auto"
@@ -332,17 +407,45 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
             unit = 1.0 if whiten else float(np.min(reference.scale))
             grid = step_size_grid(options["step_size_grid"], leapfrog_steps, unit)
             step_size, grid_means, grid_ses = select_step_size(
-                logdensity, reference.mean, reference.scale, key_tune, grid=grid, flow_length=flow_length,
-                leapfrog_steps=leapfrog_steps, momentum=momentum, whiten=whiten,
-                num_orbits=options["tuning_orbits"], batch_size=batch_size, on_point=grid_point_done)
+                logdensity,
+                reference.mean,
+                reference.scale,
+                key_tune,
+                grid=grid,
+                flow_length=flow_length,
+                leapfrog_steps=leapfrog_steps,
+                momentum=momentum,
+                whiten=whiten,
+                num_orbits=options["tuning_orbits"],
+                batch_size=batch_size,
+                on_point=grid_point_done,
+            )
         else:
             step_size = float(options["step_size"])
-        flow = kernel.mixflow(logdensity, reference.mean, reference.scale, flow_length=flow_length,
-                              step_size=step_size, num_steps=leapfrog_steps, momentum=momentum, whiten=whiten,
-                              batch_size=batch_size)
-        length_check = flow_length_check(flow, logdensity, reference, key_tune, flow_length=flow_length,
-                                         leapfrog_steps=leapfrog_steps, step_size=step_size, momentum=momentum,
-                                         whiten=whiten, num_orbits=options["tuning_orbits"], batch_size=batch_size)
+        flow = kernel.mixflow(
+            logdensity,
+            reference.mean,
+            reference.scale,
+            flow_length=flow_length,
+            step_size=step_size,
+            num_steps=leapfrog_steps,
+            momentum=momentum,
+            whiten=whiten,
+            batch_size=batch_size,
+        )
+        length_check = flow_length_check(
+            flow,
+            logdensity,
+            reference,
+            key_tune,
+            flow_length=flow_length,
+            leapfrog_steps=leapfrog_steps,
+            step_size=step_size,
+            momentum=momentum,
+            whiten=whiten,
+            num_orbits=options["tuning_orbits"],
+            batch_size=batch_size,
+        )
         loop.advance(1)
     training_s = time.perf_counter() - start
     # seconds per gradient from the fastest grid point (compiled by then; the grid's points cost the same), else
@@ -366,8 +469,11 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         return np.asarray(values).reshape((chains, draws) + np.shape(values)[1:])
 
     z = per_repeat(result.position)
-    log_q, log_target, orbit_elbo = per_repeat(result.log_density), per_repeat(result.log_target), per_repeat(
-        result.elbo)
+    log_q, log_target, orbit_elbo = (
+        per_repeat(result.log_density),
+        per_repeat(result.log_target),
+        per_repeat(result.elbo),
+    )
     inversion = per_repeat(result.inversion_error)
 
     checks = min(options["health_checks"], draws)
@@ -397,9 +503,10 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         "mixflow_check": check,
         "cost": cost,
         # the report's mixflow panel plots these rows (N, ELBO, SE) and shows the non-finite fraction
-        "elbo_vs_flow_length": [[check["half_flow_length"], check["elbo_half_flow_length"],
-                                 check["elbo_half_flow_length_se"]],
-                                [check["flow_length"], check["elbo_flow_length"], check["elbo_flow_length_se"]]],
+        "elbo_vs_flow_length": [
+            [check["half_flow_length"], check["elbo_half_flow_length"], check["elbo_half_flow_length_se"]],
+            [check["flow_length"], check["elbo_flow_length"], check["elbo_flow_length_se"]],
+        ],
         "nonfinite_fraction": rejected / (rejected + chains * draws),
         "method_warnings": check_warnings(check),
         "step_size": step_size,
@@ -418,8 +525,13 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         "training_s": training_s,
         "sampling_s": sampling_s,
     }
-    approximation = MixFlowApproximation(target, flow, step_size=step_size, flow_length=flow_length,
-                                         seed=int(jax.random.randint(key_approx, (), 0, 2**31 - 1)))
+    approximation = MixFlowApproximation(
+        target,
+        flow,
+        step_size=step_size,
+        flow_length=flow_length,
+        seed=int(jax.random.randint(key_approx, (), 0, 2**31 - 1)),
+    )
     elbo = np.mean(orbit_elbo, axis=1)
     return DirectResult(z, sample_stats, None, elbo, extra, approximation)
 
@@ -453,9 +565,9 @@ def _draw_in_pieces(flow: kernel.MixFlow, rng_key, count: int, plan, loop) -> ke
     length = plan[0][1]
     parts = []
     for begin, size in plan:
-        piece = keys[begin:begin + size]
+        piece = keys[begin : begin + size]
         if size < length:
-            piece = jnp.concatenate([piece, keys[:length - size]])
+            piece = jnp.concatenate([piece, keys[: length - size]])
         parts.append(jax.tree.map(lambda a: None if a is None else a[:size], flow.draw_keys(piece)))
         loop.advance(size)
     return kernel.Draws(*[None if values[0] is None else np.concatenate(values) for values in zip(*parts)])
@@ -477,24 +589,31 @@ def _draw_inside_support(flow: kernel.MixFlow, rng_key, result: kernel.Draws):
         missing = np.flatnonzero(~keep)
         # draw more than missing, in proportion to the rejection rate so far, so few rounds are needed
         rate = max(keep.mean(), 0.05)
-        extra = flow.draw(jax.random.fold_in(jax.random.fold_in(rng_key, 7919), round_), int(math.ceil(missing.size / rate * 1.2)) + 8)
+        extra = flow.draw(
+            jax.random.fold_in(jax.random.fold_in(rng_key, 7919), round_), int(math.ceil(missing.size / rate * 1.2)) + 8
+        )
         good = np.flatnonzero(_inside(extra))
         rejected += extra.position.shape[0] - good.size
-        fill = good[:missing.size]
-        result = kernel.Draws(*[None if old is None else _replace_rows(old, missing[:fill.size], new[fill])
-                                for old, new in zip(result, extra)])
+        fill = good[: missing.size]
+        result = kernel.Draws(
+            *[
+                None if old is None else _replace_rows(old, missing[: fill.size], new[fill])
+                for old, new in zip(result, extra)
+            ]
+        )
         keep = _inside(result)
     if not keep.all():
-        raise ValueError(f"mixflow: {int((~keep).sum())} of {count} draws still fall where the model's log density "
-                         f"is -inf or not finite after {REDRAW_ROUNDS} rounds of redrawing ({rejected} rejected): "
-                         "the flow puts almost no mass inside the support. Check the model's log density, or use "
-                         "method='nuts'")
+        raise ValueError(
+            f"mixflow: {int((~keep).sum())} of {count} draws still fall where the model's log density "
+            f"is -inf or not finite after {REDRAW_ROUNDS} rounds of redrawing ({rejected} rejected): "
+            "the flow puts almost no mass inside the support. Check the model's log density, or use "
+            "method='nuts'"
+        )
     return result, rejected
 
 
 def _inside(draws: kernel.Draws) -> np.ndarray:
-    return (np.isfinite(draws.log_target) & np.isfinite(draws.log_density)
-            & np.all(np.isfinite(draws.position), axis=-1))
+    return np.isfinite(draws.log_target) & np.isfinite(draws.log_density) & np.all(np.isfinite(draws.position), axis=-1)
 
 
 def _replace_rows(values, rows, new):

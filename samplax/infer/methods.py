@@ -14,7 +14,8 @@ import); `samplax.infer.registry` collects them.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import blackjax
 import jax
@@ -51,11 +52,11 @@ class MCMCMethod(NamedTuple):
 
 
 class DirectResult(NamedTuple):
-    z: np.ndarray                 # (repeats, draws, dim) unconstrained draws, equally weighted
-    sample_stats: dict            # name -> (repeats, draws) arrays
+    z: np.ndarray  # (repeats, draws, dim) unconstrained draws, equally weighted
+    sample_stats: dict  # name -> (repeats, draws) arrays
     log_evidence: np.ndarray | None  # (repeats,)
-    elbo: np.ndarray | None       # (repeats,)
-    extra: dict                   # method-specific records kept in attrs (JSON-able arrays)
+    elbo: np.ndarray | None  # (repeats,)
+    extra: dict  # method-specific records kept in attrs (JSON-able arrays)
     approximation: object = None  # e.g. a trained flow; Fit.log_density delegates to its log_density(...)
     discrete: dict | None = None  # latent discrete sites: name -> (repeats, draws, *shape) values (gibbs, meta_gibbs)
 
@@ -69,9 +70,14 @@ class DirectMethod(NamedTuple):
 # ---------------------------------------------------------------------------------------------------------------------
 # nuts
 def _nuts_warmup(target, options, num_steps):
-    return baselines.nuts_warmup(target.logdensity, num_steps, target_accept=options["target_accept"],
-                                 dense_mass=options["dense_mass"], initial_step_size=options["initial_step_size"],
-                                 max_tree_depth=options["max_tree_depth"])
+    return baselines.nuts_warmup(
+        target.logdensity,
+        num_steps,
+        target_accept=options["target_accept"],
+        dense_mass=options["dense_mass"],
+        initial_step_size=options["initial_step_size"],
+        max_tree_depth=options["max_tree_depth"],
+    )
 
 
 def _nuts_step(target, options):
@@ -94,24 +100,46 @@ def _nuts_record(state, info):
 
 
 NUTS = MCMCMethod(
-    MethodSchema("nuts", "mcmc", "No-U-Turn sampler (BlackJAX) with Stan's window adaptation", (
-        Option("target_accept", float, 0.8, "target mean acceptance probability of warm-up", minimum=0.05, maximum=0.999),
-        Option("max_tree_depth", int, 10, "maximum number of trajectory doublings", minimum=1, maximum=20),
-        Option("dense_mass", bool, False, "adapt a dense instead of a diagonal mass matrix"),
-        Option("initial_step_size", float, 1.0, "step size at the start of warm-up", minimum=1e-8),
-    )),
-    _nuts_warmup, _nuts_step, _nuts_record,
-    lambda target, options: lambda z: (blackjax.nuts.init(z, target.logdensity), baselines.NUTSParams(
-        jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
+    MethodSchema(
+        "nuts",
+        "mcmc",
+        "No-U-Turn sampler (BlackJAX) with Stan's window adaptation",
+        (
+            Option(
+                "target_accept",
+                float,
+                0.8,
+                "target mean acceptance probability of warm-up",
+                minimum=0.05,
+                maximum=0.999,
+            ),
+            Option("max_tree_depth", int, 10, "maximum number of trajectory doublings", minimum=1, maximum=20),
+            Option("dense_mass", bool, False, "adapt a dense instead of a diagonal mass matrix"),
+            Option("initial_step_size", float, 1.0, "step size at the start of warm-up", minimum=1e-8),
+        ),
+    ),
+    _nuts_warmup,
+    _nuts_step,
+    _nuts_record,
+    lambda target, options: (
+        lambda z: (
+            blackjax.nuts.init(z, target.logdensity),
+            baselines.NUTSParams(jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z)),
+        )
+    ),
 )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # mala
 def _mala_warmup(target, options, num_steps):
-    return baselines.mala_warmup(target.logdensity, num_steps, target_accept=options["target_accept"],
-                                 initial_step_size=options["initial_step_size"],
-                                 precondition=options["precondition"])
+    return baselines.mala_warmup(
+        target.logdensity,
+        num_steps,
+        target_accept=options["target_accept"],
+        initial_step_size=options["initial_step_size"],
+        precondition=options["precondition"],
+    )
 
 
 def _mala_step(target, options):
@@ -131,16 +159,27 @@ def _mala_record(state, info):
 
 
 MALA = MCMCMethod(
-    MethodSchema("mala", "mcmc", "Metropolis-adjusted Langevin (BlackJAX step) with windowed step-size and diagonal "
-                 "mass adaptation", (
-                     Option("target_accept", float, 0.574, "target acceptance of the dual averaging",
-                            minimum=0.05, maximum=0.999),
-                     Option("initial_step_size", float, 0.1, "step size at the start of warm-up", minimum=1e-10),
-                     Option("precondition", bool, True, "adapt a diagonal inverse mass matrix during warm-up"),
-                 )),
-    _mala_warmup, _mala_step, _mala_record,
-    lambda target, options: lambda z: (baselines.mala_init(z, target.logdensity), baselines.MALAParams(
-        jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z))),
+    MethodSchema(
+        "mala",
+        "mcmc",
+        "Metropolis-adjusted Langevin (BlackJAX step) with windowed step-size and diagonal mass adaptation",
+        (
+            Option(
+                "target_accept", float, 0.574, "target acceptance of the dual averaging", minimum=0.05, maximum=0.999
+            ),
+            Option("initial_step_size", float, 0.1, "step size at the start of warm-up", minimum=1e-10),
+            Option("precondition", bool, True, "adapt a diagonal inverse mass matrix during warm-up"),
+        ),
+    ),
+    _mala_warmup,
+    _mala_step,
+    _mala_record,
+    lambda target, options: (
+        lambda z: (
+            baselines.mala_init(z, target.logdensity),
+            baselines.MALAParams(jnp.asarray(options["initial_step_size"], z.dtype), jnp.ones_like(z)),
+        )
+    ),
 )
 
 
@@ -149,9 +188,13 @@ MALA = MCMCMethod(
 def _smc_run(target, options, key, chains, warmup, draws):
     del warmup  # adaptive tempering tunes itself
     start, advance, finish = baselines.tempered_smc_pieces(
-        target.log_prior, lambda z: target.logdensity(z) - target.log_prior(z), target_ess=options["target_ess"],
-        num_mcmc_steps=options["num_mcmc_steps"], num_integration_steps=options["num_integration_steps"],
-        max_steps=SMC_MAX_STEPS)
+        target.log_prior,
+        lambda z: target.logdensity(z) - target.log_prior(z),
+        target_ess=options["target_ess"],
+        num_mcmc_steps=options["num_mcmc_steps"],
+        num_integration_steps=options["num_integration_steps"],
+        max_steps=SMC_MAX_STEPS,
+    )
 
     def start_repeat(key):
         key_prior, key_smc, key_resample = jax.random.split(key, 3)
@@ -183,26 +226,32 @@ def _smc_run(target, options, key, chains, warmup, draws):
                 break
             done = steps
     result, draws_z = jax.jit(jax.vmap(finish_repeat))(carry, keys_resample)
-    stats = {"log_weight": np.asarray(result.log_weights),
-             "diverging": ~np.isfinite(np.asarray(result.log_weights))}
+    stats = {"log_weight": np.asarray(result.log_weights), "diverging": ~np.isfinite(np.asarray(result.log_weights))}
     extra = {"tempering_steps": np.asarray(result.num_steps), "final_acceptance": np.asarray(result.acceptance_rate)}
     return DirectResult(np.asarray(draws_z), stats, np.asarray(result.log_evidence), None, extra)
 
 
 SMC_MAX_STEPS = 1000  # tempering steps at most per repeat
-SMC_PIECE_STEPS = 4   # tempering steps per compiled piece under a progress bar
+SMC_PIECE_STEPS = 4  # tempering steps per compiled piece under a progress bar
 
 
 SMC = DirectMethod(
-    MethodSchema("smc", "weighted", "adaptive tempered SMC (BlackJAX) from exact prior draws; gives log-evidence; "
-                 "chains = independent repeats, draws = particles", (
-                     Option("target_ess", float, 0.5, "fraction of ESS kept between tempering steps",
-                            minimum=0.05, maximum=0.99),
-                     Option("num_mcmc_steps", int, 10, "HMC moves per tempering step", minimum=1),
-                     Option("num_integration_steps", int, 5, "leapfrog steps per HMC move", minimum=1),
-                 # its particles start as prior draws, which know nothing of a factor's -inf regions
-                 # (measured: NaN weights on a normal truncated by a factor)
-                 ), unsupported=("improper_prior", "factor")),
+    MethodSchema(
+        "smc",
+        "weighted",
+        "adaptive tempered SMC (BlackJAX) from exact prior draws; gives log-evidence; "
+        "chains = independent repeats, draws = particles",
+        (
+            Option(
+                "target_ess", float, 0.5, "fraction of ESS kept between tempering steps", minimum=0.05, maximum=0.99
+            ),
+            Option("num_mcmc_steps", int, 10, "HMC moves per tempering step", minimum=1),
+            Option("num_integration_steps", int, 5, "leapfrog steps per HMC move", minimum=1),
+            # its particles start as prior draws, which know nothing of a factor's -inf regions
+            # (measured: NaN weights on a normal truncated by a factor)
+        ),
+        unsupported=("improper_prior", "factor"),
+    ),
     _smc_run,
 )
 

@@ -14,6 +14,7 @@ from samplax.infer.schema import COMMON_ARGUMENTS, MethodSchema, Option
 
 __all__ = ["Option", "MethodSchema", "schema", "methods", "validate", "parse_cli_option", "COMMON_ARGUMENTS"]
 
+
 def methods() -> list[str]:
     """The names of every registered method."""
     return registry.names()

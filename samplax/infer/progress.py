@@ -128,8 +128,9 @@ class Progress:
         if self.enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.draws, desc=f"{self.method}: starting", unit="draw", leave=False,
-                             file=sys.stderr)
+            self._bar = tqdm(
+                total=self.draws, desc=f"{self.method}: starting", unit="draw", leave=False, file=sys.stderr
+            )
         self._token = _CURRENT.set(self)
         return self
 
@@ -231,8 +232,9 @@ class Progress:
         """One line: what ran, how long each stage and loop took, and the running figures."""
         total = time.perf_counter() - self._started
         what = f"{self.chains} chains x {self.draws} draws" if self.chains and self.draws else "done"
-        parts = self._loops + [f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items()
-                               if name not in self._parents]
+        parts = self._loops + [
+            f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items() if name not in self._parents
+        ]
         line = f"{self.method}: {what} in {total:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
         return line + (f"; {self._figures()}" if self._count or self._divergences else "")
 

@@ -10,7 +10,7 @@ between chunks on the host, never through a per-step callback. When nothing has 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +18,18 @@ import numpy as np
 
 from samplax.models.bridge import data_fingerprint
 
-__all__ = ["chunk_size_for", "chunk_plan", "num_chunks_for", "progress_chunk_size", "ChainRunner", "CompiledCache",
-           "COMPILED", "chain_sharding", "device_layout", "data_fingerprint"]
+__all__ = [
+    "chunk_size_for",
+    "chunk_plan",
+    "num_chunks_for",
+    "progress_chunk_size",
+    "ChainRunner",
+    "CompiledCache",
+    "COMPILED",
+    "chain_sharding",
+    "device_layout",
+    "data_fingerprint",
+]
 
 
 def chunk_size_for(draws: int, requested: int | None = None, max_chunks: int = 20) -> int:
@@ -165,8 +175,9 @@ class CompiledCache:
     @staticmethod
     def signature(*args):
         leaves, treedef = jax.tree.flatten(args)
-        return treedef, tuple((tuple(x.shape), str(x.dtype), getattr(x, "sharding", None).__class__.__name__)
-                              for x in leaves)
+        return treedef, tuple(
+            (tuple(x.shape), str(x.dtype), getattr(x, "sharding", None).__class__.__name__) for x in leaves
+        )
 
     def lookup(self, key, *args):
         """The executable compiled for ``key`` and these arguments' shapes, or None (nothing is compiled)."""

@@ -13,8 +13,24 @@ from typing import Any
 __all__ = ["Option", "MethodSchema", "COMMON_ARGUMENTS"]
 
 # Names that fit() itself takes: never method options.
-COMMON_ARGUMENTS = ("model", "data", "method", "chains", "warmup", "draws", "seed", "init", "precision", "progress",
-                    "checkpoint", "checkpoint_every", "thin", "log_likelihood", "coords", "dims")
+COMMON_ARGUMENTS = (
+    "model",
+    "data",
+    "method",
+    "chains",
+    "warmup",
+    "draws",
+    "seed",
+    "init",
+    "precision",
+    "progress",
+    "checkpoint",
+    "checkpoint_every",
+    "thin",
+    "log_likelihood",
+    "coords",
+    "dims",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +54,15 @@ class Option:
         if self.type in (dict, object):
             return value
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise ValueError(f"method '{method}': option '{self.name}' must be {self.type.__name__}, got "
-                             f"{value!r} ({type(value).__name__}); {self.help}")
+            raise ValueError(
+                f"method '{method}': option '{self.name}' must be {self.type.__name__}, got "
+                f"{value!r} ({type(value).__name__}); {self.help}"
+            )
         if self.type is float and not math.isfinite(value):
             # nan passes every comparison with a bound: a chain with step size nan never moves
-            raise ValueError(f"method '{method}': option '{self.name}' must be a finite number, got {value!r}; "
-                             f"{self.help}")
+            raise ValueError(
+                f"method '{method}': option '{self.name}' must be a finite number, got {value!r}; {self.help}"
+            )
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"method '{method}': option '{self.name}'={value!r} is not one of {list(self.choices)}")
         if self.minimum is not None and value < self.minimum:

@@ -23,6 +23,7 @@ import numpy as np
 
 __all__ = ["kernel_stein_discrepancy"]
 
+
 def kernel_stein_discrepancy(
     draws: Any,
     scores: Any,

@@ -20,6 +20,7 @@ __all__ = ["PARETO_K_UNRELIABLE", "importance_diagnostics", "log_weights_of", "w
 
 PARETO_K_UNRELIABLE = 0.7  # above it the weights' variance is effectively infinite (Vehtari et al. 2024)
 
+
 def importance_diagnostics(log_weights: Any) -> dict[str, Any]:
     """Effective sample size and Pareto k-hat of (unnormalised) importance log-weights.
 
@@ -83,12 +84,12 @@ def log_weights_of(idata: Any) -> np.ndarray | None:
         return None
     return np.asarray(stats["log_weight"].transpose("chain", "draw").values, dtype=np.float64)
 
+
 def weighted_moments(values: np.ndarray, log_weight: np.ndarray):
     """Self-normalised mean, sd and their delta-method MCSEs, per repeat then averaged over repeats."""
     if log_weight.shape != values.shape[:2]:
         raise ValueError(
-            f"log_weights has shape {log_weight.shape}, but the draws have (chain, draw) = "
-            f"{values.shape[:2]}"
+            f"log_weights has shape {log_weight.shape}, but the draws have (chain, draw) = {values.shape[:2]}"
         )
     importance_diagnostics(log_weight)  # validates the weights
     w = np.exp(log_weight - log_weight.max(axis=1, keepdims=True))

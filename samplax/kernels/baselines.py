@@ -16,8 +16,9 @@ vmap-friendly functions; nothing knows about NumPyro.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
@@ -51,12 +52,23 @@ class NUTSParams(NamedTuple):
     inverse_mass_matrix: jnp.ndarray
 
 
-def nuts_warmup(logdensity: Callable, num_steps: int, *, target_accept: float = 0.8, dense_mass: bool = False,
-                initial_step_size: float = 1.0, max_tree_depth: int = 10):
+def nuts_warmup(
+    logdensity: Callable,
+    num_steps: int,
+    *,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
+    initial_step_size: float = 1.0,
+    max_tree_depth: int = 10,
+):
     """Return ``warmup(key, position) -> (state, NUTSParams, acceptance)``: Stan's windowed adaptation for one chain."""
     adaptation = blackjax.window_adaptation(
-        blackjax.nuts, logdensity, is_mass_matrix_diagonal=not dense_mass, initial_step_size=initial_step_size,
-        target_acceptance_rate=target_accept, max_num_doublings=max_tree_depth,
+        blackjax.nuts,
+        logdensity,
+        is_mass_matrix_diagonal=not dense_mass,
+        initial_step_size=initial_step_size,
+        target_acceptance_rate=target_accept,
+        max_num_doublings=max_tree_depth,
     )
 
     def warmup(key, position):
@@ -71,8 +83,9 @@ def nuts_step(logdensity: Callable, params: NUTSParams, *, max_tree_depth: int =
     kernel = blackjax.nuts.build_kernel()
 
     def step(key, state):
-        return kernel(key, state, logdensity, params.step_size, params.inverse_mass_matrix,
-                      max_num_doublings=max_tree_depth)
+        return kernel(
+            key, state, logdensity, params.step_size, params.inverse_mass_matrix, max_num_doublings=max_tree_depth
+        )
 
     return step
 
@@ -80,7 +93,7 @@ def nuts_step(logdensity: Callable, params: NUTSParams, *, max_tree_depth: int =
 # ---------------------------------------------------------------------------------------------------------------------
 # Online Stan window adaptation (one step at a time, for drivers such as numpyro.infer.MCMC)
 class OnlineAdaptationState(NamedTuple):
-    step_size_state: Any    # BlackJAX's dual averaging state
+    step_size_state: Any  # BlackJAX's dual averaging state
     mass_matrix_state: Any  # BlackJAX's mass matrix state (the inverse mass matrix in use + the Welford sums)
 
     @property
@@ -115,8 +128,9 @@ def online_window_adaptation(target_accept: float, is_mass_matrix_diagonal: bool
     def update(state, stage, position, acceptance_rate):
         stage_index, is_window_end = stage
         step_state = da_update(state.step_size_state, acceptance_rate)
-        mass_state = jax.lax.cond(stage_index == 1, lambda m: mm_update(m, position), lambda m: m,
-                                  state.mass_matrix_state)
+        mass_state = jax.lax.cond(
+            stage_index == 1, lambda m: mm_update(m, position), lambda m: m, state.mass_matrix_state
+        )
         state = OnlineAdaptationState(step_state, mass_state)
 
         def end_of_slow_window(state):
@@ -172,14 +186,20 @@ def _mala_kernel(precondition: bool = True):
         proposal_position = position + step_size * m * state.logdensity_grad + jnp.sqrt(2.0 * step_size * m) * xi
         proposal_logdensity, proposal_grad = jax.value_and_grad(logdensity)(proposal_position)
         backward = position - proposal_position - step_size * m * proposal_grad
-        log_alpha = (proposal_logdensity - state.logdensity - 0.25 / step_size * jnp.sum(backward * backward / m)
-                     + 0.5 * jnp.sum(xi * xi))
+        log_alpha = (
+            proposal_logdensity
+            - state.logdensity
+            - 0.25 / step_size * jnp.sum(backward * backward / m)
+            + 0.5 * jnp.sum(xi * xi)
+        )
         diverging = ~jnp.isfinite(log_alpha)
         log_alpha = jnp.where(diverging, -jnp.inf, log_alpha)
         accepted = (log_alpha >= 0.0) | (jax.scipy.special.ndtr(gaussians[-1]) < jnp.exp(log_alpha))
-        new_state = MALAState(jnp.where(accepted, proposal_position, position),
-                              jnp.where(accepted, proposal_logdensity, state.logdensity),
-                              jnp.where(accepted, proposal_grad, state.logdensity_grad))
+        new_state = MALAState(
+            jnp.where(accepted, proposal_position, position),
+            jnp.where(accepted, proposal_logdensity, state.logdensity),
+            jnp.where(accepted, proposal_grad, state.logdensity_grad),
+        )
         return new_state, MALAInfo(jnp.exp(jnp.minimum(log_alpha, 0.0)), accepted, diverging)
 
     return kernel
@@ -200,12 +220,22 @@ def mala_step(logdensity: Callable, params: MALAParams):
     return step
 
 
-def mala_warmup(logdensity: Callable, num_steps: int, *, target_accept: float = 0.574,
-                initial_step_size: float = 0.1, precondition: bool = True):
+def mala_warmup(
+    logdensity: Callable,
+    num_steps: int,
+    *,
+    target_accept: float = 0.574,
+    initial_step_size: float = 0.1,
+    precondition: bool = True,
+):
     """Return ``warmup(key, position) -> (state, MALAParams, acceptance)`` using Stan's windows for MALA."""
-    adaptation = blackjax.staged_adaptation(_preconditioned_mala(precondition), logdensity, "welford_diag",
-                                            initial_step_size=initial_step_size,
-                                            target_acceptance_rate=target_accept)
+    adaptation = blackjax.staged_adaptation(
+        _preconditioned_mala(precondition),
+        logdensity,
+        "welford_diag",
+        initial_step_size=initial_step_size,
+        target_acceptance_rate=target_accept,
+    )
 
     def warmup(key, position):
         (state, params), info = adaptation.run(key, position, num_steps=num_steps)
@@ -218,31 +248,43 @@ def mala_warmup(logdensity: Callable, num_steps: int, *, target_accept: float = 
 # ---------------------------------------------------------------------------------------------------------------------
 # adaptive tempered SMC
 class SMCResult(NamedTuple):
-    particles: jnp.ndarray      # (num_particles, dim), after the final weighting
-    log_weights: jnp.ndarray    # normalised log weights of the final particles
-    log_evidence: jnp.ndarray   # log Z estimate
-    num_steps: jnp.ndarray      # tempering steps taken
+    particles: jnp.ndarray  # (num_particles, dim), after the final weighting
+    log_weights: jnp.ndarray  # normalised log weights of the final particles
+    log_evidence: jnp.ndarray  # log Z estimate
+    num_steps: jnp.ndarray  # tempering steps taken
     acceptance_rate: jnp.ndarray  # mean acceptance of the last step's moves
 
 
 class SMCCarry(NamedTuple):
-    state: NamedTuple           # BlackJAX's TemperedSMCState (particles, weights, tempering_param)
-    log_evidence: jnp.ndarray   # running log Z estimate
-    num_steps: jnp.ndarray      # tempering steps taken so far
+    state: NamedTuple  # BlackJAX's TemperedSMCState (particles, weights, tempering_param)
+    log_evidence: jnp.ndarray  # running log Z estimate
+    num_steps: jnp.ndarray  # tempering steps taken so far
     rng_key: jnp.ndarray
     acceptance_rate: jnp.ndarray  # mean acceptance of the last step's moves
 
 
-def tempered_smc(logprior: Callable, loglikelihood: Callable, *, target_ess: float = 0.5, num_mcmc_steps: int = 10,
-                 num_integration_steps: int = 5, max_steps: int = 1000):
+def tempered_smc(
+    logprior: Callable,
+    loglikelihood: Callable,
+    *,
+    target_ess: float = 0.5,
+    num_mcmc_steps: int = 10,
+    num_integration_steps: int = 5,
+    max_steps: int = 1000,
+):
     """Return ``run(key, initial_particles) -> SMCResult``; initial particles are exact prior draws.
 
     The HMC moves use the particles' variance as inverse mass matrix and a step size of 0.5 d^(-1/4): the tempered
     targets are roughly standardised by that preconditioning. `tempered_smc_pieces` is the same run cut into pieces.
     """
-    start, advance, finish = tempered_smc_pieces(logprior, loglikelihood, target_ess=target_ess,
-                                                 num_mcmc_steps=num_mcmc_steps,
-                                                 num_integration_steps=num_integration_steps, max_steps=max_steps)
+    start, advance, finish = tempered_smc_pieces(
+        logprior,
+        loglikelihood,
+        target_ess=target_ess,
+        num_mcmc_steps=num_mcmc_steps,
+        num_integration_steps=num_integration_steps,
+        max_steps=max_steps,
+    )
 
     def run(key, particles):
         return finish(advance(start(key, particles), max_steps))
@@ -250,8 +292,15 @@ def tempered_smc(logprior: Callable, loglikelihood: Callable, *, target_ess: flo
     return run
 
 
-def tempered_smc_pieces(logprior: Callable, loglikelihood: Callable, *, target_ess: float = 0.5,
-                        num_mcmc_steps: int = 10, num_integration_steps: int = 5, max_steps: int = 1000):
+def tempered_smc_pieces(
+    logprior: Callable,
+    loglikelihood: Callable,
+    *,
+    target_ess: float = 0.5,
+    num_mcmc_steps: int = 10,
+    num_integration_steps: int = 5,
+    max_steps: int = 1000,
+):
     """`tempered_smc` as ``(start, advance, finish)`` for a host loop over compiled pieces (e.g. a progress bar).
 
     ``start(key, particles) -> SMCCarry``; ``advance(carry, stop) -> SMCCarry`` takes tempering steps until the
@@ -263,11 +312,20 @@ def tempered_smc_pieces(logprior: Callable, loglikelihood: Callable, *, target_e
         hmc_step = functools.partial(blackjax.hmc.build_kernel(), num_integration_steps=num_integration_steps)
         # leading axis of length 1: the parameters are shared by all particles
         step_size = 0.5 * particles.shape[1] ** -0.25
-        parameters = {"step_size": jnp.full((1,), step_size, particles.dtype),
-                      "inverse_mass_matrix": inverse_mass_matrix[None]}
-        return blackjax.adaptive_tempered_smc(logprior, loglikelihood, hmc_step, blackjax.hmc.init, parameters,
-                                              blackjax.smc.resampling.systematic, target_ess,
-                                              num_mcmc_steps=num_mcmc_steps)
+        parameters = {
+            "step_size": jnp.full((1,), step_size, particles.dtype),
+            "inverse_mass_matrix": inverse_mass_matrix[None],
+        }
+        return blackjax.adaptive_tempered_smc(
+            logprior,
+            loglikelihood,
+            hmc_step,
+            blackjax.hmc.init,
+            parameters,
+            blackjax.smc.resampling.systematic,
+            target_ess,
+            num_mcmc_steps=num_mcmc_steps,
+        )
 
     def start(key, particles):
         state = make_algorithm(particles, jnp.ones(particles.shape[1], particles.dtype)).init(particles)
@@ -285,13 +343,19 @@ def tempered_smc_pieces(logprior: Callable, loglikelihood: Callable, *, target_e
             step = make_algorithm(particles, jnp.var(particles, axis=0) + 1e-8).step
             state, info = step(sub, carry.state)
             acceptance = jnp.mean(info.update_info.acceptance_rate)
-            return SMCCarry(state, carry.log_evidence + info.log_likelihood_increment, carry.num_steps + 1, key,
-                            acceptance)
+            return SMCCarry(
+                state, carry.log_evidence + info.log_likelihood_increment, carry.num_steps + 1, key, acceptance
+            )
 
         return jax.lax.while_loop(cond, body, carry)
 
     def finish(carry):
-        return SMCResult(carry.state.particles, jnp.log(carry.state.weights), carry.log_evidence, carry.num_steps,
-                         carry.acceptance_rate)
+        return SMCResult(
+            carry.state.particles,
+            jnp.log(carry.state.weights),
+            carry.log_evidence,
+            carry.num_steps,
+            carry.acceptance_rate,
+        )
 
     return start, advance, finish

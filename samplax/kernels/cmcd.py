@@ -54,7 +54,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,10 +156,20 @@ class TrainingInfo(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the builder
-def cmcd(logdensity_fn: Callable, dim: int, num_steps: int, *, variant: str = "cmcd",
-         step_schedule: str = "constant", time_embedding: str = "learned", embedding_dim: int = 20,
-         num_blocks: int = 2, initial_step_size: float = 0.1, score_clip: float | None = None,
-         recompute_steps: bool = True) -> CMCDAlgorithm:
+def cmcd(
+    logdensity_fn: Callable,
+    dim: int,
+    num_steps: int,
+    *,
+    variant: str = "cmcd",
+    step_schedule: str = "constant",
+    time_embedding: str = "learned",
+    embedding_dim: int = 20,
+    num_blocks: int = 2,
+    initial_step_size: float = 0.1,
+    score_clip: float | None = None,
+    recompute_steps: bool = True,
+) -> CMCDAlgorithm:
     """Build first-order CMCD (or MCD / ULA annealing) for ``logdensity_fn`` (log gamma on R^dim).
 
     Args:
@@ -172,8 +183,9 @@ def cmcd(logdensity_fn: Callable, dim: int, num_steps: int, *, variant: str = "c
         score_clip: clip each coordinate of grad log gamma to +-score_clip (None: no clipping).
         recompute_steps: wrap each step in ``jax.checkpoint`` (memory of the KL gradient O(K d) per draw).
     """
-    _check_builder(dim, num_steps, variant, step_schedule, time_embedding, embedding_dim, num_blocks,
-                   initial_step_size, score_clip)
+    _check_builder(
+        dim, num_steps, variant, step_schedule, time_embedding, embedding_dim, num_blocks, initial_step_size, score_clip
+    )
     value_and_grad = _safe_value_and_grad(logdensity_fn, score_clip)
     has_control = variant != "ula"
     forward_control = variant == "cmcd"
@@ -187,8 +199,15 @@ def cmcd(logdensity_fn: Callable, dim: int, num_steps: int, *, variant: str = "c
             "log_step_size": jnp.asarray(math.log(initial_step_size), dtype),
         }
         if has_control:
-            params["control"] = init_control(key, dim, num_steps, embedding=time_embedding,
-                                             embedding_dim=embedding_dim, num_blocks=num_blocks, dtype=dtype)
+            params["control"] = init_control(
+                key,
+                dim,
+                num_steps,
+                embedding=time_embedding,
+                embedding_dim=embedding_dim,
+                num_blocks=num_blocks,
+                dtype=dtype,
+            )
         return params
 
     def betas(params):
@@ -305,21 +324,47 @@ def cmcd(logdensity_fn: Callable, dim: int, num_steps: int, *, variant: str = "c
         else:
             value = jnp.sum(jnp.where(finite, (safe - mean) ** 2, 0.0)) / jnp.maximum(count - 1, 1)
         stopped = jax.lax.stop_gradient(log_w)
-        aux = {"elbo": jax.lax.stop_gradient(mean), "log_evidence": log_evidence(stopped),
-               "finite_fraction": jnp.mean(finite)}
+        aux = {
+            "elbo": jax.lax.stop_gradient(mean),
+            "log_evidence": log_evidence(stopped),
+            "finite_fraction": jnp.mean(finite),
+        }
         return value, aux
 
-    return CMCDAlgorithm(init_params, init, step, final_log_weight, trajectory, sample, path_log_density, loss,
-                         betas, step_sizes, dim, num_steps, variant)
+    return CMCDAlgorithm(
+        init_params,
+        init,
+        step,
+        final_log_weight,
+        trajectory,
+        sample,
+        path_log_density,
+        loss,
+        betas,
+        step_sizes,
+        dim,
+        num_steps,
+        variant,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # training
-def train(key, algorithm: CMCDAlgorithm, params: dict, *, num_iterations: int, batch_size: int,
-          learning_rate: float = 1e-3, objective: str = "kl",
-          trainable: tuple[str, ...] = ("reference", "schedule", "log_step_size", "control"),
-          gradient_clip: float = 5.0, timings: dict | None = None, piece_length: int | None = None,
-          report: Callable[[int], None] | None = None) -> tuple[dict, TrainingInfo]:
+def train(
+    key,
+    algorithm: CMCDAlgorithm,
+    params: dict,
+    *,
+    num_iterations: int,
+    batch_size: int,
+    learning_rate: float = 1e-3,
+    objective: str = "kl",
+    trainable: tuple[str, ...] = ("reference", "schedule", "log_step_size", "control"),
+    gradient_clip: float = 5.0,
+    timings: dict | None = None,
+    piece_length: int | None = None,
+    report: Callable[[int], None] | None = None,
+) -> tuple[dict, TrainingInfo]:
     """Minimise ``objective`` with optax: elementwise gradient clipping at ``gradient_clip``, then Adam.
 
     Only the top-level entries of ``params`` named in ``trainable`` move; an update whose gradient is not finite is
@@ -334,22 +379,27 @@ def train(key, algorithm: CMCDAlgorithm, params: dict, *, num_iterations: int, b
     if not isinstance(num_iterations, int) or num_iterations < 0:
         raise ValueError(f"num_iterations must be a non-negative integer, got {num_iterations!r}")
     if not isinstance(batch_size, int) or batch_size < (2 if objective == "logvar" else 1):
-        raise ValueError(f"batch_size must be an integer >= {2 if objective == 'logvar' else 1} for objective "
-                         f"{objective!r}, got {batch_size!r}; the log-variance loss needs a batch to have a variance")
+        raise ValueError(
+            f"batch_size must be an integer >= {2 if objective == 'logvar' else 1} for objective "
+            f"{objective!r}, got {batch_size!r}; the log-variance loss needs a batch to have a variance"
+        )
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
     unknown = [name for name in trainable if name not in ("reference", "schedule", "log_step_size", "control")]
     if unknown:
-        raise ValueError(f"trainable names {unknown} are not CMCD parameters; choose from reference, schedule, "
-                         "log_step_size, control")
+        raise ValueError(
+            f"trainable names {unknown} are not CMCD parameters; choose from reference, schedule, "
+            "log_step_size, control"
+        )
     moving = {name: value for name, value in params.items() if name in trainable}
     frozen = {name: value for name, value in params.items() if name not in trainable}
     dtype = params["log_step_size"].dtype
     if num_iterations == 0 or not moving:
         nan = jnp.full((num_iterations,), jnp.nan, dtype)
         return params, TrainingInfo(nan, nan, nan)
-    optimizer = optax.apply_if_finite(optax.chain(optax.clip(gradient_clip), optax.adam(learning_rate)),
-                                      max_consecutive_errors=50)
+    optimizer = optax.apply_if_finite(
+        optax.chain(optax.clip(gradient_clip), optax.adam(learning_rate)), max_consecutive_errors=50
+    )
 
     def objective_fn(moving, key):
         return algorithm.loss({**frozen, **moving}, key, batch_size, objective)
@@ -361,15 +411,25 @@ def train(key, algorithm: CMCDAlgorithm, params: dict, *, num_iterations: int, b
         moving = optax.apply_updates(moving, updates)
         return (moving, opt_state), TrainingInfo(value, aux["elbo"], aux["log_evidence"])
 
-    (moving, _), info = scan_in_pieces(iteration, (moving, optimizer.init(moving)), num_iterations, piece_length,
-                                       report, timings)
+    (moving, _), info = scan_in_pieces(
+        iteration, (moving, optimizer.init(moving)), num_iterations, piece_length, report, timings
+    )
     return {**frozen, **moving}, info
 
 
-def fit_reference(key, logdensity_fn: Callable, dim: int, *, num_iterations: int = 500, batch_size: int = 64,
-                  learning_rate: float = 1e-2, dtype=jnp.float32,
-                  score_clip: float | None = None, piece_length: int | None = None,
-                  report: Callable[[int], None] | None = None) -> tuple[dict, jax.Array]:
+def fit_reference(
+    key,
+    logdensity_fn: Callable,
+    dim: int,
+    *,
+    num_iterations: int = 500,
+    batch_size: int = 64,
+    learning_rate: float = 1e-2,
+    dtype=jnp.float32,
+    score_clip: float | None = None,
+    piece_length: int | None = None,
+    report: Callable[[int], None] | None = None,
+) -> tuple[dict, jax.Array]:
     """A mean-field Gaussian q0 fitted by the reparameterised ELBO (Adam), from N(0, I).
 
     Returns ``({"mean", "log_scale"}, elbo per iteration)``. Costs one target gradient per draw per iteration.
@@ -396,8 +456,9 @@ def fit_reference(key, logdensity_fn: Callable, dim: int, *, num_iterations: int
         entropy = jnp.sum(reference["log_scale"])
         return -(jnp.mean(values) + entropy)
 
-    optimizer = optax.apply_if_finite(optax.chain(optax.clip(5.0), optax.adam(learning_rate)),
-                                      max_consecutive_errors=50)
+    optimizer = optax.apply_if_finite(
+        optax.chain(optax.clip(5.0), optax.adam(learning_rate)), max_consecutive_errors=50
+    )
 
     def iteration(carry, index):
         reference, opt_state = carry
@@ -405,14 +466,16 @@ def fit_reference(key, logdensity_fn: Callable, dim: int, *, num_iterations: int
         updates, opt_state = optimizer.update(grads, opt_state, reference)
         return (optax.apply_updates(reference, updates), opt_state), -value
 
-    (reference, _), curve = scan_in_pieces(iteration, (reference, optimizer.init(reference)), num_iterations,
-                                           piece_length, report)
+    (reference, _), curve = scan_in_pieces(
+        iteration, (reference, optimizer.init(reference)), num_iterations, piece_length, report
+    )
     # the ELBO's constant: E log q0 = -d/2 log(2 pi e) - sum log s was dropped above (entropy up to a constant)
     return reference, curve + 0.5 * dim * math.log(2.0 * math.pi * math.e)
 
 
-def tune_step_size(key, algorithm: CMCDAlgorithm, params: dict, *, batch_size: int = 128,
-                   grid: jax.Array | None = None) -> jax.Array:
+def tune_step_size(
+    key, algorithm: CMCDAlgorithm, params: dict, *, batch_size: int = 128, grid: jax.Array | None = None
+) -> jax.Array:
     """The log step size on ``grid`` (default: 16 values from 1e-4 to 0.5, log-spaced) with the highest ELBO.
 
     Each grid point is scored by the mean log-weight of ``batch_size`` trajectories, with the same random numbers at
@@ -433,8 +496,14 @@ def tune_step_size(key, algorithm: CMCDAlgorithm, params: dict, *, batch_size: i
     return jnp.log(grid)[jnp.argmax(scores)]
 
 
-def scan_in_pieces(iteration: Callable, carry, num_iterations: int, piece_length: int | None = None,
-                   report: Callable[[int], None] | None = None, timings: dict | None = None):
+def scan_in_pieces(
+    iteration: Callable,
+    carry,
+    num_iterations: int,
+    piece_length: int | None = None,
+    report: Callable[[int], None] | None = None,
+    timings: dict | None = None,
+):
     """``lax.scan(iteration, carry, arange(num_iterations))`` run as compiled pieces of ``piece_length`` steps.
 
     One executable (compiled ahead of time) serves every piece: it takes the piece's first index, and the steps
@@ -496,16 +565,26 @@ def elbo(log_weights, axis=-1):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the control network
-def init_control(key, dim: int, num_steps: int, *, embedding: str = "learned", embedding_dim: int = 20,
-                 num_blocks: int = 2, dtype=jnp.float32) -> dict:
+def init_control(
+    key,
+    dim: int,
+    num_steps: int,
+    *,
+    embedding: str = "learned",
+    embedding_dim: int = 20,
+    num_blocks: int = 2,
+    dtype=jnp.float32,
+) -> dict:
     """Parameters of u(y, k): input [y, e_k], ``num_blocks`` residual softplus blocks, dense output times a scale 0."""
     if embedding not in TIME_EMBEDDINGS:
         raise ValueError(f"embedding must be one of {list(TIME_EMBEDDINGS)}, got {embedding!r}")
     width = dim + embedding_dim
     keys = jax.random.split(key, num_blocks + 2)
     params = {
-        "blocks": {"weight": jnp.stack([_lecun_normal(keys[i], (width, width), dtype) for i in range(num_blocks)]),
-                   "bias": jnp.zeros((num_blocks, width), dtype)},
+        "blocks": {
+            "weight": jnp.stack([_lecun_normal(keys[i], (width, width), dtype) for i in range(num_blocks)]),
+            "bias": jnp.zeros((num_blocks, width), dtype),
+        },
         "output": {"weight": _lecun_normal(keys[num_blocks], (width, dim), dtype), "bias": jnp.zeros(dim, dtype)},
         "scale": jnp.zeros((), dtype),
     }
@@ -602,8 +681,9 @@ def _evaluate(value_and_grad, position, detach):
     return value_and_grad(position)
 
 
-def _check_builder(dim, num_steps, variant, step_schedule, time_embedding, embedding_dim, num_blocks,
-                   initial_step_size, score_clip):
+def _check_builder(
+    dim, num_steps, variant, step_schedule, time_embedding, embedding_dim, num_blocks, initial_step_size, score_clip
+):
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
     if not isinstance(num_steps, int) or num_steps < 1:
@@ -619,7 +699,6 @@ def _check_builder(dim, num_steps, variant, step_schedule, time_embedding, embed
     if not isinstance(num_blocks, int) or num_blocks < 0:
         raise ValueError(f"num_blocks must be a non-negative integer, got {num_blocks!r}")
     if not MIN_STEP_SIZE <= initial_step_size <= MAX_STEP_SIZE:
-        raise ValueError(f"initial_step_size must lie in [{MIN_STEP_SIZE}, {MAX_STEP_SIZE}], got "
-                         f"{initial_step_size!r}")
+        raise ValueError(f"initial_step_size must lie in [{MIN_STEP_SIZE}, {MAX_STEP_SIZE}], got {initial_step_size!r}")
     if score_clip is not None and not score_clip > 0:
         raise ValueError(f"score_clip must be positive or None, got {score_clip!r}")

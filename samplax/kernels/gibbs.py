@@ -39,7 +39,8 @@ Usage:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,11 +50,34 @@ from blackjax.base import SamplingAlgorithm
 from samplax.kernels import meta_proposal as mp
 
 __all__ = [
-    "FactorTables", "BlockInstances", "SweepPlan", "local_log_prob", "single_site_gibbs", "exact_block_gibbs",
-    "block_inputs", "block_metropolis", "tabular_sweep", "ancestral_sample", "enumerate_gibbs",
-    "random_walk_metropolis", "independence_metropolis", "colour_classes", "pad_classes",
-    "GibbsState", "GibbsInfo", "SweepArrays", "SweepSpec", "PairSpec", "init", "build_sweep", "build_kernel",
-    "warmup", "as_top_level_api", "RW_TARGET", "WARMUP_FLOOR_START", "WARMUP_FLOOR_END",
+    "FactorTables",
+    "BlockInstances",
+    "SweepPlan",
+    "local_log_prob",
+    "single_site_gibbs",
+    "exact_block_gibbs",
+    "block_inputs",
+    "block_metropolis",
+    "tabular_sweep",
+    "ancestral_sample",
+    "enumerate_gibbs",
+    "random_walk_metropolis",
+    "independence_metropolis",
+    "colour_classes",
+    "pad_classes",
+    "GibbsState",
+    "GibbsInfo",
+    "SweepArrays",
+    "SweepSpec",
+    "PairSpec",
+    "init",
+    "build_sweep",
+    "build_kernel",
+    "warmup",
+    "as_top_level_api",
+    "RW_TARGET",
+    "WARMUP_FLOOR_START",
+    "WARMUP_FLOOR_END",
 ]
 
 RW_TARGET = 0.44
@@ -123,13 +147,13 @@ def _substitution(tables: FactorTables, idx, factor_ids, variables):
     """For the factors ``factor_ids``: a function ``values -> sum of log f`` with ``idx[variables]`` replaced by
     ``values``. The scope positions that hold a replaced variable are found once, so each evaluation is a gather
     over the factors' scopes, never a copy of the whole state."""
-    scope = tables.scope[factor_ids]                                  # (F, A)
-    match = scope[..., None] == variables[None, None, :]              # (F, A, b)
+    scope = tables.scope[factor_ids]  # (F, A)
+    match = scope[..., None] == variables[None, None, :]  # (F, A, b)
     inside = jnp.any(match, axis=-1)
     position = jnp.argmax(match, axis=-1)
     current = idx[scope]
     strides = tables.strides[factor_ids]
-    rows = tables.log_table[factor_ids]                               # (F, T)
+    rows = tables.log_table[factor_ids]  # (F, T)
 
     def log_prob(values, floor):
         flat = jnp.sum(jnp.where(inside, values[position], current) * strides, axis=-1)
@@ -181,9 +205,9 @@ def block_inputs(tables: FactorTables, idx, instances: BlockInstances, i):
     return jnp.concatenate([instances.theta[i], values.astype(instances.theta.dtype)])
 
 
-def block_metropolis(key, tables: FactorTables, idx, instances: BlockInstances, ids, params,
-                     config: mp.ProposalConfig,
-                     floor=-jnp.inf):
+def block_metropolis(
+    key, tables: FactorTables, idx, instances: BlockInstances, ids, params, config: mp.ProposalConfig, floor=-jnp.inf
+):
     """Independence MH with the learned proposal for the instances ``ids`` (P,) in parallel.
 
     Block variables are binary with support {0, 1} (states = values). Returns (idx, acceptance probability (P,)).
@@ -213,9 +237,20 @@ def block_metropolis(key, tables: FactorTables, idx, instances: BlockInstances, 
     return idx.at[instances.variables[ids]].set(new), probability
 
 
-def tabular_sweep(key, tables: FactorTables, idx, plan: SweepPlan, schedule, *, instances: BlockInstances | None = None,
-                  block_update: str | None = None, params=None, config: mp.ProposalConfig | None = None,
-                  states=None, floor=-jnp.inf):
+def tabular_sweep(
+    key,
+    tables: FactorTables,
+    idx,
+    plan: SweepPlan,
+    schedule,
+    *,
+    instances: BlockInstances | None = None,
+    block_update: str | None = None,
+    params=None,
+    config: mp.ProposalConfig | None = None,
+    states=None,
+    floor=-jnp.inf,
+):
     """One sweep of schedule ``schedule``: the block colour classes (exact block Gibbs or learned block MH), then the
     single-site classes. Returns (idx, acceptance (I,): the acceptance probability of every instance updated in this
     sweep, NaN for the others; 1 for exact block Gibbs)."""
@@ -223,6 +258,7 @@ def tabular_sweep(key, tables: FactorTables, idx, plan: SweepPlan, schedule, *, 
     acceptance = jnp.full((num_instances + 1,), jnp.nan)
     key_blocks, key_singles = jax.random.split(key)
     if block_update is not None and num_instances:
+
         def block_class(carry, inputs):
             idx, acceptance = carry
             ids, k = inputs
@@ -234,10 +270,12 @@ def tabular_sweep(key, tables: FactorTables, idx, plan: SweepPlan, schedule, *, 
             return (idx, acceptance.at[ids].set(probability)), None
 
         classes = plan.block_classes[schedule]
-        (idx, acceptance), _ = jax.lax.scan(block_class, (idx, acceptance),
-                                            (classes, jax.random.split(key_blocks, classes.shape[0])))
+        (idx, acceptance), _ = jax.lax.scan(
+            block_class, (idx, acceptance), (classes, jax.random.split(key_blocks, classes.shape[0]))
+        )
     singles = plan.single_classes[schedule]
     if singles.shape[0] and singles.shape[1]:
+
         def single_class(idx, inputs):
             variables, k = inputs
             return single_site_gibbs(k, tables, idx, variables, floor), None
@@ -286,12 +324,14 @@ def random_walk_metropolis(key, log_density: Callable, z, current_log_density, i
     log_alpha = jnp.where(jnp.isnan(proposed), -jnp.inf, proposed - current_log_density)
     log_alpha = jnp.where(jnp.isneginf(current_log_density) & jnp.isfinite(proposed), 0.0, log_alpha)
     accept = jnp.log(jax.random.uniform(key_accept)) < log_alpha
-    return (jnp.where(accept, proposal, z), jnp.where(accept, proposed, current_log_density),
-            jnp.exp(jnp.minimum(log_alpha, 0.0)))
+    return (
+        jnp.where(accept, proposal, z),
+        jnp.where(accept, proposed, current_log_density),
+        jnp.exp(jnp.minimum(log_alpha, 0.0)),
+    )
 
 
-def independence_metropolis(key, log_density: Callable, state, current_log_density, propose: Callable,
-                            log_q: Callable):
+def independence_metropolis(key, log_density: Callable, state, current_log_density, propose: Callable, log_q: Callable):
     """MH with a proposal that ignores the current block: ``propose(key) -> new state``, ``log_q(state)``.
     Returns (state, log density, acceptance probability)."""
     key_propose, key_accept = jax.random.split(key)
@@ -341,9 +381,8 @@ def pad_classes(schedules: list[list[list[int]]], fill: int) -> np.ndarray:
     out = np.full((num_schedules, num_classes, width), fill, dtype=np.int32)
     for s, classes in enumerate(schedules):
         for c, members in enumerate(classes):
-            out[s, c, :len(members)] = members
+            out[s, c, : len(members)] = members
     return out
-
 
 
 # =====================================================================================================================
@@ -409,10 +448,10 @@ class SweepSpec(NamedTuple):
     has_local: bool
     num_schedules: int
     num_instances: int = 0
-    block_update: str | None = None        # None, "exact" (block Gibbs) or "mh" (learned proposal)
+    block_update: str | None = None  # None, "exact" (block Gibbs) or "mh" (learned proposal)
     config: mp.ProposalConfig | None = None
-    nonlocal_variables: tuple = ()         # (variable, number of states) updated through the log joint
-    other_sites: tuple = ()                # (name, shape, support values) of discrete sites that are not variables
+    nonlocal_variables: tuple = ()  # (variable, number of states) updated through the log joint
+    other_sites: tuple = ()  # (name, shape, support values) of discrete sites that are not variables
     dim: int = 0
     pair: PairSpec | None = None
 
@@ -444,9 +483,18 @@ def build_sweep(spec: SweepSpec) -> Callable:
         idx, other, z = state.idx, state.other, state.z
         if spec.has_local:
             idx, tab_acc = tabular_sweep(
-                keys[0], tables, idx, arrays.plan, state.sweep % spec.num_schedules, instances=arrays.instances,
-                block_update=spec.block_update, params=arrays.proposal_params, config=spec.config,
-                states=arrays.states, floor=floor)
+                keys[0],
+                tables,
+                idx,
+                arrays.plan,
+                state.sweep % spec.num_schedules,
+                instances=arrays.instances,
+                block_update=spec.block_update,
+                params=arrays.proposal_params,
+                config=spec.config,
+                states=arrays.states,
+                floor=floor,
+            )
         else:
             tab_acc = jnp.full((spec.num_instances,), jnp.nan)
         coordinate_acc = jnp.ones((spec.dim,))
@@ -455,10 +503,13 @@ def build_sweep(spec: SweepSpec) -> Callable:
             joint = spec.log_joint
             lp = joint(idx, other, z)
             for n, (v, num_states) in enumerate(spec.nonlocal_variables):
+
                 def set_value(s, k, v=v):
                     return (s[0].at[v].set(k), s[1], s[2])
-                (idx, other, z), lp = enumerate_gibbs(jax.random.fold_in(keys[1], n), lambda s: joint(*s),
-                                                      (idx, other, z), set_value, num_states)
+
+                (idx, other, z), lp = enumerate_gibbs(
+                    jax.random.fold_in(keys[1], n), lambda s: joint(*s), (idx, other, z), set_value, num_states
+                )
             for n, (name, shape, values) in enumerate(spec.other_sites):
                 size = int(np.prod(shape)) if shape else 1
                 support_values = jnp.asarray(values)
@@ -469,23 +520,34 @@ def build_sweep(spec: SweepSpec) -> Callable:
                     def set_value(s, k):
                         flat = s[1][name].reshape(-1).at[e].set(support_values[k].astype(s[1][name].dtype))
                         return (s[0], {**s[1], name: flat.reshape(shape)}, s[2])
-                    (idx, other, z), lp = enumerate_gibbs(jax.random.fold_in(jax.random.fold_in(keys[2], n), e),
-                                                          lambda s: joint(*s), (idx, other, z), set_value,
-                                                          int(support_values.shape[0]))
+
+                    (idx, other, z), lp = enumerate_gibbs(
+                        jax.random.fold_in(jax.random.fold_in(keys[2], n), e),
+                        lambda s: joint(*s),
+                        (idx, other, z),
+                        set_value,
+                        int(support_values.shape[0]),
+                    )
                     return idx, other, z, lp
+
                 idx, other, z, lp = jax.lax.fori_loop(0, size, element, (idx, other, z, lp))
             if spec.dim:
+
                 def coordinate(carry, inputs):
                     z, lp = carry
                     j, k = inputs
-                    z, lp, accept = random_walk_metropolis(k, lambda zz: joint(idx, other, zz), z, lp, j,
-                                                           jnp.exp(log_scales[j]))
+                    z, lp, accept = random_walk_metropolis(
+                        k, lambda zz: joint(idx, other, zz), z, lp, j, jnp.exp(log_scales[j])
+                    )
                     return (z, lp), accept
+
                 (z, lp), coordinate_acc = jax.lax.scan(
-                    coordinate, (z, lp), (jnp.arange(spec.dim), jax.random.split(keys[3], spec.dim)))
+                    coordinate, (z, lp), (jnp.arange(spec.dim), jax.random.split(keys[3], spec.dim))
+                )
             if spec.pair is not None:
-                z, lp, pair_acc = _pair_moves(keys[4], spec.pair, arrays.pair_params, idx, other, z, lp, joint,
-                                              tables.support_values)
+                z, lp, pair_acc = _pair_moves(
+                    keys[4], spec.pair, arrays.pair_params, idx, other, z, lp, joint, tables.support_values
+                )
         else:
             lp = local_log_prob(tables, idx, jnp.arange(tables.log_table.shape[0] - 1))
         acceptance = jnp.concatenate([tab_acc, pair_acc])
@@ -530,9 +592,9 @@ def warmup(spec: SweepSpec, num_steps: int) -> Callable:
 def as_top_level_api(spec: SweepSpec, arrays: SweepArrays, log_scales=None) -> SamplingAlgorithm:
     """The sweep as a BlackJAX `SamplingAlgorithm` closed over the arrays and (adapted) random-walk scales.
 
-        sampler = as_top_level_api(spec, arrays, log_scales)
-        state = sampler.init(idx)
-        state, info = sampler.step(key, state)
+    sampler = as_top_level_api(spec, arrays, log_scales)
+    state = sampler.init(idx)
+    state, info = sampler.step(key, state)
     """
     kernel = build_kernel(spec)
     scales = jnp.full((spec.dim,), jnp.log(INITIAL_SCALE)) if log_scales is None else log_scales
@@ -566,7 +628,7 @@ def _pair_moves(key, pair: PairSpec, params, idx, other, z, lp, joint, support):
     key_perm, key_moves = jax.random.split(key)
     perm = jax.random.permutation(key_perm, m)
     order = perm[jnp.argsort(jnp.where(active[perm], 0, 1), stable=True)]
-    pairs = order[:2 * (m // 2)].reshape(m // 2, 2)
+    pairs = order[: 2 * (m // 2)].reshape(m // 2, 2)
     empty = jnp.zeros((0,), jnp.int32)
     noise = pair.noise_scale
 
@@ -587,8 +649,7 @@ def _pair_moves(key, pair: PairSpec, params, idx, other, z, lp, joint, support):
             block = jnp.concatenate([(mm[a] - center) / noise, (mm[b] - center) / noise])
             return mp.log_prob(params, config, x, mp.BlockValue(empty, block))
 
-        new_z, new_lp, probability = independence_metropolis(k, lambda zz: joint(idx, other, zz), z, lp,
-                                                             propose, log_q)
+        new_z, new_lp, probability = independence_metropolis(k, lambda zz: joint(idx, other, zz), z, lp, propose, log_q)
         z = jnp.where(valid, new_z, z)
         lp = jnp.where(valid, new_lp, lp)
         return (z, lp), (_pair_id(a, b, m), jnp.where(valid, probability, jnp.nan))

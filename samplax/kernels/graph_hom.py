@@ -269,7 +269,10 @@ def glauber(
     """
     max_degree, unweighted = _static_facts(network, max_degree, unweighted)
     kernel = build_glauber_kernel(
-        max_degree=max_degree, conditional=conditional, proposals=proposals, unweighted=unweighted,
+        max_degree=max_degree,
+        conditional=conditional,
+        proposals=proposals,
+        unweighted=unweighted,
         free_nodes=has_free_nodes(constraints) if free_nodes is None else bool(free_nodes),
     )
 

@@ -39,7 +39,8 @@ import io
 import json
 import zipfile
 import zlib
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +93,7 @@ class ProposalConfig(NamedTuple):
         return {name: (list(value) if isinstance(value, tuple) else value) for name, value in self._asdict().items()}
 
     @classmethod
-    def from_json(cls, record: dict) -> "ProposalConfig":
+    def from_json(cls, record: dict) -> ProposalConfig:
         record = dict(record)
         record["hidden_sizes"] = tuple(int(h) for h in record["hidden_sizes"])
         return cls(**record)
@@ -120,8 +121,10 @@ def init_params(key, config: ProposalConfig, inputs=None) -> dict:
     for k, (n_in, n_out) in zip(keys[:-1], zip(sizes[:-1], sizes[1:])):
         w = jax.random.normal(k, (n_in, n_out)) * jnp.sqrt(2.0 / (n_in + n_out))
         layers.append({"w": w, "b": jnp.zeros(n_out)})
-    head = {"w": 0.01 * jax.random.normal(keys[-1], (sizes[-1], _output_size(config))),
-            "b": jnp.zeros(_output_size(config))}
+    head = {
+        "w": 0.01 * jax.random.normal(keys[-1], (sizes[-1], _output_size(config))),
+        "b": jnp.zeros(_output_size(config)),
+    }
     if inputs is None:
         shift, scale = jnp.zeros(config.num_inputs), jnp.ones(config.num_inputs)
     else:
@@ -152,13 +155,13 @@ def _heads(params: dict, config: ProposalConfig, x):
     c, nd, k, nr = config.num_components, config.num_discrete, config.num_categories, config.num_real
     log_pi = jax.nn.log_softmax(out[:c])
     offset = c
-    logits = out[offset:offset + c * nd * k].reshape(c, nd, k)
+    logits = out[offset : offset + c * nd * k].reshape(c, nd, k)
     offset += c * nd * k
     floor = config.probability_floor
     log_p = jnp.log(floor + (1.0 - k * floor) * jax.nn.softmax(logits, axis=-1))
-    mean = out[offset:offset + c * nr].reshape(c, nr)
+    mean = out[offset : offset + c * nr].reshape(c, nr)
     offset += c * nr
-    log_scale = jnp.clip(out[offset:offset + c * nr].reshape(c, nr), _MIN_LOG_SCALE, _MAX_LOG_SCALE)
+    log_scale = jnp.clip(out[offset : offset + c * nr].reshape(c, nr), _MIN_LOG_SCALE, _MAX_LOG_SCALE)
     return log_pi, log_p, mean, log_scale
 
 
@@ -170,7 +173,7 @@ def _component_log_probs(config, log_p, mean, log_scale, block: BlockValue):
         total = total + jnp.sum(picked, axis=1)
     if config.num_real:
         z = (block.real[None, :] - mean) * jnp.exp(-log_scale)
-        total = total + jnp.sum(-0.5 * z ** 2 - log_scale - 0.5 * jnp.log(2 * jnp.pi), axis=1)
+        total = total + jnp.sum(-0.5 * z**2 - log_scale - 0.5 * jnp.log(2 * jnp.pi), axis=1)
     return total
 
 
@@ -198,8 +201,9 @@ def sample(params: dict, config: ProposalConfig, key, x) -> BlockValue:
 
 def nll_loss(params: dict, config: ProposalConfig, inputs, blocks: BlockValue):
     """Mean of -log q(b | x) over a batch: the forward KL up to a constant."""
-    return -jnp.mean(jax.vmap(lambda x, d, r: log_prob(params, config, x, BlockValue(d, r)))(
-        inputs, blocks.discrete, blocks.real))
+    return -jnp.mean(
+        jax.vmap(lambda x, d, r: log_prob(params, config, x, BlockValue(d, r)))(inputs, blocks.discrete, blocks.real)
+    )
 
 
 # =====================================================================================================================
@@ -214,9 +218,20 @@ class TrainingHistory(NamedTuple):
     metrics: dict
 
 
-def train(key, params: dict, config: ProposalConfig, sample_batch: Callable, *, num_steps: int,
-          batch_size: int = 256, learning_rate: float = 1e-3, validation=None, eval_every: int | None = None,
-          evaluate: Callable | None = None, progress: Callable | None = None):
+def train(
+    key,
+    params: dict,
+    config: ProposalConfig,
+    sample_batch: Callable,
+    *,
+    num_steps: int,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    validation=None,
+    eval_every: int | None = None,
+    evaluate: Callable | None = None,
+    progress: Callable | None = None,
+):
     """Adam on -log q over fresh forward samples each step (``sample_batch(key, batch_size) -> (x, BlockValue)``).
 
     validation: (x, BlockValue) held out (drawn with other keys, hence other Theta); evaluate: optional
@@ -280,10 +295,12 @@ def _split_trainable(params: dict):
 
 def discrete_block_states(num_variables: int, num_categories: int = 2) -> np.ndarray:
     """All num_categories^num_variables states of a discrete block, (S, num_variables); variable 0 varies fastest."""
-    count = num_categories ** num_variables
-    if count > 2 ** 16:
-        raise ValueError(f"a block of {num_variables} variables with {num_categories} states has {count} states; "
-                         "exact enumeration is limited to 65536")
+    count = num_categories**num_variables
+    if count > 2**16:
+        raise ValueError(
+            f"a block of {num_variables} variables with {num_categories} states has {count} states; "
+            "exact enumeration is limited to 65536"
+        )
     codes = np.arange(count)[:, None] // (num_categories ** np.arange(num_variables))[None, :]
     return (codes % num_categories).astype(np.int32)
 
@@ -326,8 +343,14 @@ def save_proposal(path, params: dict, config: ProposalConfig, header: dict):
     arrays["input_shift"] = np.asarray(params["input_shift"])
     arrays["input_scale"] = np.asarray(params["input_scale"])
     record = dict(header)
-    record.update({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": config.to_json(),
-                   "arrays": {name: list(value.shape) for name, value in arrays.items()}})
+    record.update(
+        {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "config": config.to_json(),
+            "arrays": {name: list(value.shape) for name, value in arrays.items()},
+        }
+    )
     arrays["header"] = np.frombuffer(json.dumps(record, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in arrays.items()})
@@ -354,17 +377,27 @@ def load_proposal(path) -> tuple[dict, ProposalConfig, dict]:
     if header.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: format {header.get('format')!r} is not {FORMAT_NAME!r}")
     if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {header.get('format_version')} is not supported (this samplax reads "
-                         f"version {FORMAT_VERSION}); retrain it with this version")
+        raise ValueError(
+            f"{path}: format version {header.get('format_version')} is not supported (this samplax reads "
+            f"version {FORMAT_VERSION}); retrain it with this version"
+        )
     for name, shape in header.get("arrays", {}).items():
         if name not in arrays or list(arrays[name].shape) != list(shape):
             raise ValueError(f"{path}: array {name!r} is missing or has the wrong shape (header says {shape})")
     config = ProposalConfig.from_json(header["config"])
-    layers = [{"w": jnp.asarray(arrays[f"layer{i}_w"]), "b": jnp.asarray(arrays[f"layer{i}_b"])}
-              for i in range(len(config.hidden_sizes))]
-    params = {"layers": layers, "head": {"w": jnp.asarray(arrays["head_w"]), "b": jnp.asarray(arrays["head_b"])},
-              "input_shift": jnp.asarray(arrays["input_shift"]), "input_scale": jnp.asarray(arrays["input_scale"])}
+    layers = [
+        {"w": jnp.asarray(arrays[f"layer{i}_w"]), "b": jnp.asarray(arrays[f"layer{i}_b"])}
+        for i in range(len(config.hidden_sizes))
+    ]
+    params = {
+        "layers": layers,
+        "head": {"w": jnp.asarray(arrays["head_w"]), "b": jnp.asarray(arrays["head_b"])},
+        "input_shift": jnp.asarray(arrays["input_shift"]),
+        "input_scale": jnp.asarray(arrays["input_scale"]),
+    }
     if params["layers"] and params["layers"][0]["w"].shape[0] != config.num_inputs:
-        raise ValueError(f"{path}: the first layer takes {params['layers'][0]['w'].shape[0]} inputs but the config "
-                         f"says {config.num_inputs}")
+        raise ValueError(
+            f"{path}: the first layer takes {params['layers'][0]['w'].shape[0]} inputs but the config "
+            f"says {config.num_inputs}"
+        )
     return params, config, header

@@ -6,9 +6,12 @@
   biject_to transforms included), jit-able and differentiable;
 * ``init(key, strategy)``: starting points; ``constrain(z)``: constrained site values, deterministic sites
   included; ``log_likelihood(z)``: per-observation log-likelihoods for ``az.loo``;
-* ``composite()``: the split U(x) = f(x) + g(x) in constrained coordinates for Bregman proximal kernels;
-* ``shards(num_agents)``: prior and per-shard log-likelihoods for distributed (ADMM) kernels;
-* ``factor_graph()``: the Markov blankets of discrete latent sites for Gibbs-type kernels.
+* ``composite()``: the split U(x) = f(x) + g(x) in constrained coordinates for Bregman proximal kernels
+  (`samplax.models.composite`);
+* ``shards(num_agents)``: prior and per-shard log-likelihoods for distributed (ADMM) kernels
+  (`samplax.models.shards`).
+
+Discrete models' factor tables are read by `samplax.models.motifs`.
 
 Nothing else in samplax traces a model (compare ``numpyro.infer.util.initialize_model``).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +30,19 @@ import numpyro
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
-from numpyro.distributions import constraints
 from numpyro.infer import util as npu
-from numpyro.infer.initialization import init_to_feasible, init_to_median, init_to_sample, init_to_uniform, init_to_value
+from numpyro.infer.initialization import (
+    init_to_feasible,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
+
+from samplax.models.composite import Composite, base_distribution
+from samplax.models.composite import composite as composite_view
+from samplax.models.shards import Shards
+from samplax.models.shards import shards as shard_view
 
 __all__ = [
     "Site",
@@ -37,7 +50,6 @@ __all__ = [
     "UnsupportedModelError",
     "Composite",
     "Shards",
-    "FactorGraph",
     "build_target",
     "data_fingerprint",
     "INIT_STRATEGIES",
@@ -47,8 +59,12 @@ INIT_STRATEGIES = ("uniform", "median", "sample", "feasible")
 _INIT_ALIASES = {"prior": "sample"}  # the name samplax used before NumPyro's
 INIT_ATTEMPTS = 100  # redraws per chain before giving up, as numpyro.infer.util.find_valid_initial_params
 # what JAX raises when a model reads traced data as a Python value (int(n), if y.max() > 0, np.asarray(y))
-CONCRETIZATION_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
-                         jax.errors.TracerBoolConversionError, jax.errors.TracerArrayConversionError)
+CONCRETIZATION_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerArrayConversionError,
+)
 DATA_MODES = ("arguments", "constants")
 _BATCH_LOGDENSITY: dict = {}
 BATCH_CACHE_SIZE = 32
@@ -81,53 +97,10 @@ class UnsupportedModelError(ValueError):
     def __init__(self, method: str, feature: str, detail: str = ""):
         self.method = method
         self.feature = feature
-        super().__init__(f"method '{method}' does not support models with the feature '{feature}'"
-                         + (f": {detail}" if detail else ""))
-
-
-class Composite(NamedTuple):
-    """U(x) = f(x) + g(x) on the flat constrained vector x (a K-simplex keeps its first K - 1 coordinates).
-
-    g(x) = sum_i l1_weight_i |x_i - l1_center_i| collects the fixed-scale Laplace priors; f is the rest of the
-    negative log joint. ``blocks`` gives each latent site's slice of x, in ``Target.sites`` order (the Bregman
-    kernels choose a Legendre function per block from the site's support: samplax/infer/method_bplmc.py).
-    """
-
-    dim: int
-    smooth_potential: Callable
-    l1_weight: jnp.ndarray
-    l1_center: jnp.ndarray
-    blocks: tuple
-    to_constrained: Callable
-    from_unconstrained: Callable
-    from_constrained: Callable
-
-
-class Shards(NamedTuple):
-    """The data split along the observation plate into ``num_agents`` padded, masked shards.
-
-    ``prior_logdensity(z)``, ``shard_loglik(z, shard)`` and ``shard_log_prior(z, shard)`` act on the flat
-    unconstrained vector; ``shard`` is one element of ``data`` (a pytree whose leaves have a leading agent axis) and
-    carries its own ``mask``. ``shard_log_prior`` equals ``prior_logdensity`` but reads only the agent's own shard
-    (the observed sites masked out), so an agent never touches other agents' observations.
-    """
-
-    num_agents: int
-    num_observations: int
-    prior_logdensity: Callable
-    shard_loglik: Callable
-    data: dict
-    sizes: np.ndarray
-    shard_log_prior: Callable
-
-
-class FactorGraph(NamedTuple):
-    """Discrete latent sites, their factors (sites whose log-probability mentions them) and Markov blankets."""
-
-    discrete_sites: tuple[str, ...]
-    factors: dict[str, tuple[str, ...]]
-    markov_blanket: dict[str, tuple[str, ...]]
-    support_size: dict[str, int]
+        super().__init__(
+            f"method '{method}' does not support models with the feature '{feature}'"
+            + (f": {detail}" if detail else "")
+        )
 
 
 def _site_discrete(site) -> bool:
@@ -142,21 +115,11 @@ def _plate_shape_error(err: ValueError, data: dict) -> ValueError:
     if "shapes disagree" not in str(err):
         return err
     shapes = {k: tuple(np.shape(v)) for k, v in data.items() if isinstance(v, (np.ndarray, jax.Array))}
-    return ValueError(f"the data do not fit the model's plates ({err}: the site's shape in its plates, then the "
-                      f"value's). Data shapes: {shapes}. Give every observed array one entry per element of its "
-                      "plates.")
-
-
-class _HideObserved(handlers.Messenger):
-    """Masks the named observed sites out of the log density, leaving the prior and the transforms' Jacobians."""
-
-    def __init__(self, fn, names):
-        self.names = frozenset(names)
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["type"] == "sample" and msg["name"] in self.names:
-            msg["fn"] = msg["fn"].mask(False)
+    return ValueError(
+        f"the data do not fit the model's plates ({err}: the site's shape in its plates, then the "
+        f"value's). Data shapes: {shapes}. Give every observed array one entry per element of its "
+        "plates."
+    )
 
 
 def _is_latent(site) -> bool:
@@ -165,8 +128,12 @@ def _is_latent(site) -> bool:
 
 def _is_observation(site) -> bool:
     """An observed sample site that is data, not a ``numpyro.factor`` term (a Unit distribution)."""
-    return (site["type"] == "sample" and site["is_observed"] and not site.get("infer", {}).get("is_auxiliary")
-            and not isinstance(site["fn"], dist.distribution.Unit))
+    return (
+        site["type"] == "sample"
+        and site["is_observed"]
+        and not site.get("infer", {}).get("is_auxiliary")
+        and not isinstance(site["fn"], dist.distribution.Unit)
+    )
 
 
 def _observed_data_keys(data: dict, observed_sites) -> dict[str, str]:
@@ -177,8 +144,9 @@ def _observed_data_keys(data: dict, observed_sites) -> dict[str, str]:
             continue
         for name, site in observed_sites:
             obs = site["value"]
-            if obs is value or (np.shape(obs) == np.shape(value) and np.array_equal(np.asarray(obs), np.asarray(value),
-                                                                                  equal_nan=True)):
+            if obs is value or (
+                np.shape(obs) == np.shape(value) and np.array_equal(np.asarray(obs), np.asarray(value), equal_nan=True)
+            ):
                 found[key] = name
                 break
     return found
@@ -223,12 +191,6 @@ def data_fingerprint(data: dict) -> str:
     return digest.hexdigest()
 
 
-def _base_dist(fn):
-    while isinstance(fn, (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)):
-        fn = fn.base_dist
-    return fn
-
-
 def _support_name(support) -> str:
     return type(support).__name__.lstrip("_").lower()
 
@@ -262,10 +224,17 @@ class Target:
         observed_sites = [(name, s) for name, s in prototype.items() if _is_observation(s)]
         self.observed = {name: np.asarray(s["value"]) for name, s in observed_sites}
         self.observed_data_keys = _observed_data_keys(self.data, observed_sites)
-        self.deterministic_shapes = {name: tuple(jnp.shape(s["value"])) for name, s in prototype.items() if s["type"] == "deterministic"}
-        self.improper_sites = tuple(name for name, s in latent if isinstance(_base_dist(s["fn"]), dist.ImproperUniform))
-        self.factor_sites = tuple(name for name, s in prototype.items() if s["type"] == "sample" and s["is_observed"]
-                                  and not _is_observation(s))
+        self.deterministic_shapes = {
+            name: tuple(jnp.shape(s["value"])) for name, s in prototype.items() if s["type"] == "deterministic"
+        }
+        self.improper_sites = tuple(
+            name for name, s in latent if isinstance(base_distribution(s["fn"]), dist.ImproperUniform)
+        )
+        self.factor_sites = tuple(
+            name
+            for name, s in prototype.items()
+            if s["type"] == "sample" and s["is_observed"] and not _is_observation(s)
+        )
         self.dims = _plate_dims(prototype)
         continuous = [(name, s) for name, s in latent if name not in self.discrete_sites]
         self.sites: tuple[Site, ...] = ()
@@ -284,12 +253,22 @@ class Target:
                 size = int(np.size(unconstrained[name]))
                 offsets[name] = (offset, offset + size)
                 offset += size
-            self.sites = tuple(Site(name, tuple(jnp.shape(s["value"])), s["fn"].support, *offsets[name],
-                                    type(_base_dist(s["fn"])).__name__, False) for name, s in continuous)
+            self.sites = tuple(
+                Site(
+                    name,
+                    tuple(jnp.shape(s["value"])),
+                    s["fn"].support,
+                    *offsets[name],
+                    type(base_distribution(s["fn"])).__name__,
+                    False,
+                )
+                for name, s in continuous
+            )
         self.data_mode = self._choose_data_mode()
         if self.data_mode == "arguments":
-            self.data = {k: jnp.asarray(v) if isinstance(v, (np.ndarray, jax.Array)) else v
-                         for k, v in self.data.items()}
+            self.data = {
+                k: jnp.asarray(v) if isinstance(v, (np.ndarray, jax.Array)) else v for k, v in self.data.items()
+            }
 
     # ----------------------------------------------------------------------------------------------
     # tracing helpers
@@ -328,10 +307,11 @@ class Target:
                     raise ValueError(
                         f"data {bad} hold non-finite values ({counts} NaN or inf), and they make the log-likelihood "
                         f"of site '{name}' non-finite. Drop those rows, or mask the missing observations: "
-                        "numpyro.sample(..., obs=y, obs_mask=~np.isnan(y)) or numpyro.handlers.mask(mask=...)")
+                        "numpyro.sample(..., obs=y, obs_mask=~np.isnan(y)) or numpyro.handlers.mask(mask=...)"
+                    )
 
     def _choose_data_mode(self) -> str:
-        """"arguments" when the model traces with its array data as abstract arguments, else "constants"."""
+        """ "arguments" when the model traces with its array data as abstract arguments, else "constants"."""
         arrays = {k: jnp.asarray(v) for k, v in self.data.items() if isinstance(v, (np.ndarray, jax.Array))}
         if not arrays:
             return "arguments"
@@ -367,7 +347,7 @@ class Target:
         static = {k: v for k, v in self.data.items() if not isinstance(v, jax.Array)}
         return ("arguments", data_fingerprint(static))  # a hash, not repr: repr elides the middle of long arrays
 
-    def with_data(self, arrays: dict) -> "Target":
+    def with_data(self, arrays: dict) -> Target:
         """The same target conditioned on other arrays of the same shapes (traced arrays inside jit are fine)."""
         clone = copy.copy(self)
         clone.data = {**self.data, **arrays}
@@ -375,9 +355,14 @@ class Target:
 
     def constant_data(self) -> dict:
         """The data that are neither observed values nor None (the ``constant_data`` group of InferenceData)."""
-        return {k: np.asarray(v) for k, v in self.data.items()
-                if k not in self.observed_data_keys and v is not None and not isinstance(v, str)
-                and np.asarray(v).dtype.kind in "biuf"}
+        return {
+            k: np.asarray(v)
+            for k, v in self.data.items()
+            if k not in self.observed_data_keys
+            and v is not None
+            and not isinstance(v, str)
+            and np.asarray(v).dtype.kind in "biuf"
+        }
 
     def features(self) -> frozenset:
         """What the model has that a method may not support (see `samplax.infer.options.MethodSchema.unsupported`).
@@ -429,20 +414,25 @@ class Target:
         """Constrained latent values -> the flat unconstrained vector."""
         missing = [site.name for site in self.sites if site.name not in values]
         if missing:
-            raise ValueError(f"init values are missing the sites {missing}; give a value for every latent site "
-                             f"{list(self.site_names)}")
+            raise ValueError(
+                f"init values are missing the sites {missing}; give a value for every latent site "
+                f"{list(self.site_names)}"
+            )
         unconstrained = {}
         for site in self.sites:
             value = jnp.asarray(values[site.name], dtype=self.dtype)
             if value.shape != site.shape:
-                raise ValueError(f"site '{site.name}': init value has shape {value.shape}, the model expects {site.shape}")
+                raise ValueError(
+                    f"site '{site.name}': init value has shape {value.shape}, the model expects {site.shape}"
+                )
             unconstrained[site.name] = self._transforms[site.name].inv(value)
         return self.ravel_unconstrained(unconstrained)
 
     def _trace_at(self, z):
         params = self.constrain(z)
         return handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=params)).get_trace(
-            *self.args, **self.data)
+            *self.args, **self.data
+        )
 
     def log_likelihood(self, z) -> dict:
         """Pointwise log-likelihood of each observed site at ``z`` (shape of the observed value)."""
@@ -492,8 +482,9 @@ class Target:
                 break
             keys = jax.random.split(jax.random.fold_in(key, attempt), num_chains)
             positions[bad] = self._draw_positions(keys[np.flatnonzero(bad)], init_fn)
-        self.check_initial_point(jnp.asarray(positions[np.flatnonzero(bad)[0]], self.dtype),
-                                 attempts=1 if deterministic else INIT_ATTEMPTS)
+        self.check_initial_point(
+            jnp.asarray(positions[np.flatnonzero(bad)[0]], self.dtype), attempts=1 if deterministic else INIT_ATTEMPTS
+        )
         raise AssertionError("unreachable")  # check_initial_point raises
 
     def _init_strategy(self, strategy):
@@ -503,17 +494,25 @@ class Target:
             return init_to_value(values=values), len(values) == len(self.sites)
         strategy = _INIT_ALIASES.get(strategy, strategy or "uniform")
         if strategy not in INIT_STRATEGIES:
-            raise ValueError(f"init={strategy!r} is not a valid strategy; use one of {list(INIT_STRATEGIES)} or a "
-                             "dict of constrained values per site")
-        return {"uniform": (None, False), "median": (init_to_median(num_samples=15), False),
-                "sample": (init_to_sample, False), "feasible": (init_to_feasible, True)}[strategy]
+            raise ValueError(
+                f"init={strategy!r} is not a valid strategy; use one of {list(INIT_STRATEGIES)} or a "
+                "dict of constrained values per site"
+            )
+        return {
+            "uniform": (None, False),
+            "median": (init_to_median(num_samples=15), False),
+            "sample": (init_to_sample, False),
+            "feasible": (init_to_feasible, True),
+        }[strategy]
 
     def _check_init_values(self, values: dict) -> dict:
         """Init values as arrays of the sites' shapes, inside their supports; names every problem."""
         unknown = [name for name in values if name not in self.site_names]
         if unknown:
-            raise ValueError(f"init names {unknown}, which are not continuous latent sites of the model; the sites "
-                             f"are {list(self.site_names)}")
+            raise ValueError(
+                f"init names {unknown}, which are not continuous latent sites of the model; the sites "
+                f"are {list(self.site_names)}"
+            )
         checked = {}
         for site in self.sites:
             if site.name not in values:
@@ -521,17 +520,21 @@ class Target:
             try:
                 value = jnp.asarray(values[site.name], dtype=self.dtype)
             except (TypeError, ValueError) as err:
-                raise ValueError(f"site '{site.name}': init value {values[site.name]!r} is not numeric ({err})") \
-                    from None
+                raise ValueError(
+                    f"site '{site.name}': init value {values[site.name]!r} is not numeric ({err})"
+                ) from None
             if value.shape != site.shape:
                 try:
                     value = jnp.broadcast_to(value, site.shape)
                 except ValueError:
-                    raise ValueError(f"site '{site.name}': init value has shape {value.shape}, the model expects "
-                                     f"{site.shape}") from None
+                    raise ValueError(
+                        f"site '{site.name}': init value has shape {value.shape}, the model expects {site.shape}"
+                    ) from None
             if not bool(np.all(np.asarray(site.support.check(value)))):
-                raise ValueError(f"site '{site.name}': init value {np.asarray(value)!r} is outside its support "
-                                 f"{site.support}; pass a value inside it or drop the site from init")
+                raise ValueError(
+                    f"site '{site.name}': init value {np.asarray(value)!r} is outside its support "
+                    f"{site.support}; pass a value inside it or drop the site from init"
+                )
             checked[site.name] = value
         return checked
 
@@ -545,19 +548,25 @@ class Target:
     def _batch_value_and_grad(self):
         """Jitted log density and gradient over many points, shared by every target of the same model and data."""
         # keyed by dtype too: the program closes over this target, whose constants are float32 or float64 ones
-        key = (self.model, self.static_data_key(), tuple((site.name, site.shape) for site in self.sites),
-               str(self.dtype))
+        key = (
+            self.model,
+            self.static_data_key(),
+            tuple((site.name, site.shape) for site in self.sites),
+            str(self.dtype),
+        )
         if key not in _BATCH_LOGDENSITY:
             if len(_BATCH_LOGDENSITY) >= BATCH_CACHE_SIZE:  # bounded: a long session fits many models
                 _BATCH_LOGDENSITY.pop(next(iter(_BATCH_LOGDENSITY)))
             _BATCH_LOGDENSITY[key] = jax.jit(
-                lambda data, z: jax.vmap(jax.value_and_grad(self.with_data(data).logdensity))(z))
+                lambda data, z: jax.vmap(jax.value_and_grad(self.with_data(data).logdensity))(z)
+            )
         return _BATCH_LOGDENSITY[key]
 
     def _draw_init(self, key, init_fn):
         tr = self._prototype_trace(key, init_fn)
-        return self.ravel_unconstrained({site.name: self._transforms[site.name].inv(tr[site.name]["value"])
-                                         for site in self.sites})
+        return self.ravel_unconstrained(
+            {site.name: self._transforms[site.name].inv(tr[site.name]["value"]) for site in self.sites}
+        )
 
     def check_initial_point(self, z, attempts: int = 1):
         """Raise a ValueError naming the sites whose log-probability (or gradient) is not finite at ``z``."""
@@ -567,8 +576,10 @@ class Target:
         if np.isfinite(value) and np.isfinite(np.asarray(grad)).all():
             return
         if np.isfinite(value):
-            raise ValueError(f"the gradient of the log density is not finite at every start{tried}; check the "
-                             "model for operations without a derivative there (sqrt(0), log(0)), or pass init values")
+            raise ValueError(
+                f"the gradient of the log density is not finite at every start{tried}; check the "
+                "model for operations without a derivative there (sqrt(0), log(0)), or pass init values"
+            )
         params = self.constrain(z)
         culprits = []
         for name, lp in self.site_log_probs(z).items():
@@ -596,199 +607,32 @@ class Target:
     def _feature_detail(self, feature: str) -> str:
         return {
             "discrete_latent": f"it needs gradients but the model has discrete latent sites "
-                               f"{list(self.discrete_sites)}; marginalise them (e.g. MixtureSameFamily or "
-                               "numpyro.contrib.funsor enumeration) or use method='gibbs'/'meta_gibbs'",
+            f"{list(self.discrete_sites)}; marginalise them (e.g. MixtureSameFamily or "
+            "numpyro.contrib.funsor enumeration) or use method='gibbs'/'meta_gibbs'",
             "improper_prior": f"it starts from draws of the prior, and the sites {list(self.improper_sites)} have "
-                              "improper (flat) priors; give them proper priors or use method='nuts'",
+            "improper (flat) priors; give them proper priors or use method='nuts'",
             "continuous_latent": f"it samples discrete sites only, and the model has continuous latent sites "
-                                 f"{list(self.site_names)}; use method='nuts' or 'gibbs'",
+            f"{list(self.site_names)}; use method='nuts' or 'gibbs'",
             "no_observation_plate": "it splits the observations across agents, and the model has no observed site "
-                                    "inside a numpyro.plate; put the observations in a plate or use method='nuts'",
+            "inside a numpyro.plate; put the observations in a plate or use method='nuts'",
             "no_observations": "it needs observed data, and the model observes nothing",
             "data_read_as_values": "it splits the data into shards that are arguments of one compiled program, and "
-                                   "the model reads its data as Python values (int(...), a Python if on data); "
-                                   "compute those values outside the model and pass them as Python ints, or use "
-                                   "method='nuts'",
+            "the model reads its data as Python values (int(...), a Python if on data); "
+            "compute those values outside the model and pass them as Python ints, or use "
+            "method='nuts'",
             "factor": f"it cannot evaluate numpyro.factor terms ({list(self.factor_sites)}) the way it needs; use "
-                      "method='nuts'",
+            "method='nuts'",
         }.get(feature, "")
 
     # ----------------------------------------------------------------------------------------------
-    # composite view for Bregman proximal kernels
+    # views for particular kernels (their own modules)
     def composite(self, *, nonsmooth: dict | None = None) -> Composite:
-        """Split the negative log joint in constrained coordinates into smooth f and weighted-L1 g.
+        """The smooth + L1 split of the negative log joint for the Bregman kernels: `samplax.models.composite`."""
+        return composite_view(self, nonsmooth=nonsmooth)
 
-        Fixed-scale Laplace priors become L1 terms (weight 1/scale, centre loc); ``nonsmooth`` maps site names to
-        False to keep a Laplace prior inside f.
-        """
-        nonsmooth = dict(nonsmooth or {})
-        for name in nonsmooth:
-            if name not in self.site_names:
-                raise ValueError(f"composite override names site '{name}', not a continuous latent site of the "
-                                 f"model; sites are {list(self.site_names)}")
-        dependencies = _latent_dependencies(self.model, self.args, self.data)
-        blocks, weights, centers, layout = [], [], [], []
-        offset = 0
-        for site in self.sites:
-            fn = _base_dist(self._trace[site.name]["fn"])
-            support = site.support
-            if isinstance(support, constraints.independent):
-                support = support.base_constraint
-            size = int(np.prod(site.shape)) if site.shape else 1
-            is_simplex = support is constraints.simplex
-            width = size - 1 if is_simplex else size
-            weight = np.zeros(width)
-            center = np.zeros(width)
-            if isinstance(fn, dist.Laplace) and nonsmooth.get(site.name, True):
-                parents = dependencies.get(site.name, ())
-                if parents:
-                    raise ValueError(
-                        f"site '{site.name}': its Laplace scale or location depends on the latent sites "
-                        f"{list(parents)}, so it is not a fixed convex L1 term; use method='nuts' or 'mala', or "
-                        f"pass nonsmooth={{'{site.name}': False}} to treat it as smooth"
-                    )
-                loc = np.broadcast_to(np.asarray(fn.loc, dtype=float), site.shape).reshape(-1)
-                scale = np.broadcast_to(np.asarray(fn.scale, dtype=float), site.shape).reshape(-1)
-                weight, center = 1.0 / scale, loc
-            blocks.append(slice(offset, offset + width))
-            weights.append(weight)
-            centers.append(center)
-            layout.append((site, offset, width, is_simplex))
-            offset += width
-        dim = offset
-        l1_weight = jnp.asarray(np.concatenate(weights), dtype=self.dtype)
-        l1_center = jnp.asarray(np.concatenate(centers), dtype=self.dtype)
-
-        def to_constrained(x):
-            values = {}
-            for site, start, width, is_simplex in layout:
-                block = x[start:start + width]
-                if is_simplex:
-                    block = jnp.concatenate([block, 1.0 - jnp.sum(block, keepdims=True)])
-                values[site.name] = block.reshape(site.shape)
-            return values
-
-        def from_constrained(values):
-            parts = []
-            for site, _, width, is_simplex in layout:
-                block = jnp.reshape(values[site.name], (-1,))
-                parts.append(block[:width] if is_simplex else block)
-            return jnp.concatenate(parts)
-
-        def from_unconstrained(z):
-            return from_constrained(self.constrain(z))
-
-        model, args, data = self.model, self.args, self.data
-
-        def smooth_potential(x):
-            log_joint, _ = npu.log_density(model, args, data, to_constrained(x))
-            return -log_joint - jnp.sum(l1_weight * jnp.abs(x - l1_center))
-
-        return Composite(dim, smooth_potential, l1_weight, l1_center, tuple(blocks), to_constrained,
-                         from_unconstrained, from_constrained)
-
-    # ----------------------------------------------------------------------------------------------
-    # shards for distributed kernels
     def shards(self, num_agents: int, *, num_observations: int | None = None) -> Shards:
-        """Split the data along the observation plate into ``num_agents`` padded, masked shards.
-
-        Every data array whose leading axis has the plate's size is split along that axis; other data are
-        shared. The prior is ``logdensity`` minus the log-likelihood; each agent evaluates only its own shard.
-        A process holding only its own shard passes ``num_observations`` (the global count).
-        """
-        if not isinstance(num_agents, (int, np.integer)) or num_agents < 1:
-            raise ValueError(f"num_agents must be a positive integer, got {num_agents!r}")
-        plate_size = _observation_plate_size(self._trace)
-        split_keys = [k for k, v in self.data.items()
-                      if v is not None and np.ndim(v) >= 1 and np.shape(v)[0] == plate_size]
-        if not split_keys:
-            raise ValueError("no data array has a leading axis the size of the observation plate "
-                             f"({plate_size}); shards need the observations along axis 0")
-        if num_agents > plate_size:
-            raise ValueError(f"num_agents={num_agents} exceeds the number of observations {plate_size}")
-        sizes = np.array([len(part) for part in np.array_split(np.arange(plate_size), num_agents)])
-        width = int(sizes.max())
-        stacked = {}
-        for key in split_keys:
-            value = np.asarray(self.data[key])
-            parts = np.array_split(value, num_agents)
-            padded = [np.concatenate([p, np.repeat(p[-1:], width - len(p), axis=0)]) for p in parts]
-            stacked[key] = jnp.asarray(np.stack(padded))
-        mask = jnp.asarray(np.arange(width)[None, :] < sizes[:, None])
-        shared = {k: v for k, v in self.data.items() if k not in split_keys}
-        # a plate sized by an integer argument (posteriordb's N) shrinks with the arrays to the shard's width
-        shared.update({k: width for k, v in shared.items()
-                       if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v == plate_size})
-        model, args, unravel = self.model, self.args, self._unravel
-        target = self
-
-        def shard_loglik(z, shard):
-            data = dict(shared)
-            data.update({k: shard[k] for k in split_keys})
-            params = npu.constrain_fn(model, args, data, unravel(z))
-            tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=params)).get_trace(*args, **data)
-            total = 0.0
-            for s in tr.values():
-                if s["type"] == "sample" and s["is_observed"]:
-                    lp = s["fn"].log_prob(s["value"])
-                    # observations run along axis 0 of each split array, hence along the first axis of lp
-                    mask = shard["mask"].reshape((-1,) + (1,) * (lp.ndim - 1))
-                    total = total + jnp.sum(jnp.where(mask, lp, 0.0))
-            return total
-
-        prior_model = _HideObserved(model, self.observed)
-
-        def shard_log_prior(z, shard):
-            data = dict(shared)
-            data.update({k: shard[k] for k in split_keys})
-            return -npu.potential_energy(prior_model, args, data, unravel(z))
-
-        data = dict(stacked)
-        data["mask"] = mask
-        return Shards(num_agents, int(num_observations or plate_size), target.log_prior, shard_loglik, data, sizes,
-                      shard_log_prior)
-
-    # ----------------------------------------------------------------------------------------------
-    # discrete sites
-    def factor_graph(self) -> FactorGraph:
-        """Each discrete latent site's factors (sample sites whose distribution depends on it) and blanket."""
-        relations = numpyro.infer.inspect.get_model_relations(self.model, self.args, self.data)
-        parents = relations["sample_sample"]
-        factors = {name: tuple(sorted({name} | {child for child, ps in parents.items() if name in ps}))
-                   for name in self.discrete_sites}
-        blanket = {}
-        for name in self.discrete_sites:
-            members = set(parents.get(name, ()))
-            for child in factors[name]:
-                if child != name:
-                    members.add(child)
-                    members.update(parents.get(child, ()))
-            members.discard(name)
-            blanket[name] = tuple(sorted(members))
-        support = {}
-        for name in self.discrete_sites:
-            fn = _base_dist(self._trace[name]["fn"])
-            enum = fn.enumerate_support(expand=False) if getattr(fn, "has_enumerate_support", False) else None
-            support[name] = int(enum.shape[0]) if enum is not None else -1
-        return FactorGraph(self.discrete_sites, factors, blanket, support)
-
-
-def _latent_dependencies(model, args, data) -> dict[str, tuple[str, ...]]:
-    relations = numpyro.infer.inspect.get_model_relations(model, args, data)
-    observed = set(relations["observed"])
-    return {name: tuple(p for p in parents if p not in observed) for name, parents in relations["sample_sample"].items()}
-
-
-def _observation_plate_size(trace) -> int:
-    for s in trace.values():
-        if s["type"] == "sample" and s["is_observed"]:
-            frames = s.get("cond_indep_stack", [])
-            if frames:
-                return int(max(frames, key=lambda f: f.size).size)
-            shape = np.shape(s["value"])
-            if shape:
-                return int(shape[0])
-    raise ValueError("the model has no observed site inside a plate: there is nothing to shard")
+        """The data split into agents' shards for the distributed kernels: `samplax.models.shards`."""
+        return shard_view(self, num_agents, num_observations=num_observations)
 
 
 def check_data(model, data) -> dict:
@@ -826,9 +670,11 @@ def check_data(model, data) -> dict:
         if array.dtype == object:
             raise ValueError(f"data '{key}' is not a numeric array (ragged or mixed types); pass a rectangular array")
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"data '{key}' has dtype {array.dtype}: samplax takes arrays of numbers (bool, int, "
-                             "float); encode categories as integer codes and split complex values into real and "
-                             "imaginary parts")
+            raise ValueError(
+                f"data '{key}' has dtype {array.dtype}: samplax takes arrays of numbers (bool, int, "
+                "float); encode categories as integer codes and split complex values into real and "
+                "imaginary parts"
+            )
         # a JAX array stays one (a model may index it with a traced index, inside scan), a NumPy array stays NumPy
         # (a model may read it as Python values), as NumPyro passes them. Each target gets its own NumPy copy: JAX
         # (0.10) remembers a NumPy constant's device copy by the object, in the dtype of the first trace, so a float32
@@ -839,6 +685,7 @@ def check_data(model, data) -> dict:
 
 def _check_nested(key: str, value: dict) -> dict:
     """A dict argument's entries checked like top-level data (numbers, numeric arrays, nested dicts)."""
+
     def fake_model(**kwargs):  # check_data wants a signature: any key is fine inside a nested dict
         pass
 
@@ -857,5 +704,7 @@ def build_target(model, data=None, *, args: tuple = (), seed: int = 0) -> Target
     except ValueError:
         raise
     except (TypeError, AssertionError) as err:
-        raise ValueError(f"the model could not be run with this data: {err}. Check the data's shapes against the "
-                         "model's plates and distributions.") from err
+        raise ValueError(
+            f"the model could not be run with this data: {err}. Check the data's shapes against the "
+            "model's plates and distributions."
+        ) from err

@@ -29,13 +29,17 @@ def _call(predictive: Predictive, key, data: dict, what: str) -> dict:
         return predictive(key, **data)
     except NotImplementedError as err:
         detail = str(err) or "an improper prior such as ImproperUniform"
-        raise ValueError(f"{what} needs draws from every prior, but a site has no sampler ({detail}); give flat "
-                         "priors a proper distribution to draw from the prior") from None
+        raise ValueError(
+            f"{what} needs draws from every prior, but a site has no sampler ({detail}); give flat "
+            "priors a proper distribution to draw from the prior"
+        ) from None
     except (TypeError, AttributeError, ValueError) as err:
-        raise ValueError(f"{what} calls the model with the observed values set to None (NumPyro's predictive "
-                         f"convention) and the model failed: {type(err).__name__}: {err}. Write the model so that "
-                         "its sizes come from other arguments (for example N, or the covariates), or pass data= "
-                         "with those arguments") from err
+        raise ValueError(
+            f"{what} calls the model with the observed values set to None (NumPyro's predictive "
+            f"convention) and the model failed: {type(err).__name__}: {err}. Write the model so that "
+            "its sizes come from other arguments (for example N, or the covariates), or pass data= "
+            "with those arguments"
+        ) from err
 
 
 def prior_predictive(target, draws: int = 500, seed: int = 0) -> dict:
@@ -45,20 +49,29 @@ def prior_predictive(target, draws: int = 500, seed: int = 0) -> dict:
     ArviZ's ``from_numpyro(prior=...)`` lays them out.
     """
     if target.improper_sites:
-        raise ValueError(f"sites {list(target.improper_sites)} have improper (flat) priors: there is no prior to "
-                         "draw from. Give them a proper prior to run prior predictive checks")
+        raise ValueError(
+            f"sites {list(target.improper_sites)} have improper (flat) priors: there is no prior to "
+            "draw from. Give them a proper prior to run prior predictive checks"
+        )
     latent = list(target.site_names) + list(target.discrete_sites) + list(target.deterministic_shapes)
     observed = list(target.observed)
     predictive = Predictive(target.model, num_samples=draws, return_sites=latent + observed)
-    out = _call(predictive, jax.random.key(seed), predictive_data(target.data, target.observed_data_keys),
-                "the prior predictive")
+    out = _call(
+        predictive,
+        jax.random.key(seed),
+        predictive_data(target.data, target.observed_data_keys),
+        "the prior predictive",
+    )
     as_chain = {name: np.asarray(value)[None] for name, value in out.items()}
-    return {"prior": {name: as_chain[name] for name in latent if name in as_chain},
-            "prior_predictive": {name: as_chain[name] for name in observed if name in as_chain}}
+    return {
+        "prior": {name: as_chain[name] for name in latent if name in as_chain},
+        "prior_predictive": {name: as_chain[name] for name in observed if name in as_chain},
+    }
 
 
-def posterior_predictive(model, data: dict, posterior: xr.Dataset, *, seed: int = 0, observed_keys=(),
-                         latent=None) -> dict:
+def posterior_predictive(
+    model, data: dict, posterior: xr.Dataset, *, seed: int = 0, observed_keys=(), latent=None
+) -> dict:
     """Posterior predictive draws (chain, draw, ...) of every site the model draws once the latent sites are fixed.
 
     ``latent`` names the posterior variables to condition on (default: all of them; deterministic sites are
@@ -69,8 +82,11 @@ def posterior_predictive(model, data: dict, posterior: xr.Dataset, *, seed: int 
     predictive = Predictive(model, posterior_samples=samples, batch_ndims=2)
     out = _call(predictive, jax.random.key(seed), predictive_data(data, observed_keys), "predict()")
     drawn = set(observed_keys.values()) if isinstance(observed_keys, dict) else None
-    return {name: np.asarray(value) for name, value in out.items()
-            if name not in posterior and (drawn is None or name in drawn)}
+    return {
+        name: np.asarray(value)
+        for name, value in out.items()
+        if name not in posterior and (drawn is None or name in drawn)
+    }
 
 
 def data_from_dataset(stored: xr.Dataset | None) -> dict:
@@ -78,8 +94,10 @@ def data_from_dataset(stored: xr.Dataset | None) -> dict:
     such group) gives no data."""
     if stored is None:
         return {}
-    return {name: (stored[name].values.item() if stored[name].ndim == 0 else stored[name].values)
-            for name in stored.data_vars}
+    return {
+        name: (stored[name].values.item() if stored[name].ndim == 0 else stored[name].values)
+        for name in stored.data_vars
+    }
 
 
 def data_from_idata(idata) -> dict:

@@ -16,7 +16,6 @@ import warnings
 
 import jax
 import numpy as np
-
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import initialize_model
 
@@ -70,8 +69,14 @@ def numpyro_nuts(entry: Entry, data: dict | None = None, *, chains=None, warmup=
     """
     data = entry.data() if data is None else data
     with jax.enable_x64(entry.precision == "float64"):
-        mcmc = MCMC(NUTS(entry.model), num_warmup=warmup or entry.warmup, num_samples=draws or entry.draws,
-                    num_chains=chains or entry.chains, chain_method="vectorized", progress_bar=False)
+        mcmc = MCMC(
+            NUTS(entry.model),
+            num_warmup=warmup or entry.warmup,
+            num_samples=draws or entry.draws,
+            num_chains=chains or entry.chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
         start = time.perf_counter()
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",), **data)
         samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
@@ -80,8 +85,9 @@ def numpyro_nuts(entry: Entry, data: dict | None = None, *, chains=None, warmup=
     return {"samples": samples, "seconds": seconds, "divergences": divergences}
 
 
-def samplax_fit(entry: Entry, data: dict | None = None, *, method="nuts", chains=None, warmup=None, draws=None,
-                seed=0, **options) -> dict:
+def samplax_fit(
+    entry: Entry, data: dict | None = None, *, method="nuts", chains=None, warmup=None, draws=None, seed=0, **options
+) -> dict:
     """Run ``samplax.fit`` and return ``{site: array (chain, draw, ...)}`` from its posterior group and the wall time.
 
     The entry's ``precision`` is passed on when it is float64; otherwise the method's default precision applies.
@@ -95,8 +101,17 @@ def samplax_fit(entry: Entry, data: dict | None = None, *, method="nuts", chains
     if entry.precision == "float64":
         options.setdefault("precision", "float64")
     start = time.perf_counter()
-    fit = samplax.fit(entry.model, data, method=method, chains=chains or entry.chains, warmup=warmup or entry.warmup,
-                      draws=draws or entry.draws, seed=seed, progress=False, **options)
+    fit = samplax.fit(
+        entry.model,
+        data,
+        method=method,
+        chains=chains or entry.chains,
+        warmup=warmup or entry.warmup,
+        draws=draws or entry.draws,
+        seed=seed,
+        progress=False,
+        **options,
+    )
     seconds = time.perf_counter() - start
     posterior = fit.idata.posterior
     samples = {name: np.asarray(posterior[name].values) for name in posterior.data_vars}
@@ -146,8 +161,9 @@ class Comparison:
     rows: list
 
 
-def compare(candidate: dict, reference: dict, sites: list[str], *, log_sites=(), z_max=Z_MAX,
-            sd_rtol=SD_RTOL) -> Comparison:
+def compare(
+    candidate: dict, reference: dict, sites: list[str], *, log_sites=(), z_max=Z_MAX, sd_rtol=SD_RTOL
+) -> Comparison:
     """Compare two posteriors given as ``{site: (chain, draw, ...)}``, component by component.
 
     Args:
@@ -175,7 +191,8 @@ def compare(candidate: dict, reference: dict, sites: list[str], *, log_sites=(),
             sd_a, sd_b = float(np.std(xa, ddof=1)), float(np.std(xb, ddof=1))
             if sd_b <= _CONSTANT * max(1.0, abs(mean_b)):  # a fixed component (e.g. the 1 of a Cholesky factor)
                 same = abs(mean_a - mean_b) <= _CONSTANT * max(1.0, abs(mean_b)) and sd_a <= _CONSTANT * max(
-                    1.0, abs(mean_b))
+                    1.0, abs(mean_b)
+                )
                 rows.append((label, mean_a, mean_b, 0.0, 0.0, sd_a, sd_b))
                 if not same:
                     worst["z"] = (math.inf, label)
@@ -196,8 +213,9 @@ def compare(candidate: dict, reference: dict, sites: list[str], *, log_sites=(),
                 worst["sd"] = (sd_dev, label)
             worst["mean_sd"] = max(worst["mean_sd"], diff / sd_b if sd_b > 0 else math.inf)
     passed = finite and bool(rows) and worst["z"][0] <= z_max and worst["sd"][0] <= sd_rtol
-    return Comparison(worst["z"][0], worst["z"][1], worst["sd"][0], worst["sd"][1], worst["mean_sd"], len(rows),
-                      passed, rows)
+    return Comparison(
+        worst["z"][0], worst["z"][1], worst["sd"][0], worst["sd"][1], worst["mean_sd"], len(rows), passed, rows
+    )
 
 
 def mean_error(candidate: dict, reference: dict, sites: list[str], *, log_sites=()) -> float:
@@ -232,5 +250,14 @@ def mean_error(candidate: dict, reference: dict, sites: list[str], *, log_sites=
     return worst
 
 
-__all__ = ["Z_MAX", "SD_RTOL", "site_kinds", "compared_sites", "numpyro_nuts", "samplax_fit", "compare",
-           "mean_error", "Comparison"]
+__all__ = [
+    "Z_MAX",
+    "SD_RTOL",
+    "site_kinds",
+    "compared_sites",
+    "numpyro_nuts",
+    "samplax_fit",
+    "compare",
+    "mean_error",
+    "Comparison",
+]

@@ -14,10 +14,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import expit
-
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import expit
 from numpyro.contrib.control_flow import scan
 from numpyro.handlers import reparam
 from numpyro.infer.reparam import LocScaleReparam, TransformReparam
@@ -26,9 +25,26 @@ from numpyro.infer.reparam import LocScaleReparam, TransformReparam
 # baseball.py: Efron and Morris (1975), hits in the first 45 at-bats of the 1970 season for 18 players.
 # --------------------------------------------------------------------------------------------------------------------
 
-BASEBALL_PLAYERS = ("Clemente", "Robinson", "Howard", "Johnstone", "Berry", "Spencer", "Kessinger", "Alvarado",
-                    "Santo", "Swoboda", "Unser", "Williams", "Scott", "Petrocelli", "Rodriguez", "Campaneris",
-                    "Munson", "Alvis")
+BASEBALL_PLAYERS = (
+    "Clemente",
+    "Robinson",
+    "Howard",
+    "Johnstone",
+    "Berry",
+    "Spencer",
+    "Kessinger",
+    "Alvarado",
+    "Santo",
+    "Swoboda",
+    "Unser",
+    "Williams",
+    "Scott",
+    "Petrocelli",
+    "Rodriguez",
+    "Campaneris",
+    "Munson",
+    "Alvis",
+)
 BASEBALL_HITS = (18, 17, 16, 15, 14, 14, 13, 12, 11, 11, 10, 10, 10, 10, 10, 9, 8, 7)
 
 
@@ -62,6 +78,7 @@ def partially_pooled_with_logit(at_bats, hits=None):
 # funnel.py: Neal's funnel, centred and with LocScaleReparam.
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def funnel(dim=10):
     """funnel.py ``model``: Neal's funnel in its centred form (no data)."""
     y = numpyro.sample("y", dist.Normal(0, 3))
@@ -80,6 +97,7 @@ def funnel_data() -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # sparse_regression.py: the SKIM kernel model (Agrawal et al. 2019), small.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def _dot(X, Z):
     return jnp.dot(X, Z[..., None])[..., 0]
@@ -122,14 +140,22 @@ def sparse_regression_data(N=20, S=2, P=5, sigma_obs=0.05) -> dict:
     Y = np.sum(X[:, 0:S] * W, axis=-1) + X[:, 0] * X[:, 1] + sigma_obs * np.random.randn(N)
     Y -= np.mean(Y)
     Y = Y / np.std(Y)
-    hypers = {"expected_sparsity": max(1.0, P / 10), "alpha1": 3.0, "beta1": 1.0, "alpha2": 3.0, "beta2": 1.0,
-              "alpha3": 1.0, "c": 1.0}
+    hypers = {
+        "expected_sparsity": max(1.0, P / 10),
+        "alpha1": 3.0,
+        "beta1": 1.0,
+        "alpha2": 3.0,
+        "beta2": 1.0,
+        "alpha3": 1.0,
+        "c": 1.0,
+    }
     return {"X": X, "Y": Y, "hypers": hypers}
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # stochastic_volatility.py: Gaussian random walk log-volatility with Student-t returns.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def stochastic_volatility(returns):
     """stochastic_volatility.py ``model``."""
@@ -150,6 +176,7 @@ def stochastic_volatility_data(T=100) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # ucbadmit.py: 1973 UC Berkeley admissions by department and gender (McElreath's UCBadmit, 12 rows).
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def ucbadmit_data() -> dict:
     """The 12 rows of UCBadmit (departments A-F, male then female), typed in."""
@@ -181,6 +208,7 @@ def glmm(dept, male, applications, admit=None):
 # --------------------------------------------------------------------------------------------------------------------
 # gp.py: GP regression with a squared-exponential kernel and log-normal hyperpriors.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def _gp_kernel(X, Z, var, length, noise, jitter=1.0e-6, include_noise=True):
     deltaXsq = jnp.power((X[:, None] - Z) / length, 2.0)
@@ -214,6 +242,7 @@ def gp_regression_data(N=25, sigma_obs=0.15) -> dict:
 # ar2.py: AR(2) with numpyro.contrib.control_flow.scan and a conditioned site.
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def ar2_scan(y):
     """ar2.py ``ar2_scan``: the likelihood inside ``scan`` under ``condition``, the means as a deterministic site."""
     alpha_1 = numpyro.sample("alpha_1", dist.Normal(0, 1))
@@ -245,6 +274,7 @@ def ar2_data(num_data=60) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # bnn.py: a two-hidden-layer tanh network, tiny.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def bnn(X, Y, D_H, D_Y=1):
     """bnn.py ``model`` plus a deterministic site for the network's output (used for the comparison)."""
@@ -282,6 +312,7 @@ def bnn_data(N=20, D_X=3, sigma_obs=0.05) -> dict:
 # proportion_test.py: logistic regression with a MultivariateNormal prior on the coefficients.
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def proportion_test(design_matrix, outcome=None):
     """proportion_test.py ``model``."""
     beta = numpyro.sample(
@@ -307,6 +338,7 @@ def proportion_test_data(num_calls=1000, num_no_calls=1000) -> dict:
 # zero_inflated_poisson.py
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def zero_inflated_poisson(X, Y):
     """zero_inflated_poisson.py ``model``: ``expand``/``to_event`` priors, gate and rate by regression."""
     D_X = X.shape[1]
@@ -331,6 +363,7 @@ def zero_inflated_poisson_data(N=200) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # horseshoe_regression.py
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def horseshoe_regression(X, Y):
     """horseshoe_regression.py ``model_normal_likelihood``: half-Cauchy local and global scales."""
@@ -359,6 +392,7 @@ def horseshoe_regression_data(N=50, D_X=4, sigma_obs=0.05) -> dict:
 # --------------------------------------------------------------------------------------------------------------------
 # holt_winters.py: exponential smoothing with trend and seasonality inside scan.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def holt_winters(y, n_seasons, future=0):
     """holt_winters.py ``holt_winters``: Beta smoothing weights, a seasonal plate, ``scan`` under ``condition``."""
@@ -416,10 +450,14 @@ def holt_winters_data(T=48, n_seasons=6) -> dict:
 # Eight schools as in NumPyro's README (plain, non-centred by TransformReparam).
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def eight_schools_readme_data() -> dict:
     """NumPyro README: ``J``, ``y`` and ``sigma`` as numpy arrays."""
-    return {"J": 8, "y": np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
-            "sigma": np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])}
+    return {
+        "J": 8,
+        "y": np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]),
+        "sigma": np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]),
+    }
 
 
 def eight_schools_transform_reparam(J, sigma, y=None):
@@ -438,6 +476,7 @@ def eight_schools_transform_reparam(J, sigma, y=None):
 # --------------------------------------------------------------------------------------------------------------------
 # User-style models for the features the examples leave out.
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def hierarchical_logistic_regression(x, group, y=None):
     """User-style: varying intercepts and a common slope; the number of groups read with ``int(group.max()) + 1``."""

@@ -16,7 +16,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
@@ -31,8 +30,9 @@ def load_json(filename: str) -> dict:
     out = {}
     for key, value in raw.items():
         if isinstance(value, list):
-            array = np.array([np.nan if v is None else v for v in value] if value and not isinstance(value[0], list)
-                             else value)
+            array = np.array(
+                [np.nan if v is None else v for v in value] if value and not isinstance(value[0], list) else value
+            )
             out[key] = array
         else:
             out[key] = value
@@ -54,12 +54,13 @@ def posteriordb_loader(posterior: str, drop=()):
 # The ten posteriors whose data samplax is evaluated on.
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def arK(K, T, y):
     """posteriordb arK-arK: AR(K) with lags built from the Python ints ``K`` and ``T``."""
     alpha = numpyro.sample("alpha", dist.Normal(0, 10))
     beta = numpyro.sample("beta", dist.Normal(0, 10).expand([K]).to_event(1))
     sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
-    lags = jnp.stack([y[K - k - 1:T - k - 1] for k in range(K)], axis=-1)  # lags[t, k] = y[t + K - k - 1]
+    lags = jnp.stack([y[K - k - 1 : T - k - 1] for k in range(K)], axis=-1)  # lags[t, k] = y[t + K - k - 1]
     mu = alpha + lags @ beta
     with numpyro.plate("time", T - K):
         numpyro.sample("y", dist.Normal(mu, sigma), obs=y[K:])
@@ -143,8 +144,15 @@ def logmesquite_logvas(N, weight, diam1, diam2, canopy_height, total_height, den
     log_density = jnp.log(density)
     beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), (7,)))
     sigma = numpyro.sample("sigma", dist.ImproperUniform(constraints.positive, (), ()))
-    mu = (beta[0] + beta[1] * log_canopy_volume + beta[2] * log_canopy_area + beta[3] * log_canopy_shape
-          + beta[4] * log_total_height + beta[5] * log_density + beta[6] * group)
+    mu = (
+        beta[0]
+        + beta[1] * log_canopy_volume
+        + beta[2] * log_canopy_area
+        + beta[3] * log_canopy_shape
+        + beta[4] * log_total_height
+        + beta[5] * log_density
+        + beta[6] * group
+    )
     with numpyro.plate("N", N):
         numpyro.sample("log_weight", dist.Normal(mu, sigma), obs=log_weight)
 
@@ -156,8 +164,17 @@ def nes(N, partyid7, real_ideo, race_adj, educ1, gender, income, age_discrete):
     age65up = (age_discrete == 4).astype(float)
     beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), (9,)))
     sigma = numpyro.sample("sigma", dist.ImproperUniform(constraints.positive, (), ()))
-    mu = (beta[0] + beta[1] * real_ideo + beta[2] * race_adj + beta[3] * age30_44 + beta[4] * age45_64
-          + beta[5] * age65up + beta[6] * educ1 + beta[7] * gender + beta[8] * income)
+    mu = (
+        beta[0]
+        + beta[1] * real_ideo
+        + beta[2] * race_adj
+        + beta[3] * age30_44
+        + beta[4] * age45_64
+        + beta[5] * age65up
+        + beta[6] * educ1
+        + beta[7] * gender
+        + beta[8] * income
+    )
     with numpyro.plate("N", N):
         numpyro.sample("partyid7", dist.Normal(mu, sigma), obs=partyid7)
 
@@ -173,6 +190,7 @@ def blr(N, D, X, y=None):
 # --------------------------------------------------------------------------------------------------------------------
 # Further posteriordb posteriors (data copied from posterior_database/data/data/*.json.zip).
 # --------------------------------------------------------------------------------------------------------------------
+
 
 def arma11(T, y):
     """posteriordb arma-arma11: ARMA(1, 1), the error recursion in ``lax.scan``."""
@@ -315,6 +333,7 @@ def dogs(n_dogs, n_trials, y):
 # Inference Gym targets (tensorflow/probability spinoffs/inference_gym, commit c847a416).
 # --------------------------------------------------------------------------------------------------------------------
 
+
 def gym_eight_schools(num_schools, treatment_effects, treatment_stddevs):
     """Inference Gym ``EightSchools``: non-centred, ``log_stddev ~ Normal(5, 1)``."""
     avg_effect = numpyro.sample("avg_effect", dist.Normal(0.0, 10.0))
@@ -353,8 +372,7 @@ def gym_brownian_motion(observed_locs, innovation_noise_scale, observation_noise
     locs = numpyro.sample("locs", dist.GaussianRandomWalk(innovation_noise_scale, num_steps=num_timesteps))
     observed = ~np.isnan(observed_locs)
     with numpyro.plate("time", num_timesteps), numpyro.handlers.mask(mask=observed):
-        numpyro.sample("observed_locs", dist.Normal(locs, observation_noise_scale),
-                       obs=np.nan_to_num(observed_locs))
+        numpyro.sample("observed_locs", dist.Normal(locs, observation_noise_scale), obs=np.nan_to_num(observed_locs))
 
 
 def gym_brownian_motion_unknown_scales(observed_locs):
@@ -368,8 +386,9 @@ def gym_brownian_motion_unknown_scales(observed_locs):
     locs = numpyro.sample("locs", dist.GaussianRandomWalk(innovation_noise_scale, num_steps=num_timesteps))
     observed_idx = np.flatnonzero(~np.isnan(observed_locs))
     with numpyro.plate("observed", len(observed_idx)):
-        numpyro.sample("observed_locs", dist.Normal(locs[observed_idx], observation_noise_scale),
-                       obs=observed_locs[observed_idx])
+        numpyro.sample(
+            "observed_locs", dist.Normal(locs[observed_idx], observation_noise_scale), obs=observed_locs[observed_idx]
+        )
 
 
 def gym_loader(filename: str, drop=("dtype_note",)):

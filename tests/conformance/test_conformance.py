@@ -13,7 +13,6 @@ import math
 import jax
 import numpy as np
 import pytest
-
 from numpyro.infer.util import initialize_model
 
 from . import compare
@@ -26,6 +25,7 @@ QUICK = [entry.name for entry in entries("quick")]
 # ------------------------------------------------------------------------------------------------------------------
 # The corpus itself.
 # ------------------------------------------------------------------------------------------------------------------
+
 
 def test_corpus_size_and_sources():
     """At least 30 models, 15 of them posteriordb posteriors, every feature used, quick subset covering its brief."""
@@ -69,7 +69,7 @@ def test_samplax_reads_every_model_and_methods_refuse_before_compiling(name):
     """samplax's bridge traces every corpus model (shapes, supports, dims, data mode) without compiling a sampler,
     and every method either accepts the model's features or refuses it with UnsupportedModelError naming one of
     them: the refusal needs no compilation, so it is checked for every (model, method) pair here."""
-    from samplax.infer.fit import unsupported_features
+    from samplax.infer.driver import unsupported_features
     from samplax.infer.registry import REGISTRY
     from samplax.models.bridge import UnsupportedModelError, build_target
 
@@ -104,6 +104,7 @@ def test_dependent_support_is_mapped_at_every_point():
 # ------------------------------------------------------------------------------------------------------------------
 # The comparison and the classification can fail.
 # ------------------------------------------------------------------------------------------------------------------
+
 
 def _normal_samples(seed, loc=0.0, scale=1.0, shape=(4, 1000, 3)):
     return {"x": np.random.default_rng(seed).normal(loc, scale, shape)}
@@ -151,6 +152,7 @@ def test_classification():
 # samplax nuts against NumPyro NUTS on the quick models.
 # ------------------------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def references():
     """NumPyro NUTS samples of the quick models, computed once per session on first use."""
@@ -176,5 +178,7 @@ def test_quick_nuts_matches_numpyro(name, references):
     for site in sites:
         assert site in fit["samples"], f"samplax's posterior lacks {site}"
     result = compare.compare(fit["samples"], ref_samples, sites, log_sites=entry.log_sites)
-    assert result.passed, (f"{name}: worst mean z {result.worst_z:.2f} at {result.worst_z_component}, worst sd "
-                           f"deviation {result.worst_sd:.3f} at {result.worst_sd_component}")
+    assert result.passed, (
+        f"{name}: worst mean z {result.worst_z:.2f} at {result.worst_z_component}, worst sd "
+        f"deviation {result.worst_sd:.3f} at {result.worst_sd_component}"
+    )

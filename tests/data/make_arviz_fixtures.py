@@ -41,8 +41,18 @@ def main() -> str:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = samplax.fit(model, DATA, method="nuts", chains=CHAINS, warmup=100, draws=DRAWS, seed=0,
-                          progress=False, coords=COORDS, dims=DIMS)
+        fit = samplax.fit(
+            model,
+            DATA,
+            method="nuts",
+            chains=CHAINS,
+            warmup=100,
+            draws=DRAWS,
+            seed=0,
+            progress=False,
+            coords=COORDS,
+            dims=DIMS,
+        )
     path = HERE / f"fit_arviz{min(arviz_compat.ARVIZ_MAJOR, 1)}.nc"
     fit.save(path)
     return str(path)

@@ -1,20 +1,20 @@
 """A process spawned by tests/infer/test_distributed.py (emulated devices, multi-process jobs on loopback).
 
-    python tests/infer/_admm_worker.py devices OUT.json
-        one process with 4 emulated CPU devices (XLA_FLAGS set by the test): admm on 1 device and on 4 devices for
-        three graphs (one per collective); writes the largest differences between the two runs' draws.
-    python tests/infer/_admm_worker.py fit OUT.npz PORT PROCESS_ID [then-long]
-        one process of a 2-process job (2 CPU devices each): samplax.fit(method="admm") on a Bayesian linear
-        regression where this process holds only its half of the observations; process 0 writes the draws.
-        With "then-long", both processes go on sampling for a long time afterwards (the test stops a peer).
-    python tests/infer/_admm_worker.py long - PORT PROCESS_ID
-        one process of a 2-process job that samples for a long time (the test kills or stops its peer).
-    python tests/infer/_admm_worker.py fail - PORT PROCESS_ID FAILING_ID
-        one process of a 2-process job (2 s heartbeat) that calls samplax.fit like `fit`; process FAILING_ID passes
-        an unknown option, so its fit raises ValueError while the other one goes on into the run.
-    python tests/infer/_admm_worker.py early - PORT PROCESS_ID
-        one process of a 2-process job (2 s heartbeat) like `long`, except that process 1 stops after 1000
-        iterations and its program ends normally while process 0 still needs it.
+python tests/infer/_admm_worker.py devices OUT.json
+    one process with 4 emulated CPU devices (XLA_FLAGS set by the test): admm on 1 device and on 4 devices for
+    three graphs (one per collective); writes the largest differences between the two runs' draws.
+python tests/infer/_admm_worker.py fit OUT.npz PORT PROCESS_ID [then-long]
+    one process of a 2-process job (2 CPU devices each): samplax.fit(method="admm") on a Bayesian linear
+    regression where this process holds only its half of the observations; process 0 writes the draws.
+    With "then-long", both processes go on sampling for a long time afterwards (the test stops a peer).
+python tests/infer/_admm_worker.py long - PORT PROCESS_ID
+    one process of a 2-process job that samples for a long time (the test kills or stops its peer).
+python tests/infer/_admm_worker.py fail - PORT PROCESS_ID FAILING_ID
+    one process of a 2-process job (2 s heartbeat) that calls samplax.fit like `fit`; process FAILING_ID passes
+    an unknown option, so its fit raises ValueError while the other one goes on into the run.
+python tests/infer/_admm_worker.py early - PORT PROCESS_ID
+    one process of a 2-process job (2 s heartbeat) like `long`, except that process 1 stops after 1000
+    iterations and its program ends normally while process 0 still needs it.
 """
 
 from __future__ import annotations
@@ -57,8 +57,17 @@ def logistic_model(X, y=None):
         numpyro.sample("y", dist.Bernoulli(logits=X @ theta), obs=y)
 
 
-FIT_SETTINGS = dict(method="admm", chains=8, warmup=30, draws=20, seed=5, progress=False, precision="float64",
-                    num_agents=8, graph="cycle")
+FIT_SETTINGS = dict(
+    method="admm",
+    chains=8,
+    warmup=30,
+    draws=20,
+    seed=5,
+    progress=False,
+    precision="float64",
+    num_agents=8,
+    graph="cycle",
+)
 
 
 def devices(out_path):
@@ -74,21 +83,39 @@ def devices(out_path):
     cases = {
         "cycle8_ppermute": (regression_model, data, dict(num_agents=8, graph="cycle")),
         "complete5_psum_padded": (regression_model, data, dict(num_agents=5, graph="complete")),
-        "star6_allgather_newton_padded": (logistic_model, logistic, dict(num_agents=6, graph="star",
-                                                                         newton_steps=3)),
+        "star6_allgather_newton_padded": (logistic_model, logistic, dict(num_agents=6, graph="star", newton_steps=3)),
     }
     report = {}
     for name, (model, case_data, options) in cases.items():
         runs = []
         for num_devices in (1, 4):
-            fit = samplax.fit(model, case_data, method="admm", chains=6, warmup=20, draws=10, seed=2,
-                              progress=False, precision="float64", num_devices=num_devices, **options)
-            runs.append((fit.idata.posterior["theta"].values, fit.idata.sample_stats["agent_z"].values,
-                         int(json.loads(fit.idata.attrs["extra_devices"]))))
+            fit = samplax.fit(
+                model,
+                case_data,
+                method="admm",
+                chains=6,
+                warmup=20,
+                draws=10,
+                seed=2,
+                progress=False,
+                precision="float64",
+                num_devices=num_devices,
+                **options,
+            )
+            runs.append(
+                (
+                    fit.idata.posterior["theta"].values,
+                    fit.idata.sample_stats["agent_z"].values,
+                    int(json.loads(fit.idata.attrs["extra_devices"])),
+                )
+            )
         (one, one_agents, d1), (four, four_agents, d4) = runs
-        report[name] = {"posterior": float(np.max(np.abs(one - four))),
-                        "agents": float(np.max(np.abs(one_agents - four_agents))),
-                        "scale": float(np.max(np.abs(one))), "devices": [d1, d4]}
+        report[name] = {
+            "posterior": float(np.max(np.abs(one - four))),
+            "agents": float(np.max(np.abs(one_agents - four_agents))),
+            "scale": float(np.max(np.abs(one))),
+            "devices": [d1, d4],
+        }
     with open(out_path, "w") as handle:
         json.dump(report, handle)
 
@@ -104,14 +131,17 @@ def fit_job(out_path, port, process_id, then_long=False):
 
     data = regression_data()
     half = len(data["y"]) // 2
-    mine = {key: value[process_id * half:(process_id + 1) * half] for key, value in data.items()}
+    mine = {key: value[process_id * half : (process_id + 1) * half] for key, value in data.items()}
     fit = samplax.fit(regression_model, mine, num_observations=len(data["y"]), **FIT_SETTINGS)
     if distributed.is_output_process():
-        np.savez(out_path, theta=fit.idata.posterior["theta"].values,
-                 agents=fit.idata.sample_stats["agent_z"].values,
-                 dual_sum=fit.idata.sample_stats["dual_sum"].values,
-                 devices=json.loads(fit.idata.attrs["extra_devices"]),
-                 processes=json.loads(fit.idata.attrs["extra_processes"]))
+        np.savez(
+            out_path,
+            theta=fit.idata.posterior["theta"].values,
+            agents=fit.idata.sample_stats["agent_z"].values,
+            dual_sum=fit.idata.sample_stats["dual_sum"].values,
+            devices=json.loads(fit.idata.attrs["extra_devices"]),
+            processes=json.loads(fit.idata.attrs["extra_processes"]),
+        )
     print(f"process {process_id} fitted", flush=True)
     if then_long:
         long_run(process_id)
@@ -164,12 +194,24 @@ def long_run(process_id, draws=20_000_000, chunk_size=200_000):
     block = admm.make_agent_block(topology, layout, rho=5.0, data=data, slots=slots)
 
     def make_sampler(local):
-        return admm.admm(local, admm.make_exchange(topology, layout, distributed.AGENT_AXIS), rho=5.0,
-                         solver="closed_form")
+        return admm.admm(
+            local, admm.make_exchange(topology, layout, distributed.AGENT_AXIS), rho=5.0, solver="closed_form"
+        )
 
     print(f"process {process_id} sampling", flush=True)
-    agents.run_agents(make_sampler, block, layout, mesh, key=jax.random.key(0), num_replicas=2, dim=dim,
-                           warmup=0, draws=draws, chunk_size=chunk_size, record_agents=False)
+    agents.run_agents(
+        make_sampler,
+        block,
+        layout,
+        mesh,
+        key=jax.random.key(0),
+        num_replicas=2,
+        dim=dim,
+        warmup=0,
+        draws=draws,
+        chunk_size=chunk_size,
+        record_agents=False,
+    )
     print(f"process {process_id} finished without noticing the lost peer", flush=True)
 
 

@@ -42,9 +42,12 @@ def _groups(seed=0):
 
 
 def _idata(seed=0):
-    return arviz_compat.from_dict(_groups(seed), attrs={"method": "nuts", "seed": 7},
-                                  coords={"school": ["a", "b", "c"]}, dims={"theta": ["school"], "y": ["obs"],
-                                                                            "x": ["obs"]})
+    return arviz_compat.from_dict(
+        _groups(seed),
+        attrs={"method": "nuts", "seed": 7},
+        coords={"school": ["a", "b", "c"]},
+        dims={"theta": ["school"], "y": ["obs"], "x": ["obs"]},
+    )
 
 
 def test_the_branch_follows_the_installed_arviz():
@@ -57,8 +60,13 @@ def test_the_branch_follows_the_installed_arviz():
 
 def test_from_dict_groups_dims_coords_and_root_attrs():
     idata = _idata()
-    assert set(arviz_compat.group_names(idata)) == {"posterior", "sample_stats", "log_likelihood", "observed_data",
-                                                     "constant_data"}
+    assert set(arviz_compat.group_names(idata)) == {
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+    }
     assert arviz_compat.has_group(idata, "posterior") and not arviz_compat.has_group(idata, "prior")
     posterior = arviz_compat.group(idata, "posterior")
     assert isinstance(posterior, xr.Dataset)
@@ -101,8 +109,17 @@ def test_set_group_adds_then_replaces():
 def test_summary_has_the_same_columns_on_both_majors():
     idata = _idata()
     table = arviz_compat.summary(arviz_compat.group(idata, "posterior"))
-    assert list(table.columns) == ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail",
-                                   "r_hat"]
+    assert list(table.columns) == [
+        "mean",
+        "sd",
+        "hdi_3%",
+        "hdi_97%",
+        "mcse_mean",
+        "mcse_sd",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+    ]
     assert list(table.index) == ["mu", "theta[a]", "theta[b]", "theta[c]"]
     assert all(np.issubdtype(dtype, np.number) for dtype in table.dtypes)
     draws = arviz_compat.group(idata, "posterior")["mu"].values
@@ -125,14 +142,16 @@ def test_ess_rhat_mcse_agree_between_dataset_and_dict_inputs():
         assert float(function(posterior[["mu"]])["mu"]) == pytest.approx(float(function(from_dict)["mu"]))
     assert arviz_compat.ess(posterior, method="tail")["theta"].shape == (3,)
     sd = posterior["mu"].values.std()
-    assert float(arviz_compat.mcse(posterior, method="mean")["mu"]) == pytest.approx(sd / np.sqrt(CHAINS * DRAWS),
-                                                                                     rel=0.15)
+    assert float(arviz_compat.mcse(posterior, method="mean")["mu"]) == pytest.approx(
+        sd / np.sqrt(CHAINS * DRAWS), rel=0.15
+    )
 
 
 def test_bfmi_is_the_e_bfmi_formula():
     energy = _groups()["sample_stats"]["energy"]
     expected = (np.diff(energy, axis=1) ** 2).sum(axis=1) / ((energy - energy.mean(axis=1, keepdims=True)) ** 2).sum(
-        axis=1)
+        axis=1
+    )
     np.testing.assert_allclose(arviz_compat.bfmi(_idata()), expected, rtol=1e-10)
     np.testing.assert_allclose(arviz_compat.bfmi(energy), expected, rtol=1e-10)
 
@@ -140,7 +159,7 @@ def test_bfmi_is_the_e_bfmi_formula():
 def test_psislw_recovers_the_pareto_shape():
     """Weights w ~ Pareto(alpha) have tail shape k = 1 / alpha; normal log-weights have a light tail."""
     rng = np.random.default_rng(3)
-    heavy = np.log(rng.pareto(1.25, size=(3, 4000)) + 1.0)   # k = 0.8
+    heavy = np.log(rng.pareto(1.25, size=(3, 4000)) + 1.0)  # k = 0.8
     light = 0.1 * rng.normal(size=(3, 4000))
     smoothed, k_heavy = arviz_compat.psislw(heavy)
     _, k_light = arviz_compat.psislw(light)
@@ -189,8 +208,13 @@ def test_a_fit_saved_under_either_major_loads_and_reports(major, tmp_path):
     fixtures = _fixture_module()
     fit = samplax.load(DATA_DIR / f"fit_arviz{major}.nc")
     assert arviz_compat.is_idata(fit.idata) and isinstance(fit.idata, xr.DataTree) == (arviz_compat.ARVIZ_MAJOR >= 1)
-    assert set(arviz_compat.group_names(fit.idata)) == {"posterior", "sample_stats", "log_likelihood",
-                                                         "observed_data", "constant_data"}
+    assert set(arviz_compat.group_names(fit.idata)) == {
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+    }
     assert fit.method == "nuts" and set(fit.timing) >= {"sampling_s", "total_s"}
     posterior = arviz_compat.group(fit.idata, "posterior")
     assert posterior["mu"].dims == ("chain", "draw", "obs")

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWa
 
 Z = 4.5
 SMOOTHING = 0.1
-PRIOR_SCALE = 0.2          # Laplace scale: L1 weight 5, so the kink matters next to a likelihood precision of 100
+PRIOR_SCALE = 0.2  # Laplace scale: L1 weight 5, so the kink matters next to a likelihood precision of 100
 NUM_OBSERVATIONS = 100
 NOISE_SD = 1.0
 TRUE_WEIGHTS = np.array([0.0, 0.0, 0.04, -0.15, 0.6, -1.5])
@@ -64,12 +64,17 @@ def smoothed_moments(data, envelope):
     precision = NUM_OBSERVATIONS / NOISE_SD**2
     means, sds = [], []
     for center in b:
+
         def density(w, center=center):
             return np.exp(-0.5 * precision * (w - center) ** 2 - envelope(w, 1 / PRIOR_SCALE, SMOOTHING))
 
         lo, hi = center - 1.5, center + 1.5
-        moment = [integrate.quad(lambda w: w**k * density(w), lo, hi, points=[0.0] if lo < 0 < hi else None,
-                                 limit=200, epsabs=1e-13)[0] for k in range(3)]
+        moment = [
+            integrate.quad(
+                lambda w: w**k * density(w), lo, hi, points=[0.0] if lo < 0 < hi else None, limit=200, epsabs=1e-13
+            )[0]
+            for k in range(3)
+        ]
         mean = moment[1] / moment[0]
         means.append(mean)
         sds.append(np.sqrt(moment[2] / moment[0] - mean**2))
@@ -77,8 +82,9 @@ def smoothed_moments(data, envelope):
 
 
 def run_fit(model, data, method, chains=8, warmup=1000, draws=4000, seed=0, **options):
-    return samplax.fit(model, data, method=method, chains=chains, warmup=warmup, draws=draws, seed=seed,
-                       progress=False, **options)
+    return samplax.fit(
+        model, data, method=method, chains=chains, warmup=warmup, draws=draws, seed=seed, progress=False, **options
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +93,9 @@ def lasso():
     model = zoo.get("sparse_regression").model
     fits = {method: run_fit(model, data, method, smoothing=SMOOTHING) for method in ("bplmc", "myula")}
     # adjusted myula (diagonal preconditioner on by default): fewer draws suffice, it mixes far better
-    fits["myula adjusted"] = run_fit(model, data, "myula", chains=4, warmup=500, draws=2000, adjusted=True,
-                                     smoothing=SMOOTHING)
+    fits["myula adjusted"] = run_fit(
+        model, data, "myula", chains=4, warmup=500, draws=2000, adjusted=True, smoothing=SMOOTHING
+    )
     return data, fits
 
 
@@ -96,9 +103,10 @@ def lasso():
 def constrained():
     """Adjusted bplmc (the default on constrained sites) on Gamma shape 0.5 and Dirichlet concentration 0.5."""
     out = {}
-    for name, sizes in (("gamma_poisson", {"seed": 0, "shape": 0.5, "num_observations": 3, "true_rate": 0.3}),
-                        ("dirichlet_multinomial", {"seed": 1, "categories": 4, "total_count": 6,
-                                                   "concentration": 0.5})):
+    for name, sizes in (
+        ("gamma_poisson", {"seed": 0, "shape": 0.5, "num_observations": 3, "true_rate": 0.3}),
+        ("dirichlet_multinomial", {"seed": 1, "categories": 4, "total_count": 6, "concentration": 0.5}),
+    ):
         entry = zoo.get(name)
         data = entry.make_data(**sizes)
         out[name] = (run_fit(entry.model, data, "bplmc", seed=1), entry.reference(data))
@@ -245,31 +253,36 @@ def test_myula_l1_terms_sit_on_the_real_sites_of_the_unconstrained_vector():
     weight, center = method_bplmc.myula_l1_terms(target)
     site = {s.name: s for s in target.sites}
     expected = np.zeros(target.dim)
-    expected[site["weights"].start:site["weights"].stop] = 2.0
+    expected[site["weights"].start : site["weights"].stop] = 2.0
     np.testing.assert_allclose(np.asarray(weight), expected)
     np.testing.assert_allclose(np.asarray(center), 0.0)
     assert not np.any(np.asarray(method_bplmc.myula_l1_terms(target, {"weights": False})[0]))
 
 
 # -- errors --------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method, options, message", [
-    ("bplmc", {"side": "middle"}, "option 'side'='middle' is not one of"),
-    ("bplmc", {"legendre": {"lam": "parabola"}}, "gives site 'lam' the value 'parabola'; expected one of"),
-    ("bplmc", {"legendre": ["burg"]}, "option 'legendre' must be a dict"),
-    ("bplmc", {"beta": -1.0}, "option 'beta' must be a number > 0"),
-    ("bplmc", {"nonsmooth": {"w": "yes"}}, "expected True or False"),
-    ("bplmc", {"step_size": 0.0}, "option 'step_size'=0.0 must be >="),
-    ("bplmc", {"smoothing": "small"}, "option 'smoothing' must be float"),
-    ("myula", {"total_variation": {"site": "x"}}, "option 'total_variation' must be a dict"),
-    ("bplmc", {"total_variation": {"site": "x", "weight": 1.0, "factor": "tv"}}, "unknown option(s)"),
-    ("myula", {"legendre": {"lam": "burg"}}, "unknown option(s) ['legendre']"),
-])
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("bplmc", {"side": "middle"}, "option 'side'='middle' is not one of"),
+        ("bplmc", {"legendre": {"lam": "parabola"}}, "gives site 'lam' the value 'parabola'; expected one of"),
+        ("bplmc", {"legendre": ["burg"]}, "option 'legendre' must be a dict"),
+        ("bplmc", {"beta": -1.0}, "option 'beta' must be a number > 0"),
+        ("bplmc", {"nonsmooth": {"w": "yes"}}, "expected True or False"),
+        ("bplmc", {"step_size": 0.0}, "option 'step_size'=0.0 must be >="),
+        ("bplmc", {"smoothing": "small"}, "option 'smoothing' must be float"),
+        ("myula", {"total_variation": {"site": "x"}}, "option 'total_variation' must be a dict"),
+        ("bplmc", {"total_variation": {"site": "x", "weight": 1.0, "factor": "tv"}}, "unknown option(s)"),
+        ("myula", {"legendre": {"lam": "burg"}}, "unknown option(s) ['legendre']"),
+    ],
+)
 def test_option_errors_name_the_option(method, options, message):
     entry = zoo.get("gamma_poisson")
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
-                       .replace("]", r"\]")):
-        samplax.fit(entry.model, entry.make_data(), method=method, chains=1, warmup=5, draws=5, progress=False,
-                    **options)
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
+        samplax.fit(
+            entry.model, entry.make_data(), method=method, chains=1, warmup=5, draws=5, progress=False, **options
+        )
 
 
 def test_cli_parses_site_maps():
@@ -284,8 +297,16 @@ def test_model_errors_name_the_site():
     """A site name the model does not have, and a Laplace prior whose scale is latent, are refused with the fix."""
     entry = zoo.get("gamma_poisson")
     with pytest.raises(ValueError, match="option 'legendre' names site 'rate'"):
-        samplax.fit(entry.model, entry.make_data(), method="bplmc", chains=1, warmup=5, draws=5, progress=False,
-                    legendre={"rate": "burg"})
+        samplax.fit(
+            entry.model,
+            entry.make_data(),
+            method="bplmc",
+            chains=1,
+            warmup=5,
+            draws=5,
+            progress=False,
+            legendre={"rate": "burg"},
+        )
 
     def latent_scale(y=None):
         import numpyro
@@ -296,8 +317,7 @@ def test_model_errors_name_the_site():
         numpyro.sample("y", dist.Normal(w, 1.0), obs=y)
 
     with pytest.raises(ValueError, match="site 'w': its Laplace scale .* use method='nuts'"):
-        samplax.fit(latent_scale, {"y": jnp.array(0.3)}, method="myula", chains=1, warmup=5, draws=5,
-                    progress=False)
+        samplax.fit(latent_scale, {"y": jnp.array(0.3)}, method="myula", chains=1, warmup=5, draws=5, progress=False)
 
 
 def test_fixed_step_size_is_kept_and_warmup_zero_starts_at_the_curvature_rule():
@@ -374,8 +394,7 @@ def test_adjusted_myula_with_a_declared_tv_prior_matches_nuts():
     """Adjusted myula with the TV term declared (prox in the proposal, exact target in the test) against nuts on the
     same 9-pixel posterior: every pixel's mean within 4.5 combined MCSE (sqrt(MCSE_a^2 + MCSE_b^2))."""
     declared = {"site": "x", "weight": TV_WEIGHT, "factor": "tv"}
-    fit = run_fit(tv_model, TV_DATA, "myula", chains=4, warmup=500, draws=2000, adjusted=True,
-                  total_variation=declared)
+    fit = run_fit(tv_model, TV_DATA, "myula", chains=4, warmup=500, draws=2000, adjusted=True, total_variation=declared)
     reference = run_fit(tv_model, TV_DATA, "nuts", chains=4, warmup=500, draws=1000, seed=1)
     means, mcses = [], []
     for f in (fit, reference):

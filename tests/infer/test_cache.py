@@ -27,8 +27,7 @@ def run(env):
 
 
 def files(path):
-    return sorted(os.path.relpath(os.path.join(root, name), path) for root, _, names in os.walk(path)
-                  for name in names)
+    return sorted(os.path.relpath(os.path.join(root, name), path) for root, _, names in os.walk(path) for name in names)
 
 
 @pytest.mark.slow  # two fresh processes

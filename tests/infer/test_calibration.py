@@ -38,10 +38,8 @@ def analytic_sampler(sd_scale=1.0):
         mean_theta = z.sum(axis=0) / NOISE_Z**2 / precision_theta
         key_mu, key_theta = jax.random.split(key)
         return {
-            "mu": y.sum() / precision_mu
-            + sd_scale * jax.random.normal(key_mu, (NUM_DRAWS,)) / jnp.sqrt(precision_mu),
-            "theta": mean_theta
-            + sd_scale * jax.random.normal(key_theta, (NUM_DRAWS, 2)) / jnp.sqrt(precision_theta),
+            "mu": y.sum() / precision_mu + sd_scale * jax.random.normal(key_mu, (NUM_DRAWS,)) / jnp.sqrt(precision_mu),
+            "theta": mean_theta + sd_scale * jax.random.normal(key_theta, (NUM_DRAWS, 2)) / jnp.sqrt(precision_theta),
         }
 
     return sampler
@@ -100,8 +98,9 @@ def test_host_loop_matches_vectorised_run(data, exact_result):
 
 def test_thinning_and_explicit_observed(data):
     """thin=3 keeps ceil(99 / 3) = 33 draws (ranks 0..33); observed may be named explicitly."""
-    result = sbc(normal_normal, data, num_datasets=20, sampler=analytic_sampler(), vectorized=True, thin=3,
-                 observed=["y", "z"])
+    result = sbc(
+        normal_normal, data, num_datasets=20, sampler=analytic_sampler(), vectorized=True, thin=3, observed=["y", "z"]
+    )
     assert result.num_ranks == 34 and result.thinning == 3
     assert result.ranks["mu"].max() <= 33
 
@@ -175,8 +174,12 @@ def test_errors(data):
     with pytest.raises(ValueError, match="latent site 'theta'"):
         sbc(normal_normal, data, num_datasets=5, sampler=lambda key, d: {"mu": jnp.zeros(10)})
     with pytest.raises(ValueError, match="shape"):
-        sbc(normal_normal, data, num_datasets=5,
-            sampler=lambda key, d: {"mu": jnp.zeros(10), "theta": jnp.zeros((10, 3))})
+        sbc(
+            normal_normal,
+            data,
+            num_datasets=5,
+            sampler=lambda key, d: {"mu": jnp.zeros(10), "theta": jnp.zeros((10, 3))},
+        )
 
 
 def test_observed_site_fed_by_a_transformed_argument_needs_a_mapping():
@@ -193,8 +196,15 @@ def test_observed_site_fed_by_a_transformed_argument_needs_a_mapping():
 
 def test_observed_mapping_when_data_holds_no_observations():
     """With observed={argument: site}, data may hold only sizes: the sites are simulated and ranked as usual."""
-    result = sbc(normal_normal, {"num_obs": NUM_OBS}, observed={"y": "y", "z": "z"}, num_datasets=20,
-                 sampler=analytic_sampler(), vectorized=True, thin=1)
+    result = sbc(
+        normal_normal,
+        {"num_obs": NUM_OBS},
+        observed={"y": "y", "z": "z"},
+        num_datasets=20,
+        sampler=analytic_sampler(),
+        vectorized=True,
+        thin=1,
+    )
     assert set(result.ranks) == {"mu", "theta"} and result.num_ranks == NUM_DRAWS + 1
     with pytest.raises(ValueError, match="not a sample site"):
         sbc(normal_normal, {"num_obs": NUM_OBS}, observed={"y": "w"}, num_datasets=5, sampler=analytic_sampler())
@@ -215,12 +225,14 @@ def test_default_path_calls_samplax_fit_per_dataset(data, monkeypatch):
     def fake_fit(model, fit_data, *, method, progress, seed, **options):
         calls.append({"method": method, "progress": progress, "seed": seed, **options})
         draws = analytic_sampler()(jax.random.PRNGKey(seed), fit_data)
-        posterior = {"mu": np.asarray(draws["mu"][:98]).reshape(2, 49),
-                     "theta": np.asarray(draws["theta"][:98]).reshape(2, 49, 2)}
+        posterior = {
+            "mu": np.asarray(draws["mu"][:98]).reshape(2, 49),
+            "theta": np.asarray(draws["theta"][:98]).reshape(2, 49, 2),
+        }
         if len(calls) % 2:
             import warnings
 
-            warnings.warn("R-hat is above 1.01", UserWarning)
+            warnings.warn("R-hat is above 1.01", UserWarning, stacklevel=2)
         return types.SimpleNamespace(idata=az.from_dict(posterior=posterior))
 
     monkeypatch.setattr(samplax, "fit", fake_fit)
@@ -241,7 +253,6 @@ def test_sbc_with_real_nuts_fits_is_uniform():
 
     entry = zoo.get("normal_normal")
     data = entry.make_data(seed=0, num_observations=5)
-    result = sbc(entry.model, data, num_datasets=40, method="nuts", chains=2, warmup=200,
-                 draws=200, thin=4, seed=3)
+    result = sbc(entry.model, data, num_datasets=40, method="nuts", chains=2, warmup=200, draws=200, thin=4, seed=3)
     pvalues = result.uniformity_pvalues()
     assert all(p > 1e-3 for p in pvalues.values()), pvalues

@@ -57,8 +57,9 @@ def test_summary_without_seconds_var_names_and_hdi_prob():
     assert list(table.index) == ["theta[0]", "theta[1]"]
     assert "hdi_5%" in table.columns and "hdi_95%" in table.columns
     assert table["ess_bulk_per_s"].isna().all() and table["ess_bulk_per_sampling_s"].isna().all()
-    recorded = from_dict(posterior={"mu": idata.posterior["mu"].values},
-                            attrs={"timing": '{"sampling_s": 4.0, "total_s": 10.0}'})
+    recorded = from_dict(
+        posterior={"mu": idata.posterior["mu"].values}, attrs={"timing": '{"sampling_s": 4.0, "total_s": 10.0}'}
+    )
     table = diagnostics.summary(recorded)
     np.testing.assert_allclose(table["ess_bulk_per_sampling_s"], table["ess_bulk"] / 4.0)
     np.testing.assert_allclose(table["ess_bulk_per_s"], table["ess_bulk"] / 10.0)
@@ -156,12 +157,7 @@ def ksd_numpy(x, s, c=1.0, beta=-0.5):
     d = x.shape[1]
     grad_x_k = 2 * beta * u * q[..., None] ** (beta - 1)
     trace = -2 * beta * d * q ** (beta - 1) - 4 * beta * (beta - 1) * sq_dist * q ** (beta - 2)
-    stein = (
-        (s @ s.T) * q**beta
-        + np.einsum("id,ijd->ij", s, -grad_x_k)
-        + np.einsum("jd,ijd->ij", s, grad_x_k)
-        + trace
-    )
+    stein = (s @ s.T) * q**beta + np.einsum("id,ijd->ij", s, -grad_x_k) + np.einsum("jd,ijd->ij", s, grad_x_k) + trace
     return math.sqrt(stein.mean())
 
 
@@ -364,16 +360,15 @@ def test_weighted_fits_are_judged_by_weights_not_rhat():
     good = from_dict(posterior={"mu": draws}, sample_stats={"log_weight": light})
     assert diagnostics.draws_kind(good) == "weighted"
     assert diagnostics.convergence_warnings(good) == []
-    messages = diagnostics.convergence_warnings(
-        from_dict(posterior={"mu": draws}, sample_stats={"log_weight": heavy})
-    )
+    messages = diagnostics.convergence_warnings(from_dict(posterior={"mu": draws}, sample_stats={"log_weight": heavy}))
     assert any("Pareto k-hat" in m and "proposal" in m for m in messages), messages
     assert any("weights' ESS" in m for m in messages), messages
     assert not any("R-hat" in m for m in messages)
     zero_weights = light.copy()
     zero_weights[0, :3] = -np.inf  # zero weights are not divergent transitions
-    flagged = from_dict(posterior={"mu": draws},
-                           sample_stats={"log_weight": zero_weights, "diverging": np.isinf(zero_weights)})
+    flagged = from_dict(
+        posterior={"mu": draws}, sample_stats={"log_weight": zero_weights, "diverging": np.isinf(zero_weights)}
+    )
     assert diagnostics.convergence_warnings(flagged) == []
 
 
@@ -406,8 +401,12 @@ def derived_idata(seed=13, deterministic=("p", "mu_hat"), draws=400):
     rng = np.random.default_rng(seed)
     p = rng.normal(size=(CHAINS, draws, 150))
     p[1, :, 80:121] += 3.0
-    posterior = {"p": p, "mu": rng.normal(size=(CHAINS, draws)), "sigma": rng.normal(size=(CHAINS, draws)),
-                 "mu_hat": rng.normal(size=(CHAINS, draws, 2))}
+    posterior = {
+        "p": p,
+        "mu": rng.normal(size=(CHAINS, draws)),
+        "sigma": rng.normal(size=(CHAINS, draws)),
+        "mu_hat": rng.normal(size=(CHAINS, draws, 2)),
+    }
     attrs = {} if deterministic is None else {"deterministic_sites": json.dumps(list(deterministic))}
     stats_ = {"diverging": np.zeros((CHAINS, draws), dtype=bool)}
     return from_dict(posterior=posterior, sample_stats=stats_, attrs=attrs)
@@ -437,8 +436,10 @@ def test_deterministic_site_with_bad_rhat_is_described_not_judged():
     assert diagnostics.convergence_warnings(idata) == []
     note = diagnostics.deterministic_note(idata)
     assert "\n" not in note
-    assert note.startswith("Deterministic sites (p, mu_hat: 152 values) are functions of the latent sites: their "
-                           "R-hat and ESS are reported in the summary but not judged.")
+    assert note.startswith(
+        "Deterministic sites (p, mu_hat: 152 values) are functions of the latent sites: their "
+        "R-hat and ESS are reported in the summary but not judged."
+    )
     assert "41 of the 152 values have R-hat above 1.01" in note and "largest R-hat: p[" in note
     # the same draws without the attribute: p is latent, and its R-hat is a warning (the set-up has the defect)
     messages = diagnostics.convergence_warnings(derived_idata(deterministic=None))
@@ -450,22 +451,32 @@ def test_deterministic_note_for_clean_constant_and_non_finite_sites():
     """Clean deterministic sites get the description alone; a constant one (R-hat undefined) is not a problem; a
     non-finite one is mentioned in the note, never a warning; weighted draws are not judged by R-hat."""
     rng = np.random.default_rng(14)
-    clean = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "twice": rng.normal(size=(CHAINS, DRAWS)),
-                                    "one": np.ones((CHAINS, DRAWS))},
-                         attrs={"deterministic_sites": json.dumps(["twice", "one"])})
+    clean = from_dict(
+        posterior={
+            "mu": rng.normal(size=(CHAINS, DRAWS)),
+            "twice": rng.normal(size=(CHAINS, DRAWS)),
+            "one": np.ones((CHAINS, DRAWS)),
+        },
+        attrs={"deterministic_sites": json.dumps(["twice", "one"])},
+    )
     assert diagnostics.convergence_warnings(clean) == []
     assert diagnostics.deterministic_note(clean) == (
         "Deterministic sites (twice, one: 2 values) are functions of the latent sites: their R-hat and ESS are "
-        "reported in the summary but not judged.")
+        "reported in the summary but not judged."
+    )
     log_p = rng.normal(size=(CHAINS, DRAWS))
     log_p[0, 3] = -np.inf
-    nonfinite = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "log_p": log_p},
-                             attrs={"deterministic_sites": json.dumps(["log_p"])})
+    nonfinite = from_dict(
+        posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "log_p": log_p},
+        attrs={"deterministic_sites": json.dumps(["log_p"])},
+    )
     assert diagnostics.convergence_warnings(nonfinite) == []
     assert "log_p contains NaN or infinite values" in diagnostics.deterministic_note(nonfinite)
-    weighted = from_dict(posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "p": rng.normal(size=(CHAINS, DRAWS))},
-                            sample_stats={"log_weight": np.zeros((CHAINS, DRAWS))},
-                            attrs={"deterministic_sites": json.dumps(["p"])})
+    weighted = from_dict(
+        posterior={"mu": rng.normal(size=(CHAINS, DRAWS)), "p": rng.normal(size=(CHAINS, DRAWS))},
+        sample_stats={"log_weight": np.zeros((CHAINS, DRAWS))},
+        attrs={"deterministic_sites": json.dumps(["p"])},
+    )
     assert "their diagnostics are reported" in diagnostics.deterministic_note(weighted)
 
 
@@ -476,8 +487,7 @@ def test_var_names_filters_warnings_but_not_the_checks_of_the_whole_run():
     a[1] = 3.0
     diverging = np.zeros((CHAINS, DRAWS), dtype=bool)
     diverging[0, :5] = True
-    idata = from_dict(posterior={"a": a, "b": rng.normal(size=(CHAINS, DRAWS))},
-                         sample_stats={"diverging": diverging})
+    idata = from_dict(posterior={"a": a, "b": rng.normal(size=(CHAINS, DRAWS))}, sample_stats={"diverging": diverging})
     everything = diagnostics.convergence_warnings(idata)
     assert any("R-hat" in m and "a" in m for m in everything) and any("divergent" in m for m in everything)
     only_b = diagnostics.convergence_warnings(idata, var_names=["b"])
@@ -495,7 +505,6 @@ def test_summary_lists_latent_sites_first_and_filters():
     labels = list(table.index)
     assert labels[:2] == ["mu", "sigma"] and labels[2:152] == [f"p[{i}]" for i in range(150)]
     assert labels[152:] == ["mu_hat[0]", "mu_hat[1]"]
-    assert list(diagnostics.summary(idata, var_names=["mu_hat", "sigma"]).index) == ["sigma", "mu_hat[0]",
-                                                                                      "mu_hat[1]"]
+    assert list(diagnostics.summary(idata, var_names=["mu_hat", "sigma"]).index) == ["sigma", "mu_hat[0]", "mu_hat[1]"]
     assert list(diagnostics.summary(idata, var_names="mu").index) == ["mu"]
     assert list(diagnostics.summary(derived_idata(deterministic=None)).index)[:2] == ["p[0]", "p[1]"]

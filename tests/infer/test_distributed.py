@@ -21,8 +21,11 @@ import samplax
 from samplax.kernels import admm as admm_kernel
 from samplax.models.bridge import build_target
 
-pytestmark = [pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWarning"),
-              pytest.mark.filterwarnings("ignore:More chains:UserWarning"), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:More chains:UserWarning"),
+    pytest.mark.slow,
+]
 
 WORKER_PATH = Path(__file__).with_name("_admm_worker.py")
 ROOT = WORKER_PATH.parents[2]
@@ -39,8 +42,8 @@ def shard_quadratics(data, num_agents):
     parts = zip(np.array_split(data["X"], num_agents), np.array_split(data["y"], num_agents))
     precision, linear = [], []
     for X, y in parts:
-        precision.append(X.T @ X / NOISE_SD ** 2 + np.eye(X.shape[1]) / (PRIOR_VARIANCE * num_agents))
-        linear.append(X.T @ y / NOISE_SD ** 2)
+        precision.append(X.T @ X / NOISE_SD**2 + np.eye(X.shape[1]) / (PRIOR_VARIANCE * num_agents))
+        linear.append(X.T @ y / NOISE_SD**2)
     return np.array(precision), np.array(linear)
 
 
@@ -69,8 +72,9 @@ def test_admm_fit_layout_and_invariants(reference_fit):
     assert json.loads(idata.attrs["extra_solver"]) == "closed_form"  # Gaussian-linear agents detected
     assert json.loads(idata.attrs["extra_graph"]) == "cycle"
     # the posterior group is the degree-weighted (here plain) average of the agents' iterates
-    np.testing.assert_allclose(idata.posterior["theta"].values, idata.sample_stats["agent_z"].values.mean(axis=2),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        idata.posterior["theta"].values, idata.sample_stats["agent_z"].values.mean(axis=2), atol=1e-10
+    )
 
 
 def scaled_regression(N, X, y=None):
@@ -94,9 +98,17 @@ def test_admm_defaults_on_an_ill_conditioned_regression():
     rng = np.random.default_rng(21)
     X = rng.uniform(0.5, 1.0, size=(60, 3)) * np.array([100.0, 400.0, 1000.0])
     y = X @ np.ones(3) + 2.0 * rng.normal(size=60)
-    fit = samplax.fit(scaled_regression, {"N": 60, "X": X, "y": y}, method="admm", chains=200, warmup=100,
-                      draws=100, seed=4, progress=False)
-    attrs = {k[len("extra_"):]: json.loads(v) for k, v in fit.idata.attrs.items() if k.startswith("extra_")}
+    fit = samplax.fit(
+        scaled_regression,
+        {"N": 60, "X": X, "y": y},
+        method="admm",
+        chains=200,
+        warmup=100,
+        draws=100,
+        seed=4,
+        progress=False,
+    )
+    attrs = {k[len("extra_") :]: json.loads(v) for k, v in fit.idata.attrs.items() if k.startswith("extra_")}
     assert attrs["solver"] == "closed_form" and attrs["precondition"] == "dense"
     assert attrs["precondition_condition_number"] > 1e3 and attrs["divergences"] == 0
     precision = X.T @ X / 4.0 + np.eye(3) / 100.0
@@ -121,20 +133,30 @@ def test_admm_defaults_on_a_logistic_regression():
     features = rng.normal(size=(300, 2))
     X = np.column_stack([np.ones(300), (features - features.mean(0)) / features.std(0)])
     y = (rng.uniform(size=300) < 1.0 / (1.0 + np.exp(-X @ np.array([0.5, 1.0, -1.5])))).astype(np.int64)
-    fit = samplax.fit(worker.logistic_model, {"X": X, "y": y}, method="admm", chains=32, warmup=60, draws=100,
-                      seed=0, progress=False, num_agents=4)
+    fit = samplax.fit(
+        worker.logistic_model,
+        {"X": X, "y": y},
+        method="admm",
+        chains=32,
+        warmup=60,
+        draws=100,
+        seed=0,
+        progress=False,
+        num_agents=4,
+    )
     assert json.loads(fit.idata.attrs["extra_divergences"]) == 0
     draws = fit.idata.posterior["theta"].values.astype(np.float64)
 
     def log_posterior(theta):  # (k, 3) -> (k,); prior N(0, 2^2 I) as in the worker's model
         logits = theta @ X.T
-        return np.sum(y * logits - np.logaddexp(0.0, logits), axis=1) - np.sum(theta ** 2, axis=1) / 8.0
+        return np.sum(y * logits - np.logaddexp(0.0, logits), axis=1) - np.sum(theta**2, axis=1) / 8.0
 
     mode = scipy.optimize.minimize(lambda t: -log_posterior(t[None])[0], np.zeros(3), method="BFGS").x
     p = 1.0 / (1.0 + np.exp(-X @ mode))
     covariance = np.linalg.inv((X * (p * (1 - p))[:, None]).T @ X + np.eye(3) / 4.0)
     proposal = rng.multivariate_normal(np.zeros(3), covariance, size=400_000) / np.sqrt(
-        rng.chisquare(10, size=(400_000, 1)) / 10)
+        rng.chisquare(10, size=(400_000, 1)) / 10
+    )
     log_q = -6.5 * np.log1p(np.einsum("ki,ij,kj->k", proposal, np.linalg.inv(covariance), proposal) / 10)
     log_w = log_posterior(mode + proposal) - log_q
     weights = np.exp(log_w - log_w.max())
@@ -164,8 +186,9 @@ def test_admm_and_dsgld_refuse_factors_up_front():
 
     for method in ("admm", "dsgld"):
         with pytest.raises(UnsupportedModelError, match="feature 'factor'"):
-            samplax.fit(truncated, {"y": np.array([0.6, -0.5, 0.4])}, method=method, chains=2, warmup=1, draws=1,
-                        progress=False)
+            samplax.fit(
+                truncated, {"y": np.array([0.6, -0.5, 0.4])}, method=method, chains=2, warmup=1, draws=1, progress=False
+            )
 
 
 def test_dsgld_stationary_mean_is_exact():
@@ -181,23 +204,39 @@ def test_dsgld_stationary_mean_is_exact():
     mixing = mixing + np.diag(1.0 - mixing.sum(axis=1))
     dim = 2
     system = np.kron(np.eye(6) - mixing, np.eye(dim)) + step_size * np.block(
-        [[precision[i] if i == j else np.zeros((dim, dim)) for j in range(6)] for i in range(6)])
+        [[precision[i] if i == j else np.zeros((dim, dim)) for j in range(6)] for i in range(6)]
+    )
     stationary = np.linalg.solve(system, step_size * linear.reshape(-1)).reshape(6, dim)
     exact_average = (topology.degrees / topology.degrees.sum()) @ stationary
-    fit = samplax.fit(worker.regression_model, data, method="dsgld", chains=300, warmup=300, draws=60, seed=3,
-                      progress=False, precision="float64", num_agents=6, graph="star", step_size=step_size,
-                      batch_size=8)
+    fit = samplax.fit(
+        worker.regression_model,
+        data,
+        method="dsgld",
+        chains=300,
+        warmup=300,
+        draws=60,
+        seed=3,
+        progress=False,
+        precision="float64",
+        num_agents=6,
+        graph="star",
+        step_size=step_size,
+        batch_size=8,
+    )
     assert np.all(replica_mean_z(fit.idata.posterior["theta"].values, exact_average) <= 4.5)
     assert "dual_sum" not in fit.idata.sample_stats
 
 
-@pytest.mark.parametrize("options,message", [
-    (dict(num_agents=4, edges=[[0, 1], [1, 2]]), r"agents \[3\] have no neighbours"),
-    (dict(noise="loud"), "noise='loud' is not known"),
-    (dict(solver="closed_form", num_agents=4), "needs a quadratic potential"),
-    (dict(num_observations=100), "num_observations is for multi-process runs"),
-    (dict(num_devices=3), "num_devices=3 is not available"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(num_agents=4, edges=[[0, 1], [1, 2]]), r"agents \[3\] have no neighbours"),
+        (dict(noise="loud"), "noise='loud' is not known"),
+        (dict(solver="closed_form", num_agents=4), "needs a quadratic potential"),
+        (dict(num_observations=100), "num_observations is for multi-process runs"),
+        (dict(num_devices=3), "num_devices=3 is not available"),
+    ],
+)
 def test_admm_option_errors(options, message):
     data = worker.regression_data(40)
     model = worker.regression_model
@@ -227,8 +266,9 @@ def _spawn(tmp_path, name, *args, command=(str(WORKER_PATH),)):
     out = open(tmp_path / f"{name}.out", "w")
     err = open(tmp_path / f"{name}.err", "w")
     env = _environment(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, *command, *map(str, args)], stdout=out, stderr=err, env=env,
-                               cwd=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, *command, *map(str, args)], stdout=out, stderr=err, env=env, cwd=str(tmp_path)
+    )
     process.log = (tmp_path / f"{name}.out", tmp_path / f"{name}.err")
     return process
 
@@ -266,8 +306,13 @@ def test_four_emulated_devices_give_the_same_draws_as_one(tmp_path):
     rounding, for a cycle of 8 (ppermute), a complete graph of 5 (psum, padded slots) and a logistic regression on a
     star of 6 (masked all-gather, padded slots, Newton solver)."""
     out = tmp_path / "devices.json"
-    result = subprocess.run([sys.executable, str(WORKER_PATH), "devices", str(out)], capture_output=True, text=True,
-                            timeout=600, env=_environment(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    result = subprocess.run(
+        [sys.executable, str(WORKER_PATH), "devices", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_environment(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report) == {"cycle8_ppermute", "complete5_psum_padded", "star6_allgather_newton_padded"}
@@ -368,11 +413,41 @@ def test_a_peer_with_a_usage_error_ends_the_job(tmp_path):
     port = _free_port()
     data = worker.regression_data(40)
     (tmp_path / "data.json").write_text(json.dumps({name: value.tolist() for name, value in data.items()}))
-    fit_args = ["fit", f"{WORKER_PATH}:regression_model", "--data", "data.json", "--method", "admm", "--chains", 2,
-                "--warmup", 5, "--draws", 5, "--quiet", "--option", "num_agents=2", "--coordinator",
-                f"127.0.0.1:{port}", "--num-processes", 2, "--heartbeat", 2]
-    processes = [_spawn(tmp_path, f"p{i}", *fit_args, "--process-id", i, *(["--option", "bogus=1"] if i else []),
-                        command=("-m", "samplax.cli")) for i in range(2)]
+    fit_args = [
+        "fit",
+        f"{WORKER_PATH}:regression_model",
+        "--data",
+        "data.json",
+        "--method",
+        "admm",
+        "--chains",
+        2,
+        "--warmup",
+        5,
+        "--draws",
+        5,
+        "--quiet",
+        "--option",
+        "num_agents=2",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        2,
+        "--heartbeat",
+        2,
+    ]
+    processes = [
+        _spawn(
+            tmp_path,
+            f"p{i}",
+            *fit_args,
+            "--process-id",
+            i,
+            *(["--option", "bogus=1"] if i else []),
+            command=("-m", "samplax.cli"),
+        )
+        for i in range(2)
+    ]
     codes, times, stderr = _finish_job(processes, port)
     assert codes == [1, 2], stderr
     assert times[0] - times[1] < 15, (times, stderr)

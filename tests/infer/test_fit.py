@@ -37,15 +37,17 @@ def conjugate_fits():
             entry = zoo.get(name)
             data = entry.make_data(seed=index, **sizes)
             draws = 1000 if method == "nuts" else 2000
-            result = samplax.fit(entry.model, data, method=method, chains=4, warmup=1000, draws=draws, seed=index,
-                                 progress=False)
+            result = samplax.fit(
+                entry.model, data, method=method, chains=4, warmup=1000, draws=draws, seed=index, progress=False
+            )
             fits[method, index] = (result, entry.reference(data), entry)
     return fits
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("case", range(len(CONJUGATE_CASES)), ids=[f"{n}-{i}" for i, (n, _) in
-                                                                   enumerate(CONJUGATE_CASES)])
+@pytest.mark.parametrize(
+    "case", range(len(CONJUGATE_CASES)), ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONJUGATE_CASES)]
+)
 @pytest.mark.slow
 def test_recovers_analytic_posterior(conjugate_fits, method, case):
     """Posterior means within 4 MCSE (ArviZ's bulk MCSE) and sds within 10 % of the exact conjugate answer.
@@ -99,8 +101,9 @@ def test_smc_log_evidence_within_three_standard_errors():
 @pytest.fixture(scope="module")
 def small_fit():
     entry = zoo.get("eight_schools")
-    return samplax.fit(entry.model, entry.make_data(), method="nuts", chains=2, warmup=200, draws=100, seed=7,
-                       progress=False)
+    return samplax.fit(
+        entry.model, entry.make_data(), method="nuts", chains=2, warmup=200, draws=100, seed=7, progress=False
+    )
 
 
 @pytest.mark.arviz1
@@ -132,8 +135,7 @@ TIMING_FIELDS = {"compile_s", "warmup_s", "sampling_s", "postprocess_s", "total_
 def test_smc_timing_has_every_field():
     """A method that runs in one compiled call reports the same timing fields (its compilation is not separated)."""
     entry = zoo.get("normal_normal")
-    result = samplax.fit(entry.model, entry.make_data(seed=3), method="smc", chains=2, draws=50, seed=1,
-                         progress=False)
+    result = samplax.fit(entry.model, entry.make_data(seed=3), method="smc", chains=2, draws=50, seed=1, progress=False)
     assert set(result.timing) == TIMING_FIELDS and np.isnan(result.timing["compile_s"])
     assert result.timing["sampling_s"] + result.timing["postprocess_s"] <= result.timing["total_s"]
     assert json.loads(result.idata.attrs["timing"])["total_s"] == result.timing["total_s"]
@@ -180,11 +182,11 @@ def test_progress_bar_cuts_only_runs_long_enough_to_watch(monkeypatch):
     never changes the draws."""
     from samplax.infer import run
 
-    assert run.progress_chunk_size(1000, 1e-5) == 1000          # 10 ms of sampling: one chunk
-    assert run.progress_chunk_size(1000, 0.01) == 50            # 10 s: 20 chunks
-    assert run.progress_chunk_size(1000, None) == 50            # no warm-up to time: 20 chunks
+    assert run.progress_chunk_size(1000, 1e-5) == 1000  # 10 ms of sampling: one chunk
+    assert run.progress_chunk_size(1000, 0.01) == 50  # 10 s: 20 chunks
+    assert run.progress_chunk_size(1000, None) == 50  # no warm-up to time: 20 chunks
     quiet = _tiny()
-    monkeypatch.setattr(run, "PROGRESS_MIN_SECONDS", 0.0)       # force the bar's 20 chunks on this tiny fit
+    monkeypatch.setattr(run, "PROGRESS_MIN_SECONDS", 0.0)  # force the bar's 20 chunks on this tiny fit
     calls, original = [], run.ChainRunner.run
     monkeypatch.setattr(run.ChainRunner, "run", lambda self, *args: calls.append(1) or original(self, *args))
     with_bar = _tiny(progress=True)
@@ -210,8 +212,9 @@ def test_resume_after_interruption_gives_identical_draws(tmp_path):
         os.remove(path / f"chunk_{index:05d}.npz")
     resumed = samplax.resume(str(path), progress=False)
     np.testing.assert_array_equal(full.idata.posterior["lam"].values, resumed.idata.posterior["lam"].values)
-    np.testing.assert_array_equal(full.idata.sample_stats["acceptance_rate"].values,
-                                  resumed.idata.sample_stats["acceptance_rate"].values)
+    np.testing.assert_array_equal(
+        full.idata.sample_stats["acceptance_rate"].values, resumed.idata.sample_stats["acceptance_rate"].values
+    )
 
 
 def test_mismatched_resume_is_refused(tmp_path):
@@ -238,8 +241,9 @@ def test_nonfinite_logdensity_counts_as_divergence():
         x = numpyro.sample("x", dist.Normal(0, 1))
         numpyro.factor("cliff", jax.numpy.where(x > 0.5, jax.numpy.nan, 0.0))
 
-    result = samplax.fit(model, method="mala", chains=2, warmup=100, draws=200, seed=0, progress=False,
-                         init={"x": -1.0})
+    result = samplax.fit(
+        model, method="mala", chains=2, warmup=100, draws=200, seed=0, progress=False, init={"x": -1.0}
+    )
     diverging = result.idata.sample_stats["diverging"].values
     assert diverging.sum() > 0
     assert np.isfinite(result.idata.posterior["x"].values).all()
@@ -250,8 +254,9 @@ def test_convergence_warning_names_the_problem():
     """Too little warm-up on the centered eight schools: a ConvergenceWarning that names R-hat/ESS/divergences."""
     entry = zoo.get("eight_schools_centered")
     with pytest.warns(samplax.infer.fit.ConvergenceWarning):
-        samplax.fit(entry.model, entry.make_data(), method="mala", chains=2, warmup=10, draws=50, seed=0,
-                    progress=False)
+        samplax.fit(
+            entry.model, entry.make_data(), method="mala", chains=2, warmup=10, draws=50, seed=0, progress=False
+        )
 
 
 def test_thinning_keeps_every_kth_transition():
@@ -285,8 +290,9 @@ def test_progress_shows_stages_and_leaves_a_summary_line(capsys):
             numpyro.sample("y", dist.Poisson(lam), obs=y)
 
     try:
-        result = samplax.fit(fresh, {"y": np.arange(6)}, method="mala", chains=2, warmup=50, draws=40, seed=1,
-                             progress=True)
+        result = samplax.fit(
+            fresh, {"y": np.arange(6)}, method="mala", chains=2, warmup=50, draws=40, seed=1, progress=True
+        )
     finally:
         progress_module.Progress._describe = original
     stages = [text.split(" ")[0] for text in seen]
@@ -298,6 +304,7 @@ def test_progress_shows_stages_and_leaves_a_summary_line(capsys):
     assert f"mean acceptance {acceptance:.2f}" in line[0] and "0 divergences" in line[0]
     # a new model compiles its warm-up and its sampling chunk; the same fit again compiles nothing
     assert result.timing["programs_compiled"] == 2
-    again = samplax.fit(fresh, {"y": np.arange(6)}, method="mala", chains=2, warmup=50, draws=40, seed=1,
-                        progress=False)
+    again = samplax.fit(
+        fresh, {"y": np.arange(6)}, method="mala", chains=2, warmup=50, draws=40, seed=1, progress=False
+    )
     assert again.timing["programs_compiled"] == 0 and again.timing["compile_s"] == 0.0

@@ -42,8 +42,9 @@ def _grid_5x5():
 def grid_problem():
     data = _grid_5x5()
     marginals, _ = grid.variable_elimination_marginals(data["cpt"], data["evidence"])
-    exact = {grid.site_name(i, j): float(marginals[i, j]) for i in range(5) for j in range(5)
-             if data["evidence"][i, j] < 0}
+    exact = {
+        grid.site_name(i, j): float(marginals[i, j]) for i in range(5) for j in range(5) if data["evidence"][i, j] < 0
+    }
     return build_target(grid.grid_network_model, data), exact
 
 
@@ -62,17 +63,19 @@ def _estimates(run, names):
 
 def _assert_marginals(run, exact, label):
     for name, (mean, se) in _estimates(run, exact).items():
-        assert abs(mean - exact[name]) < 4 * se, f"{label}: {name} estimate {mean:.4f} vs exact {exact[name]:.4f} " \
-                                                 f"(MCSE {se:.4f})"
+        assert abs(mean - exact[name]) < 4 * se, (
+            f"{label}: {name} estimate {mean:.4f} vs exact {exact[name]:.4f} (MCSE {se:.4f})"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- exact answers
-@pytest.mark.parametrize("rows, cols, fraction, evidence", [(3, 3, 0.5, 1), (4, 4, 0.5, 2), (3, 5, 0.75, 2),
-                                                            (5, 3, 0.0, 3), (4, 1, 0.5, 1), (1, 4, 0.0, 1)])
+@pytest.mark.parametrize(
+    "rows, cols, fraction, evidence",
+    [(3, 3, 0.5, 1), (4, 4, 0.5, 2), (3, 5, 0.75, 2), (5, 3, 0.0, 3), (4, 1, 0.5, 1), (1, 4, 0.0, 1)],
+)
 def test_variable_elimination_agrees_with_enumeration(rows, cols, fraction, evidence):
     """Marginals and log P(evidence) agree to 1e-10 (wide, tall (transposed) and one-column grids)."""
-    data = grid.grid_network_data(seed=1, rows=rows, cols=cols, deterministic_fraction=fraction,
-                                  num_evidence=evidence)
+    data = grid.grid_network_data(seed=1, rows=rows, cols=cols, deterministic_fraction=fraction, num_evidence=evidence)
     by_enumeration, log_z_enumeration = grid.enumerate_marginals(data["cpt"], data["evidence"])
     by_elimination, log_z_elimination = grid.variable_elimination_marginals(data["cpt"], data["evidence"])
     np.testing.assert_allclose(by_elimination, by_enumeration, atol=1e-10)
@@ -87,8 +90,9 @@ def test_grid_reference_matches_numpyro_log_density():
     latent = [(i, j) for i in range(3) for j in range(3) if data["evidence"][i, j] < 0]
     states = mp.discrete_block_states(len(latent))
     params = {grid.site_name(i, j): jnp.asarray(states[:, k]) for k, (i, j) in enumerate(latent)}
-    log_joint = np.asarray(jax.vmap(lambda p: log_density(grid.grid_network_model, (), data, p)[0])(params),
-                           dtype=float)
+    log_joint = np.asarray(
+        jax.vmap(lambda p: log_density(grid.grid_network_model, (), data, p)[0])(params), dtype=float
+    )
     weights = np.exp(log_joint - log_joint.max())
     assert abs(np.log(weights.sum()) + log_joint.max() - reference.log_z) < 1e-4
     for k, (i, j) in enumerate(latent):
@@ -105,14 +109,15 @@ def test_open_universe_reference_matches_quadrature():
     means = jnp.asarray(np.stack([a.reshape(-1), b.reshape(-1)], axis=1)[:, :, None])
 
     def log_joint(k):
-        return jax.jit(jax.vmap(lambda mu: log_density(ou.open_universe_model, (), data,
-                                                       {"num_components": k, "means": mu})[0]))(means)
+        return jax.jit(
+            jax.vmap(lambda mu: log_density(ou.open_universe_model, (), data, {"num_components": k, "means": mu})[0])
+        )(means)
 
     log_evidence = []
     for k in (1, 2):
         values = np.asarray(log_joint(k), dtype=float)
         top = values.max()
-        log_evidence.append(top + np.log(np.exp(values - top).sum() * 0.03 ** 2))
+        log_evidence.append(top + np.log(np.exp(values - top).sum() * 0.03**2))
     posterior_two = 1.0 / (1.0 + np.exp(log_evidence[0] - log_evidence[1]))
     assert abs((1 + posterior_two) - float(reference.mean["num_components"])) < 1e-3
     assert abs(np.logaddexp(*log_evidence) - reference.log_z) < 1e-3
@@ -233,8 +238,7 @@ def test_meta_gibbs_trains_a_proposal_within_warmup_when_the_library_has_none():
     optimiser steps and the run completes, recording the training time and curve."""
     data = ou.open_universe_data(seed=2, max_components=2, num_observations=6, dim=1, num_active=2)
     target = build_target(ou.open_universe_model, data)
-    run = mg.sample_model(target, "meta_gibbs", {"training_batch": 32}, jax.random.key(0), 2, 20, 50,
-                           chunks=1)
+    run = mg.sample_model(target, "meta_gibbs", {"training_batch": 32}, jax.random.key(0), 2, 20, 50, chunks=1)
     assert run.extra["proposal_sources"] == '{"two_means_1d": "trained:20 steps"}'
     assert run.extra["training_s"] > 0 and len(run.extra["training_two_means_1d_heldout_nll"]) == 2
     assert np.isfinite(run.sample_stats["lp"]).all()
@@ -249,12 +253,12 @@ def test_meta_gibbs_refuses_a_model_without_a_known_motif():
 
 def test_a_proposal_for_one_motif_refuses_a_model_without_it(grid_problem):
     target, _ = grid_problem
-    mixture = build_target(ou.open_universe_model, ou.open_universe_data(seed=0, max_components=3,
-                                                                         num_observations=5))
+    mixture = build_target(ou.open_universe_model, ou.open_universe_data(seed=0, max_components=3, num_observations=5))
     library = mg.library_entries()
     with pytest.raises(ValueError, match="do not occur in this model.*two_means_2d"):
-        mg.sample_model(mixture, "meta_gibbs", {"proposals": str(library["grid_block_3x3"])}, jax.random.key(0), 1,
-                        1, 1)
+        mg.sample_model(
+            mixture, "meta_gibbs", {"proposals": str(library["grid_block_3x3"])}, jax.random.key(0), 1, 1, 1
+        )
     with pytest.raises(ValueError, match="do not occur in this model.*grid_block_3x3"):
         mg.sample_model(target, "meta_gibbs", {"proposals": "two_means_2d"}, jax.random.key(0), 1, 1, 1)
     with pytest.raises(ValueError, match="shipped: \\['grid_block_3x3', 'two_means_2d'\\]"):
@@ -294,8 +298,9 @@ def test_fit_returns_discrete_draws_and_block_acceptance():
     import samplax
 
     data = _grid_5x5()
-    fit = samplax.fit(grid.grid_network_model, data, method="meta_gibbs", chains=2, warmup=20, draws=100,
-                      progress=False)
+    fit = samplax.fit(
+        grid.grid_network_model, data, method="meta_gibbs", chains=2, warmup=20, draws=100, progress=False
+    )
     assert "x_1_1" in fit.idata.posterior and fit.idata.posterior["x_1_1"].shape == (2, 100)
     assert "x_4_4" in fit.idata.log_likelihood  # an evidence node
     assert fit.idata.sample_stats["block_acceptance"].shape == (2, 100, 1)

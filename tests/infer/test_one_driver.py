@@ -134,10 +134,12 @@ def test_chain_runner_thinning_folds_keys_in_inside_the_scan():
 
     runner = run.ChainRunner(build, chunk_size=4, thin=3, map_chains=map_chains)
     chain_keys = jax.random.split(jax.random.key(0), 2)
-    runner.executable = runner.function.lower(None, jnp.zeros(2, jnp.int32), None, chain_keys,
-                                              jnp.asarray(0, jnp.int32)).compile()
+    runner.executable = runner.function.lower(
+        None, jnp.zeros(2, jnp.int32), None, chain_keys, jnp.asarray(0, jnp.int32)
+    ).compile()
     _, host = runner.run(None, jnp.zeros(2, jnp.int32), None, chain_keys, 1)  # kept draws 1..4
-    expected = np.stack([[jax.random.key_data(jax.random.fold_in(k, 3 * j + 2)) for j in range(1, 5)]
-                         for k in chain_keys])
+    expected = np.stack(
+        [[jax.random.key_data(jax.random.fold_in(k, 3 * j + 2)) for j in range(1, 5)] for k in chain_keys]
+    )
     np.testing.assert_array_equal(host["stats"]["key"], expected)
     assert mapped, "map_chains was not used"

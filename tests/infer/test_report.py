@@ -109,8 +109,16 @@ def test_summary_table_matches_diagnostics_summary(good_fit, good_page):
     values = dict(zip(headers, cells))
     assert values["R-hat"] == f"{rhat:.3f}"
     assert float(values["mean"]) == pytest.approx(table.loc["a&b", "mean"], rel=1e-3, abs=1e-3)
-    assert set(headers) >= {"mean", "sd", "MCSE mean", "ESS bulk", "ESS tail", "R-hat", "ESS bulk / s (whole fit)",
-                            "ESS bulk / s (sampling)"}
+    assert set(headers) >= {
+        "mean",
+        "sd",
+        "MCSE mean",
+        "ESS bulk",
+        "ESS tail",
+        "R-hat",
+        "ESS bulk / s (whole fit)",
+        "ESS bulk / s (sampling)",
+    }
 
 
 def test_site_names_with_html_are_escaped(good_page):
@@ -163,8 +171,12 @@ def test_weighted_fit_uses_weights_not_rhat(smc_fit):
 # ---------------------------------------------------------------------------------------------------------------------
 # synthetic fits: panels, escaping of everything else, thinning, loading, errors
 def synthetic(posterior, sample_stats=None, attrs=None, **kwargs):
-    base = {"method": "nuts", "options": json.dumps({"target_accept": 0.8, "max_tree_depth": 10}),
-            "draws_kind": "mcmc", "timing": json.dumps({"compile_s": 1.0, "warmup_s": 1.0, "sampling_s": 2.0})}
+    base = {
+        "method": "nuts",
+        "options": json.dumps({"target_accept": 0.8, "max_tree_depth": 10}),
+        "draws_kind": "mcmc",
+        "timing": json.dumps({"compile_s": 1.0, "warmup_s": 1.0, "sampling_s": 2.0}),
+    }
     base.update(attrs or {})
     groups = {"posterior": posterior, "sample_stats": sample_stats or {}}
     return Fit(arviz_compat.from_dict(groups, attrs=base, **kwargs))  # InferenceData or DataTree (ArviZ 1.x)
@@ -181,17 +193,27 @@ def test_method_panels_appear_with_their_records():
         "block_acceptance": rng.uniform(size=(chains, draws, 2)) * np.array([0.9, 0.01]),
         "mystery_stat": rng.normal(size=(chains, draws)),
     }
-    attrs = {"method": "bplmc", "options": json.dumps({"smoothing": 0.1, "step_size": 0.01}),
-             "extra_elbo_vs_flow_length": json.dumps([[100, -0.5, 0.02], [200, -0.41, 0.02], [500, -0.28, 0.03]]),
-             "extra_inversion_error": json.dumps([1e-14, 3e-14]), "extra_mystery": json.dumps([1, 2, 3]),
-             "extra_rho": json.dumps(1.25), "extra_max_prox_residual": json.dumps(4e-7),
-             "extra_variance_ratio_min": json.dumps(0.81), "extra_variance_ratio_max": json.dumps(0.92),
-             "extra_mixflow_check": json.dumps({"importance_pareto_k": 0.31, "nuts_check_passed": False}),
-             "extra_method_warnings": json.dumps(["mixflow: the draws disagree with a short NUTS run"]),
-             "extra_cost": json.dumps({"sampling": 4991040})}
-    fit = synthetic({"theta": rng.normal(size=(chains, draws, 2))}, stats, attrs,
-                    coords={"agent": ["north", "south", "east"], "block": ["b0", "<i>b1</i>"]},
-                    dims={"consensus_residual": ["agent"], "block_acceptance": ["block"]})
+    attrs = {
+        "method": "bplmc",
+        "options": json.dumps({"smoothing": 0.1, "step_size": 0.01}),
+        "extra_elbo_vs_flow_length": json.dumps([[100, -0.5, 0.02], [200, -0.41, 0.02], [500, -0.28, 0.03]]),
+        "extra_inversion_error": json.dumps([1e-14, 3e-14]),
+        "extra_mystery": json.dumps([1, 2, 3]),
+        "extra_rho": json.dumps(1.25),
+        "extra_max_prox_residual": json.dumps(4e-7),
+        "extra_variance_ratio_min": json.dumps(0.81),
+        "extra_variance_ratio_max": json.dumps(0.92),
+        "extra_mixflow_check": json.dumps({"importance_pareto_k": 0.31, "nuts_check_passed": False}),
+        "extra_method_warnings": json.dumps(["mixflow: the draws disagree with a short NUTS run"]),
+        "extra_cost": json.dumps({"sampling": 4991040}),
+    }
+    fit = synthetic(
+        {"theta": rng.normal(size=(chains, draws, 2))},
+        stats,
+        attrs,
+        coords={"agent": ["north", "south", "east"], "block": ["b0", "<i>b1</i>"]},
+        dims={"consensus_residual": ["agent"], "block_acceptance": ["block"]},
+    )
     page = render_report(fit)
     assert "could not be drawn" not in page
     assert "Last value per agent" in section(page, "admm")
@@ -216,11 +238,18 @@ def test_everything_from_the_file_is_escaped():
     name with dollar signs (matplotlib mathtext) still plots."""
     rng = np.random.default_rng(1)
     evil = "<script>alert(1)</script>"
-    fit = synthetic({"a$b$": rng.normal(size=(2, 200, 2)), "ok": rng.normal(size=(2, 200))},
-                    {"diverging": np.zeros((2, 200), bool), evil.replace("/", ""): rng.normal(size=(2, 200))},
-                    {"method": evil, "options": json.dumps({evil: evil}), "versions": json.dumps({evil: evil}),
-                     f"extra_{evil}": json.dumps([1.0])},
-                    coords={"k": [evil, "&"]}, dims={"a$b$": ["k"]})
+    fit = synthetic(
+        {"a$b$": rng.normal(size=(2, 200, 2)), "ok": rng.normal(size=(2, 200))},
+        {"diverging": np.zeros((2, 200), bool), evil.replace("/", ""): rng.normal(size=(2, 200))},
+        {
+            "method": evil,
+            "options": json.dumps({evil: evil}),
+            "versions": json.dumps({evil: evil}),
+            f"extra_{evil}": json.dumps([1.0]),
+        },
+        coords={"k": [evil, "&"]},
+        dims={"a$b$": ["k"]},
+    )
     page = render_report(fit)
     assert "<script" not in page.lower()
     assert html.escape(evil) in section(page, "summary")
@@ -235,8 +264,7 @@ def test_large_fit_is_thinned_and_problems_come_first():
     rng = np.random.default_rng(2)
     theta = rng.normal(size=(10, 1200, 120))
     theta[:, :, 117] += 3.0 * np.arange(10)[:, None]
-    fit = synthetic({"mu": rng.normal(size=(10, 1200)), "theta": theta},
-                    {"diverging": np.zeros((10, 1200), bool)})
+    fit = synthetic({"mu": rng.normal(size=(10, 1200)), "theta": theta}, {"diverging": np.zeros((10, 1200), bool)})
     page = render_report(fit)
     summary = section(page, "summary").split("<tbody>")[1]
     assert summary.count("<tr><th>") == 100 and "Showing 100 of 121" in summary
@@ -251,14 +279,16 @@ def test_iid_and_nonfinite_draws():
     """I.i.d. draws get no R-hat column or rank plot; NaN draws make the verdict 'not trustworthy' and say so (and
     an unknown sampling time leaves ESS/s blank instead of breaking the table)."""
     rng = np.random.default_rng(3)
-    iid = render_report(synthetic({"x": rng.normal(size=(4, 250))}, attrs={"method": "mixflow",
-                                                                            "draws_kind": "iid"}))
+    iid = render_report(synthetic({"x": rng.normal(size=(4, 250))}, attrs={"method": "mixflow", "draws_kind": "iid"}))
     assert "R-hat" not in section(iid, "summary").split("</thead>")[0] and not section(iid, "rank")
     assert "Trustworthy" in section(iid, "verdict")
     broken = rng.normal(size=(2, 300))
     broken[1, 40:] = np.nan
-    page = render_report(synthetic({"x": broken, "y": rng.normal(size=(2, 300))},
-                                   attrs={"timing": json.dumps({"sampling_s": float("nan")})}))
+    page = render_report(
+        synthetic(
+            {"x": broken, "y": rng.normal(size=(2, 300))}, attrs={"timing": json.dumps({"sampling_s": float("nan")})}
+        )
+    )
     assert "Not trustworthy" in section(page, "verdict") and "NaN or infinite" in section(page, "verdict")
     assert "could not be" not in page and "<th>y</th>" in section(page, "summary")
 
@@ -266,8 +296,10 @@ def test_iid_and_nonfinite_draws():
 def test_loaded_fit_reports_like_the_original(tmp_path):
     """A fit saved to NetCDF and loaded back (no model attached) gives the same verdict, checks and table."""
     rng = np.random.default_rng(4)
-    fit = synthetic({"x": rng.normal(size=(2, 400)), "y": rng.normal(size=(2, 400, 3))},
-                    {"diverging": np.zeros((2, 400), bool), "energy": rng.normal(size=(2, 400))})
+    fit = synthetic(
+        {"x": rng.normal(size=(2, 400)), "y": rng.normal(size=(2, 400, 3))},
+        {"diverging": np.zeros((2, 400), bool), "energy": rng.normal(size=(2, 400))},
+    )
     fit.save(tmp_path / "fit.nc")
     original, loaded = render_report(fit), render_report(samplax.load(tmp_path / "fit.nc"))
     for anchor in ("verdict", "checks", "summary"):
@@ -300,8 +332,11 @@ def test_deterministic_sites_are_reported_not_judged():
     rng = np.random.default_rng(6)
     p = rng.normal(size=(2, 400, 60))
     p[1, :, 40:51] += 3.0
-    fit = synthetic({"p": p, "mu": rng.normal(size=(2, 400)), "sigma": rng.normal(size=(2, 400))},
-                    {"diverging": np.zeros((2, 400), bool)}, {"deterministic_sites": json.dumps(["p"])})
+    fit = synthetic(
+        {"p": p, "mu": rng.normal(size=(2, 400)), "sigma": rng.normal(size=(2, 400))},
+        {"diverging": np.zeros((2, 400), bool)},
+        {"deterministic_sites": json.dumps(["p"])},
+    )
     page = render_report(fit)
     verdict = section(page, "verdict")
     assert 'class="verdict good"' in verdict and "R-hat is above" not in verdict
@@ -309,8 +344,11 @@ def test_deterministic_sites_are_reported_not_judged():
     assert "11 of the 60 values have R-hat above 1.01" in verdict
     checks = section(page, "checks")
     assert "FAIL" not in checks and "Largest R-hat</td><td>" in checks
-    assert re.search(r"Deterministic sites \(functions of the latent sites\)</td><td>p \(60 values\); 11 would fail "
-                     r"R-hat or ESS</td><td>not judged</td><td class=\"status\">note", checks)
+    assert re.search(
+        r"Deterministic sites \(functions of the latent sites\)</td><td>p \(60 values\); 11 would fail "
+        r"R-hat or ESS</td><td>not judged</td><td class=\"status\">note",
+        checks,
+    )
     table = section(page, "summary").split("<tbody>")[1]
     labels = re.findall(r"<tr><th>([^<]*)</th>", table)
     assert labels[:2] == ["mu", "sigma"] and labels[2:] == [f"p[{i}]" for i in range(60)]
@@ -327,8 +365,10 @@ def test_var_names_restricts_the_report(tmp_path):
     rng = np.random.default_rng(7)
     stuck = rng.normal(size=(2, 300))
     stuck[1] += 4.0
-    fit = synthetic({"stuck": stuck, "fine": rng.normal(size=(2, 300)), "v": rng.normal(size=(2, 300, 3))},
-                    {"diverging": np.zeros((2, 300), bool)})
+    fit = synthetic(
+        {"stuck": stuck, "fine": rng.normal(size=(2, 300)), "v": rng.normal(size=(2, 300, 3))},
+        {"diverging": np.zeros((2, 300), bool)},
+    )
     assert "Not trustworthy" in section(render_report(fit), "verdict")
     page = render_report(fit, var_names=["v", "fine"])
     assert "Trustworthy" in section(page, "verdict") and "Not trustworthy" not in page
@@ -348,12 +388,28 @@ def test_var_names_restricts_the_report(tmp_path):
 def test_report_opens_in_headless_chromium(tmp_path, good_fit):
     """Headless Chromium loads the page without console errors, parses every section and writes a screenshot."""
     path = write_report(good_fit, tmp_path / "report.html")
-    common = ["chromium", "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-              f"--user-data-dir={tmp_path / 'profile'}"]
+    common = [
+        "chromium",
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     screenshot = tmp_path / "report.png"
-    shot = subprocess.run(common + ["--enable-logging=stderr", "--v=0", f"--screenshot={screenshot}",
-                                    "--window-size=1200,3000", f"file://{path}"],
-                          capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        common
+        + [
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={screenshot}",
+            "--window-size=1200,3000",
+            f"file://{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     console = [line for line in shot.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -22,8 +22,8 @@ def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0, noise_sd=4
     X = rng.normal(size=(num_agents, points_per_agent, dim))
     truth = rng.normal(size=dim) * 2.0
     y = X @ truth + noise_sd * rng.normal(size=(num_agents, points_per_agent))
-    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd ** 2 + np.eye(dim) / (prior_variance * num_agents)
-    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd ** 2
+    precision = np.einsum("nmi,nmj->nij", X, X) / noise_sd**2 + np.eye(dim) / (prior_variance * num_agents)
+    linear = np.einsum("nmi,nm->ni", X, y) / noise_sd**2
     return precision, linear
 
 
@@ -32,8 +32,19 @@ def posterior(precision, linear):
     return covariance @ linear.sum(axis=0), covariance
 
 
-def run_sampler(graph, num_agents, *, noise="calibrated", solver="closed_form", replicas=2000, warmup=200, keep=200,
-                seed=1, precision=None, linear=None):
+def run_sampler(
+    graph,
+    num_agents,
+    *,
+    noise="calibrated",
+    solver="closed_form",
+    replicas=2000,
+    warmup=200,
+    keep=200,
+    seed=1,
+    precision=None,
+    linear=None,
+):
     """Run D-ADMMS on one device; returns the kept network averages (keep, R, d), agent 0's iterates (keep, R, d),
     the dual sums (keep, R), and the problem."""
     if precision is None:
@@ -81,10 +92,17 @@ def stationary_run(request):
     graph, num_agents = request.param
     with jax.enable_x64(True):
         average, agent0, dual_sum, topology, precision, linear = run_sampler(graph, num_agents)
-    exact = admm.linear_gaussian_stationary(topology, RHO, admm.noise_scale("calibrated", topology, RHO), precision,
-                                            linear)
-    return dict(graph=graph, average=average, agent0=agent0, dual_sum=dual_sum, exact=exact,
-                posterior=posterior(precision, linear))
+    exact = admm.linear_gaussian_stationary(
+        topology, RHO, admm.noise_scale("calibrated", topology, RHO), precision, linear
+    )
+    return dict(
+        graph=graph,
+        average=average,
+        agent0=agent0,
+        dual_sum=dual_sum,
+        exact=exact,
+        posterior=posterior(precision, linear),
+    )
 
 
 def test_empirical_moments_match_the_exact_lyapunov_covariance(stationary_run):
@@ -101,11 +119,15 @@ def test_empirical_moments_match_the_exact_lyapunov_covariance(stationary_run):
         replicas = first.shape[0]
         checks += [(first.mean(0)[i], mean[i], first.std(0, ddof=1)[i] / np.sqrt(replicas)) for i in range(2)]
         if draws is stationary_run["average"]:
-            checks += [(second.mean(0)[i, j], covariance[i, j], second.std(0, ddof=1)[i, j] / np.sqrt(replicas))
-                       for i, j in ((0, 0), (0, 1), (1, 1))]
+            checks += [
+                (second.mean(0)[i, j], covariance[i, j], second.std(0, ddof=1)[i, j] / np.sqrt(replicas))
+                for i, j in ((0, 0), (0, 1), (1, 1))
+            ]
         else:
-            checks += [(second.mean(0)[i, i], covariance[i, i], second.std(0, ddof=1)[i, i] / np.sqrt(replicas))
-                       for i in range(2)]
+            checks += [
+                (second.mean(0)[i, i], covariance[i, i], second.std(0, ddof=1)[i, i] / np.sqrt(replicas))
+                for i in range(2)
+            ]
     for estimate, target, se in checks:
         assert abs(estimate - target) <= 4.5 * se, (stationary_run["graph"], estimate, target, se)
 
@@ -134,8 +156,9 @@ def test_noise_zero_converges_to_the_map(graph, num_agents):
     """Plain decentralised ADMM (noise = 0) reaches consensus at argmin sum_i f_i, the MAP (= the posterior mean of
     this Gaussian). Convergence is geometric (spectral radius < 0.93): 400 iterations leave < 1e-9."""
     with jax.enable_x64(True):
-        average, agent0, _, _, precision, linear = run_sampler(graph, num_agents, noise=0.0, replicas=3, warmup=400,
-                                                               keep=2)
+        average, agent0, _, _, precision, linear = run_sampler(
+            graph, num_agents, noise=0.0, replicas=3, warmup=400, keep=2
+        )
     mode, _ = posterior(precision, linear)
     np.testing.assert_allclose(average[-1], np.broadcast_to(mode, average[-1].shape), atol=1e-8)
     np.testing.assert_allclose(agent0[-1], np.broadcast_to(mode, agent0[-1].shape), atol=1e-8)
@@ -177,10 +200,18 @@ def test_newton_prox_solves_the_logistic_proximal_problem():
         # one Newton step cannot reach 1e-12: every replica of the sampler's step is then diverging
         topology = admm.make_topology("cycle", 3)
         layout = admm.make_layout(3)
-        agents = jax.tree.map(jnp.asarray, admm.make_agent_block(
-            topology, layout, rho=1.0, data=jax.tree.map(lambda v: jnp.stack([v] * 3), data)))
-        sampler = admm.admm(agents, admm.make_exchange(topology, layout), rho=1.0, local_potential=potential,
-                            newton_steps=1, tolerance=1e-12)
+        agents = jax.tree.map(
+            jnp.asarray,
+            admm.make_agent_block(topology, layout, rho=1.0, data=jax.tree.map(lambda v: jnp.stack([v] * 3), data)),
+        )
+        sampler = admm.admm(
+            agents,
+            admm.make_exchange(topology, layout),
+            rho=1.0,
+            local_potential=potential,
+            newton_steps=1,
+            tolerance=1e-12,
+        )
         state = sampler.init(admm.initial_positions(jax.random.key(0), agents, 4, 3))
         _, info = sampler.step(jax.random.key(1), state)
     assert np.all(np.asarray(info.diverging)) and np.all(np.asarray(info.prox_residual) > 1e-12)
@@ -261,8 +292,9 @@ def test_laplace_warmup_and_preconditioner_whiten_an_ill_conditioned_quadratic()
     with jax.enable_x64(True):
         data = admm.QuadraticPotential(precision, linear)
         agents = jax.tree.map(jnp.asarray, admm.make_agent_block(topology, layout, rho=1.0, data=data))
-        info = admm.laplace_warmup(lambda x, q: 0.5 * x @ q.precision @ x - q.linear @ x, agents,
-                                   admm.make_exchange(topology, layout), 3)
+        info = admm.laplace_warmup(
+            lambda x, q: 0.5 * x @ q.precision @ x - q.linear @ x, agents, admm.make_exchange(topology, layout), 3
+        )
     mode = np.linalg.solve(precision.sum(0), linear.sum(0))
     np.testing.assert_allclose(np.asarray(info.mode), mode, rtol=1e-9)
     np.testing.assert_allclose(np.asarray(info.hessian), precision.sum(0), rtol=1e-12)

@@ -34,10 +34,15 @@ def test_acceptance_probability_is_the_metropolis_hastings_ratio():
             new_state, info = kernel(jax.random.key(seed), state)
             # the proposal is the new position when accepted; rebuild it from the same key when rejected
             gaussians = jax.random.normal(jax.random.key(seed), (4,), jnp.float64)
-            proposal = (state.position + step_size * m * state.logdensity_grad
-                        + jnp.sqrt(2 * step_size * m) * gaussians[:-1])
-            log_ratio = (_logdensity(proposal) - _logdensity(state.position)
-                         + _log_q(state.position, proposal, step_size, m) - _log_q(proposal, state.position, step_size, m))
+            proposal = (
+                state.position + step_size * m * state.logdensity_grad + jnp.sqrt(2 * step_size * m) * gaussians[:-1]
+            )
+            log_ratio = (
+                _logdensity(proposal)
+                - _logdensity(state.position)
+                + _log_q(state.position, proposal, step_size, m)
+                - _log_q(proposal, state.position, step_size, m)
+            )
             np.testing.assert_allclose(float(info.acceptance_rate), min(1.0, float(np.exp(log_ratio))), rtol=1e-9)
             accepted = bool(info.is_accepted)
             expected = proposal if accepted else state.position
@@ -112,8 +117,9 @@ def test_online_window_adaptation_follows_blackjax_window_adaptation_step_for_st
         state_ref = update_ref(state_ref, stage, jnp.asarray(positions[t]), acceptance[t])
         state_ours = update_ours(state_ours, stage, jnp.asarray(positions[t]), acceptance[t])
         np.testing.assert_allclose(float(state_ours.step_size), float(state_ref.step_size), rtol=1e-5)
-        np.testing.assert_allclose(np.asarray(state_ours.inverse_mass_matrix),
-                                   np.asarray(state_ref.inverse_mass_matrix), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(state_ours.inverse_mass_matrix), np.asarray(state_ref.inverse_mass_matrix), rtol=1e-5
+        )
     for a, b in zip(ours[2](state_ours), reference[2](state_ref)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
     assert not np.allclose(np.asarray(state_ours.inverse_mass_matrix), 1.0)  # the windows did adapt the metric

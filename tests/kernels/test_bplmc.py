@@ -41,12 +41,24 @@ def run_chains(algorithm, legendre, initial_positions, num_steps, burn_in, seed=
             sums = (sums[0] + keep * x, sums[1] + keep * x * x, sums[2] + keep * jnp.abs(x))
             stayed = stayed & (~info.diverging | jnp.all(x == state.position))
             inside = inside & jnp.all(jnp.isfinite(x)) & legendre.in_domain(x)
-            return (new_state, sums, divergences + info.diverging, acceptance + info.acceptance_rate, stayed,
-                    inside), None
+            return (
+                new_state,
+                sums,
+                divergences + info.diverging,
+                acceptance + info.acceptance_rate,
+                stayed,
+                inside,
+            ), None
 
         zeros = jnp.zeros_like(state.position)
-        init = (state, (zeros, zeros, zeros), jnp.int32(0), jnp.zeros((), zeros.dtype), jnp.bool_(True),
-                legendre.in_domain(state.position))
+        init = (
+            state,
+            (zeros, zeros, zeros),
+            jnp.int32(0),
+            jnp.zeros((), zeros.dtype),
+            jnp.bool_(True),
+            legendre.in_domain(state.position),
+        )
         (_, sums, divergences, acceptance, stayed, inside), _ = jax.lax.scan(body, init, jnp.arange(num_steps))
         n = num_steps - burn_in
         return (sums[0] / n, sums[1] / n, sums[2] / n, divergences, acceptance / num_steps, stayed, inside)
@@ -54,6 +66,7 @@ def run_chains(algorithm, legendre, initial_positions, num_steps, burn_in, seed=
     if params is None:
         out = jax.jit(jax.vmap(functools.partial(one_chain, algorithm)))(keys, initial_positions)
     else:
+
         def for_param(param):
             return jax.vmap(functools.partial(one_chain, algorithm(param)))(keys, initial_positions)
 
@@ -151,7 +164,12 @@ def test_laplace_hyperbolic_entropy_reproduces_smoothed_moments(side, adjusted, 
 
     legendre = make_legendre("hyperbolic_entropy", beta=1.0)
     algorithm = bplmc.as_top_level_api(
-        lambda x: jnp.zeros(()), legendre, step_size, smoothing=0.1, l1_weight=jnp.ones(1), side=side,
+        lambda x: jnp.zeros(()),
+        legendre,
+        step_size,
+        smoothing=0.1,
+        l1_weight=jnp.ones(1),
+        side=side,
         adjusted=adjusted,
     )
     start = jax.random.laplace(jax.random.key(1), (num_chains, 1))
@@ -179,8 +197,15 @@ def gamma_runs(legendre_name, adjusted, step_size, num_steps, burn_in, num_chain
             lambda x: jnp.sum(x - (shape - 1.0) * jnp.log(x)), legendre, step_size, adjusted=adjusted
         )
 
-    out = run_chains(algorithm, legendre, jnp.ones((num_chains, 1)), num_steps, burn_in, seed=11,
-                     params=jnp.asarray(SHAPES, jnp.float32))
+    out = run_chains(
+        algorithm,
+        legendre,
+        jnp.ones((num_chains, 1)),
+        num_steps,
+        burn_in,
+        seed=11,
+        params=jnp.asarray(SHAPES, jnp.float32),
+    )
     return [{k: v[i] for k, v in out.items()} for i in range(len(SHAPES))]
 
 

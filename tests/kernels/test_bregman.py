@@ -34,8 +34,11 @@ def np_phi(name, params):
         return (lambda x: 0.5 * x * x), (lambda x: x), (-np.inf, np.inf)
     if name == "hyperbolic_entropy":
         b, m = params["beta"], params.get("center", 0.0)
-        return ((lambda x: (x - m) * np.arcsinh((x - m) / b) - np.sqrt((x - m) ** 2 + b * b)),
-                (lambda x: np.arcsinh((x - m) / b)), (-np.inf, np.inf))
+        return (
+            (lambda x: (x - m) * np.arcsinh((x - m) / b) - np.sqrt((x - m) ** 2 + b * b)),
+            (lambda x: np.arcsinh((x - m) / b)),
+            (-np.inf, np.inf),
+        )
     if name == "boltzmann_shannon":
         return (lambda x: x * np.log(x) - x), np.log, (0.0, np.inf)
     if name == "burg":
@@ -307,9 +310,17 @@ def test_legendre_identities(case):
 
         @jax.jit
         def quantities(x, v):
-            return (jax.jacfwd(leg.grad)(x), jax.vmap(lambda e: leg.hess_sqrt_matvec(x, e), out_axes=1)(jnp.eye(4)),
-                    jax.grad(leg.value)(x), leg.grad(x), leg.grad_conj(leg.grad(x)), leg.hess_matvec(x, v),
-                    leg.hess_inv_matvec(x, v), leg.hess_log_det(x), leg.hess_inv_quad(x, v))
+            return (
+                jax.jacfwd(leg.grad)(x),
+                jax.vmap(lambda e: leg.hess_sqrt_matvec(x, e), out_axes=1)(jnp.eye(4)),
+                jax.grad(leg.value)(x),
+                leg.grad(x),
+                leg.grad_conj(leg.grad(x)),
+                leg.hess_matvec(x, v),
+                leg.hess_inv_matvec(x, v),
+                leg.hess_log_det(x),
+                leg.hess_inv_quad(x, v),
+            )
 
         for _ in range(3):
             x = jnp.asarray(sampler(rng))
@@ -392,8 +403,11 @@ def test_envelope_gradient_matches_central_differences(case, side):
         else:
             leg = make_legendre(name, **params)
             weight = rng.uniform(0.2, 2.0, 4)
-            center = np.full(4, params["center"]) if "center" in params else (
-                rng.uniform(-1.5, 0.5, 4) if name == "fermi_dirac" else rng.normal(0, 1, 4))
+            center = (
+                np.full(4, params["center"])
+                if "center" in params
+                else (rng.uniform(-1.5, 0.5, 4) if name == "fermi_dirac" else rng.normal(0, 1, 4))
+            )
             points = [sampler(rng) for _ in range(3)]
         env = bregman_moreau_envelope(leg, weight, center, smoothing, side)
         h = 1e-6

@@ -29,8 +29,12 @@ GAUSS_LOG_Z = 3.0
 
 
 def gaussian_logdensity(z):
-    return (GAUSS_LOG_Z - 0.5 * jnp.sum(((z - GAUSS_MEAN) / GAUSS_SD) ** 2) - jnp.sum(jnp.log(GAUSS_SD))
-            - jnp.log(2.0 * jnp.pi))
+    return (
+        GAUSS_LOG_Z
+        - 0.5 * jnp.sum(((z - GAUSS_MEAN) / GAUSS_SD) ** 2)
+        - jnp.sum(jnp.log(GAUSS_SD))
+        - jnp.log(2.0 * jnp.pi)
+    )
 
 
 def bimodal_logdensity(z):
@@ -47,8 +51,9 @@ def _softplus(x):
 def _numpy_control(control, y, index):
     """The control network written out in numpy: [y, e_k] -> residual softplus blocks -> dense -> times scale."""
     h = np.concatenate([y, np.asarray(control["embedding"], np.float64)[index]])
-    for weight, bias in zip(np.asarray(control["blocks"]["weight"], np.float64),
-                            np.asarray(control["blocks"]["bias"], np.float64)):
+    for weight, bias in zip(
+        np.asarray(control["blocks"]["weight"], np.float64), np.asarray(control["blocks"]["bias"], np.float64)
+    ):
         h = h + _softplus(h @ weight + bias)
     out = h @ np.asarray(control["output"]["weight"], np.float64) + np.asarray(control["output"]["bias"], np.float64)
     return float(control["scale"]) * out
@@ -56,8 +61,9 @@ def _numpy_control(control, y, index):
 
 def _numpy_trajectory(key, params, num_steps, dim, variant):
     """The update and weight of the module docstring, step by step in float64 numpy (same random numbers)."""
-    noises = [np.asarray(jax.random.normal(jax.random.fold_in(key, k), (dim,)), np.float64)
-              for k in range(num_steps + 1)]
+    noises = [
+        np.asarray(jax.random.normal(jax.random.fold_in(key, k), (dim,)), np.float64) for k in range(num_steps + 1)
+    ]
     mean = np.asarray(params["reference"]["mean"], np.float64)
     scale = np.exp(np.asarray(params["reference"]["log_scale"], np.float64))
     weights = _softplus(np.asarray(params["schedule"], np.float64))
@@ -101,8 +107,15 @@ def gaussian_setup():
     """cmcd on the 2-D Gaussian, K = 8, q0 = N(0, I) held fixed; params before and after 300 KL iterations."""
     algorithm = kernel.cmcd(gaussian_logdensity, 2, 8, initial_step_size=0.05)
     initial = algorithm.init_params(jax.random.key(0))
-    trained, info = kernel.train(jax.random.key(1), algorithm, initial, num_iterations=300, batch_size=64,
-                                 learning_rate=1e-2, trainable=("schedule", "log_step_size", "control"))
+    trained, info = kernel.train(
+        jax.random.key(1),
+        algorithm,
+        initial,
+        num_iterations=300,
+        batch_size=64,
+        learning_rate=1e-2,
+        trainable=("schedule", "log_step_size", "control"),
+    )
     return algorithm, initial, trained, info
 
 
@@ -112,8 +125,9 @@ def test_zero_control_is_ula_step_for_step_and_matches_the_written_out_update():
     tolerance). With a non-zero control the numpy reference still matches, and cmcd and ULA then differ."""
     num_steps, dim = 4, 2
     cmcd_alg = kernel.cmcd(gaussian_logdensity, dim, num_steps, initial_step_size=0.05, recompute_steps=False)
-    ula_alg = kernel.cmcd(gaussian_logdensity, dim, num_steps, variant="ula", initial_step_size=0.05,
-                          recompute_steps=False)
+    ula_alg = kernel.cmcd(
+        gaussian_logdensity, dim, num_steps, variant="ula", initial_step_size=0.05, recompute_steps=False
+    )
     params = cmcd_alg.init_params(jax.random.key(3))
     params["schedule"] = jnp.array([0.3, -0.2, 0.5, 0.1, 0.0])
     params["reference"] = {"mean": jnp.array([0.2, -0.1]), "log_scale": jnp.array([0.1, -0.3])}
@@ -127,20 +141,21 @@ def test_zero_control_is_ula_step_for_step_and_matches_the_written_out_update():
     ref_path, ref_log_w, ref_log_forward = _numpy_trajectory(key, ula_params, num_steps, dim, "ula")
     np.testing.assert_allclose(np.asarray(path_u), ref_path, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(float(log_w_u), ref_log_w, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(float(ula_alg.path_log_density(ula_params, path_u)), ref_log_forward, rtol=1e-5,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        float(ula_alg.path_log_density(ula_params, path_u)), ref_log_forward, rtol=1e-5, atol=1e-4
+    )
 
     params["control"] = dict(params["control"], scale=jnp.asarray(0.7))
     path_c, log_w_c = trajectory(key, params)
     ref_path, ref_log_w, ref_log_forward = _numpy_trajectory(key, params, num_steps, dim, "cmcd")
     np.testing.assert_allclose(np.asarray(path_c), ref_path, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(float(log_w_c), ref_log_w, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(float(cmcd_alg.path_log_density(params, path_c)), ref_log_forward, rtol=1e-5,
-                               atol=1e-4)
+    np.testing.assert_allclose(float(cmcd_alg.path_log_density(params, path_c)), ref_log_forward, rtol=1e-5, atol=1e-4)
     assert not np.allclose(np.asarray(path_c), np.asarray(path_u))
     # mcd: the same network in the backward kernel only
-    mcd_alg = kernel.cmcd(gaussian_logdensity, dim, num_steps, variant="mcd", initial_step_size=0.05,
-                          recompute_steps=False)
+    mcd_alg = kernel.cmcd(
+        gaussian_logdensity, dim, num_steps, variant="mcd", initial_step_size=0.05, recompute_steps=False
+    )
     path_m, log_w_m = jax.jit(mcd_alg.trajectory)(key, params)
     ref_path, ref_log_w, _ = _numpy_trajectory(key, params, num_steps, dim, "mcd")
     np.testing.assert_allclose(np.asarray(path_m), ref_path, rtol=1e-5, atol=1e-5)
@@ -202,8 +217,15 @@ def test_losses_decrease_on_a_bimodal_target(objective, learning_rate):
     log-variance loss gets the smaller learning rate: at 1e-2 its noisy batch variance makes Adam unstable."""
     algorithm = kernel.cmcd(bimodal_logdensity, 1, 8, initial_step_size=0.05)
     params = algorithm.init_params(jax.random.key(0))
-    _, info = kernel.train(jax.random.key(1), algorithm, params, num_iterations=240, batch_size=64,
-                           learning_rate=learning_rate, objective=objective)
+    _, info = kernel.train(
+        jax.random.key(1),
+        algorithm,
+        params,
+        num_iterations=240,
+        batch_size=64,
+        learning_rate=learning_rate,
+        objective=objective,
+    )
     loss = np.asarray(info.loss)
     assert np.all(np.isfinite(loss))
     first, last = loss[:30], loss[-30:]
@@ -215,9 +237,15 @@ def test_funnel_log_weights_finite_and_minus_inf_target_guarded():
     """Neal's funnel d = 10 (log Z = 0) from N(0, I) with ULA at K = 8: every log-weight is finite and the ELBO is
     below 0 (a lower bound; 2000 draws, SE about 0.02). A target that is -inf on a half-space gives weights of
     exactly 0 there (-inf log-weights) but no NaN, and the safe gradient keeps the other trajectories finite."""
+
     def funnel(z):
-        return (-0.5 * z[0] ** 2 / 9.0 - 0.5 * jnp.log(18.0 * jnp.pi) - 0.5 * jnp.sum(z[1:] ** 2) * jnp.exp(-z[0])
-                - 4.5 * z[0] - 4.5 * jnp.log(2.0 * jnp.pi))
+        return (
+            -0.5 * z[0] ** 2 / 9.0
+            - 0.5 * jnp.log(18.0 * jnp.pi)
+            - 0.5 * jnp.sum(z[1:] ** 2) * jnp.exp(-z[0])
+            - 4.5 * z[0]
+            - 4.5 * jnp.log(2.0 * jnp.pi)
+        )
 
     algorithm = kernel.cmcd(funnel, 10, 8, variant="ula", initial_step_size=0.05)
     _, log_w = jax.jit(algorithm.sample, static_argnums=2)(jax.random.key(0), algorithm.init_params(None), 2000)
@@ -276,8 +304,20 @@ def gamma_poisson_fit():
     shown = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stderr(shown):
         warnings.simplefilter("ignore")
-        fit = samplax.fit("gamma_poisson", data, method="cmcd", chains=6, warmup=150, draws=400, seed=0, num_steps=6,
-                          batch_size=64, learning_rate=1e-2, reference_steps=200, progress=True)
+        fit = samplax.fit(
+            "gamma_poisson",
+            data,
+            method="cmcd",
+            chains=6,
+            warmup=150,
+            draws=400,
+            seed=0,
+            num_steps=6,
+            batch_size=64,
+            learning_rate=1e-2,
+            reference_steps=200,
+            progress=True,
+        )
     fit.shown = shown.getvalue()
     return fit, entry.reference(data)
 
@@ -321,8 +361,12 @@ def test_fit_cmcd_progress_shows_each_loop_with_a_bar_and_a_summary(gamma_poisso
 
     fit, _ = gamma_poisson_fit
     shown = fit.shown
-    for text in ("cmcd: reference fit: compiling", "cmcd: training: compiling", "cmcd: step-size grid",
-                 "cmcd: evaluating"):
+    for text in (
+        "cmcd: reference fit: compiling",
+        "cmcd: training: compiling",
+        "cmcd: step-size grid",
+        "cmcd: evaluating",
+    ):
         assert text in shown, (text, shown[-2000:])
     assert {"10/200", "100/200", "200/200"} <= set(re.findall(r"(\d+/200) \[", shown)), shown[-2000:]
     assert {"8/150", "144/150", "150/150"} <= set(re.findall(r"(\d+/150) \[", shown)), shown[-2000:]
@@ -363,10 +407,19 @@ def test_fit_ais_baseline_gives_evidence_on_a_gaussian_model(capfd):
     data = entry.make_data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = samplax.fit("normal_normal", data, method="ais", chains=4, draws=300, num_steps=4, batch_size=32,
-                          reference_steps=200, progress=False)
+        fit = samplax.fit(
+            "normal_normal",
+            data,
+            method="ais",
+            chains=4,
+            draws=300,
+            num_steps=4,
+            batch_size=32,
+            reference_steps=200,
+            progress=False,
+        )
     assert capfd.readouterr().err == ""  # progress=False: no bar, no summary line
     log_z = entry.reference(data).log_z
     assert abs(fit.log_evidence.value - log_z) < 3.0 * fit.log_evidence.se + 0.01, (fit.log_evidence, log_z)
     assert np.all(np.isfinite(fit.idata.posterior["mu"].values))
-    assert "training_loss" not in [name[len("extra_"):] for name in fit.idata.attrs]
+    assert "training_loss" not in [name[len("extra_") :] for name in fit.idata.attrs]

@@ -195,10 +195,12 @@ def test_both_chains_respect_edge_directions():
     motif = g.as_motif(nx.DiGraph([(0, 1), (2, 0)]))
     assert motif.edges == ((0, 1), (2, 0))
     start = _start(motif, network)
-    for seed, algorithm in enumerate([
-        graph_hom.glauber(_arrays(network), _constraints(motif, network)),
-        graph_hom.pivot(_arrays(network), _tree(motif, network)),
-    ]):
+    for seed, algorithm in enumerate(
+        [
+            graph_hom.glauber(_arrays(network), _constraints(motif, network)),
+            graph_hom.pivot(_arrays(network), _tree(motif, network)),
+        ]
+    ):
         states, _ = _final_states(algorithm, start, seed=10 + seed)
         _assert_distributed_as(states, motif, network)
 
@@ -211,8 +213,9 @@ def test_edge_weight_lookup_matches_the_dense_matrix():
     network = g.as_network(graph)
     arrays = _arrays(network)
     rows = rng.integers(0, 300, 5000)
-    cols = np.where(rng.random(5000) < 0.5, rng.integers(0, 300, 5000),
-                    network.out_indices[network.out_indptr[rows]])  # half of the queries hit an edge
+    cols = np.where(
+        rng.random(5000) < 0.5, rng.integers(0, 300, 5000), network.out_indices[network.out_indptr[rows]]
+    )  # half of the queries hit an edge
     depth = graph_hom.search_steps_for(network.max_degree)
     got = np.asarray(jax.jit(graph_hom.edge_weight, static_argnums=3)(arrays, rows, cols, depth))
     np.testing.assert_allclose(got, network.dense_adjacency()[rows, cols], rtol=1e-6)

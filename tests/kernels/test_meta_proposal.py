@@ -25,16 +25,19 @@ EMPTY = jnp.zeros((0,))
 def _random_params(config, key, scale=1.0):
     params = mp.init_params(key, config)
     head = params["head"]
-    params["head"] = {"w": scale * jax.random.normal(jax.random.fold_in(key, 1), head["w"].shape),
-                      "b": scale * jax.random.normal(jax.random.fold_in(key, 2), head["b"].shape)}
+    params["head"] = {
+        "w": scale * jax.random.normal(jax.random.fold_in(key, 1), head["w"].shape),
+        "b": scale * jax.random.normal(jax.random.fold_in(key, 2), head["b"].shape),
+    }
     return params
 
 
 def test_discrete_proposal_is_normalised_and_positive_on_every_state():
     """sum_b q(b | x) = 1 over all 2^5 states, and every state keeps q >= floor^5 (the per-variable floor inside
     each component) even when the head's logits are huge (scale 50)."""
-    config = mp.ProposalConfig(num_inputs=6, num_discrete=5, hidden_sizes=(16,), num_components=3,
-                               probability_floor=1e-3)
+    config = mp.ProposalConfig(
+        num_inputs=6, num_discrete=5, hidden_sizes=(16,), num_components=3, probability_floor=1e-3
+    )
     states = jnp.asarray(mp.discrete_block_states(5))
     for scale in (1.0, 50.0):
         params = _random_params(config, jax.random.key(0), scale)
@@ -47,17 +50,23 @@ def test_discrete_proposal_is_normalised_and_positive_on_every_state():
 def test_sampling_component_first_matches_the_mixture_density():
     """Frequencies of 40 000 draws of a 3-variable block equal exp(log q) within 4 standard errors: the sampler draws
     a component, then the block, and log_prob scores the mixture (not a product of marginals)."""
-    config = mp.ProposalConfig(num_inputs=4, num_discrete=3, hidden_sizes=(8,), num_components=2,
-                               probability_floor=1e-3)
+    config = mp.ProposalConfig(
+        num_inputs=4, num_discrete=3, hidden_sizes=(8,), num_components=2, probability_floor=1e-3
+    )
     params = _random_params(config, jax.random.key(1), scale=3.0)
     x = jnp.ones(4)
     draws = jax.jit(jax.vmap(lambda k: mp.sample(params, config, k, x).discrete))(
-        jax.random.split(jax.random.key(2), 40_000))
+        jax.random.split(jax.random.key(2), 40_000)
+    )
     codes = np.asarray(draws) @ np.array([1, 2, 4])
     freq = np.bincount(codes, minlength=8) / codes.size
     states = mp.discrete_block_states(3)
-    exact = np.exp(np.asarray(jax.jit(jax.vmap(lambda s: mp.log_prob(params, config, x, mp.BlockValue(s, EMPTY))))(
-        jnp.asarray(states)), dtype=float))
+    exact = np.exp(
+        np.asarray(
+            jax.jit(jax.vmap(lambda s: mp.log_prob(params, config, x, mp.BlockValue(s, EMPTY))))(jnp.asarray(states)),
+            dtype=float,
+        )
+    )
     product_of_marginals = np.prod([[exact[(states[:, v] == s[v])].sum() for v in range(3)] for s in states], axis=1)
     se = np.sqrt(exact * (1 - exact) / codes.size)
     np.testing.assert_array_less(np.abs(freq - exact), 4 * se + 1e-3)
@@ -69,8 +78,9 @@ def test_real_block_proposal_density_integrates_to_one():
     config = mp.ProposalConfig(num_inputs=2, num_real=1, hidden_sizes=(8,), num_components=4)
     params = _random_params(config, jax.random.key(4), scale=0.5)
     grid = jnp.linspace(-40, 40, 40_001)
-    log_q = jax.jit(jax.vmap(lambda r: mp.log_prob(params, config, jnp.ones(2),
-                                                   mp.BlockValue(jnp.zeros((0,), jnp.int32), r[None]))))(grid)
+    log_q = jax.jit(
+        jax.vmap(lambda r: mp.log_prob(params, config, jnp.ones(2), mp.BlockValue(jnp.zeros((0,), jnp.int32), r[None])))
+    )(grid)
     assert abs(float(jnp.trapezoid(jnp.exp(log_q), grid)) - 1.0) < 1e-3
 
 
@@ -86,9 +96,17 @@ def trained_grid_proposal():
     from samplax.infer.proposal_library import train_motif_proposal
 
     motif = motifs.grid_block_motif(3, 3)
-    params, config, history = train_motif_proposal(motif, jax.random.key(0), num_steps=400, batch_size=128,
-                                                   learning_rate=3e-3, hidden_sizes=(64,), num_components=4,
-                                                   eval_every=200, num_heldout=32)
+    params, config, history = train_motif_proposal(
+        motif,
+        jax.random.key(0),
+        num_steps=400,
+        batch_size=128,
+        learning_rate=3e-3,
+        hidden_sizes=(64,),
+        num_components=4,
+        eval_every=200,
+        num_heldout=32,
+    )
     return motif, params, config, history
 
 
@@ -110,15 +128,15 @@ def test_meta_training_lowers_heldout_kl_and_raises_acceptance(trained_grid_prop
 def test_exact_kl_is_zero_for_the_exact_conditional_and_acceptance_one():
     """With q = p (a one-component 'proposal' whose table is the exact conditional of a 2-variable block), the KL is
     0 and independence MH always accepts; checked through exact_kl_and_acceptance's formulas on a tiny block."""
-    config = mp.ProposalConfig(num_inputs=1, num_discrete=2, hidden_sizes=(), num_components=1,
-                               probability_floor=1e-6)
+    config = mp.ProposalConfig(num_inputs=1, num_discrete=2, hidden_sizes=(), num_components=1, probability_floor=1e-6)
     params = mp.init_params(jax.random.key(0), config)
     p_first, p_second = 0.3, 0.8  # independent variables: q with one component can be exact
     bias = jnp.concatenate([jnp.zeros(1), jnp.log(jnp.array([1 - p_first, p_first, 1 - p_second, p_second]))])
     params["head"] = {"w": jnp.zeros_like(params["head"]["w"]), "b": bias}
     states = mp.discrete_block_states(2)
-    log_p = np.log([(1 - p_first) * (1 - p_second), p_first * (1 - p_second), (1 - p_first) * p_second,
-                    p_first * p_second])
+    log_p = np.log(
+        [(1 - p_first) * (1 - p_second), p_first * (1 - p_second), (1 - p_first) * p_second, p_first * p_second]
+    )
     kl, acceptance = mp.exact_kl_and_acceptance(params, config, jnp.zeros((1, 1)), jnp.asarray(log_p)[None], states)
     assert abs(float(kl)) < 1e-4 and abs(float(acceptance) - 1.0) < 1e-4
 
@@ -179,13 +197,18 @@ def _chain_tables():
     strides = np.zeros((5, 2), np.int32)
     log_table = np.zeros((5, 4))
     for f, (members, table) in enumerate(zip(scopes, log_tables)):
-        scope[f, :len(members)] = members
-        strides[f, :len(members)] = [2, 1][-len(members):] if len(members) == 2 else [1]
-        log_table[f, :table.size] = table.reshape(-1)
+        scope[f, : len(members)] = members
+        strides[f, : len(members)] = [2, 1][-len(members) :] if len(members) == 2 else [1]
+        log_table[f, : table.size] = table.reshape(-1)
     variable_factors = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 4]], np.int32)
-    tables = gb.FactorTables(jnp.asarray(scope), jnp.asarray(strides), jnp.asarray(log_table, jnp.float32),
-                             jnp.asarray(variable_factors), jnp.asarray([2, 2, 2, 2, 1], jnp.int32),
-                             jnp.asarray(np.array([[0, 1]] * 4 + [[0, 0]], np.float32)))
+    tables = gb.FactorTables(
+        jnp.asarray(scope),
+        jnp.asarray(strides),
+        jnp.asarray(log_table, jnp.float32),
+        jnp.asarray(variable_factors),
+        jnp.asarray([2, 2, 2, 2, 1], jnp.int32),
+        jnp.asarray(np.array([[0, 1]] * 4 + [[0, 0]], np.float32)),
+    )
     states = mp.discrete_block_states(4)
     joint = np.array([sum(log_tables[f][tuple(s[list(m)])] for f, m in enumerate(scopes)) for s in states])
     return tables, states, np.exp(joint)
@@ -204,7 +227,8 @@ def test_parallel_single_site_gibbs_draws_each_exact_conditional():
     tables, states, joint = _chain_tables()
     idx = jnp.asarray([1, 0, 1, 1, 0], jnp.int32)
     new = jax.jit(jax.vmap(lambda k: gb.single_site_gibbs(k, tables, idx, jnp.asarray([0, 2]))))(
-        jax.random.split(jax.random.key(0), 20_000))
+        jax.random.split(jax.random.key(0), 20_000)
+    )
     for v in (0, 2):
         others = [w for w in range(4) if w != v]
         match = np.all(states[:, others] == np.asarray(idx)[others], axis=1)
@@ -223,9 +247,12 @@ def test_block_updates_leave_the_distribution_invariant():
     n = 20_000
     draws = np.random.default_rng(1).choice(16, size=n, p=joint / joint.sum())
     idx = jnp.asarray(np.concatenate([states[draws], np.zeros((n, 1), np.int32)], axis=1))
-    instances = gb.BlockInstances(jnp.asarray([[1, 2], [4, 4]], jnp.int32),
-                                  jnp.asarray([[1, 2, 3], [4, 4, 4]], jnp.int32),
-                                  jnp.ones((2, 3)), jnp.asarray([[0, 3], [4, 4]], jnp.int32))
+    instances = gb.BlockInstances(
+        jnp.asarray([[1, 2], [4, 4]], jnp.int32),
+        jnp.asarray([[1, 2, 3], [4, 4, 4]], jnp.int32),
+        jnp.ones((2, 3)),
+        jnp.asarray([[0, 3], [4, 4]], jnp.int32),
+    )
     config = mp.ProposalConfig(num_inputs=5, num_discrete=2, hidden_sizes=(8,), num_components=2)
     params = _random_params(config, jax.random.key(7), scale=2.0)
     ids = jnp.asarray([0, 1])  # instance 1 is the dummy: it must change nothing
@@ -233,7 +260,8 @@ def test_block_updates_leave_the_distribution_invariant():
     block_states = jnp.asarray(mp.discrete_block_states(2))
     gibbs = jax.jit(jax.vmap(lambda k, s: gb.exact_block_gibbs(k, tables, s, instances, ids, block_states)))(keys, idx)
     mh, accept = jax.jit(jax.vmap(lambda k, s: gb.block_metropolis(k, tables, s, instances, ids, params, config)))(
-        keys, idx)
+        keys, idx
+    )
     target = joint / joint.sum()
     se = np.sqrt(target * (1 - target) / n)
     for new in (gibbs, mh):

@@ -28,8 +28,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWa
 # targets (normalised, so that ELBO <= 0)
 def mixture_1d(x):
     """0.5 N(1, 0.5^2) + 0.5 N(-1, 0.7^2)."""
-    return (jnp.logaddexp(-0.5 * ((x[0] - 1.0) / 0.5) ** 2 - jnp.log(0.5),
-                          -0.5 * ((x[0] + 1.0) / 0.7) ** 2 - jnp.log(0.7)) - jnp.log(2.0) - 0.5 * jnp.log(2 * jnp.pi))
+    return (
+        jnp.logaddexp(-0.5 * ((x[0] - 1.0) / 0.5) ** 2 - jnp.log(0.5), -0.5 * ((x[0] + 1.0) / 0.7) ** 2 - jnp.log(0.7))
+        - jnp.log(2.0)
+        - 0.5 * jnp.log(2 * jnp.pi)
+    )
 
 
 CORRELATION = 0.6
@@ -44,27 +47,37 @@ def correlated_2d(x):
 def cross(x):
     """The authors' cross: 1/4 sum of N((0, +-2), diag(0.15^2, 1)) and N((+-2, 0), diag(1, 0.15^2))."""
     s = 0.15
-    components = jnp.stack([
-        -0.5 * (x[0] / s) ** 2 - 0.5 * (x[1] - 2.0) ** 2,
-        -0.5 * (x[0] + 2.0) ** 2 - 0.5 * (x[1] / s) ** 2,
-        -0.5 * (x[1] / s) ** 2 - 0.5 * (x[0] - 2.0) ** 2,
-        -0.5 * (x[1] + 2.0) ** 2 - 0.5 * (x[0] / s) ** 2,
-    ])
+    components = jnp.stack(
+        [
+            -0.5 * (x[0] / s) ** 2 - 0.5 * (x[1] - 2.0) ** 2,
+            -0.5 * (x[0] + 2.0) ** 2 - 0.5 * (x[1] / s) ** 2,
+            -0.5 * (x[1] / s) ** 2 - 0.5 * (x[0] - 2.0) ** 2,
+            -0.5 * (x[1] + 2.0) ** 2 - 0.5 * (x[0] / s) ** 2,
+        ]
+    )
     return jax.nn.logsumexp(components) - jnp.log(2 * jnp.pi * s) - jnp.log(4.0)
 
 
 @pytest.fixture(scope="module")
 def flow_1d():
     """N = 4 terms on the 1-D mixture, whitened, Laplace momentum: small enough for quadrature over (x, rho, u)."""
-    return mf.mixflow(mixture_1d, jnp.array([0.0]), jnp.array([1.1]), flow_length=4, step_size=0.15, num_steps=4,
-                      batch_size=1024)
+    return mf.mixflow(
+        mixture_1d, jnp.array([0.0]), jnp.array([1.1]), flow_length=4, step_size=0.15, num_steps=4, batch_size=1024
+    )
 
 
 @pytest.fixture(scope="module")
 def flow_2d():
     """N = 6 terms on the correlated 2-D normal, reference deliberately off (mean-field, shifted)."""
-    return mf.mixflow(correlated_2d, jnp.array([0.2, -0.1]), jnp.array([0.8, 0.9]), flow_length=6, step_size=0.12,
-                      num_steps=5, batch_size=1024)
+    return mf.mixflow(
+        correlated_2d,
+        jnp.array([0.2, -0.1]),
+        jnp.array([0.8, 0.9]),
+        flow_length=6,
+        step_size=0.12,
+        num_steps=5,
+        batch_size=1024,
+    )
 
 
 def _laplace_points(rng, count, dim, scale=1.0):
@@ -86,15 +99,27 @@ def test_one_step_inversion_error_is_below_1e10_in_float64(momentum, flow_2d):
         extra = (draws.position[:100], draws.momentum[:100], draws.uniform[:100])
         rho = rng.laplace(size=(150, 2))
     else:
-        flow, tail = mf.mixflow(correlated_2d, np.array([0.2, -0.1]), np.array([0.8, 0.9]), flow_length=6,
-                                step_size=0.12, num_steps=5, momentum="gaussian", whiten=False), 3.0
+        flow, tail = (
+            mf.mixflow(
+                correlated_2d,
+                np.array([0.2, -0.1]),
+                np.array([0.8, 0.9]),
+                flow_length=6,
+                step_size=0.12,
+                num_steps=5,
+                momentum="gaussian",
+                whiten=False,
+            ),
+            3.0,
+        )
         extra = (rng.normal(size=(100, 2)), rng.normal(size=(100, 2)), rng.uniform(size=100))
         rho = rng.normal(size=(150, 2))
     rho[100:] = rng.uniform(-tail, tail, size=(50, 2))
     x = np.concatenate([rng.normal(size=(150, 2)), extra[0], np.zeros((1, 2))])
     rho = np.concatenate([rho, extra[1], np.full((1, 2), 3 * tail)])
-    u = np.concatenate([rng.uniform(size=140), np.array([0.0, 1e-17, 1 - 2**-53, 0.5 - 1e-17] * 2 + [0.3, 0.7]),
-                        extra[2], [0.25]])
+    u = np.concatenate(
+        [rng.uniform(size=140), np.array([0.0, 1e-17, 1 - 2**-53, 0.5 - 1e-17] * 2 + [0.3, 0.7]), extra[2], [0.25]]
+    )
     errors = flow.inversion_error(x, rho, u)
     assert errors.shape == (251,)
     assert np.max(errors[:-1]) <= 1e-10, f"worst one-step inversion error {np.max(errors[:-1]):.3g}"
@@ -103,10 +128,12 @@ def test_one_step_inversion_error_is_below_1e10_in_float64(momentum, flow_2d):
 
 def test_float32_inversion_error_is_far_larger():
     """The pure map follows its input dtype: in float32 the one-step error is ~1e-7 (why the flow runs in float64)."""
-    flow = mf.mixflow(correlated_2d, np.zeros(2), np.ones(2), flow_length=2, step_size=0.1, num_steps=7,
-                      whiten=False).flow  # whitening would close over float64 constants
-    flow32 = flow._replace(reference=mf.Reference(jnp.zeros(2, jnp.float32), jnp.ones(2, jnp.float32)),
-                           step_size=jnp.float32(0.1))
+    flow = mf.mixflow(
+        correlated_2d, np.zeros(2), np.ones(2), flow_length=2, step_size=0.1, num_steps=7, whiten=False
+    ).flow  # whitening would close over float64 constants
+    flow32 = flow._replace(
+        reference=mf.Reference(jnp.zeros(2, jnp.float32), jnp.ones(2, jnp.float32)), step_size=jnp.float32(0.1)
+    )
     rng = np.random.default_rng(1)
     x, rho = rng.normal(size=(64, 2)).astype(np.float32), rng.laplace(size=(64, 2)).astype(np.float32)
     u = rng.uniform(size=64).astype(np.float32)
@@ -129,7 +156,7 @@ def test_density_is_normalised(which, flow_1d, flow_2d):
     x = rng.normal(0.0, 2.5, (count, dim))
     rho = _laplace_points(rng, count, dim, 2.0)
     u = rng.uniform(size=count)
-    log_r = (stats.norm.logpdf(x, 0, 2.5).sum(-1) + stats.laplace.logpdf(rho, 0, 2.0).sum(-1))
+    log_r = stats.norm.logpdf(x, 0, 2.5).sum(-1) + stats.laplace.logpdf(rho, 0, 2.0).sum(-1)
     ratio = np.exp(flow.log_density(x, rho, u) - log_r)
     mean, se = ratio.mean(), ratio.std(ddof=1) / math.sqrt(count)
     assert se < 0.03
@@ -175,7 +202,7 @@ def test_marginal_estimate_matches_histogram_2d(flow_2d):
     grid_y = nodes[None, :, None, :] + 0 * nodes[:, None, :, None]
     points = np.stack([grid_x, grid_y], -1).reshape(-1, 2)
     estimate, se = flow_2d.marginal_log_density(jax.random.key(7), points, 1000)
-    weight = (weights[:, None, :, None] * weights[None, :, None, :])
+    weight = weights[:, None, :, None] * weights[None, :, None, :]
     density = np.exp(estimate).reshape(grid_x.shape)
     probability = np.sum(weight * density, axis=(2, 3))
     probability_se = np.sum(weight * density * se.reshape(grid_x.shape), axis=(2, 3))
@@ -205,7 +232,7 @@ def test_sliding_logsumexp_matches_brute_force():
         values[width - 1] = 0.0  # every window holds a finite value
         with jax.enable_x64(True):
             fast = np.asarray(mf._sliding_logsumexp(jnp.asarray(values), width))
-        slow = np.array([np.logaddexp.reduce(values[n:n + width]) for n in range(width)])
+        slow = np.array([np.logaddexp.reduce(values[n : n + width]) for n in range(width)])
         np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-9)
 
 
@@ -239,8 +266,9 @@ def test_elbo_is_unbiased_against_quadrature(flow_1d):
     assert abs(np.mean(masses) - 1.0) < 0.01  # the lattice integrates q_N itself to 1
     combined = math.hypot(mc_se, quad_se)
     assert combined < 0.01
-    assert abs(mc_mean - quad_mean) < 4 * combined, (f"MC {mc_mean:.4f} +- {mc_se:.4f}, quadrature "
-                                                    f"{quad_mean:.4f} +- {quad_se:.4f}")
+    assert abs(mc_mean - quad_mean) < 4 * combined, (
+        f"MC {mc_mean:.4f} +- {mc_se:.4f}, quadrature {quad_mean:.4f} +- {quad_se:.4f}"
+    )
     assert quad_mean < 0.0  # a normalised target: ELBO = -KL(q_N || pi) on the augmented space
 
 
@@ -256,13 +284,21 @@ def test_cross_target_elbo_rises_with_flow_length():
     (N = 1000 rather than the published N = 2000: a third of the gradients, to pay for the fit-check tests.)"""
     reference = method_mixflow.fit_mean_field(cross, np.array([0.05, -0.03]), jax.random.key(12), num_steps=3000)
     assert np.allclose(np.sort(reference.scale), [0.158, 2.0], rtol=0.1)  # locks onto one arm of the cross
-    reference_value, reference_se = method_mixflow.reference_elbo(cross, reference.mean, reference.scale,
-                                                                  jax.random.key(13), 4000)
+    reference_value, reference_se = method_mixflow.reference_elbo(
+        cross, reference.mean, reference.scale, jax.random.key(13), 4000
+    )
     assert -0.95 < reference_value < -0.75
     estimates = {}
     for flow_length, orbits in ((200, 512), (1000, 512)):
-        flow = mf.mixflow(cross, reference.mean, reference.scale, flow_length=flow_length, step_size=0.0035,
-                          num_steps=60, whiten=False)
+        flow = mf.mixflow(
+            cross,
+            reference.mean,
+            reference.scale,
+            flow_length=flow_length,
+            step_size=0.0035,
+            num_steps=60,
+            whiten=False,
+        )
         estimates[flow_length] = flow.elbo(jax.random.key(14), orbits)
     short, long = estimates[200], estimates[1000]
     se_short = short.std(ddof=1) / math.sqrt(short.size)
@@ -279,8 +315,21 @@ def test_cross_target_elbo_rises_with_flow_length():
 def gamma_poisson_fit():
     entry = zoo.get("gamma_poisson")
     data = entry.make_data(seed=0, shape=2.0)
-    fit = samplax.fit(entry.model, data, method="mixflow", chains=4, warmup=500, draws=500, seed=0, progress=False,
-                      flow_length=20, leapfrog_steps=5, step_size_grid=5, tuning_orbits=16, health_checks=8)
+    fit = samplax.fit(
+        entry.model,
+        data,
+        method="mixflow",
+        chains=4,
+        warmup=500,
+        draws=500,
+        seed=0,
+        progress=False,
+        flow_length=20,
+        leapfrog_steps=5,
+        step_size_grid=5,
+        tuning_orbits=16,
+        health_checks=8,
+    )
     return fit, entry.reference(data)
 
 
@@ -350,13 +399,16 @@ def test_flow_draws_are_a_deterministic_function_of_the_key(gamma_poisson_fit):
     assert not np.array_equal(first.position, other.position)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"step_size": "fast"}, "'step_size' must be 'auto' or a positive number"),
-    ({"step_size": -0.1}, "'step_size' must be 'auto' or a positive number"),
-    ({"momentum": "cauchy"}, "'momentum'='cauchy' is not one of"),
-    ({"flow_length": 0}, "'flow_length'=0 must be >= 1"),
-    ({"num_orbits": 3}, "unknown option(s) ['num_orbits']"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"step_size": "fast"}, "'step_size' must be 'auto' or a positive number"),
+        ({"step_size": -0.1}, "'step_size' must be 'auto' or a positive number"),
+        ({"momentum": "cauchy"}, "'momentum'='cauchy' is not one of"),
+        ({"flow_length": 0}, "'flow_length'=0 must be >= 1"),
+        ({"num_orbits": 3}, "unknown option(s) ['num_orbits']"),
+    ],
+)
 def test_fit_rejects_bad_options(options, message):
     with pytest.raises(ValueError) as error:
         samplax.fit("normal_normal", method="mixflow", progress=False, **options)
@@ -419,9 +471,20 @@ def test_fit_on_a_target_that_is_zero_in_places_draws_inside_its_support():
     """A factor of -inf (conformance: truncated_by_factor): every draw is inside the support (draws where log pi is
     -inf are redrawn and counted) and the 1000 draws' mean is within 4 SE of the half-normal's sqrt(2/pi), their sd
     within 10 % of sqrt(1 - 2/pi) (relative MC error of an sd from 1000 draws: about 2.5 %)."""
-    fit = samplax.fit(half_normal_by_factor, method="mixflow", chains=2, warmup=300, draws=500, progress=False,
-                      flow_length=20, leapfrog_steps=5, step_size_grid=4, tuning_orbits=16, health_checks=0,
-                      check="importance")
+    fit = samplax.fit(
+        half_normal_by_factor,
+        method="mixflow",
+        chains=2,
+        warmup=300,
+        draws=500,
+        progress=False,
+        flow_length=20,
+        leapfrog_steps=5,
+        step_size_grid=4,
+        tuning_orbits=16,
+        health_checks=0,
+        check="importance",
+    )
     x = fit.idata.posterior["x"].values
     assert np.all(x > 0) and np.all(np.isfinite(fit.idata.sample_stats["log_target"].values))
     assert int(fit.idata.attrs["extra_draws_rejected_outside_support"]) > 0
@@ -443,8 +506,19 @@ def test_fit_warns_when_a_short_flow_misses_a_curved_target():
     """A flow far too short for a banana (N = 10, L = 4): its draws' sd of x2 is far below the exact
     sqrt(1 + 2 * 0.1^2 * 3^4) = 1.63, and the fit's NUTS check says so in a ConvergenceWarning and in attrs."""
     with pytest.warns(samplax.ConvergenceWarning, match="disagree with a short NUTS run"):
-        fit = samplax.fit(banana, method="mixflow", chains=2, warmup=200, draws=250, progress=False,
-                          flow_length=10, leapfrog_steps=4, step_size_grid=3, tuning_orbits=8, health_checks=0)
+        fit = samplax.fit(
+            banana,
+            method="mixflow",
+            chains=2,
+            warmup=200,
+            draws=250,
+            progress=False,
+            flow_length=10,
+            leapfrog_steps=4,
+            step_size_grid=3,
+            tuning_orbits=8,
+            health_checks=0,
+        )
     check = json.loads(fit.idata.attrs["extra_mixflow_check"])
     assert check["nuts_check_passed"] is False and check["nuts_coordinates_off"] >= 1
     assert any("NUTS" in message for message in json.loads(fit.idata.attrs["extra_method_warnings"]))

@@ -9,8 +9,8 @@ import pytest
 from numpyro.infer.util import potential_energy
 
 import samplax
-from samplax.models.bridge import build_target
 from samplax.models import zoo
+from samplax.models.bridge import build_target
 
 
 def positive_model(y=None):
@@ -28,7 +28,7 @@ def test_logdensity_matches_numpyro_potential_with_jacobian():
     np.testing.assert_allclose(target.logdensity(z), expected, rtol=1e-6)
     # explicit: log Gamma(e^z) + log N(y | 0, e^z) + z
     sigma = np.exp(0.3)
-    manual = (dist.Gamma(2.0, 1.0).log_prob(sigma) + dist.Normal(0, sigma).log_prob(y).sum() + 0.3)
+    manual = dist.Gamma(2.0, 1.0).log_prob(sigma) + dist.Normal(0, sigma).log_prob(y).sum() + 0.3
     np.testing.assert_allclose(target.logdensity(z), manual, rtol=1e-5)
     assert target.constrain(z)["sigma"] == pytest.approx(sigma, rel=1e-6)
     assert target.log_likelihood(z)["y"].shape == (5,)
@@ -151,18 +151,3 @@ def test_shards_split_the_likelihood_exactly():
     np.testing.assert_allclose(shards.prior_logdensity(z) + full, target.logdensity(z), rtol=1e-5)
     with pytest.raises(ValueError, match="exceeds the number of observations"):
         target.shards(12)
-
-
-def test_factor_graph_of_discrete_sites():
-    def chain(y=None):
-        a = numpyro.sample("a", dist.Bernoulli(0.3))
-        b = numpyro.sample("b", dist.Bernoulli(jnp.where(a, 0.9, 0.2)))
-        c = numpyro.sample("c", dist.Categorical(jnp.where(b, jnp.array([0.1, 0.9, 0.0]), jnp.ones(3) / 3)))
-        numpyro.sample("y", dist.Normal(c * 1.0, 1.0), obs=y)
-
-    graph = build_target(chain, {"y": 1.0}).factor_graph()
-    assert graph.discrete_sites == ("a", "b", "c")
-    assert graph.factors["a"] == ("a", "b")
-    assert set(graph.markov_blanket["b"]) == {"a", "c"}
-    assert set(graph.markov_blanket["c"]) == {"b", "y"}
-    assert graph.support_size == {"a": 2, "b": 2, "c": 3}

@@ -40,8 +40,9 @@ def test_karate_conditional_density_and_macc_row(karate):
     np.testing.assert_allclose(macc[0, 1:], [1.0, 0.265225, 0.587407, 0.274258], atol=5e-7)
     np.testing.assert_allclose(macc, macc.T, atol=1e-12)
     np.testing.assert_allclose(np.diag(macc), 0.0)
-    np.testing.assert_allclose(g.exact_pair_expectation(g.path_motif(5), karate, [(0, j) for j in range(1, 5)]),
-                               macc[0, 1:], atol=1e-12)
+    np.testing.assert_allclose(
+        g.exact_pair_expectation(g.path_motif(5), karate, [(0, j) for j in range(1, 5)]), macc[0, 1:], atol=1e-12
+    )
 
 
 def test_weights_are_scaled_to_the_unit_interval():
@@ -92,8 +93,10 @@ def test_exact_evaluators_agree_with_brute_force_on_the_graph_atlas():
                 np.testing.assert_allclose(macc, brute, atol=1e-9, err_msg=str(number))
                 motif = fork  # 0-1, 0-2-3: pair (1, 3) closes a 4-cycle
                 got = g.exact_pair_expectation(motif, network, [(1, 3), (2, 2)], lambda w: (w >= 0.5) * 1.0)
-                want = [_brute_pair(motif, network, 1, 3, lambda w: (w >= 0.5) * 1.0),
-                        _brute_pair(motif, network, 2, 2, lambda w: (w >= 0.5) * 1.0)]
+                want = [
+                    _brute_pair(motif, network, 1, 3, lambda w: (w >= 0.5) * 1.0),
+                    _brute_pair(motif, network, 2, 2, lambda w: (w >= 0.5) * 1.0),
+                ]
                 np.testing.assert_allclose(got, want, atol=1e-9, err_msg=str(number))
             checked += 1
     assert checked > 1200

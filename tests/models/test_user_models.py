@@ -25,8 +25,9 @@ def assert_moments(fit, name, mean, sd, index=()):
     draws = fit.idata.posterior[name]
     summary = az.summary(fit.idata, var_names=[name], kind="all")
     row = summary.iloc[int(np.ravel_multi_index(index, draws.shape[2:])) if index else 0]
-    values = draws.values.reshape(draws.shape[:2] + (-1,))[..., int(np.ravel_multi_index(index, draws.shape[2:]))
-                                                           if index else 0]
+    values = draws.values.reshape(draws.shape[:2] + (-1,))[
+        ..., int(np.ravel_multi_index(index, draws.shape[2:])) if index else 0
+    ]
     assert abs(values.mean() - mean) < 4 * row["mcse_mean"], (name, index, values.mean(), mean, row["mcse_mean"])
     assert abs(values.std() / sd - 1) < 0.10, (name, index, values.std(), sd)
 
@@ -163,8 +164,17 @@ def grouped():
     group = rng.integers(0, 4, 40)
     x = rng.normal(size=40)
     data = {"group": group, "x": x, "y": rng.normal(0.5 * group + x, 0.5)}
-    fit = samplax.fit(schools_by_group, data, chains=2, warmup=200, draws=100, seed=0, progress=False,
-                      coords={"groups": ["w", "x", "y", "z"]}, dims={"b": ["slope"]})
+    fit = samplax.fit(
+        schools_by_group,
+        data,
+        chains=2,
+        warmup=200,
+        draws=100,
+        seed=0,
+        progress=False,
+        coords={"groups": ["w", "x", "y", "z"]},
+        dims={"b": ["slope"]},
+    )
     return fit, data
 
 
@@ -288,8 +298,11 @@ def test_a_site_named_like_a_sample_statistic_keeps_both():
             numpyro.sample("log_weight", dist.Normal(mu, 1.0), obs=y)
 
     target = build_target(model, {"N": 5, "y": np.zeros(5)})
-    groups = {"posterior": {"mu": np.zeros((2, 3))}, "sample_stats": {"log_weight": np.zeros((2, 3))},
-              "log_likelihood": {"log_weight": np.zeros((2, 3, 5))}}
+    groups = {
+        "posterior": {"mu": np.zeros((2, 3))},
+        "sample_stats": {"log_weight": np.zeros((2, 3))},
+        "log_likelihood": {"log_weight": np.zeros((2, 3, 5))},
+    }
     idata = _inference_data(target, groups, {})
     assert idata.sample_stats["log_weight"].dims == ("chain", "draw")
     assert idata.log_likelihood["log_weight"].shape == (2, 3, 5)

@@ -53,7 +53,9 @@ RUNNABLE_NAMES = [name for name in ALL_NAMES if name != "breast_cancer" or _has_
 
 
 def _json_round_trip(data: dict) -> dict:
-    as_lists = {key: (np.asarray(value).tolist() if isinstance(value, np.ndarray) else value) for key, value in data.items()}
+    as_lists = {
+        key: (np.asarray(value).tolist() if isinstance(value, np.ndarray) else value) for key, value in data.items()
+    }
     return json.loads(json.dumps(as_lists))
 
 
@@ -224,8 +226,13 @@ _LOGIT = (expit, lambda t: np.log(expit(t)) + np.log(expit(-t)))
         ("normal_normal", {}, "mu", np.linspace(-15.0, 15.0, 20001), _IDENTITY),
         ("gamma_poisson", {}, "lam", np.linspace(-40.0, 5.0, 20001), _LOG),
         # shape 0.5, rare counts: the posterior shape a + sum y is below 1 and the density is infinite at 0.
-        ("gamma_poisson", {"shape": 0.5, "true_rate": 0.05, "num_observations": 5}, "lam",
-         np.linspace(-120.0, 5.0, 40001), _LOG),
+        (
+            "gamma_poisson",
+            {"shape": 0.5, "true_rate": 0.05, "num_observations": 5},
+            "lam",
+            np.linspace(-120.0, 5.0, 40001),
+            _LOG,
+        ),
         ("box_bounded", {}, "theta", np.linspace(-60.0, 10.0, 40001), _LOGIT),
         ("box_bounded", {"prior_alpha": 0.5, "prior_beta": 2.0}, "theta", np.linspace(-120.0, 10.0, 40001), _LOGIT),
     ],
@@ -258,7 +265,9 @@ def test_shapes_below_one_pile_mass_at_the_bound():
 # --- Dirichlet-multinomial ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, sizes", [("dirichlet_multinomial", {"concentration": 0.5}), ("dirichlet_multinomial_sparse", {})])
+@pytest.mark.parametrize(
+    "name, sizes", [("dirichlet_multinomial", {"concentration": 0.5}), ("dirichlet_multinomial_sparse", {})]
+)
 def test_dirichlet_multinomial_log_z_is_joint_minus_posterior(name, sizes):
     """log Z = log p(counts, p) - log Dirichlet(p; alpha + counts) at every p, with the joint from NumPyro."""
     entry = zoo.get(name)
@@ -381,7 +390,9 @@ def test_banana_reference_matches_two_dimensional_quadrature():
     grid_x1, grid_u = np.meshgrid(x1, u, indexing="ij")
     grid_x2 = grid_u + b * (grid_x1**2 - s**2)
     with jax.enable_x64(True):
-        values = _batched_log_joint(entry.model, data)({"x1": jnp.asarray(grid_x1.ravel()), "x2": jnp.asarray(grid_x2.ravel())})
+        values = _batched_log_joint(entry.model, data)(
+            {"x1": jnp.asarray(grid_x1.ravel()), "x2": jnp.asarray(grid_x2.ravel())}
+        )
     density = np.exp(np.asarray(values).reshape(grid_x1.shape))
     integrate = lambda f: trapezoid(trapezoid(f, u, axis=1), x1)  # noqa: E731
     mass = integrate(density)
@@ -389,7 +400,9 @@ def test_banana_reference_matches_two_dimensional_quadrature():
     for site, grid in (("x1", grid_x1), ("x2", grid_x2)):
         mean = integrate(density * grid) / mass
         np.testing.assert_allclose(mean, reference.mean[site], atol=1e-6)
-        np.testing.assert_allclose(np.sqrt(integrate(density * (grid - mean) ** 2) / mass), reference.sd[site], rtol=1e-6)
+        np.testing.assert_allclose(
+            np.sqrt(integrate(density * (grid - mean) ** 2) / mass), reference.sd[site], rtol=1e-6
+        )
 
 
 # --- models without an analytic answer: exact log-density identities -------------------------------------------------
@@ -416,7 +429,9 @@ def test_eight_schools_centred_and_non_centred_agree_up_to_the_jacobian():
     assert sites["theta"][0] == "deterministic"
     np.testing.assert_allclose(sites["theta"][1], sites["mu"][1] + sites["tau"][1] * sites["theta_tilde"][1], rtol=1e-5)
     expected = stats.norm.logpdf(mu[0], 0, 5) + stats.halfcauchy.logpdf(tau[0], scale=5)
-    expected += stats.norm.logpdf(theta[0], mu[0], tau[0]).sum() + stats.norm.logpdf(data["y"], theta[0], data["sigma"]).sum()
+    expected += (
+        stats.norm.logpdf(theta[0], mu[0], tau[0]).sum() + stats.norm.logpdf(data["y"], theta[0], data["sigma"]).sum()
+    )
     np.testing.assert_allclose(np.asarray(centred)[0], expected, rtol=1e-10)
 
 
@@ -454,12 +469,16 @@ def test_sparse_regression_density_truth_and_sizes():
     weights = np.linspace(-1.0, 1.0, 10)
     with jax.enable_x64(True):
         value = _log_joint(entry.model, data)({"weights": jnp.asarray(weights)})
-    expected = stats.laplace.logpdf(weights, 0.0, 0.5).sum() + stats.norm.logpdf(data["y"], data["X"] @ weights, 1.0).sum()
+    expected = (
+        stats.laplace.logpdf(weights, 0.0, 0.5).sum() + stats.norm.logpdf(data["y"], data["X"] @ weights, 1.0).sum()
+    )
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     big = entry.make_data(seed=0, num_observations=2000)
     estimate, *_ = np.linalg.lstsq(big["X"], big["y"], rcond=None)
     standard_errors = np.sqrt(np.diag(np.linalg.inv(big["X"].T @ big["X"])))
-    assert np.all(np.abs(estimate - entry.true_parameters(seed=0, num_observations=2000)["weights"]) < 4.0 * standard_errors)
+    assert np.all(
+        np.abs(estimate - entry.true_parameters(seed=0, num_observations=2000)["weights"]) < 4.0 * standard_errors
+    )
     wide = entry.make_data(seed=0, num_features=50, learn_noise=True)
     sites = _trace(entry.model, wide)
     assert sites["weights"][2].shape == (50,)

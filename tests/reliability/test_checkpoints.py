@@ -129,18 +129,34 @@ def test_other_model_into_finished_checkpoint_is_refused(finished, tmp_path):
     """Same site names, shapes and distributions, another prior: the model fingerprint (code hash) tells them apart."""
     before = {p.name: p.read_bytes() for p in finished.iterdir()}
     with pytest.raises(ValueError, match="model_fingerprint.*code"):
-        samplax.fit(other_model, DATA, method="mala", chains=2, warmup=20, draws=DRAWS, seed=0, progress=False,
-                    checkpoint=str(finished), checkpoint_every=3)
+        samplax.fit(
+            other_model,
+            DATA,
+            method="mala",
+            chains=2,
+            warmup=20,
+            draws=DRAWS,
+            seed=0,
+            progress=False,
+            checkpoint=str(finished),
+            checkpoint_every=3,
+        )
     with pytest.raises(ValueError, match="model_fingerprint"):
         samplax.resume(str(finished), model=other_model, progress=False)
     model_file = tmp_path / "other.py"
-    model_file.write_text("import numpyro\nimport numpyro.distributions as dist\n\n\n"
-                          "def model(y=None, shape=2.0, rate=1.0, num_observations=None):\n"
-                          "    lam = numpyro.sample('lam', dist.Gamma(3.0, rate))\n"
-                          "    with numpyro.plate('observations', len(y)):\n"
-                          "        numpyro.sample('y', dist.Poisson(lam), obs=y)\n")
-    assert cli.main(["resume", str(finished), "--model", f"{model_file}:model", "--out", str(tmp_path / "f.nc"),
-                     "--quiet"]) == 2
+    model_file.write_text(
+        "import numpyro\nimport numpyro.distributions as dist\n\n\n"
+        "def model(y=None, shape=2.0, rate=1.0, num_observations=None):\n"
+        "    lam = numpyro.sample('lam', dist.Gamma(3.0, rate))\n"
+        "    with numpyro.plate('observations', len(y)):\n"
+        "        numpyro.sample('y', dist.Poisson(lam), obs=y)\n"
+    )
+    assert (
+        cli.main(
+            ["resume", str(finished), "--model", f"{model_file}:model", "--out", str(tmp_path / "f.nc"), "--quiet"]
+        )
+        == 2
+    )
     assert {p.name: p.read_bytes() for p in finished.iterdir()} == before
 
 
@@ -155,8 +171,9 @@ def test_other_data_or_settings_are_refused(finished):
 
 
 def test_resume_with_model_by_name_and_by_function(finished, whole, tmp_path):
-    np.testing.assert_array_equal(_lam(samplax.resume(str(finished), model="gamma_poisson", progress=False)),
-                                  _lam(whole))
+    np.testing.assert_array_equal(
+        _lam(samplax.resume(str(finished), model="gamma_poisson", progress=False)), _lam(whole)
+    )
     np.testing.assert_array_equal(_lam(samplax.resume(str(finished), model=ENTRY.model, progress=False)), _lam(whole))
     out = tmp_path / "fit.nc"
     assert cli.main(["resume", str(finished), "--model", "gamma_poisson", "--out", str(out), "--quiet"]) == 0
@@ -186,19 +203,22 @@ def test_tampered_data_or_warmup_is_refused(copy_of, name):
         samplax.resume(str(copy_of), progress=False)
 
 
-@pytest.mark.parametrize("changes, rehash, match", [
-    ({"seed": 1}, False, "settings_sha256"),                       # edited by hand
-    ({"seed": 1}, True, "key_data"),                               # digest forged too: the key no longer matches
-    ({"chunk_size": 5}, False, "num_chunks"),
-    ({"chunk_size": 5, "num_chunks": 2, "completed_chunks": 2}, False, "settings_sha256"),
-    ({"chunk_size": 5, "num_chunks": 2, "completed_chunks": 2}, True, "chunk_00000.npz.*expected 5 draws"),
-    ({"completed_chunks": -1}, True, "completed_chunks"),
-    ({"completed_chunks": 5}, True, "completed_chunks"),
-    ({"completed_chunks": True}, True, "completed_chunks"),
-    ({"draws": 20}, True, "num_chunks"),
-    ({"format_version": 1}, True, "format version"),
-    ({"model_ref": "samplax.cli:main"}, True, "model_ref"),
-])
+@pytest.mark.parametrize(
+    "changes, rehash, match",
+    [
+        ({"seed": 1}, False, "settings_sha256"),  # edited by hand
+        ({"seed": 1}, True, "key_data"),  # digest forged too: the key no longer matches
+        ({"chunk_size": 5}, False, "num_chunks"),
+        ({"chunk_size": 5, "num_chunks": 2, "completed_chunks": 2}, False, "settings_sha256"),
+        ({"chunk_size": 5, "num_chunks": 2, "completed_chunks": 2}, True, "chunk_00000.npz.*expected 5 draws"),
+        ({"completed_chunks": -1}, True, "completed_chunks"),
+        ({"completed_chunks": 5}, True, "completed_chunks"),
+        ({"completed_chunks": True}, True, "completed_chunks"),
+        ({"draws": 20}, True, "num_chunks"),
+        ({"format_version": 1}, True, "format version"),
+        ({"model_ref": "samplax.cli:main"}, True, "model_ref"),
+    ],
+)
 def test_edited_manifest_is_refused(copy_of, changes, rehash, match):
     manifest = _manifest(copy_of)
     manifest.update(changes)
@@ -207,7 +227,7 @@ def test_edited_manifest_is_refused(copy_of, changes, rehash, match):
         samplax.resume(str(copy_of), progress=False)
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b"{\"format_version\": 2}"])
+@pytest.mark.parametrize("content", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'{"format_version": 2}'])
 def test_garbage_manifest_names_the_file(copy_of, content):
     (copy_of / "manifest.json").write_bytes(content)
     with pytest.raises(ValueError, match="manifest.json"):
@@ -220,8 +240,10 @@ def test_old_checkpoint_is_refused_with_how_to_rerun(copy_of):
     manifest = _manifest(copy_of)
     manifest["format_version"] = 1
     _write_manifest(copy_of, manifest)
-    for attempt in (lambda: samplax.resume(str(copy_of), progress=False),
-                    lambda: _fit(checkpoint=str(copy_of), checkpoint_every=3)):
+    for attempt in (
+        lambda: samplax.resume(str(copy_of), progress=False),
+        lambda: _fit(checkpoint=str(copy_of), checkpoint_every=3),
+    ):
         with pytest.raises(ValueError, match="older samplax.*Rerun the fit with checkpoint= a new or empty"):
             attempt()
 
@@ -230,7 +252,9 @@ def test_manifest_of_a_real_checkpoint_is_valid(finished):
     manifest = _manifest(finished)
     assert checkpoint.validate_manifest(copy.deepcopy(manifest)) == manifest
     assert set(manifest["files"]) == {"data.npz", "warmup.npz"} | {f"chunk_{i:05d}.npz" for i in range(4)}
-    assert json.loads((finished / checkpoint.MARKER).read_text()) == {"format_version": checkpoint.CHECKPOINT_FORMAT_VERSION}
+    assert json.loads((finished / checkpoint.MARKER).read_text()) == {
+        "format_version": checkpoint.CHECKPOINT_FORMAT_VERSION
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -266,9 +290,11 @@ def test_cli_out_in_missing_folder_fails_before_fitting(tmp_path, monkeypatch, c
     monkeypatch.setattr(fit_module, "fit", no_fit)
     monkeypatch.setattr(fit_module, "resume", no_fit)
     missing = tmp_path / "missing" / "dir"
-    for extra in (["--out", str(missing / "f.nc")],
-                  ["--out", str(tmp_path / "f.nc"), "--report", str(missing / "r.html")],
-                  ["--out", str(tmp_path)]):
+    for extra in (
+        ["--out", str(missing / "f.nc")],
+        ["--out", str(tmp_path / "f.nc"), "--report", str(missing / "r.html")],
+        ["--out", str(tmp_path)],
+    ):
         assert cli.main(["fit", "gamma_poisson", "--quiet", *extra]) == 2
         assert "--" in capsys.readouterr().err
     assert cli.main(["resume", str(tmp_path), "--out", str(missing / "f.nc"), "--quiet"]) == 2
@@ -314,8 +340,9 @@ def test_every_residue_keeps_every_draw(every, whole, tmp_path):
         for name, values in result.idata.sample_stats.data_vars.items():
             assert values.shape[:2] == (2, DRAWS), name
             assert not np.isnan(np.asarray(values, dtype=float)).any(), name
-        np.testing.assert_array_equal(result.idata.sample_stats["diverging"].values,
-                                      whole.idata.sample_stats["diverging"].values)
+        np.testing.assert_array_equal(
+            result.idata.sample_stats["diverging"].values, whole.idata.sample_stats["diverging"].values
+        )
         assert result.idata.log_likelihood["y"].shape[:2] == (2, DRAWS)
 
 
@@ -332,8 +359,9 @@ def test_resume_into_the_shorter_last_chunk(every, done, whole, tmp_path):
     _write_manifest(path, manifest)
     resumed = samplax.resume(str(path), progress=False)
     np.testing.assert_array_equal(_lam(resumed), _lam(whole))
-    np.testing.assert_array_equal(resumed.idata.sample_stats["acceptance_rate"].values,
-                                  whole.idata.sample_stats["acceptance_rate"].values)
+    np.testing.assert_array_equal(
+        resumed.idata.sample_stats["acceptance_rate"].values, whole.idata.sample_stats["acceptance_rate"].values
+    )
 
 
 @pytest.mark.slow
@@ -350,25 +378,53 @@ def test_thinned_residue_keeps_every_draw(tmp_path):
 # the manifest validator, property-based: any input is accepted unchanged or refused with a ValueError
 def _valid_manifest() -> dict:
     manifest = {
-        "method": "nuts", "options": {"target_accept": 0.8}, "chains": 2, "warmup": 20, "draws": 10, "seed": 0,
-        "precision": "float32", "init": None, "model_ref": "zoo:gamma_poisson", "thin": 1, "log_likelihood": True,
-        "coords": None, "dims": None, "chunk_size": 3, "num_chunks": 4, "completed_chunks": 2, "warmup_done": True,
-        "device_layout": {"platform": "cpu", "local_devices": 1, "processes": 1}, "key_data": [0, 0],
-        "data_fingerprint": "a" * 64, "model_fingerprint": "b" * 64,
-        "model": {"sites": [["lam", [], "Gamma"]], "discrete_sites": [], "observed": {"y": [10]},
-                  "deterministic": {}, "code_sha256": "c" * 64, "python": "3.11"},
-        "sites": {"lam": []}, "format_version": checkpoint.CHECKPOINT_FORMAT_VERSION,
-        "files": {"data.npz": "d" * 64, "warmup.npz": "e" * 64, "chunk_00000.npz": "f" * 64,
-                  "chunk_00001.npz": "0" * 64},
+        "method": "nuts",
+        "options": {"target_accept": 0.8},
+        "chains": 2,
+        "warmup": 20,
+        "draws": 10,
+        "seed": 0,
+        "precision": "float32",
+        "init": None,
+        "model_ref": "zoo:gamma_poisson",
+        "thin": 1,
+        "log_likelihood": True,
+        "coords": None,
+        "dims": None,
+        "chunk_size": 3,
+        "num_chunks": 4,
+        "completed_chunks": 2,
+        "warmup_done": True,
+        "device_layout": {"platform": "cpu", "local_devices": 1, "processes": 1},
+        "key_data": [0, 0],
+        "data_fingerprint": "a" * 64,
+        "model_fingerprint": "b" * 64,
+        "model": {
+            "sites": [["lam", [], "Gamma"]],
+            "discrete_sites": [],
+            "observed": {"y": [10]},
+            "deterministic": {},
+            "code_sha256": "c" * 64,
+            "python": "3.11",
+        },
+        "sites": {"lam": []},
+        "format_version": checkpoint.CHECKPOINT_FORMAT_VERSION,
+        "files": {
+            "data.npz": "d" * 64,
+            "warmup.npz": "e" * 64,
+            "chunk_00000.npz": "f" * 64,
+            "chunk_00001.npz": "0" * 64,
+        },
     }
     manifest["settings_sha256"] = checkpoint.settings_digest(manifest)
     return manifest
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 def _accepted_unchanged_or_value_error(manifest):
@@ -422,7 +478,9 @@ def test_mutated_manifest_is_accepted_unchanged_or_refused(data, rehash):
 def test_any_manifest_file_reads_or_fails_naming_it(content):
     with tempfile.TemporaryDirectory() as folder:
         store = checkpoint.Checkpoint(folder)
-        checkpoint.atomic_write(store.marker_path, json.dumps({"format_version": checkpoint.CHECKPOINT_FORMAT_VERSION}).encode())
+        checkpoint.atomic_write(
+            store.marker_path, json.dumps({"format_version": checkpoint.CHECKPOINT_FORMAT_VERSION}).encode()
+        )
         with open(store.manifest_path, "wb") as handle:
             handle.write(content)
         with pytest.raises(ValueError, match="manifest.json"):

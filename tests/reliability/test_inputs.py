@@ -38,7 +38,9 @@ QUICK = dict(chains=2, warmup=10, draws=10, progress=False)
 def test_nonfinite_observations_name_the_key(bad, count):
     y = Y.copy()
     y[3] = bad
-    with pytest.raises(ValueError, match=rf"data \['y'\] hold non-finite values \({{'y': {count}}}.*site 'y'.*obs_mask"):
+    with pytest.raises(
+        ValueError, match=rf"data \['y'\] hold non-finite values \({{'y': {count}}}.*site 'y'.*obs_mask"
+    ):
         samplax.fit(regression, {"x": X, "y": y}, **QUICK)
     with pytest.raises(ValueError, match=r"data \['y'\] hold non-finite"):
         samplax.fit(regression, {"x": X, "y": y}, method="admm", **QUICK)
@@ -92,13 +94,16 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_compiling():
         samplax.fit(regression, {"x": X, "y": Y}, chains=1000, warmup=10, draws=10**7, progress=False)
 
 
-@pytest.mark.parametrize("method, option, value", [
-    ("nuts", "target_accept", float("nan")),
-    ("nuts", "initial_step_size", float("inf")),
-    ("mala", "initial_step_size", float("nan")),
-    ("bplmc", "step_size", float("nan")),
-    ("dsgld", "step_size", float("inf")),
-])
+@pytest.mark.parametrize(
+    "method, option, value",
+    [
+        ("nuts", "target_accept", float("nan")),
+        ("nuts", "initial_step_size", float("inf")),
+        ("mala", "initial_step_size", float("nan")),
+        ("bplmc", "step_size", float("nan")),
+        ("dsgld", "step_size", float("inf")),
+    ],
+)
 def test_nonfinite_options_are_errors(method, option, value):
     with pytest.raises(ValueError, match=f"option '{option}' must be a finite number"):
         samplax.fit(regression, {"x": X, "y": Y}, method=method, **{option: value}, **QUICK)
@@ -134,13 +139,14 @@ def test_truncated_proposal_library_names_the_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- properties
-FLOAT_OPTIONS = [(method, option) for method in methods() for option in schema(method).options
-                 if option.type is float]
+FLOAT_OPTIONS = [(method, option) for method in methods() for option in schema(method).options if option.type is float]
 
 
 @settings(max_examples=200, deadline=None)
-@given(choice=st.sampled_from(FLOAT_OPTIONS), value=st.one_of(st.floats(), st.integers(), st.text(max_size=3),
-                                                                st.none(), st.booleans()))
+@given(
+    choice=st.sampled_from(FLOAT_OPTIONS),
+    value=st.one_of(st.floats(), st.integers(), st.text(max_size=3), st.none(), st.booleans()),
+)
 def test_float_options_are_finite_in_range_or_refused(choice, value):
     method, option = choice
     try:
@@ -163,16 +169,28 @@ DTYPES = st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_, 
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3),
-                            st.one_of(hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, max_side=3)),
-                                      st.integers(), st.floats(), st.none(), st.lists(st.integers(), max_size=3),
-                                      st.lists(st.lists(st.floats(), max_size=2), max_size=2)),
-                            max_size=3))
+@given(
+    data=st.dictionaries(
+        st.text(alphabet="abcxyz", min_size=1, max_size=3),
+        st.one_of(
+            hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, max_side=3)),
+            st.integers(),
+            st.floats(),
+            st.none(),
+            st.lists(st.integers(), max_size=3),
+            st.lists(st.lists(st.floats(), max_size=2), max_size=2),
+        ),
+        max_size=3,
+    )
+)
 def test_data_checks_accept_numbers_or_refuse_with_a_value_error(data):
     try:
         converted = check_data(any_model, data)
     except ValueError:
         return
     for key, value in converted.items():
-        assert value is None or isinstance(value, (int, float, bool, str)) or (
-            isinstance(value, (np.ndarray, jax.Array)) and value.dtype.kind in "biuf"), (key, value)
+        assert (
+            value is None
+            or isinstance(value, (int, float, bool, str))
+            or (isinstance(value, (np.ndarray, jax.Array)) and value.dtype.kind in "biuf")
+        ), (key, value)

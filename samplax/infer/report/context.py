@@ -22,17 +22,28 @@ import pandas as pd
 
 from samplax.infer import arviz_compat, diagnostics
 
-__all__ = ["BFMI_THRESHOLD", "Context", "ESS_THRESHOLD", "FitRecord", "MAX_LINES", "MAX_PLOT_CHAINS",
-           "MAX_PLOT_DRAWS", "PARETO_K_THRESHOLD", "Parameter", "RHAT_THRESHOLD", "as_fit"]
+__all__ = [
+    "BFMI_THRESHOLD",
+    "Context",
+    "ESS_THRESHOLD",
+    "FitRecord",
+    "MAX_LINES",
+    "MAX_PLOT_CHAINS",
+    "MAX_PLOT_DRAWS",
+    "PARETO_K_THRESHOLD",
+    "Parameter",
+    "RHAT_THRESHOLD",
+    "as_fit",
+]
 
 RHAT_THRESHOLD = 1.01
 ESS_THRESHOLD = 400
 BFMI_THRESHOLD = 0.3
 PARETO_K_THRESHOLD = diagnostics.PARETO_K_UNRELIABLE
 
-MAX_PLOT_DRAWS = 1000        # per chain, in every plot
-MAX_PLOT_CHAINS = 8          # chains (repeats) drawn in a plot
-MAX_LINES = 16               # lines (agents, blocks) in a method panel plot
+MAX_PLOT_DRAWS = 1000  # per chain, in every plot
+MAX_PLOT_CHAINS = 8  # chains (repeats) drawn in a plot
+MAX_LINES = 16  # lines (agents, blocks) in a method panel plot
 
 
 class Estimate(NamedTuple):
@@ -61,10 +72,17 @@ class FitRecord:
     def from_idata(cls, idata: Any) -> FitRecord:
         """Read the record from ``idata``'s root attrs."""
         attrs = arviz_compat.root_attrs(idata)
-        estimates = {name: Estimate(*map(float, json.loads(attrs[name]))) if name in attrs else None
-                     for name in ("log_evidence", "elbo")}
-        return cls(idata=idata, method=attrs.get("method"), options=json.loads(attrs.get("options", "{}")),
-                   timing=json.loads(attrs.get("timing", "{}")), **estimates)
+        estimates = {
+            name: Estimate(*map(float, json.loads(attrs[name]))) if name in attrs else None
+            for name in ("log_evidence", "elbo")
+        }
+        return cls(
+            idata=idata,
+            method=attrs.get("method"),
+            options=json.loads(attrs.get("options", "{}")),
+            timing=json.loads(attrs.get("timing", "{}")),
+            **estimates,
+        )
 
 
 def as_fit(fit: Any):
@@ -76,8 +94,10 @@ def as_fit(fit: Any):
     if arviz_compat.is_idata(fit):
         fit = FitRecord.from_idata(fit)
     if not hasattr(fit, "idata") or not arviz_compat.is_idata(fit.idata):
-        raise ValueError(f"fit must be a samplax Fit (from samplax.fit or samplax.load), an arviz.InferenceData or "
-                         f"(ArviZ 1.x) an xarray.DataTree, got {type(fit).__name__}")
+        raise ValueError(
+            f"fit must be a samplax Fit (from samplax.fit or samplax.load), an arviz.InferenceData or "
+            f"(ArviZ 1.x) an xarray.DataTree, got {type(fit).__name__}"
+        )
     if not arviz_compat.has_group(fit.idata, "posterior"):
         raise ValueError("fit.idata has no posterior group: there are no draws to report on")
     return fit
@@ -96,7 +116,7 @@ class Context:
     """The fit, the sites shown and their scores: what the sections and panels read (see the module docstring)."""
 
     fit: Any
-    idata: Any          # arviz.InferenceData (ArviZ 0.x) or xarray.DataTree
+    idata: Any  # arviz.InferenceData (ArviZ 0.x) or xarray.DataTree
     posterior: Any
     stats: Any
     kind: str
@@ -105,17 +125,17 @@ class Context:
     draws: int
     chain_index: np.ndarray
     draw_index: np.ndarray
-    latent: list = dataclasses.field(default_factory=list)         # latent site names shown, in model order
+    latent: list = dataclasses.field(default_factory=list)  # latent site names shown, in model order
     deterministic: list = dataclasses.field(default_factory=list)  # deterministic site names shown
     var_names: list | None = None
-    table: pd.DataFrame | None = None   # every row shown: latent sites first, then deterministic ones
+    table: pd.DataFrame | None = None  # every row shown: latent sites first, then deterministic ones
     table_error: str | None = None
-    rhat: pd.Series | None = None       # the judged scores: latent sites' rows only
+    rhat: pd.Series | None = None  # the judged scores: latent sites' rows only
     ess_bulk: pd.Series | None = None
     ess_tail: pd.Series | None = None
     messages: list = dataclasses.field(default_factory=list)
     messages_error: str | None = None
-    note: str | None = None             # diagnostics.deterministic_note
+    note: str | None = None  # diagnostics.deterministic_note
     weights: dict | None = None
     weights_error: str | None = None
     bfmi: np.ndarray | None = None
@@ -140,19 +160,30 @@ class Context:
         chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
         stride = max(1, math.ceil(draws / MAX_PLOT_DRAWS))
         stats = arviz_compat.group(idata, "sample_stats")
-        context = cls(fit=fit, idata=idata, posterior=posterior, stats=stats,
-                      kind=diagnostics.draws_kind(idata), parameters=_parameters(posterior), chains=chains,
-                      draws=draws, chain_index=np.arange(min(chains, MAX_PLOT_CHAINS)),
-                      draw_index=np.arange(0, draws, stride), latent=latent, deterministic=deterministic,
-                      var_names=None if var_names is None else latent + deterministic)
+        context = cls(
+            fit=fit,
+            idata=idata,
+            posterior=posterior,
+            stats=stats,
+            kind=diagnostics.draws_kind(idata),
+            parameters=_parameters(posterior),
+            chains=chains,
+            draws=draws,
+            chain_index=np.arange(min(chains, MAX_PLOT_CHAINS)),
+            draw_index=np.arange(0, draws, stride),
+            latent=latent,
+            deterministic=deterministic,
+            var_names=None if var_names is None else latent + deterministic,
+        )
         context._score()
         return context
 
     def _score(self):
         thresholds = {"ess_threshold": ESS_THRESHOLD, "rhat_threshold": RHAT_THRESHOLD}
         try:
-            self.messages = diagnostics.convergence_warnings(self.idata, bfmi_threshold=BFMI_THRESHOLD,
-                                                             var_names=self.var_names, **thresholds)
+            self.messages = diagnostics.convergence_warnings(
+                self.idata, bfmi_threshold=BFMI_THRESHOLD, var_names=self.var_names, **thresholds
+            )
             self.note = diagnostics.deterministic_note(self.idata, var_names=self.var_names, **thresholds)
         except (ValueError, FloatingPointError) as error:
             self.messages_error = str(error)
@@ -267,7 +298,7 @@ def _parameters(posterior) -> list[Parameter]:
         site_dims = [dim for dim in da.transpose("chain", "draw", ...).dims if dim not in ("chain", "draw")]
         coords = [da.coords[dim].values if dim in da.coords else np.arange(da.sizes[dim]) for dim in site_dims]
         for index in np.ndindex(*[da.sizes[dim] for dim in site_dims]):
-            label = (f"{name}[{', '.join(str(coord[i]) for coord, i in zip(coords, index))}]" if index else str(name))
+            label = f"{name}[{', '.join(str(coord[i]) for coord, i in zip(coords, index))}]" if index else str(name)
             parameters.append(Parameter(label, str(name), index))
     return parameters
 
@@ -279,8 +310,13 @@ def _summary_and_scores(context: Context):
     """
     seconds, wall = context.sampling_seconds, context.seconds("total_s")
     # explicit positive times, always: with None the summary would read attrs["timing"], which may hold NaN
-    table = diagnostics.summary(context.idata, sampling_seconds=seconds or 1.0, wall_seconds=wall or 1.0,
-                                round_to="none", var_names=context.var_names)
+    table = diagnostics.summary(
+        context.idata,
+        sampling_seconds=seconds or 1.0,
+        wall_seconds=wall or 1.0,
+        round_to="none",
+        var_names=context.var_names,
+    )
     if seconds is None:
         table["ess_bulk_per_sampling_s"] = np.nan
     if wall is None:

@@ -37,8 +37,14 @@ def figure(width: float, height: float):
 def margins(fig, *, left=0.6, right=0.2, top=0.35, bottom=0.45, hspace=0.55, wspace=0.25):
     """Fixed margins in inches (cheaper than constrained layout, which dominates the drawing time)."""
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
-                        hspace=hspace, wspace=wspace)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        top=1 - top / height,
+        bottom=bottom / height,
+        hspace=hspace,
+        wspace=wspace,
+    )
 
 
 def png(fig, alt: str) -> str:

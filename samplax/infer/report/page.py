@@ -14,7 +14,7 @@ from typing import Any
 from samplax.infer import arviz_compat
 from samplax.infer.report.checks import checks_html, verdict_html
 from samplax.infer.report.context import Context, as_fit
-from samplax.infer.report.html import document, esc, guarded, section, seconds_text, short_list
+from samplax.infer.report.html import document, esc, guarded, seconds_text, section, short_list
 from samplax.infer.report.panels import PANELS
 from samplax.infer.report.plots import energy_html, pair_html, rank_html, trace_html
 from samplax.infer.report.records import other_records_html
@@ -84,25 +84,41 @@ def _header(context: Context) -> str:
     created = context.posterior.attrs.get("created_at", "")
     sites = list(context.posterior.data_vars)
     sites_text = esc(short_list([str(s) for s in sites], limit=8))
-    nav = "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title in (
-        ("verdict", "verdict"), ("checks", "checks"), ("summary", "summary"), ("trace", "plots"), ("run", "run")))
-    return (f"<header><h1>Diagnostics report: {esc(context.method)}</h1>"
-            f'<p class="meta">{context.chains} chains &times; {context.draws} draws &middot; {len(sites)} '
-            f"site{'s' if len(sites) != 1 else ''} ({sites_text}"
-            + (f"; {len(context.deterministic)} deterministic" if context.deterministic else "")
-            + f") &middot; {len(context.parameters)} scalar parameters"
-            + (f" &middot; selected with var_names from "
-               f"{len(arviz_compat.group(context.idata, 'posterior').data_vars)} sites"
-               if context.var_names is not None else "")
-            + (f" &middot; fitted {esc(created)}" if created else "")
-            + f'</p><nav>{nav}</nav></header>')
+    nav = "".join(
+        f'<a href="#{anchor}">{title}</a>'
+        for anchor, title in (
+            ("verdict", "verdict"),
+            ("checks", "checks"),
+            ("summary", "summary"),
+            ("trace", "plots"),
+            ("run", "run"),
+        )
+    )
+    return (
+        f"<header><h1>Diagnostics report: {esc(context.method)}</h1>"
+        f'<p class="meta">{context.chains} chains &times; {context.draws} draws &middot; {len(sites)} '
+        f"site{'s' if len(sites) != 1 else ''} ({sites_text}"
+        + (f"; {len(context.deterministic)} deterministic" if context.deterministic else "")
+        + f") &middot; {len(context.parameters)} scalar parameters"
+        + (
+            f" &middot; selected with var_names from "
+            f"{len(arviz_compat.group(context.idata, 'posterior').data_vars)} sites"
+            if context.var_names is not None
+            else ""
+        )
+        + (f" &middot; fitted {esc(created)}" if created else "")
+        + f"</p><nav>{nav}</nav></header>"
+    )
 
 
 def _run_html(context: Context) -> str:
     """Method, draws kind, chains x draws, seed, precision, times, the method's options and package versions."""
     fit, attrs = context.fit, arviz_compat.root_attrs(context.idata)
-    rows = [("method", esc(context.method)), ("draws kind", esc(context.kind)),
-            ("chains &times; draws", f"{context.chains} &times; {context.draws}")]
+    rows = [
+        ("method", esc(context.method)),
+        ("draws kind", esc(context.kind)),
+        ("chains &times; draws", f"{context.chains} &times; {context.draws}"),
+    ]
     for name in ("seed", "precision"):
         if name in attrs:
             rows.append((name, esc(attrs[name])))
@@ -112,15 +128,18 @@ def _run_html(context: Context) -> str:
             rows.append((f"{title} time", seconds_text(timing[name])))
     options = context.options
     table = "".join(f"<tr><th>{title}</th><td>{value}</td></tr>" for title, value in rows)
-    option_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v, default=str))}</td></tr>"
-                          for k, v in sorted(options.items()))
+    option_rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v, default=str))}</td></tr>" for k, v in sorted(options.items())
+    )
     versions = attrs.get("versions")
     try:
         versions = json.loads(versions) if isinstance(versions, str) else (versions or {})
     except json.JSONDecodeError:
         versions = {}
     version_text = ", ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items()) if isinstance(versions, dict) else ""
-    return (f'<div class="columns"><div><h3>Settings and time</h3><table><tbody>{table}</tbody></table></div>'
-            + (f'<div><h3>Method options</h3><table><tbody>{option_rows}</tbody></table></div>' if option_rows else "")
-            + "</div>"
-            + (f'<p class="small">Versions: {version_text}.</p>' if version_text else ""))
+    return (
+        f'<div class="columns"><div><h3>Settings and time</h3><table><tbody>{table}</tbody></table></div>'
+        + (f"<div><h3>Method options</h3><table><tbody>{option_rows}</tbody></table></div>" if option_rows else "")
+        + "</div>"
+        + (f'<p class="small">Versions: {version_text}.</p>' if version_text else "")
+    )

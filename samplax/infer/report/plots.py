@@ -20,11 +20,11 @@ from samplax.infer.report.summary import problem_labels
 
 __all__ = ["energy_html", "pair_html", "rank_html", "trace_html"]
 
-MAX_TRACE_PARAMETERS = 8     # scalar parameters in the trace and rank plots
-MAX_PAIR_PARAMETERS = 4      # scalar parameters in the pair plot
-MAX_PAIR_CANDIDATES = 32     # scalar parameters searched for the strongest correlations
-MAX_PAIR_POINTS = 4000       # non-divergent points per pair-plot panel
-MAX_DIVERGENT_MARKS = 2000   # divergent draws marked per plot
+MAX_TRACE_PARAMETERS = 8  # scalar parameters in the trace and rank plots
+MAX_PAIR_PARAMETERS = 4  # scalar parameters in the pair plot
+MAX_PAIR_CANDIDATES = 32  # scalar parameters searched for the strongest correlations
+MAX_PAIR_POINTS = 4000  # non-divergent points per pair-plot panel
+MAX_DIVERGENT_MARKS = 2000  # divergent draws marked per plot
 
 
 def _plotted_parameters(context: Context, limit: int) -> list[Parameter]:
@@ -48,14 +48,19 @@ def _plotted_parameters(context: Context, limit: int) -> list[Parameter]:
 
 def _plot_note(context: Context, shown: int, what: str) -> str:
     parts = [f"{shown} of {len(context.parameters)} scalar parameters ({what})"]
-    if shown == len(context.parameters) and len(context.chain_index) == context.chains and len(
-            context.draw_index) == context.draws:
+    if (
+        shown == len(context.parameters)
+        and len(context.chain_index) == context.chains
+        and len(context.draw_index) == context.draws
+    ):
         return ""
     if len(context.chain_index) < context.chains:
         parts.append(f"the first {len(context.chain_index)} of {context.chains} chains")
     if len(context.draw_index) < context.draws:
-        parts.append(f"one draw in {int(context.draw_index[1] - context.draw_index[0])} "
-                     f"({len(context.draw_index)} of {context.draws} per chain)")
+        parts.append(
+            f"one draw in {int(context.draw_index[1] - context.draw_index[0])} "
+            f"({len(context.draw_index)} of {context.draws} per chain)"
+        )
     return '<p class="small">Showing ' + ", ".join(parts) + ".</p>"
 
 
@@ -69,7 +74,7 @@ def trace_html(context: Context) -> str:
     for row, parameter in enumerate(parameters):
         values = context.thinned(parameter)
         density_ax, trace_ax = axes[row]
-        for c, chain in enumerate(context.chain_index):
+        for c, _chain in enumerate(context.chain_index):
             colour = CHAIN_COLOURS[c % len(CHAIN_COLOURS)]
             finite = values[c][np.isfinite(values[c])]
             if finite.size:
@@ -84,23 +89,34 @@ def trace_html(context: Context) -> str:
             if draws.size:
                 keep = slice(0, MAX_DIVERGENT_MARKS)
                 bottom = trace_ax.get_ylim()[0]
-                trace_ax.plot(draws[keep], np.full(draws[keep].shape, bottom), "|", color=DIVERGENT_COLOUR,
-                              markersize=8, label="divergent")
+                trace_ax.plot(
+                    draws[keep],
+                    np.full(draws[keep].shape, bottom),
+                    "|",
+                    color=DIVERGENT_COLOUR,
+                    markersize=8,
+                    label="divergent",
+                )
     axes[-1, 1].set_xlabel("draw", fontsize=9)
-    caption = ("Left: the marginal of each chain (one colour per chain); right: the draws in order. Chains that "
-               "overlap and look like stationary noise are what you want"
-               + ("; red ticks on the x-axis mark divergent draws." if diverging is not None and diverging.any()
-                  else "."))
-    return (png(fig, "trace plots") + f'<p class="caption">{caption}</p>'
-            + _plot_note(context, len(parameters), "problems first"))
+    caption = (
+        "Left: the marginal of each chain (one colour per chain); right: the draws in order. Chains that "
+        "overlap and look like stationary noise are what you want"
+        + ("; red ticks on the x-axis mark divergent draws." if diverging is not None and diverging.any() else ".")
+    )
+    return (
+        png(fig, "trace plots")
+        + f'<p class="caption">{caption}</p>'
+        + _plot_note(context, len(parameters), "problems first")
+    )
 
 
 def rank_html(context: Context) -> str:
     """Histograms of each chain's ranks among all draws, with a 99% band for uniform ranks."""
     if len(context.chain_index) < 2:
         return '<p class="small">Rank plots compare chains: this fit has one chain.</p>'
-    parameters = [p for p in _plotted_parameters(context, MAX_TRACE_PARAMETERS)
-                  if np.isfinite(context.thinned(p)).all()]
+    parameters = [
+        p for p in _plotted_parameters(context, MAX_TRACE_PARAMETERS) if np.isfinite(context.thinned(p)).all()
+    ]
     if not parameters:
         return '<p class="small">No parameter has finite draws to rank.</p>'
     columns = 2 if len(parameters) > 1 else 1
@@ -124,13 +140,15 @@ def rank_html(context: Context) -> str:
         ax.set_title(mpl(parameter.label), loc="left", fontsize=9)
         ax.set_xticks([])
         ax.tick_params(labelsize=8)
-    for ax in axes[len(parameters):]:
+    for ax in axes[len(parameters) :]:
         ax.set_visible(False)
-    return (png(fig, "rank plots")
-            + '<p class="caption">Histogram of each chain\'s ranks among all draws (one colour per chain). If the '
-            "chains sample the same distribution, every histogram is flat, inside the grey 99% band around the "
-            "dashed line; a chain whose bars slope or bulge is exploring somewhere else.</p>"
-            + _plot_note(context, len(parameters), "problems first"))
+    return (
+        png(fig, "rank plots")
+        + '<p class="caption">Histogram of each chain\'s ranks among all draws (one colour per chain). If the '
+        "chains sample the same distribution, every histogram is flat, inside the grey 99% band around the "
+        "dashed line; a chain whose bars slope or bulge is exploring somewhere else.</p>"
+        + _plot_note(context, len(parameters), "problems first")
+    )
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -150,8 +168,11 @@ def pair_html(context: Context) -> str:
     diverging = context.diverging()
     anchor = _most_divergence_related(context, usable, diverging)
     chosen = _most_correlated(usable, pooled, MAX_PAIR_PARAMETERS, anchor)
-    divergent_mask = (diverging[np.ix_(context.chain_index, context.draw_index)].ravel()
-                      if diverging is not None else np.zeros(len(pooled[chosen[0].label]), dtype=bool))
+    divergent_mask = (
+        diverging[np.ix_(context.chain_index, context.draw_index)].ravel()
+        if diverging is not None
+        else np.zeros(len(pooled[chosen[0].label]), dtype=bool)
+    )
     full_divergent = None
     if diverging is not None and diverging[context.chain_index].any():
         chains, draws = np.nonzero(diverging[context.chain_index])
@@ -182,26 +203,40 @@ def pair_html(context: Context) -> str:
             if j > 0:
                 ax.tick_params(labelleft=False)
             x, y = pooled[chosen[j].label], pooled[chosen[i].label]
-            ax.scatter(x[keep], y[keep], s=point_size, color="#1f77b4", alpha=point_alpha, linewidths=0,
-                       rasterized=True)
+            ax.scatter(
+                x[keep], y[keep], s=point_size, color="#1f77b4", alpha=point_alpha, linewidths=0, rasterized=True
+            )
             if full_divergent is not None:
-                ax.scatter(full_divergent[chosen[j].label], full_divergent[chosen[i].label], s=14,
-                           color=DIVERGENT_COLOUR, edgecolors="#7a0000", linewidths=0.4, label="divergent")
+                ax.scatter(
+                    full_divergent[chosen[j].label],
+                    full_divergent[chosen[i].label],
+                    s=14,
+                    color=DIVERGENT_COLOUR,
+                    edgecolors="#7a0000",
+                    linewidths=0.4,
+                    label="divergent",
+                )
             ax.text(0.02, 0.96, f"r = {correlations[i, j]:.2f}", transform=ax.transAxes, fontsize=8, va="top")
             ax.tick_params(labelsize=7)
             if i == k - 1:
                 ax.set_xlabel(mpl(chosen[j].label), fontsize=9)
             if j == 0:
                 ax.set_ylabel(mpl(chosen[i].label), fontsize=9)
-    caption = ("The most strongly correlated parameters (correlation r over the plotted draws). Narrow ridges or "
-               "funnels are where samplers struggle")
+    caption = (
+        "The most strongly correlated parameters (correlation r over the plotted draws). Narrow ridges or "
+        "funnels are where samplers struggle"
+    )
     if full_divergent is not None:
         caption += "; red points are divergent transitions: where they cluster is where the posterior is too curved"
         if anchor is not None:
-            caption += (f" ({esc(usable[anchor].label)}, whose divergent draws lie furthest from the others, is "
-                        "always shown)")
-    return png(fig, "pair plot") + f'<p class="caption">{caption}.</p>' + _plot_note(
-        context, k, f"the most correlated among {len(usable)} candidates")
+            caption += (
+                f" ({esc(usable[anchor].label)}, whose divergent draws lie furthest from the others, is always shown)"
+            )
+    return (
+        png(fig, "pair plot")
+        + f'<p class="caption">{caption}.</p>'
+        + _plot_note(context, k, f"the most correlated among {len(usable)} candidates")
+    )
 
 
 def _most_divergence_related(context: Context, parameters: list[Parameter], diverging) -> int | None:
@@ -220,8 +255,9 @@ def _most_divergence_related(context: Context, parameters: list[Parameter], dive
     return int(np.argmax(scores))
 
 
-def _most_correlated(parameters: list[Parameter], pooled: dict, limit: int,
-                     anchor: int | None = None) -> list[Parameter]:
+def _most_correlated(
+    parameters: list[Parameter], pooled: dict, limit: int, anchor: int | None = None
+) -> list[Parameter]:
     """Up to ``limit`` parameters taken pair by pair in order of |correlation| (``anchor`` always included)."""
     if len(parameters) <= limit:
         return parameters
@@ -261,8 +297,13 @@ def energy_html(context: Context) -> str | None:
     ax.legend(fontsize=8, frameon=False)
     ax.set_yticks([])
     ax.tick_params(labelsize=8)
-    bfmi = "" if context.bfmi is None else ("E-BFMI per chain: " + esc(short_list(
-        [round(float(v), 2) for v in context.bfmi])) + ". ")
-    return (png(fig, "energy plot") + f'<p class="caption">{bfmi}When the energy-transition histogram is much '
-            f"narrower than the marginal energy (E-BFMI below {BFMI_THRESHOLD:g}), momentum resampling cannot move "
-            "the sampler through the energy levels fast enough and the tails are explored slowly.</p>")
+    bfmi = (
+        ""
+        if context.bfmi is None
+        else ("E-BFMI per chain: " + esc(short_list([round(float(v), 2) for v in context.bfmi])) + ". ")
+    )
+    return (
+        png(fig, "energy plot") + f'<p class="caption">{bfmi}When the energy-transition histogram is much '
+        f"narrower than the marginal energy (E-BFMI below {BFMI_THRESHOLD:g}), momentum resampling cannot move "
+        "the sampler through the energy levels fast enough and the tails are explored slowly.</p>"
+    )

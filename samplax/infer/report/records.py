@@ -36,9 +36,11 @@ def other_records_html(context: Context) -> str | None:
     rows = [row for row in rows if row]
     if not rows:
         return None
-    return ('<table><thead><tr><th>record</th><th>shape</th><th>min</th><th>mean</th><th>max</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table><p class="small">Records this report has no panel for, '
-            "summarised over all chains and draws.</p>")
+    return (
+        "<table><thead><tr><th>record</th><th>shape</th><th>min</th><th>mean</th><th>max</th></tr></thead>"
+        f'<tbody>{"".join(rows)}</tbody></table><p class="small">Records this report has no panel for, '
+        "summarised over all chains and draws.</p>"
+    )
 
 
 def _record_row(name: str, values, dims) -> str:

@@ -19,7 +19,7 @@ from samplax.infer.report.html import esc, int_text, num, rhat_text
 
 __all__ = ["MAX_TABLE_ROWS", "SUMMARY_COLUMNS", "problem_labels", "summary_html"]
 
-MAX_TABLE_ROWS = 100         # rows of the summary table
+MAX_TABLE_ROWS = 100  # rows of the summary table
 
 SUMMARY_COLUMNS = (  # column, header, format, which draws kinds show it
     ("mean", "mean", "num", ("mcmc", "iid", "weighted")),
@@ -58,8 +58,10 @@ def summary_html(context: Context) -> str:
         latent = context.is_latent(label)
         if not latent and not in_deterministic:
             in_deterministic = True
-            rows.append(f'<tr class="group"><th colspan="{len(columns) + 1}">Deterministic sites: functions of the '
-                        "latent sites, reported but not judged</th></tr>")
+            rows.append(
+                f'<tr class="group"><th colspan="{len(columns) + 1}">Deterministic sites: functions of the '
+                "latent sites, reported but not judged</th></tr>"
+            )
         cells = [f"<th>{esc(label)}</th>"]
         for column, _, fmt, _ in columns:
             value = table.at[label, column]
@@ -72,26 +74,36 @@ def summary_html(context: Context) -> str:
         rows.append(f"<tr>{''.join(cells)}</tr>")
     notes = []
     if len(rows_shown) < len(table):
-        notes.append(f"Showing {len(rows_shown)} of {len(table)} scalar parameters: the latent ones that fail a "
-                     "threshold first, then latent sites before deterministic ones, in the model's order. "
-                     "<code>fit.summary()</code> has them all.")
-    notes.append("Marked cells fail a threshold: "
-                 + (f"R-hat above {RHAT_THRESHOLD:g} or undefined, " if context.kind == "mcmc" else "")
-                 + f"bulk or tail ESS below {ESS_THRESHOLD}."
-                 + (" Cells of deterministic sites that would fail are marked as notes, not failures."
-                    if context.deterministic and context.kind != "weighted" else "")
-                 + (f" HDI: highest-density interval {hdi_header}." if hdi_header else "")
-                 + " MCSE: Monte Carlo standard error. ESS bulk/s: bulk ESS per second of sampling (warm-up and "
-                 "compilation excluded).")
+        notes.append(
+            f"Showing {len(rows_shown)} of {len(table)} scalar parameters: the latent ones that fail a "
+            "threshold first, then latent sites before deterministic ones, in the model's order. "
+            "<code>fit.summary()</code> has them all."
+        )
+    notes.append(
+        "Marked cells fail a threshold: "
+        + (f"R-hat above {RHAT_THRESHOLD:g} or undefined, " if context.kind == "mcmc" else "")
+        + f"bulk or tail ESS below {ESS_THRESHOLD}."
+        + (
+            " Cells of deterministic sites that would fail are marked as notes, not failures."
+            if context.deterministic and context.kind != "weighted"
+            else ""
+        )
+        + (f" HDI: highest-density interval {hdi_header}." if hdi_header else "")
+        + " MCSE: Monte Carlo standard error. ESS bulk/s: bulk ESS per second of sampling (warm-up and "
+        "compilation excluded)."
+    )
     if context.kind == "weighted":
-        notes[-1] = ("The mean, sd and HDI are of the draws in the posterior group as stored; ArviZ's ESS, MCSE "
-                     "and R-hat do not apply to weighted draws and are left out. &asymp; MCSE mean = sd / "
-                     "&radic;(importance-weight ESS)." + (f" HDI: {hdi_header}." if hdi_header else ""))
+        notes[-1] = (
+            "The mean, sd and HDI are of the draws in the posterior group as stored; ArviZ's ESS, MCSE "
+            "and R-hat do not apply to weighted draws and are left out. &asymp; MCSE mean = sd / "
+            "&radic;(importance-weight ESS)." + (f" HDI: {hdi_header}." if hdi_header else "")
+        )
     if context.kind == "iid":
         notes.append("The draws are independent, so R-hat is left out.")
-    return (f'<div class="scroll"><table class="summary"><thead><tr><th>parameter</th>{header}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>'
-            + "".join(f'<p class="small">{note}</p>' for note in notes))
+    return (
+        f'<div class="scroll"><table class="summary"><thead><tr><th>parameter</th>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>" + "".join(f'<p class="small">{note}</p>' for note in notes)
+    )
 
 
 def _flag(context: Context, label: str, column: str) -> str:
@@ -116,8 +128,9 @@ def problem_labels(context: Context) -> list[str]:
     frame = pd.DataFrame({"rhat": context.rhat, "ess": np.minimum(context.ess_bulk, context.ess_tail)})
     rhat_bad = ~(frame["rhat"] <= RHAT_THRESHOLD) if context.kind == "mcmc" else False
     bad = frame[rhat_bad | ~(frame["ess"] >= ESS_THRESHOLD)]
-    bad = bad.assign(rhat_key=bad["rhat"].fillna(np.inf) if context.kind == "mcmc" else 0.0,
-                     ess_key=bad["ess"].fillna(-np.inf))
+    bad = bad.assign(
+        rhat_key=bad["rhat"].fillna(np.inf) if context.kind == "mcmc" else 0.0, ess_key=bad["ess"].fillna(-np.inf)
+    )
     return list(bad.sort_values(["rhat_key", "ess_key"], ascending=[False, True]).index)
 
 
@@ -128,8 +141,11 @@ def _rows_to_show(context: Context, table: pd.DataFrame) -> list[str]:
     if len(labels) <= MAX_TABLE_ROWS:
         return labels
     deterministic = [label for label in labels if not context.is_latent(label)]
-    noted = [label for label in deterministic
-             if any(_flag(context, label, column) for column in ("r_hat", "ess_bulk", "ess_tail"))]
+    noted = [
+        label
+        for label in deterministic
+        if any(_flag(context, label, column) for column in ("r_hat", "ess_bulk", "ess_tail"))
+    ]
     latent = [label for label in labels if context.is_latent(label)]
     chosen: dict[str, None] = {}
     for label in problem_labels(context) + latent + noted + deterministic:

@@ -33,7 +33,8 @@ Usage (one device, 8 agents on a cycle, a quadratic f_i per agent)::
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,8 +88,9 @@ def quadratic_prox():
     return prox
 
 
-def newton_prox(local_potential: Callable, max_steps: int = 20, tolerance: float | None = None,
-                num_backtracks: int = 8):
+def newton_prox(
+    local_potential: Callable, max_steps: int = 20, tolerance: float | None = None, num_backtracks: int = 8
+):
     """Damped Newton on the strongly convex proximal objective g(x) = f_i(x) + <p, x> + weight ||x - anchor||^2 / 2,
     warm-started at the agent's last iterate, until ||grad g|| / weight <= ``tolerance`` (default:
     `default_tolerance` of the positions' dtype) or ``max_steps`` steps. Each step is the Newton direction (the scaled
@@ -117,8 +119,9 @@ def newton_prox(local_potential: Callable, max_steps: int = 20, tolerance: float
                 matrix = hessian(x, data) + weight * jnp.eye(x.shape[0], dtype=x.dtype)
                 factor = jnp.linalg.cholesky(matrix)  # NaN when the Hessian is not positive definite
                 half = jax.lax.linalg.triangular_solve(factor, grad[:, None], left_side=True, lower=True)
-                direction = -jax.lax.linalg.triangular_solve(factor, half, left_side=True, lower=True,
-                                                             transpose_a=True)[:, 0]
+                direction = -jax.lax.linalg.triangular_solve(
+                    factor, half, left_side=True, lower=True, transpose_a=True
+                )[:, 0]
                 slope = jnp.dot(grad, direction)
                 usable = jnp.all(jnp.isfinite(direction)) & (slope < 0)
                 direction = jnp.where(usable, direction, -grad / weight)
@@ -172,8 +175,9 @@ def init(position, agents: AgentBlock, exchange: Exchange) -> ADMMState:
     return ADMMState(position, jnp.zeros_like(position), exchange.neighbour_sum(position, agents))
 
 
-def build_kernel(prox: Callable, exchange: Exchange, rho: float, tolerance: float | None = None,
-                 shared_noise: bool = False):
+def build_kernel(
+    prox: Callable, exchange: Exchange, rho: float, tolerance: float | None = None, shared_noise: bool = False
+):
     """``kernel(rng_key, state, agents) -> (state, info)``: one synchronous D-ADMMS iteration of every agent.
 
     ``prox(data, dual, anchor, weight, warm_start) -> (x, residual)`` solves one agent's proximal problem for all
@@ -212,9 +216,17 @@ class DistributedSampler(NamedTuple):
     step: Callable
 
 
-def admm(agents: AgentBlock, exchange: Exchange, *, rho: float, solver: str = "newton",
-         local_potential: Callable | None = None, newton_steps: int = 20,
-         tolerance: float | None = None, shared_noise: bool = False) -> DistributedSampler:
+def admm(
+    agents: AgentBlock,
+    exchange: Exchange,
+    *,
+    rho: float,
+    solver: str = "newton",
+    local_potential: Callable | None = None,
+    newton_steps: int = 20,
+    tolerance: float | None = None,
+    shared_noise: bool = False,
+) -> DistributedSampler:
     """D-ADMMS over ``agents`` (a device's block). ``solver``: "closed_form" (``agents.data`` is a
     `QuadraticPotential`) or "newton" (``local_potential(x, data)`` is f_i; at most ``newton_steps`` steps per
     solve). ``tolerance`` bounds the local-solve residual (default: `default_tolerance`)."""
@@ -241,5 +253,6 @@ def admm(agents: AgentBlock, exchange: Exchange, *, rho: float, solver: str = "n
     else:
         raise ValueError(f"solver={solver!r} is not known; use 'closed_form' or 'newton'")
     kernel = build_kernel(prox, exchange, rho, tolerance, shared_noise)
-    return DistributedSampler(lambda position: init(position, agents, exchange),
-                              lambda rng_key, state: kernel(rng_key, state, agents))
+    return DistributedSampler(
+        lambda position: init(position, agents, exchange), lambda rng_key, state: kernel(rng_key, state, agents)
+    )

@@ -17,7 +17,8 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +42,15 @@ def metropolis_weights(topology: Topology) -> np.ndarray:
     return topology.adjacency / (1.0 + np.maximum(degrees[:, None], degrees[None, :]))
 
 
-def dsgld_kernel(likelihood_potential: Callable, prior_potential: Callable, exchange: Exchange, step_size: float,
-                 *, batch_size: int | None = None, subsample: Callable | None = None):
+def dsgld_kernel(
+    likelihood_potential: Callable,
+    prior_potential: Callable,
+    exchange: Exchange,
+    step_size: float,
+    *,
+    batch_size: int | None = None,
+    subsample: Callable | None = None,
+):
     """``kernel(rng_key, state, agents) -> (state, info)``: one D-SGLD step of every agent.
 
     f_i(x) = likelihood_potential(x, data_i) + prior_potential(x, data_i). Build ``agents`` with
@@ -70,6 +78,7 @@ def dsgld_kernel(likelihood_potential: Callable, prior_potential: Callable, exch
             if batch_size is None:
                 grad = jax.vmap(jax.grad(lambda z: likelihood_potential(z, data) + prior_potential(z, data)))(x)
             else:  # every replica draws its own minibatch, so the replicas stay independent chains
+
                 def replica_grad(z, replica_key):
                     batch, scale = subsample(replica_key, data, batch_size)
                     return jax.grad(lambda u: scale * likelihood_potential(u, batch) + prior_potential(u, data))(z)
@@ -86,15 +95,24 @@ def dsgld_kernel(likelihood_potential: Callable, prior_potential: Callable, exch
     return kernel
 
 
-def dsgld(agents: AgentBlock, exchange: Exchange, likelihood_potential: Callable, prior_potential: Callable, *,
-          step_size: float, batch_size: int | None = None, subsample: Callable | None = None) -> DistributedSampler:
+def dsgld(
+    agents: AgentBlock,
+    exchange: Exchange,
+    likelihood_potential: Callable,
+    prior_potential: Callable,
+    *,
+    step_size: float,
+    batch_size: int | None = None,
+    subsample: Callable | None = None,
+) -> DistributedSampler:
     """Decentralised SGLD over ``agents`` (built with ``neighbour_weights=metropolis_weights(topology)``)."""
-    kernel = dsgld_kernel(likelihood_potential, prior_potential, exchange, step_size, batch_size=batch_size,
-                          subsample=subsample)
+    kernel = dsgld_kernel(
+        likelihood_potential, prior_potential, exchange, step_size, batch_size=batch_size, subsample=subsample
+    )
     return DistributedSampler(
         lambda position: DSGLDState(jnp.where(jnp.asarray(agents.active)[:, None, None], position, 0.0)),
-        lambda rng_key, state: kernel(rng_key, state, agents))
-
+        lambda rng_key, state: kernel(rng_key, state, agents),
+    )
 
 
 def subsample_shard(key, shard: dict, batch_size: int):

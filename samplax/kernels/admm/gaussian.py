@@ -44,14 +44,15 @@ def linear_gaussian_stationary(topology: Topology, rho: float, sigma, precisions
     # m = C x with C = (I + D^{-1} Adj) / 2
     centre = 0.5 * (np.eye(n) + adjacency / degrees[:, None])
     big = lambda blocks: np.block(blocks)  # noqa: E731
-    K = big([[solve[i] * weight[i] * centre[i, j] for j in range(n)] for i in range(n)])   # x' from x
+    K = big([[solve[i] * weight[i] * centre[i, j] for j in range(n)] for i in range(n)])  # x' from x
     G = big([[-solve[i] if i == j else np.zeros((dim, dim)) for j in range(n)] for i in range(n)])  # x' from p
     h = np.concatenate([solve[i] @ linears[i] for i in range(n)])
     if shared_noise:  # one xi for every agent: a single noise column block
         Nx = np.vstack([-solve[i] * weight[i] * sigma[i] for i in range(n)])
     else:
-        Nx = big([[-solve[i] * weight[i] * sigma[i] if i == j else np.zeros((dim, dim)) for j in range(n)]
-                  for i in range(n)])
+        Nx = big(
+            [[-solve[i] * weight[i] * sigma[i] if i == j else np.zeros((dim, dim)) for j in range(n)] for i in range(n)]
+        )
     laplacian = np.kron(np.diag(degrees) - adjacency, eye) * rho
     # p' = p + rho L x'
     T = np.block([[K, G], [laplacian @ K, np.eye(n * dim) + laplacian @ G]])
@@ -66,17 +67,23 @@ def linear_gaussian_stationary(topology: Topology, rho: float, sigma, precisions
     noise_red = Pinv @ noise
     radius = float(np.max(np.abs(np.linalg.eigvals(T_red))))
     if radius >= 1:
-        raise ValueError(f"the linear ADMM recursion is not stable (spectral radius {radius:.4f}); check rho and the "
-                         "precisions (they must be positive semidefinite with a positive definite sum)")
+        raise ValueError(
+            f"the linear ADMM recursion is not stable (spectral radius {radius:.4f}); check rho and the "
+            "precisions (they must be positive semidefinite with a positive definite sum)"
+        )
     mean_red = np.linalg.solve(np.eye(T_red.shape[0]) - T_red, offset_red)
     cov_red = scipy.linalg.solve_discrete_lyapunov(T_red, noise_red @ noise_red.T)
     x_dim = n * dim
     mean = mean_red[:x_dim].reshape(n, dim)
     cov = cov_red[:x_dim, :x_dim]
     average = np.kron(degrees / degrees.sum(), eye)  # (dim, n dim)
-    return {"mean": mean, "covariance": cov, "average_mean": average @ mean_red[:x_dim],
-            "average_covariance": average @ cov @ average.T, "spectral_radius": radius}
-
+    return {
+        "mean": mean,
+        "covariance": cov,
+        "average_mean": average @ mean_red[:x_dim],
+        "average_covariance": average @ cov @ average.T,
+        "spectral_radius": radius,
+    }
 
 
 def variance_ratio(topology: Topology, rho: float, sigma, precisions, scale=None, shared_noise=False):

@@ -24,7 +24,8 @@ the fastest rho whose variance deficit is at most 10 %.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,8 +74,16 @@ def _modified_newton_direction(grad, hessian):
     return -scale * (vectors @ ((vectors.T @ (scale * grad)) / values))
 
 
-def laplace_warmup(local_potential: Callable, agents: AgentBlock, exchange: Exchange, dim: int, *,
-                   num_steps: int = 30, num_backtracks: int = 12, dtype=None) -> LaplaceInfo:
+def laplace_warmup(
+    local_potential: Callable,
+    agents: AgentBlock,
+    exchange: Exchange,
+    dim: int,
+    *,
+    num_steps: int = 30,
+    num_backtracks: int = 12,
+    dtype=None,
+) -> LaplaceInfo:
     """Damped Newton on F = sum_i f_i over the network from x = 0 (call inside ``shard_map`` like a sampler's step;
     the result is the same on every device). ``local_potential(x, data)`` is f_i."""
     dtype = dtype or jnp.zeros(()).dtype
@@ -88,8 +97,12 @@ def laplace_warmup(local_potential: Callable, agents: AgentBlock, exchange: Exch
             return value, grad, jax.hessian(local_potential)(x, data)
 
         value, grad, hessian = jax.vmap(one)(agents.data)
-        return (exchange.network_sum(value, agents), exchange.network_sum(grad, agents),
-                exchange.network_sum(hessian, agents), hessian)
+        return (
+            exchange.network_sum(value, agents),
+            exchange.network_sum(grad, agents),
+            exchange.network_sum(hessian, agents),
+            hessian,
+        )
 
     def values_at(points):
         points = exchange.local(points)
@@ -161,11 +174,13 @@ def make_preconditioner(mode, hessian, kind: str = "auto") -> Preconditioner:
     else:
         matrix = np.diag(scale)
     covariance = matrix @ matrix.T if kind == "dense" else np.linalg.pinv(hessian)
-    summary = {"kind": kind, "condition_number": float(np.max(clipped) / np.min(clipped)
-                                                        * (diagonal.max() / max(diagonal.min(), floor))),
-               "scaled_condition_number": float(np.max(clipped) / np.min(clipped)),
-               "non_positive_directions": int(np.sum(small)),
-               "laplace_sd": np.sqrt(np.maximum(np.diag(covariance), 0.0))}
+    summary = {
+        "kind": kind,
+        "condition_number": float(np.max(clipped) / np.min(clipped) * (diagonal.max() / max(diagonal.min(), floor))),
+        "scaled_condition_number": float(np.max(clipped) / np.min(clipped)),
+        "non_positive_directions": int(np.sum(small)),
+        "laplace_sd": np.sqrt(np.maximum(np.diag(covariance), 0.0)),
+    }
     if kind == "diagonal":
         summary["condition_number"] = float(np.max(clipped) / np.min(clipped))  # that of the Jacobi-scaled H
     return Preconditioner(mode, matrix, summary)
@@ -199,8 +214,9 @@ def quadratic_check(local_potential: Callable, dim: int, dtype=None) -> Callable
             value = local_potential(z, data)
             hess = jax.hessian(local_potential)(z, data)
             scale = 1.0 + jnp.abs(value) + jnp.abs(predicted)
-            return jnp.maximum(jnp.abs(value - predicted) / scale,
-                               jnp.max(jnp.abs(hess - hess0)) / (1.0 + jnp.max(jnp.abs(hess0))))
+            return jnp.maximum(
+                jnp.abs(value - predicted) / scale, jnp.max(jnp.abs(hess - hess0)) / (1.0 + jnp.max(jnp.abs(hess0)))
+            )
 
         return hess0, -grad0, jnp.max(jax.vmap(at)(points))
 
@@ -210,8 +226,14 @@ def quadratic_check(local_potential: Callable, dim: int, dtype=None) -> Callable
 MIN_VARIANCE_RATIO = 0.9
 
 
-def choose_rho(topology: Topology, agent_precisions, sigma_fn: Callable, *, shared_noise: bool = False,
-               min_variance_ratio: float = MIN_VARIANCE_RATIO) -> tuple[float, dict]:
+def choose_rho(
+    topology: Topology,
+    agent_precisions,
+    sigma_fn: Callable,
+    *,
+    shared_noise: bool = False,
+    min_variance_ratio: float = MIN_VARIANCE_RATIO,
+) -> tuple[float, dict]:
     """rho from the curvature: on the Gaussian with the agents' Hessians at the mode ``agent_precisions``
     (n, d, d, in preconditioned coordinates), the exact linear analysis (`gaussian.linear_gaussian_stationary`)
     gives, for each rho of the grid (5 / D) * 2^k, k = -3 .. 2, the network average's variance ratio and the
@@ -234,10 +256,11 @@ def choose_rho(topology: Topology, agent_precisions, sigma_fn: Callable, *, shar
         return base, record
     best = None
     for k in range(-3, 3):
-        rho = base * 2.0 ** k
+        rho = base * 2.0**k
         try:
-            exact = linear_gaussian_stationary(topology, rho, sigma_fn(rho), precisions, np.zeros((n, dim)),
-                                               shared_noise)
+            exact = linear_gaussian_stationary(
+                topology, rho, sigma_fn(rho), precisions, np.zeros((n, dim)), shared_noise
+            )
         except (ValueError, np.linalg.LinAlgError):
             continue
         ratio = float(np.min(np.diag(exact["average_covariance"]) / target))

@@ -16,7 +16,8 @@ with independent draws ("paper").
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,8 +76,10 @@ def make_topology(graph, num_agents: int | None = None) -> Topology:
 
     if isinstance(graph, str):
         if graph not in GRAPH_NAMES:
-            raise ValueError(f"graph={graph!r} is not a known graph name; use one of {list(GRAPH_NAMES)}, a networkx "
-                             "graph or an adjacency matrix")
+            raise ValueError(
+                f"graph={graph!r} is not a known graph name; use one of {list(GRAPH_NAMES)}, a networkx "
+                "graph or an adjacency matrix"
+            )
         if not isinstance(num_agents, (int, np.integer)) or isinstance(num_agents, bool) or num_agents < 2:
             raise ValueError(f"num_agents must be an integer >= 2 for graph={graph!r}, got {num_agents!r}")
         n = int(num_agents)
@@ -88,23 +91,29 @@ def make_topology(graph, num_agents: int | None = None) -> Topology:
             adjacency = np.asarray(nx.to_numpy_array(nx.star_graph(n - 1)))
     elif isinstance(graph, nx.Graph):
         if graph.is_directed():
-            raise ValueError("graph must be undirected (agents exchange with their neighbours both ways); pass "
-                             "graph.to_undirected()")
+            raise ValueError(
+                "graph must be undirected (agents exchange with their neighbours both ways); pass graph.to_undirected()"
+            )
         if nx.number_of_selfloops(graph):
             raise ValueError(f"graph has self-loops at nodes {list(nx.nodes_with_selfloops(graph))}; remove them")
         adjacency = np.asarray(nx.to_numpy_array(graph, nodelist=list(graph.nodes), weight=None))
         adjacency = (adjacency != 0).astype(float)
         if num_agents is not None and num_agents != adjacency.shape[0]:
-            raise ValueError(f"num_agents={num_agents} but the graph has {adjacency.shape[0]} nodes; drop "
-                             "num_agents or pass a graph with that many nodes")
+            raise ValueError(
+                f"num_agents={num_agents} but the graph has {adjacency.shape[0]} nodes; drop "
+                "num_agents or pass a graph with that many nodes"
+            )
     else:
         adjacency = np.asarray(graph, dtype=float)
         if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
-            raise ValueError(f"graph must be a name, a networkx graph or a square adjacency matrix, got an array of "
-                             f"shape {adjacency.shape}")
+            raise ValueError(
+                f"graph must be a name, a networkx graph or a square adjacency matrix, got an array of "
+                f"shape {adjacency.shape}"
+            )
         if not np.array_equal(adjacency, adjacency.T) or np.any(np.diag(adjacency) != 0):
-            raise ValueError("the adjacency matrix must be symmetric with a zero diagonal (an undirected graph "
-                             "without self-loops)")
+            raise ValueError(
+                "the adjacency matrix must be symmetric with a zero diagonal (an undirected graph without self-loops)"
+            )
         adjacency = (adjacency != 0).astype(float)
     n = adjacency.shape[0]
     if n < 2:
@@ -112,8 +121,10 @@ def make_topology(graph, num_agents: int | None = None) -> Topology:
     degrees = adjacency.sum(axis=1)
     isolated = np.flatnonzero(degrees == 0)
     if isolated.size:
-        raise ValueError(f"agents {isolated.tolist()} have no neighbours (degree 0): their ADMM step is "
-                         "deterministic and never mixes with the network; connect them or drop them from the graph")
+        raise ValueError(
+            f"agents {isolated.tolist()} have no neighbours (degree 0): their ADMM step is "
+            "deterministic and never mixes with the network; connect them or drop them from the graph"
+        )
     if np.array_equal(adjacency, np.ones((n, n)) - np.eye(n)):
         kind = "complete"
     elif n >= 3 and np.array_equal(adjacency, np.asarray(nx.to_numpy_array(nx.cycle_graph(n)))):
@@ -158,11 +169,15 @@ def make_layout(num_agents: int, num_shards: int = 1, num_groups: int = 1) -> Ag
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if num_shards % num_groups:
-        raise ValueError(f"num_shards={num_shards} devices cannot be split evenly over num_groups={num_groups} "
-                         "processes; give every process the same number of devices")
+        raise ValueError(
+            f"num_shards={num_shards} devices cannot be split evenly over num_groups={num_groups} "
+            "processes; give every process the same number of devices"
+        )
     if num_agents % num_groups:
-        raise ValueError(f"num_agents={num_agents} cannot be split evenly over {num_groups} processes; use a multiple "
-                         f"of {num_groups} agents")
+        raise ValueError(
+            f"num_agents={num_agents} cannot be split evenly over {num_groups} processes; use a multiple "
+            f"of {num_groups} agents"
+        )
     agents_per_group = num_agents // num_groups
     shards_per_group = num_shards // num_groups
     per_shard = -(-agents_per_group // shards_per_group)
@@ -184,18 +199,23 @@ def noise_scale(noise, topology: Topology, rho: float) -> np.ndarray:
     if isinstance(noise, str):
         if noise == "calibrated":
             degrees = topology.degrees
-            value = np.sqrt(degrees.sum() / (rho * np.sum(degrees ** 2)))
+            value = np.sqrt(degrees.sum() / (rho * np.sum(degrees**2)))
         elif noise == "common":
             # one xi shared by every agent: the degree-weighted average gets sigma xi, and 2 h = 1 / (rho D)
             value = np.sqrt(1.0 / (rho * topology.degrees.sum()))
         elif noise == "paper":
             value = np.sqrt(2.0) / (2.0 * rho)
         else:
-            raise ValueError(f"noise={noise!r} is not known; use one of {list(NOISE_NAMES)} or a number >= 0 "
-                             "(0 is plain decentralised ADMM)")
+            raise ValueError(
+                f"noise={noise!r} is not known; use one of {list(NOISE_NAMES)} or a number >= 0 "
+                "(0 is plain decentralised ADMM)"
+            )
         return np.full(n, value)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) or \
-            not 0 <= noise < np.inf:
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, (int, float, np.integer, np.floating))
+        or not 0 <= noise < np.inf
+    ):
         raise ValueError(f"noise must be one of {list(NOISE_NAMES)} or a number >= 0 (and finite), got {noise!r}")
     return np.full(n, float(noise))
 
@@ -225,9 +245,17 @@ def slot_data(values, layout: AgentLayout, slots: slice | None = None):
     return jax.tree.map(lambda v: np.asarray(v)[take], values)
 
 
-def make_agent_block(topology: Topology, layout: AgentLayout, *, rho: float, noise="calibrated", data=None,
-                     neighbour_weights: np.ndarray | None = None, slots: slice | None = None,
-                     data_in_slots: bool = False) -> AgentBlock:
+def make_agent_block(
+    topology: Topology,
+    layout: AgentLayout,
+    *,
+    rho: float,
+    noise="calibrated",
+    data=None,
+    neighbour_weights: np.ndarray | None = None,
+    slots: slice | None = None,
+    data_in_slots: bool = False,
+) -> AgentBlock:
     """Host-side `AgentBlock` of ``slots`` (default: every slot) for ``topology`` laid out by ``layout``.
 
     ``data`` holds one entry per agent along its leading axis (agent order), or per slot of ``slots`` when
@@ -267,8 +295,9 @@ class Exchange(NamedTuple):
     local: Callable
 
 
-def make_exchange(topology: Topology, layout: AgentLayout, axis_name: str | None = None,
-                  kind: str | None = None) -> Exchange:
+def make_exchange(
+    topology: Topology, layout: AgentLayout, axis_name: str | None = None, kind: str | None = None
+) -> Exchange:
     """The neighbour exchange of ``topology`` over ``layout``'s shards (inside ``shard_map`` over ``axis_name``, or
     on one device when ``axis_name`` is None). ``kind`` forces "gather" (masked all-gather) instead of the graph's
     fast path; a cycle whose agents do not fill the slots exactly also falls back to it."""
@@ -294,6 +323,7 @@ def make_exchange(topology: Topology, layout: AgentLayout, axis_name: str | None
         return jax.lax.pmax(local, axis_name) if sharded else local
 
     if kind == "complete":
+
         def neighbour_sum(x, agents):
             return network_sum(x, agents)[None] - x
 
@@ -310,6 +340,7 @@ def make_exchange(topology: Topology, layout: AgentLayout, axis_name: str | None
             return left + right
 
     else:
+
         def neighbour_sum(x, agents):
             everyone = jax.lax.all_gather(x, axis_name, axis=0, tiled=True) if sharded else x
             weights = agents.neighbour_weights.astype(x.dtype)
@@ -319,8 +350,6 @@ def make_exchange(topology: Topology, layout: AgentLayout, axis_name: str | None
         return jax.lax.pcast(v, axis_name, to="varying") if sharded else v
 
     return Exchange(kind, neighbour_sum, network_sum, network_max, local)
-
-
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -338,20 +367,19 @@ class NetworkInfo(NamedTuple):
     diverging: jax.Array
 
 
-def network_info(position, dual, agents: AgentBlock, exchange: Exchange, residual=None,
-                 failed=None) -> NetworkInfo:
+def network_info(position, dual, agents: AgentBlock, exchange: Exchange, residual=None, failed=None) -> NetworkInfo:
     """One ``network_sum`` (a single psum) gives the weighted average, the residual and the dual sum; one
     ``network_max`` the worst local solve. ``residual`` and ``failed`` are per (slot, replica), or None."""
     dim = position.shape[-1]
     degree = agents.degree.astype(position.dtype)[:, None, None]
-    squared = jnp.sum(position ** 2, axis=-1, keepdims=True)
+    squared = jnp.sum(position**2, axis=-1, keepdims=True)
     ones = jnp.ones_like(squared)
     stacked = jnp.concatenate([degree * position, dual, degree * squared, degree * ones], axis=-1)
     total = exchange.network_sum(stacked, agents)
     weight_total = total[..., -1:]
     average = total[..., :dim] / weight_total
-    dual_sum = jnp.linalg.norm(total[..., dim:2 * dim], axis=-1)
-    spread = total[..., 2 * dim] / weight_total[..., 0] - jnp.sum(average ** 2, axis=-1)
+    dual_sum = jnp.linalg.norm(total[..., dim : 2 * dim], axis=-1)
+    spread = total[..., 2 * dim] / weight_total[..., 0] - jnp.sum(average**2, axis=-1)
     if residual is None:
         worst = jnp.zeros(position.shape[1], position.dtype)
         diverging = jnp.zeros(position.shape[1], bool)

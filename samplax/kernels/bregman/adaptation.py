@@ -23,7 +23,8 @@ Steps left over when ``num_steps`` is not a multiple of the windows run at the f
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +33,19 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from samplax.kernels.bregman.bplmc import default_step_size
 
-__all__ = ["CURVATURE_FLOOR", "CURVATURE_QUANTILE", "STEP_FRACTION", "WINDOWS", "build_warmup",
-           "step_size_from_curvature"]
+__all__ = [
+    "CURVATURE_FLOOR",
+    "CURVATURE_QUANTILE",
+    "STEP_FRACTION",
+    "WINDOWS",
+    "build_warmup",
+    "step_size_from_curvature",
+]
 
 WINDOWS = 10
-MASS_WINDOWS = (2, 6)   # windows [2, 6) feed the variance estimate; the preconditioner is fixed at the end of window 5
-STEP_FRACTION = 0.2     # gamma = STEP_FRACTION / (L + 1/lambda)
-CURVATURE_FLOOR = 1.0   # a flat smooth part gives no scale: curvatures below this count as this
+MASS_WINDOWS = (2, 6)  # windows [2, 6) feed the variance estimate; the preconditioner is fixed at the end of window 5
+STEP_FRACTION = 0.2  # gamma = STEP_FRACTION / (L + 1/lambda)
+CURVATURE_FLOOR = 1.0  # a flat smooth part gives no scale: curvatures below this count as this
 CURVATURE_QUANTILE = 0.9
 
 
@@ -50,14 +57,24 @@ def step_size_from_curvature(curvature, smoothing):
 
 class _Carry(NamedTuple):
     state: object
-    step_size: jax.Array      # unadjusted: the current window's step
-    averaging: object         # BlackJAX's dual averaging state (adjusted)
-    mass: object              # BlackJAX's Welford state
+    step_size: jax.Array  # unadjusted: the current window's step
+    averaging: object  # BlackJAX's dual averaging state (adjusted)
+    mass: object  # BlackJAX's Welford state
     inverse_mass: jax.Array
 
 
-def build_warmup(kernel: Callable, init: Callable, curvature: Callable, smoothing, *, adjusted: bool,
-                 num_steps: int, step_size=None, target_accept: float = 0.574, adapt_mass: bool = False) -> Callable:
+def build_warmup(
+    kernel: Callable,
+    init: Callable,
+    curvature: Callable,
+    smoothing,
+    *,
+    adjusted: bool,
+    num_steps: int,
+    step_size=None,
+    target_accept: float = 0.574,
+    adapt_mass: bool = False,
+) -> Callable:
     """``warmup(rng_key, position) -> (state, step_size, inverse_mass, mean acceptance)`` for ONE chain (vmap it).
 
     kernel(key, state, step_size, inverse_mass) -> (state, info with ``acceptance_rate``); init(position,
@@ -127,11 +144,12 @@ def build_warmup(kernel: Callable, init: Callable, curvature: Callable, smoothin
         elif adjusted:
             final = jnp.exp(carry.averaging.log_step_size_avg).astype(dtype)
         else:
-            late = curvatures[mass_end if mass_end < windows else windows // 2:]  # past the transient / new metric
+            late = curvatures[mass_end if mass_end < windows else windows // 2 :]  # past the transient / new metric
             late = jnp.where(jnp.isfinite(late), late, jnp.inf)
             final = step_size_from_curvature(jnp.quantile(late, CURVATURE_QUANTILE), smoothing).astype(dtype)
         state = carry.state
         if tail:
+
             def tail_body(state, t):
                 state, info = kernel(jax.random.fold_in(rng_key, t), state, final, carry.inverse_mass)
                 return state, info.acceptance_rate

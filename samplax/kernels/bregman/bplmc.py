@@ -34,7 +34,8 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,8 +112,9 @@ class SmoothedPotential(NamedTuple):
     exact: jax.Array
 
 
-def smoothed_potential(smooth_potential_fn: Callable, envelope_fn: Callable | None = None,
-                       nonsmooth_fn: Callable | None = None) -> Callable:
+def smoothed_potential(
+    smooth_potential_fn: Callable, envelope_fn: Callable | None = None, nonsmooth_fn: Callable | None = None
+) -> Callable:
     """x -> SmoothedPotential(f + env, grad f + grad env, grad env, f + g); ``envelope_fn=None``: g = 0.
 
     ``nonsmooth_fn`` is g itself (for the adjusted variant's exact target); None with an envelope means the
@@ -154,8 +156,9 @@ def init(position, potential_fn: Callable, legendre) -> BPLMCState:
             "coordinates summing to less than 1 for entropic_simplex)"
         )
     potential = potential_fn(position)
-    return BPLMCState(position, legendre.grad(position), potential.value, potential.grad, potential.envelope_grad,
-                      potential.exact)
+    return BPLMCState(
+        position, legendre.grad(position), potential.value, potential.grad, potential.envelope_grad, potential.exact
+    )
 
 
 def build_kernel(legendre, adjusted: bool = False) -> Callable:
@@ -258,8 +261,9 @@ def as_top_level_api(
     envelope_fn = None
     if l1_weight is not None:
         envelope_fn = bregman_moreau_envelope(legendre, l1_weight, l1_center, smoothing, side)
-    potential_fn = smoothed_potential(smooth_potential_fn, envelope_fn,
-                                      None if l1_weight is None else l1_term(l1_weight, l1_center))
+    potential_fn = smoothed_potential(
+        smooth_potential_fn, envelope_fn, None if l1_weight is None else l1_term(l1_weight, l1_center)
+    )
     kernel = build_kernel(legendre, adjusted)
 
     def init_fn(position, rng_key=None):
@@ -306,8 +310,10 @@ def default_step_size(curvature, smoothing=None, fraction: float = 0.2):
     inverse = curvature + (0.0 if smoothing is None else 1.0 / smoothing)
     concrete = _concrete(inverse)
     if concrete is not None and not np.all(concrete > 0):
-        raise ValueError("default_step_size: curvature + 1/smoothing must be > 0; pass a smoothing or a curvature "
-                         "estimate at typical positions")
+        raise ValueError(
+            "default_step_size: curvature + 1/smoothing must be > 0; pass a smoothing or a curvature "
+            "estimate at typical positions"
+        )
     return fraction / inverse
 
 

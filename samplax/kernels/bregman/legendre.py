@@ -254,9 +254,7 @@ class FermiDirac(SeparableLegendre):
     def grad_conj(self, y):
         # Measure from the nearer bound so that points close to either end keep their precision.
         w = self.width
-        return jnp.where(
-            y < 0, self.lower + w * jax.nn.sigmoid(y), self.upper - w * jax.nn.sigmoid(-y)
-        )
+        return jnp.where(y < 0, self.lower + w * jax.nn.sigmoid(y), self.upper - w * jax.nn.sigmoid(-y))
 
     def hess_diag(self, x):
         return self.width / ((x - self.lower) * (self.upper - x))
@@ -463,13 +461,18 @@ def make_legendre(name: str, **params: Any):
         raise ValueError(f"legendre {name!r} got unknown parameter(s) {unknown}; its parameters are: {valid}")
     if name == "hyperbolic_entropy" and "beta" in params and _concrete(params["beta"]) is not None:
         if not np.all(_concrete(params["beta"]) > 0):
-            raise ValueError(f"hyperbolic_entropy: beta must be > 0, got {params['beta']!r}; use a scale near the "
-                             "target's spread per coordinate")
+            raise ValueError(
+                f"hyperbolic_entropy: beta must be > 0, got {params['beta']!r}; use a scale near the "
+                "target's spread per coordinate"
+            )
     if name == "fermi_dirac":
         lower, upper = params.get("lower", 0.0), params.get("upper", 1.0)
         lo, hi = _concrete(lower), _concrete(upper)
-        if lo is not None and hi is not None and not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
-                                                      and np.all(lo < hi)):
+        if (
+            lo is not None
+            and hi is not None
+            and not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi))
+        ):
             raise ValueError(f"fermi_dirac: needs finite lower < upper, got lower={lower!r}, upper={upper!r}")
     return factory(**params)
 
@@ -560,8 +563,9 @@ class BlockLegendre:
 
     def hess_diag(self, x):
         if not self.separable:
-            raise ValueError("hess_diag: this BlockLegendre has a non-separable (entropic_simplex) block; use "
-                             "hess_matvec instead")
+            raise ValueError(
+                "hess_diag: this BlockLegendre has a non-separable (entropic_simplex) block; use hess_matvec instead"
+            )
         return self._map("hess_diag", x)
 
     def __repr__(self):
@@ -586,8 +590,9 @@ def block_legendre(specs: Sequence[Any], dim: int | None = None, l1_center=None,
             if beta is not None:
                 params["beta"] = _slice_or_scalar(beta, start, stop)
         if name == "entropic_simplex" and stop - start < 1:
-            raise ValueError(f"entropic_simplex block {start}:{stop} is empty; a simplex of K categories uses K-1 "
-                             "coordinates")
+            raise ValueError(
+                f"entropic_simplex block {start}:{stop} is empty; a simplex of K categories uses K-1 coordinates"
+            )
         blocks.append((start, stop, make_legendre(name, **params)))
     return BlockLegendre(blocks, dim)
 

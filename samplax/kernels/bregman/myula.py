@@ -32,7 +32,8 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +46,16 @@ from samplax.kernels.bregman.total_variation import (
     total_variation,
 )
 
-__all__ = ["MYULAInfo", "MYULAState", "MoreauPotential", "TVTerm", "as_top_level_api", "build_kernel", "init",
-           "moreau_potential"]
+__all__ = [
+    "MYULAInfo",
+    "MYULAState",
+    "MoreauPotential",
+    "TVTerm",
+    "as_top_level_api",
+    "build_kernel",
+    "init",
+    "moreau_potential",
+]
 
 
 class MYULAState(NamedTuple):
@@ -86,8 +95,9 @@ class MoreauPotential(NamedTuple):
     exact: jax.Array
 
 
-def moreau_potential(smooth_potential_fn: Callable, l1_weight=None, l1_center=None, smoothing: float = 0.1,
-                     tv_terms: tuple = ()):
+def moreau_potential(
+    smooth_potential_fn: Callable, l1_weight=None, l1_center=None, smoothing: float = 0.1, tv_terms: tuple = ()
+):
     """``(x, inverse_mass) -> MoreauPotential(U, grad U, grad g^lambda, f + g)`` in the metric of ``inverse_mass``.
 
     g(x) = sum_i w_i |x_i - c_i| + sum over ``tv_terms`` of weight TV(block); ``inverse_mass=None`` means m = 1.
@@ -99,14 +109,15 @@ def moreau_potential(smooth_potential_fn: Callable, l1_weight=None, l1_center=No
     center = 0.0 if l1_center is None else l1_center
     for term in tv_terms:
         if not (isinstance(term, TVTerm) and term.stop - term.start == int(np.prod(term.shape)) and term.weight >= 0):
-            raise ValueError(f"tv_terms: {term!r} must be a TVTerm whose block length equals prod(shape) and whose "
-                             "weight is >= 0")
+            raise ValueError(
+                f"tv_terms: {term!r} must be a TVTerm whose block length equals prod(shape) and whose weight is >= 0"
+            )
 
     def potential_fn(x, inverse_mass=None):
         value, grad = jax.value_and_grad(smooth_potential_fn)(x)
         m = jnp.ones_like(x) if inverse_mass is None else jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
         for term in tv_terms:  # the TV prox needs one scalar metric on its image: the block's mean
-            m = m.at[term.start:term.stop].set(jnp.mean(m[term.start:term.stop]))
+            m = m.at[term.start : term.stop].set(jnp.mean(m[term.start : term.stop]))
         prox = x
         exact_g = jnp.zeros((), x.dtype)
         envelope_g = jnp.zeros((), x.dtype)
@@ -119,9 +130,9 @@ def moreau_potential(smooth_potential_fn: Callable, l1_weight=None, l1_center=No
             exact_g = exact_g + jnp.sum(w * jnp.abs(d))
             envelope_g = envelope_g + jnp.sum(w * jnp.abs(prox - c))
         for term in tv_terms:
-            block = x[term.start:term.stop].reshape(term.shape)
+            block = x[term.start : term.stop].reshape(term.shape)
             prox_block = prox_total_variation(block, smoothing * m[term.start] * term.weight)
-            prox = prox.at[term.start:term.stop].set(prox_block.reshape(-1))
+            prox = prox.at[term.start : term.stop].set(prox_block.reshape(-1))
             exact_g = exact_g + term.weight * total_variation(block)
             envelope_g = envelope_g + term.weight * total_variation(prox_block)
         if l1_weight is None and not tv_terms:
@@ -159,8 +170,12 @@ def build_kernel(adjusted: bool = False) -> Callable:
         proposal = MYULAState(new_x, new.value, new.grad, new.envelope_grad, new.exact)
         if adjusted:
             backward = x - new_x + step_size * m * new.grad
-            log_ratio = (state.exact_potential - new.exact - jnp.sum(backward * backward / m) / (4.0 * step_size)
-                         + 0.5 * jnp.sum(noise * noise))
+            log_ratio = (
+                state.exact_potential
+                - new.exact
+                - jnp.sum(backward * backward / m) / (4.0 * step_size)
+                + 0.5 * jnp.sum(noise * noise)
+            )
             usable = usable & jnp.isfinite(log_ratio)
             log_ratio = jnp.where(usable, log_ratio, -jnp.inf)
             acceptance_rate = jnp.exp(jnp.minimum(log_ratio, 0.0))
@@ -176,8 +191,15 @@ def build_kernel(adjusted: bool = False) -> Callable:
 
 
 def as_top_level_api(
-    smooth_potential_fn: Callable, step_size: float, *, smoothing: float = 0.1, l1_weight=None, l1_center=None,
-    tv_terms: tuple = (), inverse_mass=None, adjusted: bool = False,
+    smooth_potential_fn: Callable,
+    step_size: float,
+    *,
+    smoothing: float = 0.1,
+    l1_weight=None,
+    l1_center=None,
+    tv_terms: tuple = (),
+    inverse_mass=None,
+    adjusted: bool = False,
 ) -> SamplingAlgorithm:
     """MYULA as a BlackJAX ``SamplingAlgorithm`` (f on R^d; weighted L1 and TV terms g; Moreau smoothing
     ``smoothing`` in the metric of the diagonal ``inverse_mass``; ``adjusted``: Metropolis test on f + g)."""
@@ -188,7 +210,9 @@ def as_top_level_api(
     if inverse_mass is not None:
         concrete = _concrete(inverse_mass)
         if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
-            raise ValueError(f"inverse_mass must be finite and > 0 everywhere, got {inverse_mass!r}; pass None for m = 1")
+            raise ValueError(
+                f"inverse_mass must be finite and > 0 everywhere, got {inverse_mass!r}; pass None for m = 1"
+            )
     potential_fn = moreau_potential(smooth_potential_fn, l1_weight, l1_center, smoothing, tuple(tv_terms))
     kernel = build_kernel(adjusted)
 

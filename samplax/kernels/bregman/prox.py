@@ -34,7 +34,8 @@ as a divergence).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -217,11 +218,14 @@ def prox_linear_right(legendre, x, slope):
     result is NaN, and a ValueError is raised when ``slope`` is known at trace time.
     """
     if not getattr(legendre, "separable", False):
-        raise ValueError(f"prox_linear_right: {legendre!r} is not separable and has no closed form here; use "
-                         "prox_linear_left (side='left')")
+        raise ValueError(
+            f"prox_linear_right: {legendre!r} is not separable and has no closed form here; use "
+            "prox_linear_left (side='left')"
+        )
     slope = _as(slope, x)
-    return jnp.where(legendre.in_domain_elementwise(x), _right_linear_closed_form(legendre, x, slope, check=True),
-                     jnp.nan)
+    return jnp.where(
+        legendre.in_domain_elementwise(x), _right_linear_closed_form(legendre, x, slope, check=True), jnp.nan
+    )
 
 
 def _right_linear_closed_form(legendre, x, s, check=False):
@@ -328,8 +332,9 @@ def bregman_moreau_envelope(
         dim = None
     if l1_weight is not None:
         if dim is not None and np.ndim(l1_weight) == 1 and np.shape(l1_weight)[0] != dim:
-            raise ValueError(f"l1_weight has length {np.shape(l1_weight)[0]} but the Legendre blocks cover {dim} "
-                             "coordinates")
+            raise ValueError(
+                f"l1_weight has length {np.shape(l1_weight)[0]} but the Legendre blocks cover {dim} coordinates"
+            )
         weight_np = _concrete(l1_weight)
         if weight_np is not None and np.any(weight_np < 0):
             raise ValueError("l1_weight must be >= 0 (a negative weight makes g non-convex)")
@@ -343,11 +348,15 @@ def bregman_moreau_envelope(
         w_np = None if w is None else _concrete(w)
         active = not (w is None or (w_np is not None and np.all(w_np == 0)))
         if not leg.separable and w_np is None and w is not None:
-            raise ValueError(f"block {sl.start}:{sl.stop} ({leg.name}): l1_weight must be known when the envelope is "
-                             "built (not a traced value) so that simplex blocks can be checked to carry no L1 term")
+            raise ValueError(
+                f"block {sl.start}:{sl.stop} ({leg.name}): l1_weight must be known when the envelope is "
+                "built (not a traced value) so that simplex blocks can be checked to carry no L1 term"
+            )
         if not leg.separable and active:
-            raise ValueError(f"block {sl.start}:{sl.stop} ({leg.name}) carries an L1 term; the entropic simplex map "
-                             "has no L1 prox here: give simplex coordinates weight 0")
+            raise ValueError(
+                f"block {sl.start}:{sl.stop} ({leg.name}) carries an L1 term; the entropic simplex map "
+                "has no L1 prox here: give simplex coordinates weight 0"
+            )
         if isinstance(leg, HyperbolicEntropy) and _statically_equal(c, leg.center):
             c = None  # centred: closed form
         plan.append((sl, leg, w, c, active))
@@ -392,8 +401,10 @@ def _finish(legendre, x, threshold, y):
 
 def _require_separable(legendre, what):
     if not getattr(legendre, "separable", False) or isinstance(legendre, BlockLegendre):
-        raise ValueError(f"{what}: needs one separable Legendre function, got {legendre!r}; for a BlockLegendre use "
-                         "bregman_moreau_envelope, which applies the prox block by block")
+        raise ValueError(
+            f"{what}: needs one separable Legendre function, got {legendre!r}; for a BlockLegendre use "
+            "bregman_moreau_envelope, which applies the prox block by block"
+        )
 
 
 def _check_threshold(threshold, x):

@@ -51,15 +51,32 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from samplax.kernels.mixflow.flow import (
+    Flow,
+    Info,
+    OrbitSummary,
+    Reference,
+    State,
+    _select_along_orbit,
+    build_inverse_kernel,
+    build_kernel,
+    init,
+    inversion_error,
+    log_density,
+    naive_orbit_elbo,
+    orbit,
+    orbit_summary,
+    reference_log_density,
+    sample_reference,
+    support_elbo,
+)
 from samplax.kernels.mixflow.flow import _sliding_logsumexp as _sliding_logsumexp  # the tests check it
-from samplax.kernels.mixflow.flow import (Flow, Info, OrbitSummary, Reference, State, _select_along_orbit, build_inverse_kernel, build_kernel, init,
-                                          inversion_error, log_density, naive_orbit_elbo, orbit, orbit_summary,
-                                          reference_log_density, sample_reference, support_elbo)
 from samplax.kernels.mixflow.momentum import DEFAULT_SHIFT, GAUSSIAN, LAPLACE, Momentum, momentum_by_name
 
 __all__ = [
@@ -151,9 +168,19 @@ class _Params(NamedTuple):
     step_size: jax.Array
 
 
-def mixflow(logdensity_fn: Callable, reference_mean, reference_scale, *, flow_length: int, step_size,
-            num_steps: int, momentum: str | Momentum = "laplace", whiten: bool = True, shift: float = DEFAULT_SHIFT,
-            batch_size: int = 256) -> MixFlow:
+def mixflow(
+    logdensity_fn: Callable,
+    reference_mean,
+    reference_scale,
+    *,
+    flow_length: int,
+    step_size,
+    num_steps: int,
+    momentum: str | Momentum = "laplace",
+    whiten: bool = True,
+    shift: float = DEFAULT_SHIFT,
+    batch_size: int = 256,
+) -> MixFlow:
     """Build a MixFlow of ``flow_length`` terms for ``logdensity_fn`` (log pi on R^d, up to a constant).
 
     Args:
@@ -169,22 +196,32 @@ def mixflow(logdensity_fn: Callable, reference_mean, reference_scale, *, flow_le
         batch_size: orbits vectorised at a time (memory is O(batch_size N) for `draw` and `elbo`).
     The methods run in float64 under ``jax.enable_x64(True)`` and return NumPy float64 arrays.
     """
-    config = _Config(logdensity_fn, momentum_by_name(momentum), _check_int(num_steps, "num_steps"),
-                     _check_int(flow_length, "flow_length"), float(shift), bool(whiten),
-                     _check_int(batch_size, "batch_size"))
+    config = _Config(
+        logdensity_fn,
+        momentum_by_name(momentum),
+        _check_int(num_steps, "num_steps"),
+        _check_int(flow_length, "flow_length"),
+        float(shift),
+        bool(whiten),
+        _check_int(batch_size, "batch_size"),
+    )
     with jax.enable_x64(True):
         mean = jnp.asarray(reference_mean, jnp.float64)
         scale = jnp.asarray(reference_scale, jnp.float64)
         if mean.ndim != 1 or scale.shape != mean.shape:
-            raise ValueError(f"reference_mean and reference_scale must be vectors of the same length, got shapes "
-                             f"{mean.shape} and {scale.shape}")
+            raise ValueError(
+                f"reference_mean and reference_scale must be vectors of the same length, got shapes "
+                f"{mean.shape} and {scale.shape}"
+            )
         if not (bool(jnp.all(scale > 0)) and bool(jnp.all(jnp.isfinite(scale))) and bool(jnp.all(jnp.isfinite(mean)))):
-            raise ValueError("reference_scale must be positive and finite and reference_mean finite; refit the "
-                             "reference")
+            raise ValueError(
+                "reference_scale must be positive and finite and reference_mean finite; refit the reference"
+            )
         eps = jnp.asarray(step_size, jnp.float64)
         if eps.shape not in ((), mean.shape) or not bool(jnp.all((eps > 0) & jnp.isfinite(eps))):
-            raise ValueError(f"step_size must be a positive number or a positive vector of length {mean.shape[0]}, "
-                             f"got {step_size!r}")
+            raise ValueError(
+                f"step_size must be a positive number or a positive vector of length {mean.shape[0]}, got {step_size!r}"
+            )
         params = _Params(mean, scale, eps)
         flow, to_flow, from_flow, log_det = _flow_of(config, params)
         log_det = float(log_det)
@@ -232,8 +269,21 @@ def mixflow(logdensity_fn: Callable, reference_mean, reference_scale, *, flow_le
     def naive_elbo(rng_key, num_orbits: int):
         return run(_elbos, rng_key, _check_int(num_orbits, "num_orbits"), True)
 
-    return MixFlow(flow, sample, draw, sample_orbit, flow_log_density, marginal_log_density, elbo, naive_elbo,
-                   flow_inversion_error, to_flow, from_flow, log_det, draw_keys)
+    return MixFlow(
+        flow,
+        sample,
+        draw,
+        sample_orbit,
+        flow_log_density,
+        marginal_log_density,
+        elbo,
+        naive_elbo,
+        flow_inversion_error,
+        to_flow,
+        from_flow,
+        log_det,
+        draw_keys,
+    )
 
 
 def _flow_of(config: _Config, params: _Params):
@@ -253,8 +303,9 @@ def _flow_of(config: _Config, params: _Params):
         flow_logdensity = config.logdensity_fn
         reference = Reference(mean, scale)
         to_flow = from_flow = lambda x: x  # noqa: E731
-    flow = Flow(flow_logdensity, reference, config.momentum, step_size, config.num_steps, config.flow_length,
-                config.shift)
+    flow = Flow(
+        flow_logdensity, reference, config.momentum, step_size, config.num_steps, config.flow_length, config.shift
+    )
     return flow, to_flow, from_flow, log_det
 
 
@@ -283,8 +334,15 @@ def _draws(config: _Config, params: _Params, keys, with_density: bool):
             return from_flow(chosen.position), chosen.momentum, chosen.uniform
         summary = orbit_summary(flow, start, index)
         chosen = summary.chosen
-        return (from_flow(chosen.position), chosen.momentum, chosen.uniform, summary.log_density[index] - log_det,
-                summary.log_target[index] - log_det, summary.elbo, inversion_error(flow, chosen))
+        return (
+            from_flow(chosen.position),
+            chosen.momentum,
+            chosen.uniform,
+            summary.log_density[index] - log_det,
+            summary.log_target[index] - log_det,
+            summary.elbo,
+            inversion_error(flow, chosen),
+        )
 
     return _batched(config, one, keys)
 
@@ -312,8 +370,9 @@ def _inversion_errors(config: _Config, params: _Params, x, rho, u):
 def _elbos(config: _Config, params: _Params, rng_key, num_orbits: int, naive: bool):
     flow, _, _, _ = _flow_of(config, params)
     estimator = naive_orbit_elbo if naive else (lambda flow, state: orbit_summary(flow, state).elbo)
-    return _batched(config, lambda key: estimator(flow, sample_reference(flow, key)),
-                    jax.random.split(rng_key, num_orbits))
+    return _batched(
+        config, lambda key: estimator(flow, sample_reference(flow, key)), jax.random.split(rng_key, num_orbits)
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -336,8 +395,6 @@ def _marginal(config: _Config, params: _Params, rng_key, x, num_samples: int):
     return jax.lax.map(one_point, x)
 
 
-
-
 def _check_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -349,8 +406,10 @@ def _as_points(position, momentum, uniform, dim):
     rho = jnp.asarray(momentum, jnp.float64)
     u = jnp.asarray(uniform, jnp.float64)
     if x.shape[-1:] != (dim,) or rho.shape != x.shape or u.shape != x.shape[:-1]:
-        raise ValueError(f"position and momentum must have shape (..., {dim}) and uniform the batch shape (...), "
-                         f"got {x.shape}, {rho.shape} and {u.shape}")
+        raise ValueError(
+            f"position and momentum must have shape (..., {dim}) and uniform the batch shape (...), "
+            f"got {x.shape}, {rho.shape} and {u.shape}"
+        )
     if not bool(jnp.all((u >= 0) & (u < 1))):
         raise ValueError("uniform must lie in [0, 1)")
     return x, rho, u

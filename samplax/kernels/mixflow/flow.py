@@ -5,16 +5,33 @@ The maths is in the `samplax.kernels.mixflow` module docstring."""
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from samplax.kernels.mixflow.momentum import DEFAULT_SHIFT, Momentum, _rotate, momentum_by_name
 
-__all__ = ["State", "Info", "init", "build_kernel", "build_inverse_kernel", "Reference", "Flow",
-           "reference_log_density", "sample_reference", "log_density", "OrbitSummary", "orbit_summary",
-           "support_elbo", "naive_orbit_elbo", "orbit", "inversion_error"]
+__all__ = [
+    "State",
+    "Info",
+    "init",
+    "build_kernel",
+    "build_inverse_kernel",
+    "Reference",
+    "Flow",
+    "reference_log_density",
+    "sample_reference",
+    "log_density",
+    "OrbitSummary",
+    "orbit_summary",
+    "support_elbo",
+    "naive_orbit_elbo",
+    "orbit",
+    "inversion_error",
+]
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the map T = R o L and its inverse
@@ -58,7 +75,8 @@ def _leapfrog(state: State, logdensity_fn, step_size, num_steps: int, momentum: 
         return x, rho + kick * grad, logdensity, grad
 
     x, rho, logdensity, grad = jax.lax.fori_loop(
-        0, num_steps, body, (state.position, rho, state.logdensity, state.logdensity_grad))
+        0, num_steps, body, (state.position, rho, state.logdensity, state.logdensity_grad)
+    )
     return State(x, rho, state.uniform, logdensity, grad)
 
 
@@ -72,6 +90,7 @@ def _shift_sequence(u, shift, count: int):
     """u_0 = u, u_{i+1} = (u_i + shift) mod 1 for i < count, applied one shift at a time (the inverse undoes them one
     at a time too); returns (u_0..u_{count-1}, u_count). Unrolled: d is static and each step is one scalar op."""
     if count > _UNROLL_LIMIT:
+
         def advance(u, _):
             return jnp.mod(u + shift, 1.0), u
 
@@ -156,8 +175,9 @@ class Flow(NamedTuple):
         return build_kernel(self.momentum, self.shift)(state, self.logdensity_fn, self.step_size, self.num_steps)
 
     def inverse(self, state: State):
-        return build_inverse_kernel(self.momentum, self.shift)(state, self.logdensity_fn, self.step_size,
-                                                               self.num_steps)
+        return build_inverse_kernel(self.momentum, self.shift)(
+            state, self.logdensity_fn, self.step_size, self.num_steps
+        )
 
     def init(self, position, momentum, uniform) -> State:
         return init(position, momentum, uniform, self.logdensity_fn)
@@ -190,6 +210,7 @@ def sample_reference(flow: Flow, rng_key) -> State:
 # density (backward pass), orbit statistics (cached forward and backward orbits), naive ELBO, inversion error
 def log_density(flow: Flow, state: State):
     """log q_N(s) by the backward pass: N - 1 inverse maps, l_n = log q0(T^-n s) - sum_{j<=n} log J(T^-j s)."""
+
     def back(carry, _):
         state, log_jacobian_sum = carry
         state, info = flow.inverse(state)
@@ -228,7 +249,8 @@ def orbit_summary(flow: Flow, state: State, chosen_index=0) -> OrbitSummary:
         return (new, chosen), (reference_log_density(flow, state), info.log_jacobian, _augmented_target(flow, state))
 
     (last, chosen), (a_forward, lambda_forward, target_forward) = jax.lax.scan(
-        forward, (state, state), jnp.arange(n_terms - 1))
+        forward, (state, state), jnp.arange(n_terms - 1)
+    )
     chosen = jax.tree.map(lambda a, b: jnp.where(chosen_index == n_terms - 1, a, b), last, chosen)
     a_forward = jnp.concatenate([a_forward, reference_log_density(flow, last)[None]])
     log_target = jnp.concatenate([target_forward, _augmented_target(flow, last)[None]])
@@ -277,6 +299,7 @@ def _sliding_logsumexp(values, width: int):
 
 def naive_orbit_elbo(flow: Flow, state: State):
     """The same ELBO estimate as `orbit_summary`, with a fresh backward pass at every orbit point: O(N^2) maps."""
+
     def forward(state, _):
         new, _ = flow.forward(state)
         return new, (log_density(flow, state), _augmented_target(flow, state))
@@ -289,6 +312,7 @@ def naive_orbit_elbo(flow: Flow, state: State):
 
 def orbit(flow: Flow, state: State) -> State:
     """The single-orbit sampler: S, T S, ..., T^{N-1} S stacked along a leading axis (N correlated draws)."""
+
     def forward(state, _):
         new, _ = flow.forward(state)
         return new, state
@@ -301,14 +325,15 @@ def inversion_error(flow: Flow, state: State):
     """max |T^-1(T(s)) - s| over x, rho and u (u on the circle), in flow coordinates."""
     back, _ = flow.inverse(flow.forward(state)[0])
     du = jnp.abs(back.uniform - state.uniform)
-    return jnp.maximum(jnp.max(jnp.abs(jnp.concatenate([back.position - state.position,
-                                                        back.momentum - state.momentum]))),
-                       jnp.minimum(du, 1.0 - du))
-
+    return jnp.maximum(
+        jnp.max(jnp.abs(jnp.concatenate([back.position - state.position, back.momentum - state.momentum]))),
+        jnp.minimum(du, 1.0 - du),
+    )
 
 
 def _select_along_orbit(flow: Flow, state: State, index) -> State:
     """T^index(state) by N - 1 forward maps (a fixed trip count, so it vectorises over draws)."""
+
     def forward(carry, step):
         state, chosen = carry
         chosen = jax.tree.map(lambda a, b: jnp.where(step == index, a, b), state, chosen)
@@ -316,4 +341,3 @@ def _select_along_orbit(flow: Flow, state: State, index) -> State:
 
     (last, chosen), _ = jax.lax.scan(forward, (state, state), jnp.arange(flow.flow_length - 1))
     return jax.tree.map(lambda a, b: jnp.where(index == flow.flow_length - 1, a, b), last, chosen)
-

@@ -4,7 +4,8 @@ shifted and mapped back (Xu, Chen & Campbell 2023, section 4). See `samplax.kern
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from jax.scipy.special import ndtr, ndtri
 __all__ = ["DEFAULT_SHIFT", "Momentum", "LAPLACE", "GAUSSIAN", "momentum_by_name"]
 
 DEFAULT_SHIFT = math.pi / 16.0  # the refreshment's irrational u-shift (the authors' value)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # momentum distributions. Tail-aware: each CDF value is kept on the side where it is accurate (F(rho) for rho <= 0,
@@ -91,7 +93,6 @@ def _rotate(rho, shift, shift_complement, momentum: Momentum):
     upper_positive = jnp.where(wraps, shift_complement + upper_tail, upper_tail - shift)
     lower = jnp.where(negative, lower_negative, lower_positive)
     upper = jnp.where(negative, upper_negative, upper_positive)
-    return jnp.where(lower <= upper, momentum.quantile(jnp.maximum(lower, tiny)),
-                     momentum.upper_quantile(jnp.maximum(upper, tiny)))
-
-
+    return jnp.where(
+        lower <= upper, momentum.quantile(jnp.maximum(lower, tiny)), momentum.upper_quantile(jnp.maximum(upper, tiny))
+    )

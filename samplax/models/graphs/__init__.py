@@ -26,7 +26,6 @@ homomorphisms to start the chains from). The names below are re-exported here, s
 
 from samplax.models.graphs.exact import (
     BRUTE_FORCE_LIMIT,
-    _all_maps as _all_maps,  # the brute-force enumeration, used by the kernel tests
     added_edges,
     brute_force_expectation,
     brute_force_homomorphism_density,
@@ -37,6 +36,9 @@ from samplax.models.graphs.exact import (
     exact_macc,
     exact_pair_expectation,
     tree_messages,
+)
+from samplax.models.graphs.exact import (
+    _all_maps as _all_maps,  # the brute-force enumeration, used by the kernel tests
 )
 from samplax.models.graphs.motif import (
     Motif,

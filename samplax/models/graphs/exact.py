@@ -250,10 +250,11 @@ def exact_conditional_density(motif: Any, network: Any, target: Any, *, weight: 
     network = as_network(network, weight=weight)
     extra = added_edges(motif, target)
     if len(extra) == 1 and motif.is_tree:
-        (i, j), = extra
+        ((i, j),) = extra
         return float(exact_pair_expectation(motif, network, [(motif.labels[i], motif.labels[j])])[0])
-    target_motif = Motif(labels=motif.labels, edges=tuple(sorted(set(motif.edges) | set(extra))),
-                         directed=motif.directed, parents=None)
+    target_motif = Motif(
+        labels=motif.labels, edges=tuple(sorted(set(motif.edges) | set(extra))), directed=motif.directed, parents=None
+    )
     log_h = exact_homomorphism_density(target_motif, network, log=True)
     log_f = exact_homomorphism_density(motif, network, log=True)
     return math.exp(log_h - log_f)
@@ -360,12 +361,14 @@ def exact_chd_profile(
     extra = added_edges(motif, target)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if len(extra) == 1 and motif.is_tree:
-        (i, j), = extra
+        ((i, j),) = extra
         pair = [(motif.labels[i], motif.labels[j])]
-        return np.array([
-            exact_pair_expectation(motif, network, pair, lambda a, s=s: (a >= s).astype(np.float64))[0]
-            for s in thresholds
-        ])
+        return np.array(
+            [
+                exact_pair_expectation(motif, network, pair, lambda a, s=s: (a >= s).astype(np.float64))[0]
+                for s in thresholds
+            ]
+        )
     adjacency = network.dense_adjacency()
     rows = np.array([e[0] for e in extra])
     cols = np.array([e[1] for e in extra])
@@ -382,7 +385,7 @@ def brute_force_homomorphism_density(motif: Any, network: Any, *, weight: str | 
     motif = as_motif(motif)
     network = as_network(network, weight=weight)
     total = 0.0
-    for maps, weights in _all_maps(motif, network):
+    for _maps, weights in _all_maps(motif, network):
         total += float(weights.sum())
     return total
 

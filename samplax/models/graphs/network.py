@@ -27,7 +27,6 @@ class ReducibleChainWarning(UserWarning):
     """The chain cannot reach every homomorphism from every start (bipartite or disconnected network)."""
 
 
-
 @dataclass(frozen=True, eq=False)
 class Network:
     """A network as compressed sparse rows, with edge weights scaled to [0, 1] and node weights summing to 1.

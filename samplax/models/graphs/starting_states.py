@@ -66,12 +66,18 @@ def search_homomorphisms(
     for component in sorted(nx.connected_components(graph), key=min):
         start = min(component)
         order.extend(nx.bfs_tree(graph, start).nodes)
-    out_sets = [set(network.out_indices[network.out_indptr[u]:network.out_indptr[u + 1]].tolist())
-                for u in range(network.num_nodes)]
-    in_sets = out_sets if not network.directed else [
-        set(network.in_indices[network.in_indptr[u]:network.in_indptr[u + 1]].tolist())
+    out_sets = [
+        set(network.out_indices[network.out_indptr[u] : network.out_indptr[u + 1]].tolist())
         for u in range(network.num_nodes)
     ]
+    in_sets = (
+        out_sets
+        if not network.directed
+        else [
+            set(network.in_indices[network.in_indptr[u] : network.in_indptr[u + 1]].tolist())
+            for u in range(network.num_nodes)
+        ]
+    )
     positive = np.flatnonzero(network.node_weights > 0)
     edge_set = set(motif.edges)
     samples = np.zeros((num_samples, k), dtype=np.int64)

@@ -68,9 +68,15 @@ class DiscreteMotif:
         return len(self.block)
 
     def signature(self) -> dict:
-        return {"kind": "discrete", "name": self.name, "version": MOTIF_VERSION, "num_categories": 2,
-                "block": list(self.block), "blanket": list(self.blanket),
-                "parents": [[node, list(ps)] for node, ps in self.parents]}
+        return {
+            "kind": "discrete",
+            "name": self.name,
+            "version": MOTIF_VERSION,
+            "num_categories": 2,
+            "block": list(self.block),
+            "blanket": list(self.blanket),
+            "parents": [[node, list(ps)] for node, ps in self.parents],
+        }
 
     def pattern(self) -> nx.DiGraph:
         graph = nx.DiGraph()
@@ -82,8 +88,11 @@ class DiscreteMotif:
     def match(self, view: ModelView) -> list[DiscreteInstance]:
         """Every instantiation in the model (one per distinct block; overlapping instances included)."""
         index = view.variable_index
-        binary = {name for name, v in index.items() if view.num_states[v] == 2
-                  and np.allclose(view.support_values[v, :2], (0.0, 1.0))}
+        binary = {
+            name
+            for name, v in index.items()
+            if view.num_states[v] == 2 and np.allclose(view.support_values[v, :2], (0.0, 1.0))
+        }
         local = {name for name, v in index.items() if view.local[v]}
         candidates = view.graph.subgraph([n for n in view.graph if n in binary]).copy()
         pattern = self.pattern()
@@ -115,8 +124,10 @@ class DiscreteMotif:
             rank = tuple(index[image[n]] for n in order)
             if blocks not in best or rank < best[blocks][0]:
                 best[blocks] = (rank, image)
-        found = [DiscreteInstance(tuple(image[b] for b in self.block), tuple(image[b] for b in self.blanket), image)
-                 for _, image in best.values()]
+        found = [
+            DiscreteInstance(tuple(image[b] for b in self.block), tuple(image[b] for b in self.blanket), image)
+            for _, image in best.values()
+        ]
         found.sort(key=lambda inst: [index[b] for b in inst.block])
         return found
 
@@ -175,8 +186,8 @@ class DiscreteMotif:
                     prob = rows[offsets[node] + row]
                     values[position[node]] = (uniforms[position[node]] < prob).astype(jnp.int32)
             stacked = jnp.stack(values)
-            block = stacked[:len(self.block)]
-            context = stacked[len(self.block):]
+            block = stacked[: len(self.block)]
+            context = stacked[len(self.block) :]
             return jnp.concatenate([rows, context.astype(rows.dtype)]), block
 
         return jax.vmap(one)(jax.random.split(key, batch_size))

@@ -35,8 +35,9 @@ def finish_with_discrete(target, z, discrete: dict, log_likelihood: bool = True,
     chains, draws = z.shape[:2]
     total = chains * draws
     flat_z = z.reshape(total, z.shape[-1])
-    flat_discrete = {name: np.asarray(value).reshape((total,) + np.shape(value)[2:])
-                     for name, value in discrete.items()}
+    flat_discrete = {
+        name: np.asarray(value).reshape((total,) + np.shape(value)[2:]) for name, value in discrete.items()
+    }
     transforms = {site.name: dist.biject_to(site.support) for site in target.sites}
     model, args, data = target.model, target.args, target.data
 
@@ -46,10 +47,16 @@ def finish_with_discrete(target, z, discrete: dict, log_likelihood: bool = True,
             unconstrained = target.unravel(zi)
             params.update({name: transforms[name](unconstrained[name]) for name in transforms})
         tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=params)).get_trace(*args, **data)
-        posterior = {name: s["value"] for name, s in tr.items()
-                     if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"}
-        loglik = {name: s["fn"].log_prob(s["value"]) for name, s in tr.items()
-                  if s["type"] == "sample" and s["is_observed"]} if log_likelihood else {}
+        posterior = {
+            name: s["value"]
+            for name, s in tr.items()
+            if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
+        }
+        loglik = (
+            {name: s["fn"].log_prob(s["value"]) for name, s in tr.items() if s["type"] == "sample" and s["is_observed"]}
+            if log_likelihood
+            else {}
+        )
         return {"posterior": posterior, "log_likelihood": loglik}
 
     size = min(chunk, total)
@@ -58,10 +65,12 @@ def finish_with_discrete(target, z, discrete: dict, log_likelihood: bool = True,
     for start in range(0, total, size):
         stop = min(start + size, total)
         pad = size - (stop - start)
-        zi = np.concatenate([flat_z[start:stop], np.repeat(flat_z[stop - 1:stop], pad, axis=0)])
-        vi = {k: np.concatenate([v[start:stop], np.repeat(v[stop - 1:stop], pad, axis=0)]) for k, v in
-              flat_discrete.items()}
+        zi = np.concatenate([flat_z[start:stop], np.repeat(flat_z[stop - 1 : stop], pad, axis=0)])
+        vi = {
+            k: np.concatenate([v[start:stop], np.repeat(v[stop - 1 : stop], pad, axis=0)])
+            for k, v in flat_discrete.items()
+        }
         out = jax.tree.map(np.asarray, run(jnp.asarray(zi), {k: jnp.asarray(v) for k, v in vi.items()}))
-        pieces.append(jax.tree.map(lambda x: x[:stop - start], out))
+        pieces.append(jax.tree.map(lambda x: x[: stop - start], out))
     merged = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
     return jax.tree.map(lambda x: x.reshape((chains, draws) + x.shape[1:]), merged)

@@ -32,7 +32,7 @@ def grid_block_motif(height: int = 3, width: int = 3) -> DiscreteMotif:
     for i, j in tables:
         parents.append((name(i, j), (name(i - 1, j), name(i, j - 1))))
     members = set(inside) | {(i, j) for i, j in tables}
-    for node, ps in parents:
+    for _node, ps in parents:
         for p in ps:
             i, j = (int(t) for t in p[1:].split("_"))
             members.add((i, j))

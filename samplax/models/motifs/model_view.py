@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,18 +43,18 @@ class ModelView:
 
     target: Any
     variable_names: tuple
-    latent: np.ndarray            # (V,) bool
-    num_states: np.ndarray        # (V,) int
-    support_values: np.ndarray    # (V, K) float, padded by repetition
-    observed_index: np.ndarray    # (V,) int: the state of an observed variable (0 for latent ones)
-    factor_names: tuple           # (F,) site names
-    factor_scopes: list           # F tuples of variable indices
-    log_tables: list              # F arrays, axes in scope order
-    local: np.ndarray             # (V,) bool: latent and every factor touching it is a table
-    parents: dict                 # site -> tuple of parent sites (sample sites)
-    children: dict                # site -> tuple of child sites
-    graph: nx.DiGraph             # sample sites, parent -> child
-    other_discrete: tuple         # (name, shape, support values) of latent discrete sites that are not variables
+    latent: np.ndarray  # (V,) bool
+    num_states: np.ndarray  # (V,) int
+    support_values: np.ndarray  # (V, K) float, padded by repetition
+    observed_index: np.ndarray  # (V,) int: the state of an observed variable (0 for latent ones)
+    factor_names: tuple  # (F,) site names
+    factor_scopes: list  # F tuples of variable indices
+    log_tables: list  # F arrays, axes in scope order
+    local: np.ndarray  # (V,) bool: latent and every factor touching it is a table
+    parents: dict  # site -> tuple of parent sites (sample sites)
+    children: dict  # site -> tuple of child sites
+    graph: nx.DiGraph  # sample sites, parent -> child
+    other_discrete: tuple  # (name, shape, support values) of latent discrete sites that are not variables
     site_dtypes: dict
 
     # --------------------------------------------------------------------------------------------------------------
@@ -88,19 +89,24 @@ class ModelView:
         for f, (members, table) in enumerate(zip(self.factor_scopes, self.log_tables)):
             shape = table.shape
             step = np.cumprod((1,) + shape[::-1][:-1])[::-1]  # C order strides in elements
-            scope[f, :len(members)] = members
-            strides[f, :len(members)] = step
-            log_table[f, :table.size] = table.reshape(-1)
+            scope[f, : len(members)] = members
+            strides[f, : len(members)] = step
+            log_table[f, : table.size] = table.reshape(-1)
         touching = [self.factors_of(v) for v in range(v_count)]
         degree = max([len(t) for t in touching] + [1])
         variable_factors = np.full((v_count + 1, degree), f_count, dtype=np.int32)
         for v, fs in enumerate(touching):
-            variable_factors[v, :len(fs)] = fs
+            variable_factors[v, : len(fs)] = fs
         num_states = np.concatenate([self.num_states, [1]]).astype(np.int32)
         support = np.concatenate([self.support_values, np.zeros((1, self.support_values.shape[1]))], axis=0)
-        return {"scope": scope, "strides": strides, "log_table": log_table.astype(dtype),
-                "variable_factors": variable_factors, "num_states": num_states,
-                "support_values": support.astype(dtype)}
+        return {
+            "scope": scope,
+            "strides": strides,
+            "log_table": log_table.astype(dtype),
+            "variable_factors": variable_factors,
+            "num_states": num_states,
+            "support_values": support.astype(dtype),
+        }
 
     def own_factor(self) -> np.ndarray:
         """(V+1,) the factor whose site is each variable (the dummy factor F for the dummy variable)."""
@@ -190,8 +196,9 @@ def compile_model(target) -> ModelView:
         with handlers.block():
             trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **data)
     relations = numpyro.infer.inspect.get_model_relations(model, args, data)
-    sites = {name: s for name, s in trace.items() if s["type"] == "sample"
-             and not s.get("infer", {}).get("is_auxiliary")}
+    sites = {
+        name: s for name, s in trace.items() if s["type"] == "sample" and not s.get("infer", {}).get("is_auxiliary")
+    }
     parents = {name: tuple(p for p in relations["sample_sample"].get(name, ()) if p in sites) for name in sites}
     children: dict[str, list] = {name: [] for name in sites}
     for name, ps in parents.items():
@@ -210,30 +217,38 @@ def compile_model(target) -> ModelView:
             if not s["is_observed"]:
                 fn = base_dist(s["fn"])
                 if not getattr(fn, "has_enumerate_support", False):
-                    raise ValueError(f"site '{name}': a discrete latent site without a finite support "
-                                     f"({type(fn).__name__}) cannot be sampled by Gibbs updates; marginalise it or "
-                                     "give it a finite support")
+                    raise ValueError(
+                        f"site '{name}': a discrete latent site without a finite support "
+                        f"({type(fn).__name__}) cannot be sampled by Gibbs updates; marginalise it or "
+                        "give it a finite support"
+                    )
                 values = np.asarray(fn.enumerate_support(expand=False)).reshape(-1)
                 other.append((name, tuple(np.shape(s["value"])), values))
             continue
         if support.size > MAX_TABLE_SIZE:
-            raise ValueError(f"site '{name}' has {support.size} states; Gibbs enumeration is limited to "
-                             f"{MAX_TABLE_SIZE}")
+            raise ValueError(
+                f"site '{name}' has {support.size} states; Gibbs enumeration is limited to {MAX_TABLE_SIZE}"
+            )
         variables.append(name)
         supports.append(support)
         latent_flags.append(not s["is_observed"])
         if s["is_observed"]:
             matches = np.flatnonzero(np.isclose(support, float(np.asarray(s["value"]))))
             if matches.size == 0:
-                raise ValueError(f"site '{name}': observed value {np.asarray(s['value'])!r} is outside its support "
-                                 f"{support.tolist()}")
+                raise ValueError(
+                    f"site '{name}': observed value {np.asarray(s['value'])!r} is outside its support "
+                    f"{support.tolist()}"
+                )
             observed_index.append(int(matches[0]))
         else:
             observed_index.append(0)
     index = {name: i for i, name in enumerate(variables)}
     width = max([s.size for s in supports] + [1])
-    support_values = np.stack([np.pad(s.astype(float), (0, width - s.size), mode="edge") for s in supports]) \
-        if supports else np.zeros((0, 1))
+    support_values = (
+        np.stack([np.pad(s.astype(float), (0, width - s.size), mode="edge") for s in supports])
+        if supports
+        else np.zeros((0, 1))
+    )
     num_states = np.asarray([s.size for s in supports], dtype=np.int64)
     latent = np.asarray(latent_flags, dtype=bool)
 
@@ -251,8 +266,9 @@ def compile_model(target) -> ModelView:
             continue
         factor_names.append(name)
         factor_scopes.append(scope)
-    log_tables = _probe_tables(target, trace, sites, variables, support_values, num_states, latent, observed_index,
-                               factor_names, factor_scopes)
+    log_tables = _probe_tables(
+        target, trace, sites, variables, support_values, num_states, latent, observed_index, factor_names, factor_scopes
+    )
 
     tabular = set(factor_names)
     local = np.zeros(len(variables), dtype=bool)
@@ -261,13 +277,28 @@ def compile_model(target) -> ModelView:
             touching = [name] + list(children[name])
             local[v] = all(f in tabular for f in touching)
     dtypes = {name: jnp.asarray(sites[name]["value"]).dtype for name in sites}
-    return ModelView(target, tuple(variables), latent, num_states, support_values, np.asarray(observed_index),
-                     tuple(factor_names), factor_scopes, log_tables, local, parents,
-                     {k: tuple(v) for k, v in children.items()}, graph, tuple(other), dtypes)
+    return ModelView(
+        target,
+        tuple(variables),
+        latent,
+        num_states,
+        support_values,
+        np.asarray(observed_index),
+        tuple(factor_names),
+        factor_scopes,
+        log_tables,
+        local,
+        parents,
+        {k: tuple(v) for k, v in children.items()},
+        graph,
+        tuple(other),
+        dtypes,
+    )
 
 
-def _probe_tables(target, trace, sites, variables, support_values, num_states, latent, observed_index,
-                  factor_names, factor_scopes):
+def _probe_tables(
+    target, trace, sites, variables, support_values, num_states, latent, observed_index, factor_names, factor_scopes
+):
     """Tables of the factors by evaluating the model's log-probabilities at probe assignments.
 
     Factors are coloured so that a colour class has pairwise disjoint scopes; one probe per (class, flat table
@@ -326,8 +357,10 @@ def _probe_tables(target, trace, sites, variables, support_values, num_states, l
         with handlers.block():
             values = np.asarray(jax.vmap(evaluate)(jnp.asarray(probes)), dtype=np.float64)
     except jax.errors.ConcretizationTypeError as error:
-        raise ValueError("the model branches in Python on the value of a discrete site, so its factors cannot be "
-                         "tabulated; write the dependence with jnp operations (jnp.where, indexing)") from error
+        raise ValueError(
+            "the model branches in Python on the value of a discrete site, so its factors cannot be "
+            "tabulated; write the dependence with jnp operations (jnp.where, indexing)"
+        ) from error
     tables = []
     for f, scope in enumerate(factor_scopes):
         shape = tuple(int(num_states[v]) for v in scope)

@@ -66,8 +66,14 @@ class TwoMeansMotif:
         return 2 * self.dim
 
     def signature(self) -> dict:
-        return {"kind": "continuous", "name": self.name, "version": MOTIF_VERSION, "dim": int(self.dim),
-                "explained_scale": FEATURE_EXPLAINED_SCALE, "kmeans_iterations": FEATURE_KMEANS_ITERATIONS}
+        return {
+            "kind": "continuous",
+            "name": self.name,
+            "version": MOTIF_VERSION,
+            "dim": int(self.dim),
+            "explained_scale": FEATURE_EXPLAINED_SCALE,
+            "kmeans_iterations": FEATURE_KMEANS_ITERATIONS,
+        }
 
     def match(self, view: ModelView) -> list[TwoMeansInstance]:
         target = view.target
@@ -113,8 +119,18 @@ class TwoMeansMotif:
             y = np.asarray(s["value"], dtype=float)
             if y.ndim != 2 or y.shape[1] != self.dim:
                 continue
-            found.append(TwoMeansInstance(count_site, means_site, data_site, m, self.dim,
-                                          float(scale.reshape(-1)[0]), float(noise.reshape(-1)[0]), y))
+            found.append(
+                TwoMeansInstance(
+                    count_site,
+                    means_site,
+                    data_site,
+                    m,
+                    self.dim,
+                    float(scale.reshape(-1)[0]),
+                    float(noise.reshape(-1)[0]),
+                    y,
+                )
+            )
         return found
 
     # ------------------------------------------------------------------------------------------------------------
@@ -157,7 +173,7 @@ def two_means_features(y, y_mask, means, active, a, b, noise_scale, mean_scale):
     total = jnp.sum(w) + 1e-6
     center = jnp.sum(w[:, None] * u_all, axis=0) / total
     u = u_all - center
-    first = u[jnp.argmax(w * jnp.sum(u ** 2, axis=1))]
+    first = u[jnp.argmax(w * jnp.sum(u**2, axis=1))]
     second = u[jnp.argmax(w * jnp.sum((u - first) ** 2, axis=1))]
 
     def lloyd(_, centres):
@@ -176,7 +192,21 @@ def two_means_features(y, y_mask, means, active, a, b, noise_scale, mean_scale):
     n1, n2 = jnp.sum(w1), jnp.sum(w2)
     spread1 = jnp.sum(w1 * jnp.sum((u - c1) ** 2, axis=1)) / (n1 + 1e-6)
     spread2 = jnp.sum(w2 * jnp.sum((u - c2) ** 2, axis=1)) / (n2 + 1e-6)
-    x = jnp.concatenate([c1, c2, jnp.stack([jnp.log1p(n1), jnp.log1p(n2), jnp.log1p(spread1), jnp.log1p(spread2),
-                                            jnp.log1p(total), jnp.log(mean_scale / noise_scale),
-                                            jnp.log1p(jnp.sum(others))])])
+    x = jnp.concatenate(
+        [
+            c1,
+            c2,
+            jnp.stack(
+                [
+                    jnp.log1p(n1),
+                    jnp.log1p(n2),
+                    jnp.log1p(spread1),
+                    jnp.log1p(spread2),
+                    jnp.log1p(total),
+                    jnp.log(mean_scale / noise_scale),
+                    jnp.log1p(jnp.sum(others)),
+                ]
+            ),
+        ]
+    )
     return x, center * noise_scale

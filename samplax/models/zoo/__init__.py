@@ -35,8 +35,8 @@ from samplax.models.zoo.conjugate import (
     NORMAL_NORMAL,
 )
 from samplax.models.zoo.geometry import BANANA, FUNNEL
-from samplax.models.zoo.hierarchical import EIGHT_SCHOOLS, EIGHT_SCHOOLS_CENTERED
 from samplax.models.zoo.grid_networks import GRID_NETWORK
+from samplax.models.zoo.hierarchical import EIGHT_SCHOOLS, EIGHT_SCHOOLS_CENTERED
 from samplax.models.zoo.mixture import GAUSSIAN_MIXTURE
 from samplax.models.zoo.open_universe import OPEN_UNIVERSE_MIXTURE
 from samplax.models.zoo.regression import BREAST_CANCER, LOGISTIC_REGRESSION, SPARSE_REGRESSION

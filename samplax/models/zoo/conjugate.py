@@ -46,9 +46,7 @@ def normal_normal_model(y=None, prior_mean=0.0, prior_sd=2.0, noise_sd=1.0, num_
         numpyro.sample("y", dist.Normal(mu, noise_sd), obs=y)
 
 
-def normal_normal_data(
-    seed=0, num_observations=20, prior_mean=0.0, prior_sd=2.0, noise_sd=1.0, true_mean=1.0
-) -> dict:
+def normal_normal_data(seed=0, num_observations=20, prior_mean=0.0, prior_sd=2.0, noise_sd=1.0, true_mean=1.0) -> dict:
     n = check_positive_int(num_observations, "num_observations")
     check_positive(prior_sd, "prior_sd")
     check_positive(noise_sd, "noise_sd")

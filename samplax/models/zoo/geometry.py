@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-import jax.numpy as jnp
 
 from samplax.models.zoo.base import Reference, ZooModel, check_positive, check_positive_int
 
@@ -53,13 +53,13 @@ FUNNEL = ZooModel(
 )
 
 
-def banana_model(scale=float(np.sqrt(10.0)), curvature=0.1):
+def banana_model(scale=10.0**0.5, curvature=0.1):
     """x1 ~ N(0, scale); x2 | x1 ~ N(curvature (x1^2 - scale^2), 1)."""
     x1 = numpyro.sample("x1", dist.Normal(0.0, scale))
     numpyro.sample("x2", dist.Normal(curvature * (x1**2 - scale**2), 1.0))
 
 
-def banana_data(seed=0, scale=float(np.sqrt(10.0)), curvature=0.1) -> dict:
+def banana_data(seed=0, scale=10.0**0.5, curvature=0.1) -> dict:
     """No observations: the data only fix the shape (the seed is ignored)."""
     return {"scale": check_positive(scale, "scale"), "curvature": float(curvature)}
 

@@ -58,8 +58,10 @@ def _check_tables(cpt) -> np.ndarray:
     # bridge then passes the data as constants
     table = np.asarray(cpt, dtype=float)
     if table.ndim != 3 or table.shape[2] != 4 or table.shape[0] < 1 or table.shape[1] < 1:
-        raise ValueError(f"argument 'cpt': expected shape (rows, cols, 4) of P(x = 1 | up, left) at index "
-                         f"2 * up + left, got {table.shape}")
+        raise ValueError(
+            f"argument 'cpt': expected shape (rows, cols, 4) of P(x = 1 | up, left) at index "
+            f"2 * up + left, got {table.shape}"
+        )
     if np.any(table < 0) or np.any(table > 1) or not np.all(np.isfinite(table)):
         raise ValueError("argument 'cpt': probabilities must lie in [0, 1]")
     return table
@@ -93,21 +95,23 @@ def grid_network_model(cpt, evidence=None):
             values[(i, j)] = jnp.asarray(value, dtype=jnp.int32)
 
 
-def random_conditional_tables(generator: np.random.Generator, rows: int, cols: int,
-                              deterministic_fraction: float) -> np.ndarray:
+def random_conditional_tables(
+    generator: np.random.Generator, rows: int, cols: int, deterministic_fraction: float
+) -> np.ndarray:
     """Tables of the UAI grid families: each row deterministic (0 or 1) with the given probability, else U(0, 1).
 
     Rows that an absent parent never selects are copies of the selected ones, so every table is well defined.
     """
     if not 0.0 <= deterministic_fraction <= 1.0:
-        raise ValueError("argument 'deterministic_fraction': expected a number in [0, 1], got "
-                         f"{deterministic_fraction!r}")
+        raise ValueError(
+            f"argument 'deterministic_fraction': expected a number in [0, 1], got {deterministic_fraction!r}"
+        )
     uniform = generator.uniform(size=(rows, cols, 4))
     deterministic = generator.uniform(size=(rows, cols, 4)) < deterministic_fraction
     coin = (generator.uniform(size=(rows, cols, 4)) < 0.5).astype(float)
     table = np.where(deterministic, coin, uniform)
-    table[0, :, 2:] = table[0, :, :2]        # no parent above: up reads as 0
-    table[:, 0, 1::2] = table[:, 0, 0::2]    # no parent to the left: left reads as 0
+    table[0, :, 2:] = table[0, :, :2]  # no parent above: up reads as 0
+    table[:, 0, 1::2] = table[:, 0, 0::2]  # no parent to the left: left reads as 0
     return table
 
 
@@ -147,7 +151,7 @@ def grid_network_data(seed=0, rows=6, cols=6, deterministic_fraction=0.5, num_ev
 def _node_log_tables(cpt: np.ndarray, evidence: np.ndarray) -> np.ndarray:
     """log f[i, j, x, up, left] = log P(x | up, left), times the evidence indicator; -inf where impossible."""
     p1 = cpt.reshape(cpt.shape[:2] + (2, 2))  # [i, j, up, left]
-    table = np.stack([1.0 - p1, p1], axis=2)    # [i, j, x, up, left]
+    table = np.stack([1.0 - p1, p1], axis=2)  # [i, j, x, up, left]
     mask = np.ones_like(table)
     observed = evidence >= 0
     for value in (0, 1):
@@ -166,9 +170,11 @@ def enumerate_marginals(cpt, evidence=None) -> tuple[np.ndarray, float]:
     evidence = _check_evidence(evidence, (rows, cols))
     latent = np.flatnonzero(evidence.reshape(-1) < 0)
     if latent.size > ENUMERATION_LIMIT:
-        raise ValueError(f"enumeration needs at most {ENUMERATION_LIMIT} latent nodes, the grid has {latent.size}; "
-                         "use variable_elimination_marginals")
-    count = 2 ** latent.size
+        raise ValueError(
+            f"enumeration needs at most {ENUMERATION_LIMIT} latent nodes, the grid has {latent.size}; "
+            "use variable_elimination_marginals"
+        )
+    count = 2**latent.size
     states = ((np.arange(count)[:, None] >> np.arange(latent.size)[None, :]) & 1).astype(np.int8)
     x = np.broadcast_to(np.where(evidence < 0, 0, evidence).reshape(-1).astype(np.int8), (count, rows * cols)).copy()
     x[:, latent] = states
@@ -206,8 +212,10 @@ def variable_elimination_marginals(cpt, evidence=None) -> tuple[np.ndarray, floa
         rows, cols = cols, rows
     width = cols
     if width > WIDTH_LIMIT:
-        raise ValueError(f"the grid's narrower side is {width} > {WIDTH_LIMIT}: exact marginals need 2^{width} "
-                         "numbers per message; use a smaller grid")
+        raise ValueError(
+            f"the grid's narrower side is {width} > {WIDTH_LIMIT}: exact marginals need 2^{width} "
+            "numbers per message; use a smaller grid"
+        )
     if width == 1:  # a chain: give it a second, empty column so the frontier logic applies
         marginals, log_z = _chain_marginals(log_f[:, 0])
         return (marginals.T if transposed else marginals), log_z
@@ -234,7 +242,7 @@ def variable_elimination_marginals(cpt, evidence=None) -> tuple[np.ndarray, floa
         new = new.reshape(-1)
         return new / new.sum()
 
-    alpha = np.zeros(2 ** width)
+    alpha = np.zeros(2**width)
     alpha[0] = 1.0  # W virtual nodes before node 0, all fixed at 0
     checkpoints, log_z = [], 0.0
     for t in range(n):
@@ -245,7 +253,7 @@ def variable_elimination_marginals(cpt, evidence=None) -> tuple[np.ndarray, floa
             raise ValueError("the evidence has probability 0 under these tables")
         log_z += float(np.log(total))
     marginals = np.zeros(n)
-    beta = np.ones(2 ** width)
+    beta = np.ones(2**width)
     for segment in reversed(range(len(checkpoints))):
         start, stop = segment * width, min((segment + 1) * width, n)
         alphas, alpha = [], checkpoints[segment]

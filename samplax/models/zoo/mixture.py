@@ -10,10 +10,10 @@ that found different labels flags it; that is the point of the "multimodal" tag.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-import jax.numpy as jnp
 
 from samplax.models.zoo.base import ZooModel, as_array, check_positive_int, observation_count, rng
 

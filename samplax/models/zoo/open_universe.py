@@ -20,14 +20,19 @@ import itertools
 
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import logsumexp
 
 from samplax.models.zoo.base import Reference, ZooModel, as_array, check_positive, check_positive_int, rng
 
-__all__ = ["OPEN_UNIVERSE_MIXTURE", "open_universe_model", "open_universe_data", "open_universe_reference",
-           "mixture_log_likelihood"]
+__all__ = [
+    "OPEN_UNIVERSE_MIXTURE",
+    "open_universe_model",
+    "open_universe_data",
+    "open_universe_reference",
+    "mixture_log_likelihood",
+]
 
 INACTIVE_LOGIT = -1e9  # a finite stand-in for log 0 (NumPyro validates logits when they are concrete)
 
@@ -42,8 +47,10 @@ def open_universe_model(y=None, max_components=12, num_observations=None, dim=2,
         n, d = (int(s) for s in jnp.shape(y))
     else:
         if num_observations is None:
-            raise ValueError("argument 'y' is None (prior predictive) and 'num_observations' is None: pass "
-                             "num_observations to size the prior predictive")
+            raise ValueError(
+                "argument 'y' is None (prior predictive) and 'num_observations' is None: pass "
+                "num_observations to size the prior predictive"
+            )
         n, d = check_positive_int(num_observations, "num_observations"), check_positive_int(dim, "dim")
     num_active = numpyro.sample("num_components", dist.DiscreteUniform(1, m))
     with numpyro.plate("components", m):
@@ -54,8 +61,9 @@ def open_universe_model(y=None, max_components=12, num_observations=None, dim=2,
         numpyro.sample("y", mixture, obs=y)
 
 
-def open_universe_data(seed=0, max_components=12, num_observations=90, dim=2, mean_scale=5.0, noise_scale=1.0,
-                       num_active=None) -> dict:
+def open_universe_data(
+    seed=0, max_components=12, num_observations=90, dim=2, mean_scale=5.0, noise_scale=1.0, num_active=None
+) -> dict:
     """``num_active`` clusters (default m // 2) with means drawn from the prior, points split evenly at random."""
     m = check_positive_int(max_components, "max_components")
     n = check_positive_int(num_observations, "num_observations")
@@ -69,12 +77,19 @@ def open_universe_data(seed=0, max_components=12, num_observations=90, dim=2, me
     means = generator.normal(scale=mean_scale, size=(k, d))
     labels = generator.integers(k, size=n)
     y = means[labels] + noise_scale * generator.normal(size=(n, d))
-    return {"y": y, "max_components": m, "num_observations": n, "dim": d, "mean_scale": float(mean_scale),
-            "noise_scale": float(noise_scale)}
+    return {
+        "y": y,
+        "max_components": m,
+        "num_observations": n,
+        "dim": d,
+        "mean_scale": float(mean_scale),
+        "noise_scale": float(noise_scale),
+    }
 
 
-def _true_parameters(seed=0, max_components=12, num_observations=90, dim=2, mean_scale=5.0, noise_scale=1.0,
-                     num_active=None) -> dict:
+def _true_parameters(
+    seed=0, max_components=12, num_observations=90, dim=2, mean_scale=5.0, noise_scale=1.0, num_active=None
+) -> dict:
     m = check_positive_int(max_components, "max_components")
     k = max(1, m // 2) if num_active is None else int(num_active)
     means = rng(seed).normal(scale=mean_scale, size=(k, dim))
@@ -90,7 +105,7 @@ def mixture_log_likelihood(y, means, num_active, noise_scale=1.0):
     d = y.shape[-1]
     active = jnp.arange(m) < jnp.asarray(num_active)[..., None]
     sq = jnp.sum((y[..., :, None, :] - means[..., None, :, :]) ** 2, axis=-1)  # (..., n, m)
-    log_component = -0.5 * sq / noise_scale ** 2 - 0.5 * d * jnp.log(2 * jnp.pi * noise_scale ** 2)
+    log_component = -0.5 * sq / noise_scale**2 - 0.5 * d * jnp.log(2 * jnp.pi * noise_scale**2)
     log_component = jnp.where(active[..., None, :], log_component, -jnp.inf)
     log_count = jnp.log(jnp.asarray(num_active, dtype=log_component.dtype))[..., None]
     per_point = logsumexp(log_component, axis=-1) - log_count
@@ -102,9 +117,9 @@ def _log_marginal_cluster(points: np.ndarray, mean_scale: float, noise_scale: fl
     count = points.shape[0]
     if count == 0:
         return 0.0
-    s2, v2 = mean_scale ** 2, noise_scale ** 2
+    s2, v2 = mean_scale**2, noise_scale**2
     total = points.sum(axis=0)
-    quad = (np.sum(points ** 2, axis=0) - s2 * total ** 2 / (v2 + count * s2)) / v2
+    quad = (np.sum(points**2, axis=0) - s2 * total**2 / (v2 + count * s2)) / v2
     per_dim = -0.5 * count * np.log(2 * np.pi * v2) - 0.5 * np.log1p(count * s2 / v2) - 0.5 * quad
     return float(np.sum(per_dim))
 
@@ -117,8 +132,10 @@ def open_universe_reference(data: dict) -> Reference:
     noise_scale = float(data.get("noise_scale", 1.0))
     n = y.shape[0]
     if m > 3 or n > 8:
-        raise ValueError(f"the exact answer sums over M^n assignments and is offered for max_components <= 3 and at "
-                         f"most 8 points; got max_components={m}, n={n}")
+        raise ValueError(
+            f"the exact answer sums over M^n assignments and is offered for max_components <= 3 and at "
+            f"most 8 points; got max_components={m}, n={n}"
+        )
     log_evidence_given_k = []
     for k in range(1, m + 1):
         terms = []

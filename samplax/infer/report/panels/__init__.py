@@ -12,11 +12,14 @@ from samplax.infer.report.panels.base import Panel
 
 __all__ = ["PANELS", "Panel"]
 
-PANELS: dict[str, Panel] = {panel.anchor: panel for panel in (
-    sampler.PANEL,   # every Markov chain method
-    evidence.PANEL,  # smc, cmcd, mcd, ula, ais and variational methods
-    mixflow.PANEL,
-    admm.PANEL,      # admm, dsgld
-    bplmc.PANEL,     # bplmc, myula
-    gibbs.PANEL,     # gibbs, block_gibbs, meta_gibbs
-)}
+PANELS: dict[str, Panel] = {
+    panel.anchor: panel
+    for panel in (
+        sampler.PANEL,  # every Markov chain method
+        evidence.PANEL,  # smc, cmcd, mcd, ula, ais and variational methods
+        mixflow.PANEL,
+        admm.PANEL,  # admm, dsgld
+        bplmc.PANEL,  # bplmc, myula
+        gibbs.PANEL,  # gibbs, block_gibbs, meta_gibbs
+    )
+}

@@ -56,15 +56,18 @@ def tuning_table(context: Context) -> str:
     low, high = (context.attr_json(name) for name in RATIO)
     note = ""
     if isinstance(low, (int, float)) and isinstance(high, (int, float)):
-        rows.append(f"<tr><th>stated variance ratio (admm / posterior)</th><td>{num(low, 3)} &ndash; "
-                    f"{num(high, 3)}</td></tr>")
-        note = (f'<p class="caption">admm\'s own bias: for a Gaussian target with this curvature, the exact stationary '
-                f"variance of the network average is {num(low, 3)}&ndash;{num(high, 3)} times the posterior's "
-                "(per coordinate), so the posterior sds in the summary are too small by the square root of that "
-                "factor. Means are unbiased for Gaussian targets.</p>")
+        rows.append(
+            f"<tr><th>stated variance ratio (admm / posterior)</th><td>{num(low, 3)} &ndash; {num(high, 3)}</td></tr>"
+        )
+        note = (
+            f'<p class="caption">admm\'s own bias: for a Gaussian target with this curvature, the exact stationary '
+            f"variance of the network average is {num(low, 3)}&ndash;{num(high, 3)} times the posterior's "
+            "(per coordinate), so the posterior sds in the summary are too small by the square root of that "
+            "factor. Means are unbiased for Gaussian targets.</p>"
+        )
     if not rows:
         return ""
-    return ('<h3>Tuning and local solves</h3><table><tbody>' + "".join(rows) + "</tbody></table>" + note)
+    return "<h3>Tuning and local solves</h3><table><tbody>" + "".join(rows) + "</tbody></table>" + note
 
 
 def render(context: Context) -> str | None:
@@ -91,12 +94,19 @@ def render(context: Context) -> str | None:
         ax.legend(fontsize=7, frameon=False, ncol=2)
     final = per_agent[-1]
     note = "" if per_agent.shape[1] <= MAX_LINES else f" Showing {MAX_LINES} of {per_agent.shape[1]} agents."
-    return (png(fig, "consensus residual per agent")
-            + f'<p class="caption">Each agent\'s distance from the consensus (mean over chains). It should fall and '
-            f"stay at the noise level; an agent that stays apart holds data that disagree with the others, or its "
-            f"penalty is too weak.{note} Last value per agent: {esc(short_list([num(v, 3) for v in final]))}.</p>"
-            + tuning_table(context))
+    return (
+        png(fig, "consensus residual per agent")
+        + f'<p class="caption">Each agent\'s distance from the consensus (mean over chains). It should fall and '
+        f"stay at the noise level; an agent that stays apart holds data that disagree with the others, or its "
+        f"penalty is too weak.{note} Last value per agent: {esc(short_list([num(v, 3) for v in final]))}.</p>"
+        + tuning_table(context)
+    )
 
 
-PANEL = Panel("admm", "Consensus (admm)", render, stats=frozenset({STAT, "prox_residual"}),
-              attrs=frozenset(TUNING) | frozenset(RATIO) | {"extra_variance_ratio"})
+PANEL = Panel(
+    "admm",
+    "Consensus (admm)",
+    render,
+    stats=frozenset({STAT, "prox_residual"}),
+    attrs=frozenset(TUNING) | frozenset(RATIO) | {"extra_variance_ratio"},
+)

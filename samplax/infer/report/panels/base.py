@@ -25,8 +25,8 @@ __all__ = ["Panel"]
 class Panel(NamedTuple):
     """A method panel: where it sits on the page, how it is drawn and which records it reads."""
 
-    anchor: str                                # the section's HTML id (also the key in PANELS)
-    title: str                                 # the section's heading, naming the methods it serves
-    render: Callable[[Context], str | None]    # the section's HTML, or None when its records are absent
-    stats: frozenset = frozenset()             # sample_stats variables it reads
-    attrs: frozenset = frozenset()             # root attrs it reads (``extra_*`` records)
+    anchor: str  # the section's HTML id (also the key in PANELS)
+    title: str  # the section's heading, naming the methods it serves
+    render: Callable[[Context], str | None]  # the section's HTML, or None when its records are absent
+    stats: frozenset = frozenset()  # sample_stats variables it reads
+    attrs: frozenset = frozenset()  # root attrs it reads (``extra_*`` records)

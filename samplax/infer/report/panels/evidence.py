@@ -26,16 +26,22 @@ def render(context: Context) -> str | None:
     """The estimates, the weights table and the log-weights histogram; None when the fit has none of them."""
     fit = context.fit
     parts = []
-    estimates = [(name, value) for name, value in (("log-evidence log Z", fit.log_evidence), ("ELBO", fit.elbo))
-                 if value is not None]
+    estimates = [
+        (name, value)
+        for name, value in (("log-evidence log Z", fit.log_evidence), ("ELBO", fit.elbo))
+        if value is not None
+    ]
     if estimates:
-        rows = "".join(f"<tr><th>{name}</th><td>{num(e.value, 6)}</td><td>{num(e.se, 3)}</td></tr>"
-                       for name, e in estimates)
-        parts.append('<table><thead><tr><th>estimate</th><th>value</th><th>standard error</th></tr></thead>'
-                     f"<tbody>{rows}</tbody></table>"
-                     f'<p class="small">Standard errors come from the spread over the {context.chains} independent '
-                     "repeats (chains). log Z from averaged importance weights is biased low at finite size; "
-                     "compare values within a few standard errors.</p>")
+        rows = "".join(
+            f"<tr><th>{name}</th><td>{num(e.value, 6)}</td><td>{num(e.se, 3)}</td></tr>" for name, e in estimates
+        )
+        parts.append(
+            "<table><thead><tr><th>estimate</th><th>value</th><th>standard error</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+            f'<p class="small">Standard errors come from the spread over the {context.chains} independent '
+            "repeats (chains). log Z from averaged importance weights is biased low at finite size; "
+            "compare values within a few standard errors.</p>"
+        )
     if context.weights is not None:
         parts.append(_weights_table(context))
         parts.append(_log_weight_figure(context))
@@ -51,22 +57,30 @@ def render(context: Context) -> str | None:
 def _weights_table(context: Context) -> str:
     weights = context.weights
     extra = {name: context.attr_array(f"extra_{name}") for name in EXTRA_PER_REPEAT}
-    extra = {name: value for name, value in extra.items()
-             if value is not None and value.ndim == 1 and value.size == weights["num_repeats"]}
+    extra = {
+        name: value
+        for name, value in extra.items()
+        if value is not None and value.ndim == 1 and value.size == weights["num_repeats"]
+    }
     header = "".join(f"<th>{name.replace('_', ' ')}</th>" for name in extra)
     rows = []
     for r in range(min(weights["num_repeats"], MAX_REPEATS)):
         k = float(weights["pareto_k"][r])
-        cells = [f"<th>{r}</th>", f"<td>{weights['ess_per_repeat'][r]:.0f} of {weights['num_draws']}</td>",
-                 f'<td class="{"bad" if k > PARETO_K_THRESHOLD else ""}">'
-                 f"{num(k, 3) if not math.isnan(k) else 'not estimable'}</td>"]
+        cells = [
+            f"<th>{r}</th>",
+            f"<td>{weights['ess_per_repeat'][r]:.0f} of {weights['num_draws']}</td>",
+            f'<td class="{"bad" if k > PARETO_K_THRESHOLD else ""}">'
+            f"{num(k, 3) if not math.isnan(k) else 'not estimable'}</td>",
+        ]
         cells += [f"<td>{num(value[r], 4)}</td>" for value in extra.values()]
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return ('<table><thead><tr><th>repeat</th><th>weight ESS</th><th>Pareto k-hat</th>'
-            f'{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            f'<p class="small">Weight ESS = (&sum;w)&sup2; / &sum;w&sup2; per repeat; Pareto k-hat from ArviZ\'s PSIS '
-            f"(above {PARETO_K_THRESHOLD:g}: the weights are heavy-tailed and estimates unreliable; "
-            "&ldquo;not estimable&rdquo;: too few distinct large weights to fit a tail).</p>")
+    return (
+        "<table><thead><tr><th>repeat</th><th>weight ESS</th><th>Pareto k-hat</th>"
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="small">Weight ESS = (&sum;w)&sup2; / &sum;w&sup2; per repeat; Pareto k-hat from ArviZ\'s PSIS '
+        f"(above {PARETO_K_THRESHOLD:g}: the weights are heavy-tailed and estimates unreliable; "
+        "&ldquo;not estimable&rdquo;: too few distinct large weights to fit a tail).</p>"
+    )
 
 
 def _log_weight_figure(context: Context) -> str:
@@ -81,10 +95,17 @@ def _log_weight_figure(context: Context) -> str:
             ax.hist(finite - finite.max(), bins=40, histtype="step", color=CHAIN_COLOURS[r % len(CHAIN_COLOURS)])
     ax.set_xlabel("log-weight minus its repeat's largest", fontsize=9)
     ax.tick_params(labelsize=8)
-    return (png(fig, "log-weights histogram")
-            + '<p class="caption">Log-weights per repeat (one colour each). A long left tail is harmless; a few '
-            "points far to the right of the bulk, near 0, carry most of the weight.</p>")
+    return (
+        png(fig, "log-weights histogram")
+        + '<p class="caption">Log-weights per repeat (one colour each). A long left tail is harmless; a few '
+        "points far to the right of the bulk, near 0, carry most of the weight.</p>"
+    )
 
 
-PANEL = Panel("evidence", "Importance weights and evidence (smc, cmcd, ais, variational methods)", render,
-              stats=frozenset({"log_weight"}), attrs=frozenset(f"extra_{name}" for name in EXTRA_PER_REPEAT))
+PANEL = Panel(
+    "evidence",
+    "Importance weights and evidence (smc, cmcd, ais, variational methods)",
+    render,
+    stats=frozenset({"log_weight"}),
+    attrs=frozenset(f"extra_{name}" for name in EXTRA_PER_REPEAT),
+)

@@ -17,7 +17,7 @@ from samplax.infer.report.panels.base import Panel
 __all__ = ["PANEL", "render"]
 
 STAT = "block_acceptance"
-MAX_BLOCKS = 40        # bars in the plot
+MAX_BLOCKS = 40  # bars in the plot
 LOW_ACCEPTANCE = 0.05  # blocks below this are named in the caption
 
 
@@ -43,12 +43,14 @@ def render(context: Context) -> str | None:
     ax.set_xlabel("mean acceptance", fontsize=9)
     ax.tick_params(labelsize=8)
     low = [names[i] for i in np.flatnonzero(rate < LOW_ACCEPTANCE)]
-    note = (f" Blocks accepting under 5% of proposals: {esc(short_list(low))}." if low else "")
+    note = f" Blocks accepting under 5% of proposals: {esc(short_list(low))}." if low else ""
     more = "" if shown == rate.size else f" Showing {shown} of {rate.size} blocks."
-    return (png(fig, "acceptance per block")
-            + '<p class="caption">Mean acceptance of each block update. A block that almost never accepts is not '
-            "moving: its proposal does not match the block's conditional (retrain it, or fall back to single-site "
-            f"Gibbs there).{note}{more}</p>")
+    return (
+        png(fig, "acceptance per block")
+        + '<p class="caption">Mean acceptance of each block update. A block that almost never accepts is not '
+        "moving: its proposal does not match the block's conditional (retrain it, or fall back to single-site "
+        f"Gibbs there).{note}{more}</p>"
+    )
 
 
 PANEL = Panel("blocks", "Acceptance per block (gibbs, meta_gibbs)", render, stats=frozenset({STAT}))

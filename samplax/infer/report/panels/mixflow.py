@@ -25,7 +25,7 @@ __all__ = ["NUMERICAL_HEALTH", "PANEL", "render"]
 NUMERICAL_HEALTH = {
     "inversion_error": "one-step inversion error |T^-1(T(s)) - s| (round-off of the flow map; ~1e-14 in float64)",
     "shadowing_window": "shadowing window 2 lambda delta (Xu & Campbell 2023): how far the computed orbit may be "
-                        "from an exact one",
+    "from an exact one",
     "nonfinite_fraction": "fraction of non-finite log-densities or draws",
 }
 CURVE = "extra_elbo_vs_flow_length"  # rows (N, ELBO) or (N, ELBO, standard error)
@@ -55,20 +55,30 @@ def check_table(context: Context) -> str:
     parts = []
     check = context.attr_json(CHECK)
     if isinstance(check, dict):
-        rows = [f"<tr><th>{esc(meaning)}</th><td>{_cell(check[key])}</td></tr>"
-                for key, meaning in CHECK_ROWS.items() if key in check and check[key] is not None]
+        rows = [
+            f"<tr><th>{esc(meaning)}</th><td>{_cell(check[key])}</td></tr>"
+            for key, meaning in CHECK_ROWS.items()
+            if key in check and check[key] is not None
+        ]
         warned = context.attr_json("extra_method_warnings") or []
-        verdict = ("every check passed" if not warned else
-                   f"{len(warned)} check(s) failed: " + " ".join(str(w) for w in warned))
+        verdict = (
+            "every check passed"
+            if not warned
+            else f"{len(warned)} check(s) failed: " + " ".join(str(w) for w in warned)
+        )
         if rows:
-            parts.append(f'<h3>Does the flow match the target?</h3><p>{esc(verdict)}</p><table><tbody>{"".join(rows)}'
-                         "</tbody></table>")
+            parts.append(
+                f"<h3>Does the flow match the target?</h3><p>{esc(verdict)}</p><table><tbody>{''.join(rows)}"
+                "</tbody></table>"
+            )
     cost = context.attr_json(COST)
     if isinstance(cost, dict):
-        rows = [f"<tr><th>{esc(str(stage))}</th><td>{_cell(value)}</td></tr>"
-                for stage, value in cost.items()]
-        parts.append('<h3>Cost (gradient evaluations per stage, known before the run)</h3><table><tbody>'
-                     + "".join(rows) + "</tbody></table>")
+        rows = [f"<tr><th>{esc(str(stage))}</th><td>{_cell(value)}</td></tr>" for stage, value in cost.items()]
+        parts.append(
+            "<h3>Cost (gradient evaluations per stage, known before the run)</h3><table><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+        )
     return "".join(parts)
 
 
@@ -85,9 +95,11 @@ def render(context: Context) -> str | None:
         ax.set_xlabel("flow length N", fontsize=9)
         ax.set_ylabel("ELBO", fontsize=9)
         ax.tick_params(labelsize=8)
-        parts.append(png(fig, "ELBO against flow length")
-                     + '<p class="caption">ELBO against the number of flow maps N (&plusmn; one standard error). It '
-                     "should rise and level off; an ELBO that falls as N grows means the step size is too large.</p>")
+        parts.append(
+            png(fig, "ELBO against flow length")
+            + '<p class="caption">ELBO against the number of flow maps N (&plusmn; one standard error). It '
+            "should rise and level off; an ELBO that falls as N grows means the step size is too large.</p>"
+        )
     rows = []
     for name, meaning in NUMERICAL_HEALTH.items():
         values = context.attr_array(f"extra_{name}")
@@ -97,14 +109,23 @@ def render(context: Context) -> str | None:
             continue
         finite = values[np.isfinite(values)]
         stats = (num(finite.min()), num(np.median(finite)), num(finite.max())) if finite.size else ("nan",) * 3
-        rows.append(f"<tr><th>{name.replace('_', ' ')}</th><td>{stats[0]}</td><td>{stats[1]}</td><td>{stats[2]}</td>"
-                    f'<td class="small">{esc(meaning)}</td></tr>')
+        rows.append(
+            f"<tr><th>{name.replace('_', ' ')}</th><td>{stats[0]}</td><td>{stats[1]}</td><td>{stats[2]}</td>"
+            f'<td class="small">{esc(meaning)}</td></tr>'
+        )
     if rows:
-        parts.append('<h3>Numerical health</h3><table><thead><tr><th>record</th><th>min</th><th>median</th>'
-                     f'<th>max</th><th>meaning</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        parts.append(
+            "<h3>Numerical health</h3><table><thead><tr><th>record</th><th>min</th><th>median</th>"
+            f"<th>max</th><th>meaning</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
     parts.append(check_table(context))
     return "".join(parts) or None
 
 
-PANEL = Panel("mixflow", "Flow diagnostics (mixflow)", render, stats=frozenset(NUMERICAL_HEALTH),
-              attrs=frozenset({CURVE, CHECK, COST, "extra_method_warnings"} | {f"extra_{name}" for name in NUMERICAL_HEALTH}))
+PANEL = Panel(
+    "mixflow",
+    "Flow diagnostics (mixflow)",
+    render,
+    stats=frozenset(NUMERICAL_HEALTH),
+    attrs=frozenset({CURVE, CHECK, COST, "extra_method_warnings"} | {f"extra_{name}" for name in NUMERICAL_HEALTH}),
+)

@@ -15,8 +15,13 @@ from samplax.infer.report.panels.base import Panel
 
 __all__ = ["PANEL", "render"]
 
-TITLES = {"acceptance_rate": "mean acceptance", "step_size": "step size (median)", "tree_depth": "mean tree depth",
-          "n_steps": "mean leapfrog steps", "diverging": "divergences"}
+TITLES = {
+    "acceptance_rate": "mean acceptance",
+    "step_size": "step size (median)",
+    "tree_depth": "mean tree depth",
+    "n_steps": "mean leapfrog steps",
+    "diverging": "divergences",
+}
 MAX_CHAINS = 32  # rows of the table
 
 
@@ -31,19 +36,29 @@ def render(context: Context) -> str | None:
         cells = [f"<th>{chain}</th>"]
         for n in names:
             row = values[n][chain]
-            value = (f"{int(row.sum())}" if n == "diverging" else num(np.median(row)) if n == "step_size"
-                     else num(np.nanmean(row), 3))
+            value = (
+                f"{int(row.sum())}"
+                if n == "diverging"
+                else num(np.median(row))
+                if n == "step_size"
+                else num(np.nanmean(row), 3)
+            )
             cells.append(f'<td class="{"bad" if n == "diverging" and row.sum() else ""}">{value}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     target = context.options.get("target_accept")
-    note = (f'<p class="small">Warm-up adapted the step size towards a mean acceptance of {esc(target)}; a mean '
-            "far from it, or chains with very different step sizes, point at a warm-up that did not settle.</p>"
-            if target is not None else "")
-    more = (f'<p class="small">Showing the first {MAX_CHAINS} of {context.chains} chains.</p>'
-            if context.chains > MAX_CHAINS else "")
+    note = (
+        f'<p class="small">Warm-up adapted the step size towards a mean acceptance of {esc(target)}; a mean '
+        "far from it, or chains with very different step sizes, point at a warm-up that did not settle.</p>"
+        if target is not None
+        else ""
+    )
+    more = (
+        f'<p class="small">Showing the first {MAX_CHAINS} of {context.chains} chains.</p>'
+        if context.chains > MAX_CHAINS
+        else ""
+    )
     header = "".join(f"<th>{TITLES[n]}</th>" for n in names)
-    return (f'<table><thead><tr><th>chain</th>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            + more + note)
+    return f"<table><thead><tr><th>chain</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>" + more + note
 
 
 PANEL = Panel("sampler", "Sampler statistics", render, stats=frozenset(TITLES))
