@@ -83,7 +83,13 @@ _COMMON = (
 
 # a numpyro.factor term has no place in a data split: each agent would evaluate it on its own shard as part of its
 # prior share (wrong for a factor over observations), and a -inf factor breaks the local solves
-_UNSUPPORTED = ("no_observations", "no_observation_plate", "data_read_as_values", "factor")
+_UNSUPPORTED = (
+    "no_observations",
+    "no_observation_plate",
+    "latent_in_observation_plate",
+    "data_read_as_values",
+    "factor",
+)
 
 ADMM_SCHEMA = MethodSchema(
     "admm",

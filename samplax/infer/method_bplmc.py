@@ -56,6 +56,7 @@ from samplax.kernels.bregman.adaptation import build_warmup, step_size_from_curv
 from samplax.kernels.bregman.legendre import LEGENDRE_NAMES, LegendreSpec
 from samplax.kernels.bregman.prox import bregman_moreau_envelope
 from samplax.kernels.bregman.total_variation import total_variation
+from samplax.models.bridge import UnsupportedModelError
 
 __all__ = [
     "BPLMC_SCHEMA",
@@ -321,9 +322,11 @@ def default_legendre(name: str, support, has_l1: bool, barrier: bool = False) ->
         return "burg_simplex" if barrier else "entropic_simplex"
     if isinstance(support, constraints.interval) or support is constraints.unit_interval:
         return "fermi_dirac"
-    raise ValueError(
+    raise UnsupportedModelError(
+        "bplmc",
+        "support",
         f"site '{name}': no Legendre function is known for support {support}; pass legendre={{'{name}': ...}} "
-        f"with one of {list(LEGENDRE_NAMES)}, or use method='myula'"
+        f"with one of {list(LEGENDRE_NAMES)}, or use method='myula'",
     )
 
 

@@ -370,7 +370,9 @@ class Target:
         ``continuous_latent``, ``discrete_latent``, ``improper_prior`` (a flat prior: no prior draws exist),
         ``factor`` (a ``numpyro.factor`` term), ``no_observation_plate`` (no observed site inside a plate: nothing
         to shard), ``no_observations``, ``data_read_as_values`` (the model reads its data as Python values, so the
-        data cannot be arguments of a compiled program: ``data_mode == "constants"``).
+        data cannot be arguments of a compiled program: ``data_mode == "constants"``), ``latent_in_observation_plate``
+        (a latent site inside the observations' plate, e.g. one effect per school: splitting the observations
+        across agents would split that site too).
         """
         found = set()
         if self.dim:
@@ -387,6 +389,17 @@ class Target:
             found.add("data_read_as_values")
         if not any(_is_observation(site) and site.get("cond_indep_stack") for site in self._trace.values()):
             found.add("no_observation_plate")  # e.g. a GP: one joint observation, nothing conditionally independent
+        observation_plates = {
+            frame.name
+            for site in self._trace.values()
+            if _is_observation(site)
+            for frame in site.get("cond_indep_stack", ())
+        }
+        if any(
+            _is_latent(site) and {frame.name for frame in site.get("cond_indep_stack", ())} & observation_plates
+            for site in self._trace.values()
+        ):
+            found.add("latent_in_observation_plate")
         return frozenset(found)
 
     @property
@@ -619,6 +632,9 @@ class Target:
             "data_read_as_values": "it splits the data into shards that are arguments of one compiled program, and "
             "the model reads its data as Python values (int(...), a Python if on data); "
             "compute those values outside the model and pass them as Python ints, or use "
+            "method='nuts'",
+            "latent_in_observation_plate": "it splits the observations across agents, and the model has latent sites "
+            "inside the observations' plate (one per observation or group), which cannot be split with them; use "
             "method='nuts'",
             "factor": f"it cannot evaluate numpyro.factor terms ({list(self.factor_sites)}) the way it needs; use "
             "method='nuts'",

@@ -254,6 +254,26 @@ def test_methods_refuse_unsupported_features_before_compiling():
     with pytest.raises(UnsupportedModelError, match="no_observation_plate"):
         samplax.fit(no_plate, {"y": 1.0}, method="admm", progress=False)
 
+    def eight_schools(sigma, y=None):  # one effect per school, in the observations' plate: shards cannot split it
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+        with numpyro.plate("schools", len(sigma)):
+            theta = numpyro.sample("theta", dist.Normal(mu, tau))
+            numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+    data = {"sigma": np.array([15.0, 10, 16, 11, 9, 11, 10, 18]), "y": np.array([28.0, 8, -3, 7, -1, 1, 18, 12])}
+    for method in ("admm", "dsgld"):
+        with pytest.raises(UnsupportedModelError, match="latent_in_observation_plate"):
+            samplax.fit(eight_schools, data, method=method, progress=False)
+
+    def bounded_below(y=None):  # a support bplmc has no Legendre function for: refused, naming the site and the fix
+        kappa = numpyro.sample("kappa", dist.Pareto(1.0, 1.5))
+        with numpyro.plate("obs", 3):
+            numpyro.sample("y", dist.Normal(kappa, 1.0), obs=y)
+
+    with pytest.raises(UnsupportedModelError, match="site 'kappa'.*legendre="):
+        samplax.fit(bounded_below, {"y": np.ones(3)}, method="bplmc", progress=False)
+
 
 def ar2_scan(y):
     """NumPyro's ar2 example: the likelihood inside numpyro.contrib.control_flow.scan under condition; the data are
