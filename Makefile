@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[dev]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[dev]"  # PYTHONWARNINGS: no setuptools editable-install notice
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -50,7 +50,7 @@ $(STAMP313): pyproject.toml
 	@test -n "$(PY313_BASE)" || { echo "run make test-py313" >&2; exit 2; }
 	"$(PY313_BASE)" -m venv $(VENV313)
 	$(PY313) -m pip install --quiet --upgrade pip
-	$(PY313) -m pip install --quiet --upgrade -e ".[dev]"
+	PYTHONWARNINGS=ignore $(PY313) -m pip install --quiet --upgrade -e ".[dev]"
 	@$(PY313) -c "import arviz, sys; sys.exit(int(arviz.__version__.split('.')[0]) < 1)" || \
 	  { echo "ArviZ 1.x did not install in $(VENV313): the subset would test ArviZ 0.x again" >&2; exit 1; }
 	touch $@
@@ -66,7 +66,7 @@ bench: $(STAMP)
 # The site, with the notebooks rendered with their outputs: docs/hooks/notebooks.py executes each notebook (small
 # sizes) unless `make test` already saved its executed copy in docs/notebooks/ (git-ignored).
 docs: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[docs]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[docs]"
 	$(PY) -m mkdocs build --strict
 
 clean:
