@@ -186,15 +186,19 @@ def mixflow(
     Args:
         logdensity_fn: log pi(x) on a flat vector; differentiable. Keep the same function object across calls:
             flows that share it (and N, L, momentum, whiten) share compiled programs.
-        reference_mean, reference_scale: the mean-field Gaussian reference N(mean, diag(scale^2)) in x.
+        reference_mean (array): the mean of the mean-field Gaussian reference N(mean, diag(scale^2)) in x.
+        reference_scale (array): its scale (per coordinate).
         flow_length: N, the number of mixture terms (n = 0..N-1).
-        step_size: eps, scalar or per coordinate, in flow coordinates (whitened units when ``whiten``).
+        step_size (float or array): eps, scalar or per coordinate, in flow coordinates (whitened units when
+            ``whiten``).
         num_steps: L, leapfrog steps per map.
         momentum: "laplace" (default) or "gaussian".
         whiten: run the flow in y = (x - mean) / scale (reference N(0, I)); the Jacobian enters every density.
         shift: the refreshment's irrational u-shift.
         batch_size: orbits vectorised at a time (memory is O(batch_size N) for `draw` and `elbo`).
-    The methods run in float64 under ``jax.enable_x64(True)`` and return NumPy float64 arrays.
+
+    Returns:
+        A `MixFlow`. Its methods run in float64 under ``jax.enable_x64(True)`` and return NumPy float64 arrays.
     """
     config = _Config(
         logdensity_fn,
