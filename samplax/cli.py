@@ -500,21 +500,24 @@ def main(argv=None) -> int:
             return 0
     except UsageError as err:
         print(f"samplax: error: {err}", file=sys.stderr)
-        from samplax.infer.distributed import report_failure  # peers of a multi-process job exit with it too
+        from samplax.infer.distributed import exit_if_failed, report_failure  # peers of a job exit with it too
 
         report_failure(f"usage error: {err}")
+        exit_if_failed(2)
         return 2
     except KeyboardInterrupt:
         print("samplax: interrupted", file=sys.stderr)
-        from samplax.infer.distributed import report_failure
+        from samplax.infer.distributed import exit_if_failed, report_failure
 
         report_failure("interrupted")
+        exit_if_failed(130)
         return 130
     except Exception as err:  # a failure while running: exit 1 with the reason, not a bare trace
         print(f"samplax: error: the run failed: {type(err).__name__}: {err}", file=sys.stderr)
-        from samplax.infer.distributed import report_failure
+        from samplax.infer.distributed import exit_if_failed, report_failure
 
         report_failure(err)
+        exit_if_failed(1)
         return 1
     return 2
 

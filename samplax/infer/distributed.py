@@ -59,6 +59,7 @@ __all__ = [
     "is_output_process",
     "shutdown",
     "report_failure",
+    "exit_if_failed",
     "guard",
 ]
 
@@ -246,6 +247,22 @@ def report_failure(error: BaseException | str):
         _CONTEXT.fail(_describe(error))
 
 
+def exit_if_failed(status: int) -> None:
+    """End a process that reported a failure (`report_failure`) now, with ``status``, skipping interpreter teardown.
+
+    JAX's distributed client is torn down by C++ destructors at interpreter exit; after a failure the coordination
+    service or a peer may already be gone, and that teardown can abort the process (SIGABRT and a C++ trace instead
+    of the status and message). The failure is published and the output flushed, so nothing is lost. A no-op when
+    this process reported no failure (and in a single-process run).
+    """
+    if _CONTEXT is None or _CONTEXT._failure is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
 def _describe(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
         text = str(error).strip()
@@ -264,6 +281,7 @@ def _install_excepthook():
             report_failure(value if value is not None else kind.__name__)
         finally:
             previous(kind, value, traceback)
+        exit_if_failed(1)  # Python's own exit status for an uncaught exception, without the client's teardown
 
     sys.excepthook = hook
 
