@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
-import samplax
 from benchmarks import common
 from samplax.infer import arviz_compat, method_bplmc
 from samplax.models import zoo
@@ -150,21 +148,18 @@ def _reference_from_fit(fit, sites):
 
 
 def _fit(model, data, method, chains, warmup, draws, seed, options, precision, thin=1):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return samplax.fit(
-            model,
-            data,
-            method=method,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            seed=seed,
-            precision=precision,
-            progress=False,
-            thin=thin,
-            **options,
-        )
+    return common.quiet_fit(
+        model,
+        data,
+        method=method,
+        chains=chains,
+        warmup=warmup,
+        draws=draws,
+        seed=seed,
+        precision=precision,
+        thin=thin,
+        **options,
+    )
 
 
 def measure(fit, sites, reference_mean, reference_sd, thin=1) -> dict:

@@ -21,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,6 +53,16 @@ _BACKEND_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 # --------------------------------------------------------------------------------------------------------- timing
+def quiet_fit(model, data, **settings):
+    """``samplax.fit`` as the benchmarks run it: no progress bar, no convergence warnings (the pages report the
+    diagnostics themselves)."""
+    import samplax
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return samplax.fit(model, data, progress=False, **settings)
+
+
 def block(tree):
     """Wait for every array in ``tree`` (device work finished) and return it."""
     return jax.block_until_ready(tree)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import jax
@@ -36,7 +35,6 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-import samplax
 from benchmarks import common
 from samplax.kernels.bregman.total_variation import total_variation
 
@@ -140,23 +138,20 @@ def make_problem(s) -> tuple[np.ndarray, dict]:
 def _fit(s, data, method, chains, warmup, steps, seed, options, thin=1):
     """``steps`` transitions per chain after warm-up, every ``thin``-th kept (fit's ``draws`` counts kept draws)."""
     # every chain starts at the observed image, as a practitioner would (random starts cost every method the same)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = deblur_model(jnp.asarray(blur_kernel(s["blur_sd"]), jnp.float32), s["theta"], s["noise_sd"])
-        return samplax.fit(
-            model,
-            data,
-            method=method,
-            chains=chains,
-            warmup=warmup,
-            draws=steps // thin,
-            seed=seed,
-            thin=thin,
-            init={"x": data["y"]},
-            progress=False,
-            log_likelihood=False,
-            **options,
-        )
+    model = deblur_model(jnp.asarray(blur_kernel(s["blur_sd"]), jnp.float32), s["theta"], s["noise_sd"])
+    return common.quiet_fit(
+        model,
+        data,
+        method=method,
+        chains=chains,
+        warmup=warmup,
+        draws=steps // thin,
+        seed=seed,
+        thin=thin,
+        init={"x": data["y"]},
+        log_likelihood=False,
+        **options,
+    )
 
 
 def _draws(fit) -> np.ndarray:

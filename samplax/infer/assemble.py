@@ -19,7 +19,7 @@ from samplax.infer.arviz_compat import IData
 from samplax.infer.options import schema
 from samplax.models.bridge import Target
 
-__all__ = ["Estimate", "assemble", "inference_data", "site_attrs", "versions", "check_coords_dims"]
+__all__ = ["Estimate", "recorded_estimate", "assemble", "inference_data", "site_attrs", "versions", "check_coords_dims"]
 
 
 class Estimate(NamedTuple):
@@ -38,6 +38,11 @@ def _estimate(values) -> Estimate | None:
     values = np.asarray(values, dtype=float).reshape(-1)
     se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
     return Estimate(float(np.mean(values)), se)
+
+
+def recorded_estimate(attrs: dict, name: str) -> Estimate | None:
+    """The estimate ``name`` (``log_evidence`` or ``elbo``) as stored in a fit's root attrs (JSON [value, se])."""
+    return Estimate(*map(float, json.loads(attrs[name]))) if name in attrs else None
 
 
 def versions() -> dict:

@@ -261,15 +261,8 @@ def run_direct(target, method, settings, keys):
     result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"], settings["draws"])
     elapsed = time.perf_counter() - start
     start = time.perf_counter()
-    if result.discrete:  # samplers of discrete sites: substitute those values too when tracing the model
-        from samplax.models.motifs import finish_with_discrete
-
-        finished = finish_with_discrete(
-            target, np.asarray(result.z), result.discrete, settings.get("log_likelihood", True)
-        )
-    else:
-        finished = jax.jit(finish_fn(target, settings.get("log_likelihood", True)))(jnp.asarray(result.z))
-        finished = jax.tree.map(np.asarray, finished)
+    finished = jax.jit(finish_fn(target, settings.get("log_likelihood", True)))(jnp.asarray(result.z))
+    finished = jax.tree.map(np.asarray, finished)
     return {
         "posterior": finished["posterior"],
         "sample_stats": result.sample_stats,

@@ -26,7 +26,15 @@ import numpy as np
 from samplax.infer import arviz_compat, registry
 from samplax.infer import cache as compilation_cache
 from samplax.infer.arviz_compat import IData
-from samplax.infer.assemble import Estimate, _estimate, _jsonable, _site_list, _stored_coords, _stored_dims
+from samplax.infer.assemble import (
+    Estimate,
+    _estimate,
+    _jsonable,
+    _site_list,
+    _stored_coords,
+    _stored_dims,
+    recorded_estimate,
+)
 from samplax.infer.assemble import assemble as _assemble
 from samplax.infer.assemble import check_coords_dims as _check_coords_dims
 from samplax.infer.assemble import inference_data as _inference_data
@@ -74,12 +82,8 @@ class Fit:
         self.options = json.loads(attrs.get("options", "{}"))
         self.precision = attrs.get("precision", "float32")
         self.timing = timing if timing is not None else json.loads(attrs.get("timing", "{}"))
-        if log_evidence is None and "log_evidence" in attrs:
-            log_evidence = Estimate(*map(float, json.loads(attrs["log_evidence"])))
-        if elbo is None and "elbo" in attrs:
-            elbo = Estimate(*map(float, json.loads(attrs["elbo"])))
-        self.log_evidence = log_evidence
-        self.elbo = elbo
+        self.log_evidence = log_evidence if log_evidence is not None else recorded_estimate(attrs, "log_evidence")
+        self.elbo = elbo if elbo is not None else recorded_estimate(attrs, "elbo")
         self.approximation = None  # variational methods: the fitted approximation (not saved to NetCDF)
 
     def log_density(self, *args, **kwargs):

@@ -58,7 +58,6 @@ class DirectResult(NamedTuple):
     elbo: np.ndarray | None  # (repeats,)
     extra: dict  # method-specific records kept in attrs (JSON-able arrays)
     approximation: object = None  # e.g. a trained flow; Fit.log_density delegates to its log_density(...)
-    discrete: dict | None = None  # latent discrete sites: name -> (repeats, draws, *shape) values (gibbs, meta_gibbs)
 
 
 class DirectMethod(NamedTuple):

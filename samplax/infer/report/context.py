@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from samplax.infer import arviz_compat, diagnostics
+from samplax.infer.assemble import Estimate, recorded_estimate
 
 __all__ = [
     "BFMI_THRESHOLD",
@@ -46,13 +47,6 @@ MAX_PLOT_CHAINS = 8  # chains (repeats) drawn in a plot
 MAX_LINES = 16  # lines (agents, blocks) in a method panel plot
 
 
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate and its standard error, as stored in a fit's attrs."""
-
-    value: float
-    se: float
-
-
 @dataclasses.dataclass
 class FitRecord:
     """The parts of a fit the report reads, for an InferenceData given without its `samplax.Fit`.
@@ -72,10 +66,7 @@ class FitRecord:
     def from_idata(cls, idata: Any) -> FitRecord:
         """Read the record from ``idata``'s root attrs."""
         attrs = arviz_compat.root_attrs(idata)
-        estimates = {
-            name: Estimate(*map(float, json.loads(attrs[name]))) if name in attrs else None
-            for name in ("log_evidence", "elbo")
-        }
+        estimates = {name: recorded_estimate(attrs, name) for name in ("log_evidence", "elbo")}
         return cls(
             idata=idata,
             method=attrs.get("method"),
