@@ -183,6 +183,7 @@ def _summary_rows(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``samplax`` command line and its subcommands (fit, report, zoo, methods, ...)."""
     parser = argparse.ArgumentParser(prog="samplax", description="Fit NumPyro models with samplax's kernels.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -350,8 +351,10 @@ def _run_fit(args) -> int:
 
 
 def _check_outputs(out, report):
-    """--out and --report must be writable files (folder exists and is writable, not a directory): a UsageError
-    before any fitting or compiling."""
+    """Check that --out and --report are writable files, raising a UsageError before any fitting or compiling.
+
+    Writable means: the folder exists and is writable, and the path is not a directory.
+    """
     from samplax.infer.fit import check_output_path
 
     for flag, path in (("--out", out), ("--report", report)):
@@ -401,9 +404,11 @@ def _finish(result, out, report, quiet, *, var_names=None, summary_rows=SUMMARY_
 
 
 def print_summary(result, *, var_names=None, max_rows=SUMMARY_ROWS, file=None) -> None:
-    """Print the summary of a Fit: latent sites, then deterministic ones under their own heading, at most
-    ``max_rows`` rows (0: all) with a note on how many were left out and how to see them, then the one line about
-    deterministic sites (`diagnostics.deterministic_note`)."""
+    """Print the summary of a Fit: latent sites, then deterministic ones under their own heading.
+
+    At most ``max_rows`` rows (0: all) with a note on how many were left out and how to see them, then the one line
+    about deterministic sites (`diagnostics.deterministic_note`).
+    """
     import pandas as pd
 
     from samplax.infer import arviz_compat, diagnostics
@@ -448,6 +453,14 @@ def print_summary(result, *, var_names=None, max_rows=SUMMARY_ROWS, file=None) -
 
 
 def main(argv=None) -> int:
+    """Run the ``samplax`` command line.
+
+    Args:
+        argv: the arguments after the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success, non-zero on a usage error or a failed run.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

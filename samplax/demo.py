@@ -16,6 +16,14 @@ from samplax.models import zoo
 
 
 def main(argv=None) -> int:
+    """Fit eight schools with MALA and NUTS, print both summaries, save the MALA fit and its report under ``--out``.
+
+    Args:
+        argv: the arguments after the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit status, 0 on success.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_out", help="folder for the fit and the report")
     args = parser.parse_args(argv)

@@ -108,8 +108,11 @@ _MAX_CHUNK_VALUES = 1 << 24  # floats of observations held on the device per chu
 
 
 class ObservableEstimate(NamedTuple):
-    """A time average over all chains with its Monte Carlo standard error, bulk ESS and rank-normalised R-hat
-    (ArviZ). Arrays for matrix or profile observables; a trace that never varies gets se = 0 and nan ESS/R-hat."""
+    """A time average over all chains with its Monte Carlo standard error, bulk ESS and R-hat.
+
+    ESS and rank-normalised R-hat come from ArviZ. Arrays for matrix or profile observables; a trace that never varies
+    gets se = 0 and nan ESS/R-hat.
+    """
 
     value: Any
     se: Any
@@ -126,8 +129,10 @@ class ObservableEstimate(NamedTuple):
 
 
 class MACCEstimate(NamedTuple):
-    """The k x k MACC estimate (E_pi[A(x_i, x_j)] for the k-node path), its standard errors, ESS, R-hat, and the
-    InferenceData of its trace."""
+    """The k x k MACC estimate with its standard errors, ESS, R-hat, and the InferenceData of its trace.
+
+    MACC_ij = E_pi[A(x_i, x_j)] for the k-node path.
+    """
 
     matrix: np.ndarray
     se: np.ndarray
@@ -137,8 +142,11 @@ class MACCEstimate(NamedTuple):
 
 
 class ProfileEstimate(NamedTuple):
-    """A CHD profile f(s) = P_pi(prod_{E_H minus E_F} A >= s) on the threshold grid, with standard errors, ESS, R-hat,
-    the conditional density t(H, G | F) (the area under the profile), and the InferenceData of the traces."""
+    """A CHD profile f(s) = P_pi(prod_{E_H minus E_F} A >= s) on the threshold grid, with its uncertainty.
+
+    It holds standard errors, ESS, R-hat, the conditional density t(H, G | F) (the area under the profile), and the
+    InferenceData of the traces.
+    """
 
     thresholds: np.ndarray
     profile: np.ndarray
@@ -474,8 +482,10 @@ def sample_homomorphisms(
 
 
 def macc(network: Any, k: int, *, chain: str = "glauber", weight: str | None = "weight", **options) -> MACCEstimate:
-    """Estimate the k x k matrix of average clustering coefficients MACC_ij = E_pi[A(x_i, x_j)] of the k-node path
-    (first off-diagonals 1 for 0/1 weights; odd distances inflated by backtracking, as pi says they should be).
+    """Estimate the k x k matrix of average clustering coefficients of the k-node path.
+
+    MACC_ij = E_pi[A(x_i, x_j)] (first off-diagonals 1 for 0/1 weights; odd distances inflated by backtracking, as pi
+    says they should be).
 
     `options` go to sample_homomorphisms (steps, chains, seed, thin, ...). Exact value: exact_macc(network, k).
     """
@@ -529,10 +539,13 @@ def chd_profile(
 def homomorphism_density(
     motif: Any, network: Any, *, weight: str | None = "weight", node_weight: Any = None, **options
 ) -> ObservableEstimate:
-    """t(F, G): exact for forests (dynamic programming, se = 0); otherwise t(T, G) t(F, G | T) for a breadth-first
-    spanning tree T of F, with t(T, G) exact and t(F, G | T) estimated by sample_homomorphisms(T, ...,
-    targets={F}) (`options` go there). Motifs with several components multiply their components' densities; with
-    checkpoint=DIR and several components that need sampling, component i is checkpointed in DIR/component_i."""
+    """Estimate the homomorphism density t(F, G) of motif F in network G.
+
+    Exact for forests (dynamic programming, se = 0); otherwise t(T, G) t(F, G | T) for a breadth-first spanning tree T
+    of F, with t(T, G) exact and t(F, G | T) estimated by sample_homomorphisms(T, ..., targets={F}) (`options` go
+    there). Motifs with several components multiply their components' densities; with checkpoint=DIR and several
+    components that need sampling, component i is checkpointed in DIR/component_i.
+    """
     parsed = as_motif(motif)
     parsed_network = as_network(network, weight=weight, node_weight=node_weight)
     graph = parsed.undirected_graph()
@@ -570,8 +583,10 @@ def homomorphism_density(
 
 
 def macc_distance(first: Any, second: Any) -> float:
-    """Spectral-norm distance between two k x k MACCs, minimised over reversing the path:
-    min(||M1 - M2||_2, ||M1 - J M2 J||_2) with J the reversal permutation (MACCEstimate or arrays)."""
+    """Spectral-norm distance between two k x k MACCs, minimised over reversing the path.
+
+    min(||M1 - M2||_2, ||M1 - J M2 J||_2) with J the reversal permutation (MACCEstimate or arrays).
+    """
     a = np.asarray(first.matrix if isinstance(first, MACCEstimate) else first, dtype=np.float64)
     b = np.asarray(second.matrix if isinstance(second, MACCEstimate) else second, dtype=np.float64)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape != b.shape:
@@ -583,7 +598,8 @@ def macc_distance(first: Any, second: Any) -> float:
 def kernel_inputs(
     motif: Any, network: Any, chain: str = "glauber", *, weight: str | None = "weight", root: Hashable | None = None
 ):
-    """The arrays the kernels of samplax.kernels.graph_hom take, for using them directly (BlackJAX style):
+    """The arrays the kernels of samplax.kernels.graph_hom take, for using them directly (BlackJAX style).
+
     (CSRNetwork, MotifConstraints) for chain="glauber", (CSRNetwork, RootedTree) for chain="pivot". Node i of the
     state is motif node as_motif(motif).labels[i]; states hold network node indices (labels in network.labels).
 

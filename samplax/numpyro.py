@@ -31,6 +31,12 @@ __all__ = ["Kernel", "KernelState", "SamplaxKernelState", "NUTS", "MALA"]
 
 
 class SamplaxKernelState(NamedTuple):
+    """The state of `Kernel` as NumPyro's MCMC carries it.
+
+    The iteration, the unconstrained sites (``z``, NumPyro's sample field), the BlackJAX kernel and adaptation states,
+    the step size and inverse mass matrix in use, the last step's figures and the running figures of the phase.
+    """
+
     i: jnp.ndarray
     z: dict  # unconstrained site values: NumPyro's sample_field
     kernel_state: NamedTuple  # the BlackJAX state on the flat vector
@@ -47,8 +53,10 @@ class SamplaxKernelState(NamedTuple):
 
 
 def _running_figures(state, num_warmup: int, accept, diverging):
-    """Running mean acceptance and divergence count of the current phase (warm-up, then sampling), as NumPyro's
-    HMC shows them: the last step's acceptance alone flickers between 0 and 1 for MALA."""
+    """Running mean acceptance and divergence count of the current phase (warm-up, then sampling).
+
+    As NumPyro's HMC shows them: the last step's acceptance alone flickers between 0 and 1 for MALA.
+    """
     in_phase = jnp.where(state.i < num_warmup, state.i, state.i - num_warmup) + 1  # this step included
     restart = state.i == num_warmup  # the sampling phase starts afresh
     previous = jnp.where(restart, 0.0, state.mean_accept_prob)

@@ -46,6 +46,7 @@ def recorded_estimate(attrs: dict, name: str) -> Estimate | None:
 
 
 def versions() -> dict:
+    """The versions of samplax, JAX, NumPyro, BlackJAX and ArviZ, recorded in every fit's attrs."""
     import blackjax
     import numpyro
 
@@ -61,6 +62,17 @@ def versions() -> dict:
 
 
 def assemble(target: Target, settings: dict, result: dict) -> IData:
+    """Build a fit's InferenceData from the driver's result.
+
+    Args:
+        target: the model's Target (sites, dims from plates, the data).
+        settings: the fit's settings (method, options, seed, precision, ...), recorded in attrs.
+        result: the driver's output: posterior draws, sample statistics, log-likelihoods, timing, the method's
+            estimates and extras.
+
+    Returns:
+        The InferenceData (a DataTree under ArviZ 1.x) with its groups and the attrs a loaded fit needs.
+    """
     spec = schema(settings["method"])
     attrs = {
         "method": settings["method"],

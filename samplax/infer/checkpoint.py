@@ -117,8 +117,11 @@ def code_digest(function) -> str | None:
 
 
 def model_record(target) -> dict:
-    """What identifies the model of a Target: its sites (name, shape, distribution), discrete, observed and
-    deterministic sites, and the SHA-256 of its code (`code_digest`)."""
+    """What identifies the model of a Target.
+
+    Its sites (name, shape, distribution), discrete, observed and deterministic sites, and the SHA-256 of its code
+    (`code_digest`).
+    """
     return {
         "sites": [[site.name, [int(n) for n in site.shape], site.distribution] for site in target.sites],
         "discrete_sites": [str(name) for name in target.discrete_sites],
@@ -401,7 +404,7 @@ class Checkpoint:
         return self.check_folder() == "checkpoint"
 
     def check_folder(self) -> str:
-        """ "new" (missing, empty, or ours without a manifest yet) or "checkpoint"; anything else is a ValueError.
+        """Return "new" (missing, empty, or ours without a manifest yet) or "checkpoint"; anything else is a ValueError.
 
         Nothing is written: this runs before any compilation.
         """
@@ -561,8 +564,11 @@ class Checkpoint:
 
 
 def manifest_for(target: Target, settings: dict, chunk: int) -> dict:
-    """Everything a checkpoint is bound to: the settings, the chunking, the device layout, the key, and
-    fingerprints of the data and of the model (sites, distributions, code: `samplax.infer.checkpoint.model_record`)."""
+    """Everything a checkpoint is bound to.
+
+    The settings, the chunking, the device layout, the key, and fingerprints of the data and of the model (sites,
+    distributions, code: `samplax.infer.checkpoint.model_record`).
+    """
     record = model_record(target)
     return dict(
         settings,

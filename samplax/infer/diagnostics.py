@@ -76,8 +76,7 @@ def summary(
     hdi_prob: float = 0.94,
     round_to: int | str | None = None,
 ) -> pd.DataFrame:
-    """ArviZ's summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s`` and
-    ``ess_bulk_per_sampling_s``.
+    """ArviZ's summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ESS per second.
 
     ``ess_bulk_per_s`` divides by ``wall_seconds``, the whole fit's wall time (tracing, compiling, warm-up,
     sampling, post-processing: what a user waits for, and the figure to compare methods by);
@@ -121,7 +120,7 @@ def summary(
 
 
 def _recorded_timing(idata: Any) -> dict:
-    """samplax's ``attrs["timing"]`` as a dict (empty when absent or unreadable)."""
+    """The fit's ``attrs["timing"]`` (samplax's) as a dict (empty when absent or unreadable)."""
     timing = (getattr(idata, "attrs", None) or {}).get("timing")
     if isinstance(timing, str):
         try:
@@ -246,8 +245,10 @@ def draws_kind(idata: Any) -> str:
 
 
 def method_warnings(idata: Any) -> list[str]:
-    """The warnings a method's own check recorded in ``attrs["extra_method_warnings"]`` (a JSON list of strings;
-    mixflow's flow-length and moment checks write it), empty when absent or unreadable."""
+    """The warnings a method's own check recorded in ``attrs["extra_method_warnings"]``.
+
+    A JSON list of strings (mixflow's flow-length and moment checks write it); empty when absent or unreadable.
+    """
     value = (getattr(idata, "attrs", None) or {}).get("extra_method_warnings")
     try:
         messages = json.loads(value) if isinstance(value, str) else value

@@ -113,8 +113,9 @@ def initialize(
     num_cpu_devices: int | None = None,
     initialization_timeout_s: int = 120,
 ) -> DistributedContext | None:
-    """Join a multi-process job (JAX's ``jax.distributed`` runtime; CPU collectives over gloo). Returns None when
-    there is only one process. Call it first, before any JAX computation.
+    """Join a multi-process job (JAX's ``jax.distributed`` runtime; CPU collectives over gloo).
+
+    Returns None when there is only one process. Call it first, before any JAX computation.
 
     coordinator: "host:port" of the coordination service, reachable from every process (process 0 starts it);
     num_processes, process_id: the job size and this process's id in 0 .. num_processes - 1; heartbeat_s: a peer
@@ -231,10 +232,11 @@ def shutdown():
 
 
 def report_failure(error: BaseException | str):
-    """Tell the other processes of the job that this one failed and will not finish: they exit with status 1 and a
-    message naming this process and ``error``, instead of waiting for it at the next collective. This process then
-    leaves without waiting for them (`shutdown` skips the finishing barrier) and exits with its own status and
-    message.
+    """Tell the other processes of the job that this one failed and will not finish.
+
+    They exit with status 1 and a message naming this process and ``error``, instead of waiting for it at the next
+    collective. This process then leaves without waiting for them (`shutdown` skips the finishing barrier) and exits
+    with its own status and message.
 
     Uncaught exceptions are reported automatically (`initialize` installs a ``sys.excepthook``); call it where a
     script catches an error and exits on its own (``samplax fit`` does, for usage errors and failed runs). The
@@ -287,8 +289,11 @@ def _install_excepthook():
 
 
 def guard():
-    """Context manager around work that runs collectives: a failure caused by a lost peer ends the process with a
-    message naming it (exit status 1). A no-op in a single-process run."""
+    """Context manager around work that runs collectives.
+
+    A failure caused by a lost peer ends the process with a message naming it (exit status 1). A no-op in a
+    single-process run.
+    """
     return _CONTEXT.guard() if _CONTEXT is not None else contextlib.nullcontext()
 
 
@@ -477,8 +482,10 @@ class DistributedContext:
             os._exit(EXIT_LOST_PEER)
 
     def fail(self, error: str):
-        """Publish this process's error under ``samplax/failed/{process_id}`` (once; bounded wait) so that the peers
-        exit with it, and leave the job without the finishing barrier."""
+        """Publish this process's error so that the peers exit with it, and leave without the finishing barrier.
+
+        The error goes under ``samplax/failed/{process_id}``, once, with a bounded wait.
+        """
         with self._lock:
             if self._failure is not None:
                 return
@@ -517,8 +524,10 @@ class DistributedContext:
                 self._guarded -= 1
 
     def finish(self):
-        """Leave cleanly: wait for every process to finish its work, shut the clients down (process 0 last, once
-        the others have left), then stop the coordination service."""
+        """Leave cleanly: wait for every process to finish, shut the clients down, then stop the coordination service.
+
+        Process 0 shuts down last, once the others have left.
+        """
         import jax
 
         if self._failure is not None:

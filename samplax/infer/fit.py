@@ -63,8 +63,10 @@ class ConvergenceWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------------------------------
 # the Fit object
 class Fit:
-    """The result of `samplax.fit`: an InferenceData (a DataTree under ArviZ 1.x) plus timing, estimates and
-    helpers."""
+    """The result of `samplax.fit`.
+
+    An InferenceData (a DataTree under ArviZ 1.x) plus timing, estimates and helpers.
+    """
 
     def __init__(
         self,
@@ -102,8 +104,11 @@ class Fit:
         )
 
     def summary(self, var_names=None, **kwargs):
-        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ``ess_bulk_per_s`` (per second of the
-        whole fit: what to compare across methods) and ``ess_bulk_per_sampling_s``; latent sites first."""
+        """ArviZ summary (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) plus ESS per second; latent sites first.
+
+        ``ess_bulk_per_s`` is per second of the whole fit (what to compare across methods); ``ess_bulk_per_sampling_s``
+        per second of sampling.
+        """
         from samplax.infer import diagnostics
 
         return diagnostics.summary(
@@ -214,8 +219,10 @@ def load(path: str) -> Fit:
 
 
 def check_output_path(path, what: str = "the output") -> None:
-    """Refuse an output path that cannot be written, before any work: empty, a directory, or in a folder that is
-    missing or not writable. The error names the path."""
+    """Refuse an output path that cannot be written, before any work. The error names the path.
+
+    Refused: empty, a directory, or in a folder that is missing or not writable.
+    """
     target = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
     if not target:
         raise ValueError(f"{what} needs a file path to be written to, got {path!r}")

@@ -1,5 +1,6 @@
-"""How `samplax.graphs` runs the Glauber and pivot chains: the kernels' array inputs, the starting states, and the
-chunked, checkpointed run through samplax's chain driver.
+"""How `samplax.graphs` runs the Glauber and pivot chains through samplax's chain driver.
+
+The kernels' array inputs, the starting states, and the chunked, checkpointed run.
 
 Lyu, Mémoli and Sivakoff, "Sampling random graph homomorphisms and applications to network data analysis",
 JMLR 24(9), 2023 (arXiv:1910.09483).
@@ -73,8 +74,11 @@ def check_run_options(seed, progress, checkpoint, checkpoint_every):
 
 
 def initial_states(motif: Motif, network: Network, chains: int, rng, init, root_side) -> np.ndarray:
-    """(chains, k) starting homomorphisms (network node indices): `init` checked and mapped from labels, else exact
-    draws of pi for a tree motif, else a randomised backtracking search."""
+    """Return (chains, k) starting homomorphisms as network node indices.
+
+    `init` checked and mapped from labels, else exact draws of pi for a tree motif, else a randomised backtracking
+    search.
+    """
     if init is not None:
         array = np.asarray(init, dtype=object)
         if array.ndim == 1:
@@ -163,8 +167,10 @@ def target_arrays(edge_lists: list[list[tuple[int, int]]]):
 
 
 def padded_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pad the CSR arrays to power-of-two lengths (empty rows, unreachable entries, nodes of weight 0) so that
-    networks of similar size have equal shapes and reuse one compiled runner."""
+    """Pad the CSR arrays to power-of-two lengths, so that networks of similar size reuse one compiled runner.
+
+    The padding is empty rows, unreachable entries and nodes of weight 0.
+    """
 
     def bucket(size: int) -> int:
         return max(16, 1 << math.ceil(math.log2(size)))
@@ -189,9 +195,12 @@ def padded_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def chain_builder(chain, kernel_options, max_degree, unweighted, free_nodes, keep_states):
-    """`build(data) -> (step, record, finish)` for ChainRunner: the chain's `SamplingAlgorithm` closed over the data
+    """Make `build(data) -> (step, record, finish)` for ChainRunner.
+
+    It holds the chain's `SamplingAlgorithm` closed over the data
     (network, motif arrays, observation indices: arguments of the compiled chunk, so similar networks share one
-    executable), the acceptance rate kept per draw, and the observations computed from each chunk of states."""
+    executable), the acceptance rate kept per draw, and the observations computed from each chunk of states.
+    """
     options = dict(kernel_options)
     depth = graph_hom.search_steps_for(max_degree)
 
@@ -228,9 +237,12 @@ def chain_builder(chain, kernel_options, max_degree, unweighted, free_nodes, kee
 def run_chains(
     build, program_key, data, states, seed, *, thin, burn_draws, num_draws, chunk, progress, store, manifest
 ):
-    """Run every chain from `states` for burn_draws + num_draws draws of `thin` steps through ChainRunner, in chunks
-    of `chunk` draws (the chunks a checkpoint holds are read back, the others run and, with a checkpoint, saved);
-    return the kept draws' host arrays {"stats": ..., "posterior": ...} (chain, draw, ...) and the timing."""
+    """Run every chain from `states` for burn_draws + num_draws draws of `thin` steps through ChainRunner.
+
+    The run goes in chunks of `chunk` draws (the chunks a checkpoint holds are read back, the others run and, with a
+    checkpoint, saved); return the kept draws' host arrays {"stats": ..., "posterior": ...} (chain, draw, ...) and the
+    timing.
+    """
     chains = states.shape[0]
     chain_keys = jax.random.split(jax.random.key(seed), chains)
     chain_states = graph_hom.init(states)
@@ -285,8 +297,10 @@ def open_checkpoint(
     chunk: int,
     checkpoint_every: int | None,
 ):
-    """Start a checkpoint in an empty folder, or check that the one there was written by this same run (resuming
-    without checkpoint_every keeps its chunks); return its manifest and the chunk length."""
+    """Start a checkpoint in an empty folder, or check that the one there was written by this same run.
+
+    Resuming without checkpoint_every keeps its chunks. Returns its manifest and the chunk length.
+    """
     manifest = _checkpoint_manifest(motif, stored, settings, chunk)
     if not store.exists():
         return store.start(manifest, {**stored, "initial_states": states}), chunk
@@ -299,9 +313,11 @@ def open_checkpoint(
 
 
 def _checkpoint_manifest(motif: Motif, stored: dict, settings: dict, chunk: int) -> dict:
-    """The manifest of a graph run in the checkpoint module's schema: the motif stands for the model (one discrete
-    site, the homomorphism, described by the motif's edges and labels), the network's arrays and the starting states
-    for the data, and the chain's options for the method's."""
+    """The manifest of a graph run in the checkpoint module's schema.
+
+    The motif stands for the model (one discrete site, the homomorphism, described by the motif's edges and labels), the
+    network's arrays and the starting states for the data, and the chain's options for the method's.
+    """
     description = json.dumps(
         {
             "edges": [list(map(int, e)) for e in motif.edges],

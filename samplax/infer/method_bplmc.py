@@ -78,8 +78,10 @@ __all__ = [
 
 
 class BPLMCParams(NamedTuple):
-    """Adapted per-chain parameters (fit broadcasts ``step_size`` into ``sample_stats``); ``inverse_mass`` is the
-    diagonal preconditioner (myula; ones for bplmc)."""
+    """Adapted per-chain parameters (fit broadcasts ``step_size`` into ``sample_stats``).
+
+    ``inverse_mass`` is the diagonal preconditioner (myula; ones for bplmc).
+    """
 
     step_size: jax.Array
     inverse_mass: jax.Array
@@ -333,9 +335,11 @@ def default_legendre(name: str, support, has_l1: bool, barrier: bool = False) ->
 def legendre_blocks(
     target, composite, legendre: dict | None = None, beta=None, barrier: bool = False
 ) -> tuple[LegendreSpec, ...]:
-    """One ``LegendreSpec`` per latent site of ``composite`` (``target.composite()``): the override in ``legendre``
-    ({site: name}) or ``default_legendre``; hyperbolic-entropy blocks are centred at the L1 centre with scale ``beta``
-    (a number or {site: number}; default 1), Fermi-Dirac blocks span the site's interval."""
+    """One ``LegendreSpec`` per latent site of ``composite`` (``target.composite()``).
+
+    The override in ``legendre`` ({site: name}) or ``default_legendre``; hyperbolic-entropy blocks are centred at the L1
+    centre with scale ``beta`` (a number or {site: number}; default 1), Fermi-Dirac blocks span the site's interval.
+    """
     legendre = dict(legendre or {})
     for name, value in legendre.items():
         if value not in LEGENDRE_NAMES:
@@ -385,7 +389,10 @@ def _is_real(support) -> bool:
 
 
 def resolve_adjusted(target, options) -> bool:
-    """bplmc's ``options['adjusted']``, or when None: True iff some site's support is not the real line."""
+    """Whether bplmc runs adjusted.
+
+    ``options['adjusted']``, or when None: True iff some site's support is not the real line.
+    """
     if options.get("adjusted") is not None:
         return bool(options["adjusted"])
     return any(not _is_real(site.support) for site in target.sites)
@@ -401,7 +408,7 @@ class _Metric(NamedTuple):
 
 
 def bplmc_setup(target, options) -> ProximalSetup:
-    """bplmc on ``target.composite``: constrained coordinates, per-site Legendre maps, Bregman-Moreau envelope."""
+    """Build bplmc on ``target.composite``: constrained coordinates, per-site Legendre maps, Bregman-Moreau envelope."""
     if options.get("total_variation") is not None:
         raise ValueError(
             "method 'bplmc' has no total-variation prox (TV is Euclidean); use method='myula' with "
@@ -522,8 +529,11 @@ def myula_tv_terms(target, spec) -> tuple:
 
 
 def myula_setup(target, options) -> ProximalSetup:
-    """myula on the unconstrained vector z: f(z) = -log p(z) (Jacobians included) minus the declared nonsmooth terms
-    (the real sites' L1 terms and the total-variation term), which enter through their Moreau envelope."""
+    """Build myula on the unconstrained vector z.
+
+    f(z) = -log p(z) (Jacobians included) minus the declared nonsmooth terms (the real sites' L1 terms and the
+    total-variation term), which enter through their Moreau envelope.
+    """
     weight_np, _ = _myula_l1_numpy(target, options.get("nonsmooth"))
     weight, center = myula_l1_terms(target, options.get("nonsmooth"))
     tv_terms = myula_tv_terms(target, options.get("total_variation"))

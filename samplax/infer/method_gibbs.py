@@ -149,8 +149,10 @@ def _packings(blocks: list[list[int]], limit: int) -> list[list[int]]:
 
 
 def build_problem(target, method: str, options: dict, key, warmup: int = 0) -> Problem:
-    """Everything static about one run: tables, motif instances, proposals (loaded or trained: ``warmup`` is the
-    default number of training steps), schedules and colour classes."""
+    """Everything static about one run: tables, motif instances, proposals, schedules and colour classes.
+
+    Proposals are loaded or trained (``warmup`` is the default number of training steps).
+    """
     view = motif_lib.compile_model(target)
     tables = gb.FactorTables(**{k: jnp.asarray(v) for k, v in view.factor_tables().items()})
     v_count = view.num_variables
@@ -338,6 +340,7 @@ def sweep_spec(problem: Problem) -> gb.SweepSpec:
 
 
 def sweep_arrays(problem: Problem) -> gb.SweepArrays:
+    """The arrays of ``problem`` that a sweep reads: tables, plan, instances, states and proposal parameters."""
     return gb.SweepArrays(
         problem.tables,
         problem.plan,
@@ -351,8 +354,10 @@ def sweep_arrays(problem: Problem) -> gb.SweepArrays:
 # =====================================================================================================================
 # what the chain driver runs on
 class GibbsTarget:
-    """The object `fit`'s driver runs a gibbs-family method on, in place of the `Target`: it has the Target's
-    ``data_arrays`` / ``with_data`` / ``static_data_key`` / ``init`` so the driver treats both alike.
+    """The object `fit`'s driver runs a gibbs-family method on, in place of the `Target`.
+
+    It has the Target's ``data_arrays`` / ``with_data`` / ``static_data_key`` / ``init`` so the driver treats both
+    alike.
 
     The compiled programs take the sweep's arrays (tables, plan, proposals) as their data argument; the log joint
     closes over the model's data, so ``static_data_key`` includes the data's SHA-256.
@@ -413,8 +418,11 @@ class GibbsTarget:
 
 
 def _initial_states(problem: Problem, target, key, chains: int) -> gb.GibbsState:
-    """Prior draws with the observed sites clamped: ancestral sampling through the tables when every latent site is
-    a variable with a table of its own, else one seeded trace of the model per chain (batched with vmap)."""
+    """Prior draws with the observed sites clamped.
+
+    Ancestral sampling through the tables when every latent site is a variable with a table of its own, else one seeded
+    trace of the model per chain (batched with vmap).
+    """
     view = problem.view
     own = view.own_factor()
     tabular_only = (
@@ -445,8 +453,11 @@ def _initial_states(problem: Problem, target, key, chains: int) -> gb.GibbsState
 
 
 def prepare(method: str):
-    """``prepare(target, options, key, warmup) -> GibbsTarget`` for `MCMCMethod.prepare`: the static problem
-    (tables, motif instances, proposals loaded or trained with ``key``, schedules) built once on the host."""
+    """Make ``prepare(target, options, key, warmup) -> GibbsTarget`` for `MCMCMethod.prepare`.
+
+    It builds the static problem (tables, motif instances, proposals loaded or trained with ``key``, schedules) once on
+    the host.
+    """
 
     def build(target, options, key, warmup):
         problem = build_problem(target, method, options, key, warmup)
@@ -501,8 +512,11 @@ def _start(chain_target: GibbsTarget, options):
 # =====================================================================================================================
 # running the kernel without fit (benchmarks, tests): the same driver, no posterior assembly
 class GibbsRun(NamedTuple):
-    """What `sample_model` returns: discrete draws by site name (chains, draws, *shape), continuous unconstrained
-    draws z (chains, draws, dim), sample statistics (chains, draws[, instances]) and JSON-able extras."""
+    """What `sample_model` returns.
+
+    Discrete draws by site name (chains, draws, *shape), continuous unconstrained draws z (chains, draws, dim), sample
+    statistics (chains, draws[, instances]) and JSON-able extras.
+    """
 
     discrete: dict
     z: np.ndarray
@@ -514,8 +528,9 @@ class GibbsRun(NamedTuple):
 def sample_model(
     target, method: str, options: dict, key, chains: int, warmup: int, draws: int, *, chunks: int = 20
 ) -> GibbsRun:
-    """Build the sampler for ``method`` on ``target`` and run ``chains`` chains for warm-up and draws on
-    `ChainRunner`, without assembling a posterior (benchmarks, tests).
+    """Build the sampler for ``method`` on ``target`` and run its chains, without assembling a posterior.
+
+    It runs ``chains`` chains for warm-up and draws on `ChainRunner` (for benchmarks and tests).
 
     ``chunks``: at most this many chunks of draws, each timed in ``extra["chunk_seconds"]`` (a curve against
     time); ``chunks=1`` runs warm-up and sampling as one compiled program (`ChainRunner.fuse`, one compilation),

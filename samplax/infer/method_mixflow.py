@@ -75,6 +75,8 @@ GRID_DISPLACEMENTS = (0.02, 2.0)  # range of c = eps * L (whitened units) for st
 # ---------------------------------------------------------------------------------------------------------------------
 # the reference: mean-field Gaussian by NumPyro SVI
 class MeanField(NamedTuple):
+    """A fitted mean-field Gaussian: its mean and scale, and the negative ELBO at every SVI step."""
+
     mean: np.ndarray
     scale: np.ndarray
     losses: np.ndarray  # negative ELBO per SVI step
@@ -125,7 +127,8 @@ def fit_mean_field(
 def reference_elbo(logdensity_fn, mean, scale, rng_key, num_draws: int = 1000) -> tuple[float, float]:
     """(estimate, standard error) of the reference's own ELBO E_q0[log pi(x) - log q0(x)] (x-space, i.i.d.).
 
-    Evaluated eagerly (``vmap`` without ``jit``): one cheap pass, no compilation."""
+    Evaluated eagerly (``vmap`` without ``jit``): one cheap pass, no compilation.
+    """
     with jax.enable_x64(True):
         mean, scale = jnp.asarray(mean, jnp.float64), jnp.asarray(scale, jnp.float64)
         noise = jax.random.normal(rng_key, (num_draws,) + mean.shape, jnp.float64)
@@ -135,8 +138,10 @@ def reference_elbo(logdensity_fn, mean, scale, rng_key, num_draws: int = 1000) -
 
 
 def _final_elbo(losses: np.ndarray) -> tuple[float, float]:
-    """The reference's ELBO from SVI's own estimates: mean and SE of -loss over the last 10 % of steps (the learning
-    rate has decayed to a few % of its start there, so the parameters barely move)."""
+    """The reference's ELBO from SVI's own estimates: mean and SE of -loss over the last 10 % of steps.
+
+    The learning rate has decayed to a few % of its start there, so the parameters barely move.
+    """
     tail = -losses[-max(2, losses.size // 10) :]
     tail = tail[np.isfinite(tail)]
     if tail.size < 2:
@@ -147,7 +152,10 @@ def _final_elbo(losses: np.ndarray) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------------------------------
 # step-size selection
 def step_size_grid(num_points: int, leapfrog_steps: int, unit: float = 1.0) -> np.ndarray:
-    """eps = c / L * unit with c log-spaced over GRID_DISPLACEMENTS: c is one map's largest displacement."""
+    """The step-size grid eps = c / L * unit, with c log-spaced over GRID_DISPLACEMENTS.
+
+    c is one map's largest displacement.
+    """
     low, high = GRID_DISPLACEMENTS
     return np.geomspace(low, high, num_points) / leapfrog_steps * unit
 
@@ -167,8 +175,9 @@ def select_step_size(
     batch_size: int = 256,
     on_point=None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """The grid value with the largest ELBO estimate at ``flow_length``, less one standard error; also each value's
-    ELBO mean and SE.
+    """The grid value with the largest ELBO estimate at ``flow_length``, less one standard error.
+
+    Also returns each value's ELBO mean and SE.
 
     Subtracting one SE guards against the winner's curse (a noisy estimate that is high by chance: large steps give
     the noisiest ELBOs). Every grid point uses the same reference draws (common random numbers). Grid points whose
@@ -252,8 +261,11 @@ class MixFlowApproximation:
         rng_key=None,
         num_samples: int = 1000,
     ):
-        """log q_N: exact when ``momentum`` and ``uniform`` are given (augmented space); otherwise a
-        `LogDensityEstimate` of the x-marginal by importance sampling over (rho, u) ~ m x Uniform(0, 1)."""
+        """The flow's log density log q_N.
+
+        Exact when ``momentum`` and ``uniform`` are given (augmented space); otherwise a `LogDensityEstimate` of the
+        x-marginal by importance sampling over (rho, u) ~ m x Uniform(0, 1).
+        """
         if space not in ("unconstrained", "constrained"):
             raise ValueError(
                 f"space={space!r} must be 'unconstrained' (flat vectors) or 'constrained' (a dict of site values)"
@@ -559,8 +571,11 @@ def cost_estimate(options: dict, *, chains: int, warmup: int, draws: int) -> dic
 
 
 def _draw_in_pieces(flow: kernel.MixFlow, rng_key, count: int, plan, loop) -> kernel.Draws:
-    """``flow.draw(rng_key, count)``, computed in the pieces of ``plan`` (one key per draw: the draws do not depend
-    on the cut); every piece has the first piece's length (the last is padded and cut) so one program serves all."""
+    """``flow.draw(rng_key, count)``, computed in the pieces of ``plan``.
+
+    One key per draw, so the draws do not depend on the cut; every piece has the first piece's length (the last is
+    padded and cut) so one program serves all.
+    """
     keys = jax.random.split(rng_key, count)
     length = plan[0][1]
     parts = []

@@ -1,6 +1,7 @@
-"""mixflow's own check: do the flow's draws match the target? (Xu, Chen & Campbell 2023 give exact densities, so the
-draws can be compared with importance-corrected moments, with the ELBO at half the flow length, and with a short NUTS
-run started from the flow's draws.)
+"""Mixflow's own check: do the flow's draws match the target?
+
+Xu, Chen & Campbell 2023 give exact densities, so the draws can be compared with importance-corrected moments, with
+the ELBO at half the flow length, and with a short NUTS run started from the flow's draws.
 
 The results go to ``idata.attrs["extra_mixflow_check"]`` and failed checks to ``attrs["extra_method_warnings"]``,
 which `samplax.infer.diagnostics.convergence_warnings` turns into `ConvergenceWarning`s.
@@ -43,7 +44,8 @@ def flow_length_check(
 
     With a small enough step the ELBO rises (or levels off) as N grows; with too large a step it rises and then
     falls (Xu, Chen and Campbell 2023, section 6): a significant fall says the chosen step makes the flow drift
-    away from the target."""
+    away from the target.
+    """
     half_length = max(1, flow_length // 2)
     half = kernel.mixflow(
         logdensity_fn,
@@ -121,9 +123,11 @@ NUTS_CHECK_SD_RATIO = 1.1  # a sd ratio beyond this factor (plus 2 Monte Carlo S
 def nuts_check(
     logdensity_fn, z_flow: np.ndarray, rng_key, *, chains: int = 4, warmup: int = 300, draws: int = 250
 ) -> dict:
-    """The flow's means and sds (unconstrained coordinates) against a short NUTS run (BlackJAX, Stan's window
-    adaptation) started from ``chains`` of the flow's draws; gaps in posterior sds and sd ratios, each with its Monte
-    Carlo standard error (NUTS's from ArviZ's MCSE, the flow's from its i.i.d. draws)."""
+    """The flow's means and sds (unconstrained coordinates) against a short NUTS run from its draws.
+
+    NUTS (BlackJAX, Stan's window adaptation) starts from ``chains`` of the flow's draws; gaps in posterior sds and sd
+    ratios, each with its Monte Carlo standard error (NUTS's from ArviZ's MCSE, the flow's from its i.i.d. draws).
+    """
     from samplax.infer import arviz_compat
     from samplax.kernels import baselines
 

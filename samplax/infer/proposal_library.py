@@ -81,6 +81,8 @@ def library_entries(folder=None) -> dict:
 # =====================================================================================================================
 # proposals: load, match, train
 class Proposal(NamedTuple):
+    """A loaded meta_gibbs proposal: the network's parameters and config, its file header, and where it came from."""
+
     params: dict
     config: mp.ProposalConfig
     header: dict
@@ -122,7 +124,8 @@ def train_motif_proposal(
 
     Returns (params, config, history). Held-out data are drawn with a key the training never uses (other Theta);
     for discrete motifs the history also records the exact held-out KL(p(B | c) || q) and the stationary
-    acceptance rate of independence MH (enumerating all block states)."""
+    acceptance rate of independence MH (enumerating all block states).
+    """
     key_init, key_train, key_heldout = jax.random.split(key, 3)
     if motif.kind == "discrete":
         config = mp.ProposalConfig(
@@ -201,7 +204,8 @@ def resolve_proposals(found: dict, option, *, key, training_steps: int, training
     """{motif name: Proposal} for the motifs found in a model (``found``: name -> motif), and training records.
 
     option None: the shipped library, else train; "train": train every motif now; a .npz path: that proposal (its
-    motif must be in the model); a folder: its proposals (at least one must match); a name: a shipped proposal."""
+    motif must be in the model); a folder: its proposals (at least one must match); a name: a shipped proposal.
+    """
     chosen: dict[str, Proposal] = {}
     explicit: list[Proposal] = []
     if option is not None and option != "train":

@@ -35,6 +35,11 @@ COMMON_ARGUMENTS = (
 
 @dataclasses.dataclass(frozen=True)
 class Option:
+    """One option of a method: its name, type, default and help, with the checks its values must pass.
+
+    ``choices``, ``minimum`` and ``maximum`` bound the value when set; ``allow_none`` lets None through unchecked.
+    """
+
     name: str
     type: type
     default: Any
@@ -74,6 +79,12 @@ class Option:
 
 @dataclasses.dataclass(frozen=True)
 class MethodSchema:
+    """What `fit` and the CLI know of a method before running it.
+
+    Its name, family ("mcmc", "weighted" or "iid"), description, options, default precision, and the model features
+    it refuses before compilation.
+    """
+
     name: str
     family: str  # "mcmc" (R-hat applies), "weighted" or "iid" (judged by weights and standard errors)
     description: str

@@ -48,6 +48,8 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------------------------
 # NUTS
 class NUTSParams(NamedTuple):
+    """NUTS's adapted parameters: the step size and the inverse mass matrix (diagonal or dense)."""
+
     step_size: jnp.ndarray
     inverse_mass_matrix: jnp.ndarray
 
@@ -93,6 +95,8 @@ def nuts_step(logdensity: Callable, params: NUTSParams, *, max_tree_depth: int =
 # ---------------------------------------------------------------------------------------------------------------------
 # Online Stan window adaptation (one step at a time, for drivers such as numpyro.infer.MCMC)
 class OnlineAdaptationState(NamedTuple):
+    """The state of the online Stan window adaptation: dual averaging of the step size and the mass matrix sums."""
+
     step_size_state: Any  # BlackJAX's dual averaging state
     mass_matrix_state: Any  # BlackJAX's mass matrix state (the inverse mass matrix in use + the Welford sums)
 
@@ -147,23 +151,29 @@ def online_window_adaptation(target_accept: float, is_mass_matrix_diagonal: bool
 # ---------------------------------------------------------------------------------------------------------------------
 # MALA
 class MALAParams(NamedTuple):
+    """MALA's adapted parameters: the step size and the diagonal inverse mass matrix."""
+
     step_size: jnp.ndarray
     inverse_mass_matrix: jnp.ndarray  # diagonal
 
 
 class MALAInfo(NamedTuple):
+    """What a MALA step reports: the acceptance probability, whether the proposal was taken, and divergence."""
+
     acceptance_rate: jnp.ndarray
     is_accepted: jnp.ndarray
     diverging: jnp.ndarray  # the proposal's log density or gradient was not finite
 
 
 def mala_init(position, logdensity: Callable) -> MALAState:
+    """The MALA state at ``position``: the position, its log density and gradient (BlackJAX's ``mala.init``)."""
     return blackjax.mala.init(position, logdensity)
 
 
 def _mala_kernel(precondition: bool = True):
-    """Preconditioned MALA with the HMC-family signature ``kernel(key, state, logdensity, step_size,
-    inverse_mass_matrix)``, so BlackJAX's staged (Stan window) adaptation can drive it.
+    """Preconditioned MALA with the HMC-family signature, so BlackJAX's staged (Stan window) adaptation can drive it.
+
+    The signature is ``kernel(key, state, logdensity, step_size, inverse_mass_matrix)``.
 
     With m = M^-1 (diagonal), eps the step size and xi ~ N(0, I):
 
@@ -248,6 +258,8 @@ def mala_warmup(
 # ---------------------------------------------------------------------------------------------------------------------
 # adaptive tempered SMC
 class SMCResult(NamedTuple):
+    """What tempered SMC returns: the final weighted particles, the log-evidence estimate and run statistics."""
+
     particles: jnp.ndarray  # (num_particles, dim), after the final weighting
     log_weights: jnp.ndarray  # normalised log weights of the final particles
     log_evidence: jnp.ndarray  # log Z estimate
@@ -256,6 +268,8 @@ class SMCResult(NamedTuple):
 
 
 class SMCCarry(NamedTuple):
+    """The loop state of tempered SMC: BlackJAX's SMC state, the running log-evidence and counters."""
+
     state: NamedTuple  # BlackJAX's TemperedSMCState (particles, weights, tempering_param)
     log_evidence: jnp.ndarray  # running log Z estimate
     num_steps: jnp.ndarray  # tempering steps taken so far

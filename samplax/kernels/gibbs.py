@@ -88,8 +88,10 @@ INITIAL_SCALE = 0.5
 # =====================================================================================================================
 # tabular factor graphs and sweeps
 class FactorTables(NamedTuple):
-    """A discrete factor graph as padded arrays; the state is a vector of support indices, one per variable plus a
-    trailing dummy variable (index V) that always stays 0.
+    """A discrete factor graph as padded arrays.
+
+    The state is a vector of support indices, one per variable plus a trailing dummy variable (index V) that always
+    stays 0.
 
     scope (F+1, A): the variables of each factor (dummy-padded); strides (F+1, A): their strides in the flattened
     table (0 for padding); log_table (F+1, T): log factor values (row F is the all-zero dummy factor);
@@ -114,8 +116,11 @@ class FactorTables(NamedTuple):
 
 
 class BlockInstances(NamedTuple):
-    """Motif instances on a tabular graph (row I is a dummy): block variables (I+1, b), the factors touching the
-    block (I+1, Fb), local parameters Theta (I+1, n_theta) and the conditioning variables (I+1, n_c)."""
+    """Motif instances on a tabular graph (row I is a dummy).
+
+    Block variables (I+1, b), the factors touching the block (I+1, Fb), local parameters Theta (I+1, n_theta) and the
+    conditioning variables (I+1, n_c).
+    """
 
     variables: jnp.ndarray
     factors: jnp.ndarray
@@ -124,8 +129,11 @@ class BlockInstances(NamedTuple):
 
 
 class SweepPlan(NamedTuple):
-    """Colour classes per schedule: block_classes (S, Cb, Pb) instance ids (padded with the dummy instance I),
-    single_classes (S, Cs, Ps) variable ids (padded with the dummy variable V). Schedule s = sweep index mod S."""
+    """Colour classes per schedule; schedule s = sweep index mod S.
+
+    block_classes (S, Cb, Pb): instance ids (padded with the dummy instance I); single_classes (S, Cs, Ps): variable
+    ids (padded with the dummy variable V).
+    """
 
     block_classes: jnp.ndarray
     single_classes: jnp.ndarray
@@ -138,15 +146,19 @@ def _factor_entries(tables: FactorTables, idx, factor_ids):
 
 
 def local_log_prob(tables: FactorTables, idx, factor_ids, floor=-jnp.inf):
-    """sum over ``factor_ids`` of log f(idx), each term floored at ``floor`` (-inf: exact; finite: softened, used
-    in warm-up to leave impossible starting states)."""
+    """Sum over ``factor_ids`` of log f(idx), each term floored at ``floor``.
+
+    ``floor`` = -inf is exact; a finite floor softens the tables, as warm-up does to leave impossible starting states.
+    """
     return jnp.sum(jnp.maximum(_factor_entries(tables, idx, factor_ids), floor))
 
 
 def _substitution(tables: FactorTables, idx, factor_ids, variables):
-    """For the factors ``factor_ids``: a function ``values -> sum of log f`` with ``idx[variables]`` replaced by
-    ``values``. The scope positions that hold a replaced variable are found once, so each evaluation is a gather
-    over the factors' scopes, never a copy of the whole state."""
+    """Build ``values -> sum of log f`` over ``factor_ids``, with ``idx[variables]`` replaced by ``values``.
+
+    The scope positions that hold a replaced variable are found once, so each evaluation is a gather over the
+    factors' scopes, never a copy of the whole state.
+    """
     scope = tables.scope[factor_ids]  # (F, A)
     match = scope[..., None] == variables[None, None, :]  # (F, A, b)
     inside = jnp.any(match, axis=-1)
@@ -199,7 +211,7 @@ def exact_block_gibbs(key, tables: FactorTables, idx, instances: BlockInstances,
 
 
 def block_inputs(tables: FactorTables, idx, instances: BlockInstances, i):
-    """x = concat(Theta_i, values of the conditioning variables) for instance i."""
+    """The proposal input of instance i: x = concat(Theta_i, values of the conditioning variables)."""
     context = instances.context[i]
     values = tables.support_values[context, idx[context]]
     return jnp.concatenate([instances.theta[i], values.astype(instances.theta.dtype)])
@@ -251,9 +263,11 @@ def tabular_sweep(
     states=None,
     floor=-jnp.inf,
 ):
-    """One sweep of schedule ``schedule``: the block colour classes (exact block Gibbs or learned block MH), then the
-    single-site classes. Returns (idx, acceptance (I,): the acceptance probability of every instance updated in this
-    sweep, NaN for the others; 1 for exact block Gibbs)."""
+    """One sweep of schedule ``schedule``: the block colour classes, then the single-site classes.
+
+    Block classes move by exact block Gibbs or learned block MH. Returns (idx, acceptance (I,): the acceptance
+    probability of every instance updated in this sweep, NaN for the others; 1 for exact block Gibbs).
+    """
     num_instances = 0 if instances is None else instances.variables.shape[0] - 1
     acceptance = jnp.full((num_instances + 1,), jnp.nan)
     key_blocks, key_singles = jax.random.split(key)
@@ -285,8 +299,11 @@ def tabular_sweep(
 
 
 def ancestral_sample(key, tables: FactorTables, idx, order, own_factor):
-    """Forward-sample the variables in ``order`` (a topological order of the latent variables) from their own
-    factors (conditional tables); other entries of ``idx`` (observed variables) stay as they are."""
+    """Forward-sample the variables in ``order`` from their own factors (conditional tables).
+
+    ``order`` is a topological order of the latent variables; other entries of ``idx`` (observed variables) stay as
+    they are.
+    """
     num_k = tables.support_values.shape[1]
 
     def body(t, carry):
@@ -305,8 +322,11 @@ def ancestral_sample(key, tables: FactorTables, idx, order, own_factor):
 # =====================================================================================================================
 # updates through a whole log density (for sites whose factors are not tables)
 def enumerate_gibbs(key, log_density: Callable, state, set_value: Callable, num_values: int):
-    """Exact Gibbs on one discrete coordinate: ``log_density(set_value(state, k))`` for k < num_values, then sample.
-    Returns (new state, its log density)."""
+    """Exact Gibbs on one discrete coordinate.
+
+    Evaluates ``log_density(set_value(state, k))`` for k < num_values, then samples. Returns (new state, its log
+    density).
+    """
     candidates = [set_value(state, k) for k in range(num_values)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *candidates)
     logits = jax.vmap(log_density)(stacked)
@@ -316,8 +336,10 @@ def enumerate_gibbs(key, log_density: Callable, state, set_value: Callable, num_
 
 
 def random_walk_metropolis(key, log_density: Callable, z, current_log_density, index, scale):
-    """Gaussian random-walk Metropolis on coordinate ``index`` of the flat vector z. Returns (z, log density,
-    acceptance probability)."""
+    """Gaussian random-walk Metropolis on coordinate ``index`` of the flat vector z.
+
+    Returns (z, log density, acceptance probability).
+    """
     key_step, key_accept = jax.random.split(key)
     proposal = z.at[index].add(scale * jax.random.normal(key_step, dtype=z.dtype))
     proposed = log_density(proposal)
@@ -333,7 +355,9 @@ def random_walk_metropolis(key, log_density: Callable, z, current_log_density, i
 
 def independence_metropolis(key, log_density: Callable, state, current_log_density, propose: Callable, log_q: Callable):
     """MH with a proposal that ignores the current block: ``propose(key) -> new state``, ``log_q(state)``.
-    Returns (state, log density, acceptance probability)."""
+
+    Returns (state, log density, acceptance probability).
+    """
     key_propose, key_accept = jax.random.split(key)
     proposal = propose(key_propose)
     proposed = log_density(proposal)
@@ -347,8 +371,11 @@ def independence_metropolis(key, log_density: Callable, state, current_log_densi
 # =====================================================================================================================
 # host-side planning helpers
 def colour_classes(members: list, blankets: list, *, parallel: bool = True) -> list[list[int]]:
-    """Colour items so that no two in a class interact: i and j conflict when members[i] meets
-    members[j] | blankets[j] (or the other way round). ``parallel=False`` gives one item per class, in order."""
+    """Colour items so that no two in a class interact.
+
+    i and j conflict when members[i] meets members[j] | blankets[j] (or the other way round). ``parallel=False``
+    gives one item per class, in order.
+    """
     import networkx as nx
 
     count = len(members)
@@ -388,9 +415,12 @@ def pad_classes(schedules: list[list[list[int]]], fill: int) -> np.ndarray:
 # =====================================================================================================================
 # the sweep as a sampling algorithm
 class GibbsState(NamedTuple):
-    """One chain: ``idx`` (V+1,) state indices of the scalar discrete variables (+ dummy), ``other`` the values of
-    the other latent discrete sites, ``z`` (dim,) the unconstrained continuous sites, ``log_joint`` after the last
-    sweep, and ``sweep`` the number of sweeps done (it picks the schedule, so a resumed chain continues the cycle)."""
+    """The state of one chain.
+
+    ``idx`` (V+1,) state indices of the scalar discrete variables (+ dummy), ``other`` the values of the other
+    latent discrete sites, ``z`` (dim,) the unconstrained continuous sites, ``log_joint`` after the last
+    sweep, and ``sweep`` the number of sweeps done (it picks the schedule, so a resumed chain continues the cycle).
+    """
 
     idx: jnp.ndarray
     other: dict
@@ -400,9 +430,12 @@ class GibbsState(NamedTuple):
 
 
 class GibbsInfo(NamedTuple):
-    """block_acceptance (I,): acceptance probability of every block updated this sweep (NaN for the others, 1 for
+    """What one sweep reports.
+
+    block_acceptance (I,): acceptance probability of every block updated this sweep (NaN for the others, 1 for
     exact block Gibbs); coordinate_acceptance (dim,); acceptance_rate: the mean over the moves that ran (1 when
-    every update is an exact Gibbs draw)."""
+    every update is an exact Gibbs draw).
+    """
 
     block_acceptance: jnp.ndarray
     coordinate_acceptance: jnp.ndarray
@@ -411,8 +444,11 @@ class GibbsInfo(NamedTuple):
 
 
 class SweepArrays(NamedTuple):
-    """The arrays a sweep reads. They are arguments of the compiled program (not constants baked into it), so runs
-    that differ only in their numbers (another proposal, other tables of the same shape) share one program."""
+    """The arrays a sweep reads.
+
+    They are arguments of the compiled program (not constants baked into it), so runs that differ only in their numbers
+    (another proposal, other tables of the same shape) share one program.
+    """
 
     tables: FactorTables
     plan: SweepPlan
@@ -423,9 +459,12 @@ class SweepArrays(NamedTuple):
 
 
 class PairSpec(NamedTuple):
-    """The open-universe mixture's two-means motif: means in z[start:stop] as (max_components, dim); the number of
-    active components is discrete variable ``count_variable``; ``features(y, mask, means, active, a, b, noise,
-    mean_scale) -> (x, centre)`` makes the proposal's input."""
+    """The open-universe mixture's two-means motif.
+
+    Means in z[start:stop] as (max_components, dim); the number of active components is discrete variable
+    ``count_variable``; ``features(y, mask, means, active, a, b, noise, mean_scale) -> (x, centre)`` makes the
+    proposal's input.
+    """
 
     start: int
     stop: int
@@ -441,8 +480,11 @@ class PairSpec(NamedTuple):
 
 
 class SweepSpec(NamedTuple):
-    """The static structure of a sweep: ``log_joint(idx, other, z)`` for the sites whose factors are not tables
-    (None when every latent site is local), which updates exist, and their sizes."""
+    """The static structure of a sweep: which updates exist, and their sizes.
+
+    Also ``log_joint(idx, other, z)`` for the sites whose factors are not tables (None when every latent site is
+    local).
+    """
 
     log_joint: Callable | None
     has_local: bool
@@ -474,8 +516,10 @@ def _mean_acceptance(block_acceptance, coordinate_acceptance, dim: int):
 
 
 def build_sweep(spec: SweepSpec) -> Callable:
-    """``sweep(key, state, arrays, log_scales, floor) -> (state, GibbsInfo)``: one pass over every latent site,
-    with the log tables floored at ``floor`` (-inf: exact)."""
+    """Build ``sweep(key, state, arrays, log_scales, floor) -> (state, GibbsInfo)``.
+
+    One sweep is one pass over every latent site, with the log tables floored at ``floor`` (-inf: exact).
+    """
 
     def sweep(key, state: GibbsState, arrays: SweepArrays, log_scales, floor):
         tables = arrays.tables
@@ -568,9 +612,11 @@ def build_kernel(spec: SweepSpec) -> Callable:
 
 
 def warmup(spec: SweepSpec, num_steps: int) -> Callable:
-    """``run(rng_key, state, arrays) -> (state, log_scales, mean acceptance)``: ``num_steps`` sweeps on softened
-    tables with Robbins-Monro adaptation of the random-walk scales (see the module docstring). Sweep t uses
-    ``fold_in(rng_key, t)``."""
+    """Build the warm-up ``run(rng_key, state, arrays) -> (state, log_scales, mean acceptance)``.
+
+    It runs ``num_steps`` sweeps on softened tables with Robbins-Monro adaptation of the random-walk scales (see the
+    module docstring). Sweep t uses ``fold_in(rng_key, t)``.
+    """
     sweep = build_sweep(spec)
 
     def run(rng_key, state: GibbsState, arrays: SweepArrays):
@@ -617,8 +663,10 @@ def _pair_id(a, b, m):
 
 
 def _pair_moves(key, pair: PairSpec, params, idx, other, z, lp, joint, support):
-    """Learned two-means moves on random disjoint pairs of active components, one after the other (every pair's
-    factors are all the data, so no two can move in parallel)."""
+    """Learned two-means moves on random disjoint pairs of active components, one after the other.
+
+    Every pair's factors are all the data, so no two can move in parallel.
+    """
     config = pair.config
     m, d, start, stop = pair.max_components, pair.dim, pair.start, pair.stop
     y = jnp.asarray(pair.data, dtype=z.dtype)

@@ -82,8 +82,9 @@ __all__ = [
 
 
 class CSRNetwork(NamedTuple):
-    """A network as compressed sparse rows (a pytree of arrays; `samplax.models.graphs.Network.kernel_arrays()` builds
-    one as a dict).
+    """A network as compressed sparse rows (a pytree of arrays).
+
+    `samplax.models.graphs.Network.kernel_arrays()` builds one as a dict.
 
     indptr, indices, weights: the rows (A(u, .) for u < n; on a directed network A(., u - n) for u >= n); indices
         sorted within a row; weights in [0, 1].
@@ -120,23 +121,31 @@ class MotifConstraints(NamedTuple):
 
 
 class RootedTree(NamedTuple):
-    """What the pivot chain needs of a tree motif in depth-first order: parents[j] < j (parents[0] = 0, unused) and
-    row_offsets[j], 0 when the edge reads A(x_parent, x_j) and n when it reads A(x_j, x_parent) (directed network)."""
+    """What the pivot chain needs of a tree motif in depth-first order.
+
+    parents[j] < j (parents[0] = 0, unused) and row_offsets[j], 0 when the edge reads A(x_parent, x_j) and n when it
+    reads A(x_j, x_parent) (directed network).
+    """
 
     parents: jax.Array  # (k,) int32
     row_offsets: jax.Array  # (k,) int32
 
 
 class HomomorphismState(NamedTuple):
-    """The state of both chains: a homomorphism x (k,) int32 of network node indices (x_0 is the pivot chain's root).
-    Nothing else is cached: each step recomputes the few edge weights it needs."""
+    """The state of both chains: a homomorphism x (k,) int32 of network node indices.
+
+    x_0 is the pivot chain's root. Nothing else is cached: each step recomputes the few edge weights it needs.
+    """
 
     homomorphism: jax.Array
 
 
 class GlauberInfo(NamedTuple):
-    """updated_node: the motif node j resampled. is_moved: x_j changed. acceptance_rate: 1 when a draw from the
-    conditional was made (always for "enumerate"), 0 when the rejection sampler kept x_j."""
+    """What a Glauber step reports.
+
+    updated_node: the motif node j resampled. is_moved: x_j changed. acceptance_rate: 1 when a draw from the
+    conditional was made (always for "enumerate"), 0 when the rejection sampler kept x_j.
+    """
 
     updated_node: jax.Array
     is_moved: jax.Array
@@ -144,8 +153,11 @@ class GlauberInfo(NamedTuple):
 
 
 class PivotInfo(NamedTuple):
-    """acceptance_rate: min(1, r) of the Metropolis-Hastings step (for measure="random_walk", of the root move).
-    is_accepted: whether the proposal was taken."""
+    """What a pivot step reports.
+
+    acceptance_rate: min(1, r) of the Metropolis-Hastings step (for measure="random_walk", of the root move).
+    is_accepted: whether the proposal was taken.
+    """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
@@ -204,7 +216,7 @@ def build_glauber_kernel(
         other_rows, other_mask = rows[others], mask[others]
 
         def others_product(candidates):
-            """prod over the other constraints of their weight at each candidate z: shape candidates.shape."""
+            """Product over the other constraints of their weight at each candidate z: shape candidates.shape."""
             if num_slots == 1:
                 return jnp.ones(candidates.shape, jnp.float32)
             weights = edge_weight(network, other_rows[:, None], candidates[None, :], depth)
@@ -376,7 +388,8 @@ def pivot(
 def _draw_tree(network, tree, root, uniforms, depth, unweighted):
     """Draw x_j ~ K(x_parent(j), .) for j = 1..k-1 from the given root; return x and sum_j log d(x_parent(j)).
 
-    A parent row of zero strength (no way to continue) gives log d = -inf, which the caller's ratio rejects."""
+    A parent row of zero strength (no way to continue) gives log d = -inf, which the caller's ratio rejects.
+    """
     k = uniforms.shape[0]
     x = jnp.zeros((k,), dtype=jnp.int32).at[0].set(root.astype(jnp.int32))
 
@@ -409,7 +422,8 @@ def search_steps_for(max_degree: int) -> int:
 def edge_weight(network: CSRNetwork, rows, columns, depth: int):
     """The weight of entry (row, column) of the CSR rows (0 when absent), elementwise over broadcast rows/columns.
 
-    `depth` = search_steps_for(max row length)."""
+    `depth` = search_steps_for(max row length).
+    """
     rows, columns = jnp.broadcast_arrays(jnp.asarray(rows), jnp.asarray(columns))
     start, end = network.indptr[rows], network.indptr[rows + 1]
     position = _lower_bound(network.indices, start, end, columns, depth)
@@ -451,15 +465,19 @@ def _upper_bound(values, start, end, target, depth):
 
 
 def _sample_cumulative(cumulative, uniform):
-    """An index drawn with probabilities given by a normalised running sum (last entry 1; entries past the last
-    node, padding, repeat 1 and are never drawn)."""
+    """An index drawn with probabilities given by a normalised running sum.
+
+    The last entry is 1; entries past the last node (padding) repeat 1 and are never drawn.
+    """
     index = jnp.searchsorted(cumulative, uniform * cumulative[-1], side="right")
     return jnp.minimum(index, cumulative.shape[0] - 1).astype(jnp.int32)
 
 
 def has_free_nodes(constraints: MotifConstraints) -> bool:
-    """Whether some motif node has no motif-neighbour (its Glauber update draws from alpha); True when unknown
-    (constraints traced inside a jit)."""
+    """Whether some motif node has no motif-neighbour (its Glauber update draws from alpha).
+
+    True when unknown (constraints traced inside a jit).
+    """
     try:
         return bool(not np.asarray(constraints.mask).any(axis=1).all())
     except jax.errors.TracerArrayConversionError:

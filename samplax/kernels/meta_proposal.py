@@ -112,8 +112,11 @@ def _output_size(config: ProposalConfig) -> int:
 
 
 def init_params(key, config: ProposalConfig, inputs=None) -> dict:
-    """Glorot-initialised MLP; the head starts near zero, so an untrained q is close to uniform on discrete blocks
-    (and N(0, 1) on real ones). ``inputs`` (a batch of x), if given, sets the input standardisation."""
+    """Glorot-initialised MLP parameters.
+
+    The head starts near zero, so an untrained q is close to uniform on discrete blocks (and N(0, 1) on real ones).
+    ``inputs`` (a batch of x), if given, sets the input standardisation.
+    """
     _check_config(config)
     sizes = (config.num_inputs,) + tuple(config.hidden_sizes)
     keys = jax.random.split(key, len(sizes))
@@ -147,7 +150,7 @@ def _check_config(config: ProposalConfig):
 
 
 def _heads(params: dict, config: ProposalConfig, x):
-    """x (num_inputs,) -> log pi (C,), log p (C, nd, K), mean (C, nr), log_scale (C, nr)."""
+    """The network's heads: x (num_inputs,) -> log pi (C,), log p (C, nd, K), mean (C, nr), log_scale (C, nr)."""
     h = (x - jax.lax.stop_gradient(params["input_shift"])) / jax.lax.stop_gradient(params["input_scale"])
     for layer in params["layers"]:
         h = jax.nn.gelu(h @ layer["w"] + layer["b"])
@@ -178,13 +181,13 @@ def _component_log_probs(config, log_p, mean, log_scale, block: BlockValue):
 
 
 def log_prob(params: dict, config: ProposalConfig, x, block: BlockValue):
-    """log q(block | x) = logsumexp_m [log pi_m + sum_v log f_v(block_v)]."""
+    """The proposal's log density, log q(block | x) = logsumexp_m [log pi_m + sum_v log f_v(block_v)]."""
     log_pi, log_p, mean, log_scale = _heads(params, config, x)
     return logsumexp(log_pi + _component_log_probs(config, log_p, mean, log_scale, block))
 
 
 def sample(params: dict, config: ProposalConfig, key, x) -> BlockValue:
-    """b ~ q(. | x): a component m ~ pi(x) first, then every variable from its factor in component m."""
+    """Draw b ~ q(. | x): a component m ~ pi(x) first, then every variable from its factor in component m."""
     log_pi, log_p, mean, log_scale = _heads(params, config, x)
     key_component, key_discrete, key_real = jax.random.split(key, 3)
     m = jax.random.categorical(key_component, log_pi)
@@ -209,8 +212,11 @@ def nll_loss(params: dict, config: ProposalConfig, inputs, blocks: BlockValue):
 # =====================================================================================================================
 # meta-training
 class TrainingHistory(NamedTuple):
-    """Per evaluation point: the step, the training loss (mean over the steps since the last point), the held-out
-    negative log-likelihood and, when an exact evaluator is given, its metrics (e.g. exact KL, acceptance)."""
+    """The training history, per evaluation point.
+
+    The step, the training loss (mean over the steps since the last point), the held-out negative log-likelihood and,
+    when an exact evaluator is given, its metrics (e.g. exact KL, acceptance).
+    """
 
     step: list
     train_nll: list
@@ -332,8 +338,11 @@ def exact_kl_and_acceptance(params: dict, config: ProposalConfig, inputs, log_p,
 # =====================================================================================================================
 # data-only saving (npz + JSON header; never pickle)
 def save_proposal(path, params: dict, config: ProposalConfig, header: dict):
-    """Write the network to ``path`` (.npz): arrays by name plus a JSON header (format, version, config, and the
-    caller's ``header``: the motif signature and training settings). Loading runs no code."""
+    """Write the network to ``path`` (.npz): arrays by name plus a JSON header. Loading runs no code.
+
+    The header holds the format, version, config, and the caller's ``header`` (the motif signature and training
+    settings).
+    """
     arrays = {}
     for index, layer in enumerate(params["layers"]):
         arrays[f"layer{index}_w"] = np.asarray(layer["w"])

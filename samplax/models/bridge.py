@@ -153,8 +153,10 @@ def _observed_data_keys(data: dict, observed_sites) -> dict[str, str]:
 
 
 def _plate_dims(trace) -> dict[str, list[str]]:
-    """Dimension names of each sample and deterministic site, exactly as ``az.from_numpyro`` infers them: the names
-    of the site's plates ordered by their dim, then ``infer={"event_dims": [...]}`` (other axes stay unnamed)."""
+    """Dimension names of each sample and deterministic site, exactly as ``az.from_numpyro`` infers them.
+
+    The names of the site's plates ordered by their dim, then ``infer={"event_dims": [...]}`` (other axes stay unnamed).
+    """
     dims = {}
     for name, site in trace.items():
         if site["type"] not in ("sample", "deterministic"):
@@ -167,8 +169,10 @@ def _plate_dims(trace) -> dict[str, list[str]]:
 
 
 def data_fingerprint(data: dict) -> str:
-    """SHA-256 of the data's keys, dtypes, shapes and bytes (nested dicts, lists and tuples walked; Python scalars
-    and strings by their repr)."""
+    """SHA-256 of the data's keys, dtypes, shapes and bytes.
+
+    Nested dicts, lists and tuples are walked; Python scalars and strings enter by their repr.
+    """
     digest = hashlib.sha256()
 
     def update(value):
@@ -311,7 +315,7 @@ class Target:
                     )
 
     def _choose_data_mode(self) -> str:
-        """ "arguments" when the model traces with its array data as abstract arguments, else "constants"."""
+        """Return "arguments" when the model traces with its array data as abstract arguments, else "constants"."""
         arrays = {k: jnp.asarray(v) for k, v in self.data.items() if isinstance(v, (np.ndarray, jax.Array))}
         if not arrays:
             return "arguments"
@@ -330,8 +334,10 @@ class Target:
         return self.log_joint(values)
 
     def log_joint(self, values: dict):
-        """Log joint density at constrained site values (no Jacobian); discrete sites not given keep the values of
-        the first trace."""
+        """Log joint density at constrained site values (no Jacobian).
+
+        Discrete sites not given keep the values of the first trace.
+        """
         return npu.log_density(self.model, self.args, self.data, {**self.discrete_start, **values})[0]
 
     def data_arrays(self) -> dict:

@@ -40,12 +40,14 @@ class Composite(NamedTuple):
 
 
 def base_distribution(fn):
+    """The distribution under NumPyro's expand, independent and mask wrappers."""
     while isinstance(fn, (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)):
         fn = fn.base_dist
     return fn
 
 
 def latent_dependencies(model, args, data) -> dict[str, tuple[str, ...]]:
+    """The latent parents of every sample site, {site: parents}, observed sites left out (NumPyro's relations)."""
     relations = numpyro.infer.inspect.get_model_relations(model, args, data)
     observed = set(relations["observed"])
     return {

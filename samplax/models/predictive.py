@@ -90,8 +90,10 @@ def posterior_predictive(
 
 
 def data_from_dataset(stored: xr.Dataset | None) -> dict:
-    """The model's data as stored in a fit's ``constant_data`` group (0-d arrays back to Python scalars); None (no
-    such group) gives no data."""
+    """The model's data as stored in a fit's ``constant_data`` group.
+
+    0-d arrays go back to Python scalars; None (no such group) gives no data.
+    """
     if stored is None:
         return {}
     return {

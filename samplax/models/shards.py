@@ -50,6 +50,10 @@ class HideObserved(handlers.Messenger):
 
 
 def observation_plate_size(trace) -> int:
+    """The number of observations: the size of the largest plate around the first observed site of ``trace``.
+
+    Without a plate, the leading dimension of its value. Raises ValueError when no observed site can be split.
+    """
     for s in trace.values():
         if s["type"] == "sample" and s["is_observed"]:
             frames = s.get("cond_indep_stack", [])

@@ -107,8 +107,10 @@ def summary_html(context: Context) -> str:
 
 
 def _flag(context: Context, label: str, column: str) -> str:
-    """Why a cell fails its threshold ('' when it passes). Undefined values (draws that do not vary) fail for latent
-    sites only: a deterministic site may well be constant."""
+    """Why a cell fails its threshold ('' when it passes).
+
+    Undefined values (draws that do not vary) fail for latent sites only: a deterministic site may well be constant.
+    """
     latent = context.is_latent(label)
     if column == "r_hat" and context.kind == "mcmc":
         value = float(context.table.at[label, "r_hat"])
@@ -135,8 +137,10 @@ def problem_labels(context: Context) -> list[str]:
 
 
 def _rows_to_show(context: Context, table: pd.DataFrame) -> list[str]:
-    """At most MAX_TABLE_ROWS labels in table order: failing latent rows, the other latent rows, deterministic rows
-    that would fail, then the rest."""
+    """At most MAX_TABLE_ROWS labels in table order.
+
+    Failing latent rows, the other latent rows, deterministic rows that would fail, then the rest.
+    """
     labels = list(table.index)
     if len(labels) <= MAX_TABLE_ROWS:
         return labels

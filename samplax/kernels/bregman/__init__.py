@@ -1,5 +1,7 @@
-"""Bregman proximal Langevin Monte Carlo: Legendre functions, Bregman proximity operators, bplmc and myula, the
-total-variation prox and the warm-up (step size, diagonal preconditioner).
+"""Bregman proximal Langevin Monte Carlo.
+
+Legendre functions, Bregman proximity operators, bplmc and myula, the total-variation prox and the warm-up (step size,
+diagonal preconditioner).
 
     from samplax.kernels.bregman import bplmc, make_legendre
     algorithm = bplmc.as_top_level_api(f, make_legendre("boltzmann_shannon"), step_size=0.01, adjusted=True)

@@ -115,7 +115,7 @@ class SmoothedPotential(NamedTuple):
 def smoothed_potential(
     smooth_potential_fn: Callable, envelope_fn: Callable | None = None, nonsmooth_fn: Callable | None = None
 ) -> Callable:
-    """x -> SmoothedPotential(f + env, grad f + grad env, grad env, f + g); ``envelope_fn=None``: g = 0.
+    """Build x -> SmoothedPotential(f + env, grad f + grad env, grad env, f + g); ``envelope_fn=None``: g = 0.
 
     ``nonsmooth_fn`` is g itself (for the adjusted variant's exact target); None with an envelope means the
     envelope's own g = sum_i w_i |x_i - c_i| is not known here and the exact potential is taken as f + env.
@@ -134,7 +134,7 @@ def smoothed_potential(
 
 
 def l1_term(l1_weight, l1_center=None) -> Callable:
-    """x -> sum_i w_i |x_i - c_i|."""
+    """The weighted L1 term as a function, x -> sum_i w_i |x_i - c_i|."""
     center = 0.0 if l1_center is None else l1_center
 
     def g(x):
@@ -302,7 +302,7 @@ def relative_curvature(smooth_potential_fn: Callable, legendre, position, num_it
 
 
 def default_step_size(curvature, smoothing=None, fraction: float = 0.2):
-    """gamma = fraction / (L + 1/lambda): the MYULA bound gamma <= 1 / (L + 1/lambda), taken with a margin.
+    """The step size gamma = fraction / (L + 1/lambda): the MYULA bound gamma <= 1 / (L + 1/lambda), with a margin.
 
     ``curvature`` is L (``relative_curvature``); ``smoothing`` is lambda (``None`` when there is no nonsmooth term).
     With fraction = 0.2 and f flat this is lambda / 5, the cautious end of the range lambda/2 .. lambda/5.

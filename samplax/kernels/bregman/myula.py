@@ -59,8 +59,11 @@ __all__ = [
 
 
 class MYULAState(NamedTuple):
-    """position x_k; U(x_k) = f(x_k) + g^lambda(x_k) and its gradient (reused by the next step); grad g^lambda(x_k);
-    and f(x_k) + g(x_k), the exact potential the adjusted variant's Metropolis test needs (also reused)."""
+    """The state of a MYULA chain: the position and the potentials computed there, reused by the next step.
+
+    position x_k; U(x_k) = f(x_k) + g^lambda(x_k) and its gradient; grad g^lambda(x_k); and f(x_k) + g(x_k), the
+    exact potential the adjusted variant's Metropolis test needs.
+    """
 
     position: jax.Array
     potential: jax.Array
@@ -70,8 +73,11 @@ class MYULAState(NamedTuple):
 
 
 class MYULAInfo(NamedTuple):
-    """acceptance_rate (adjusted: the Metropolis probability; unadjusted: 1, or 0 on a divergence), is_accepted,
-    diverging (non-finite proposal), and |grad g^lambda| after the step."""
+    """What a MYULA step reports.
+
+    acceptance_rate (adjusted: the Metropolis probability; unadjusted: 1, or 0 on a divergence), is_accepted,
+    diverging (non-finite proposal), and |grad g^lambda| after the step.
+    """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
@@ -89,6 +95,8 @@ class TVTerm(NamedTuple):
 
 
 class MoreauPotential(NamedTuple):
+    """The smoothed potential U = f + g^lambda at a point, its gradient, grad g^lambda and the exact f + g."""
+
     value: jax.Array
     grad: jax.Array
     envelope_grad: jax.Array
@@ -145,6 +153,7 @@ def moreau_potential(
 
 
 def init(position, potential_fn: Callable, inverse_mass=None) -> MYULAState:
+    """The MYULA state at ``position``, with ``potential_fn`` (from ``moreau_potential``) evaluated there."""
     position = jnp.asarray(position)
     if not jnp.issubdtype(position.dtype, jnp.floating):
         position = position.astype(jnp.result_type(float))
@@ -201,8 +210,11 @@ def as_top_level_api(
     inverse_mass=None,
     adjusted: bool = False,
 ) -> SamplingAlgorithm:
-    """MYULA as a BlackJAX ``SamplingAlgorithm`` (f on R^d; weighted L1 and TV terms g; Moreau smoothing
-    ``smoothing`` in the metric of the diagonal ``inverse_mass``; ``adjusted``: Metropolis test on f + g)."""
+    """MYULA as a BlackJAX ``SamplingAlgorithm``.
+
+    f on R^d; weighted L1 and TV terms g; Moreau smoothing ``smoothing`` in the metric of the diagonal ``inverse_mass``;
+    ``adjusted``: Metropolis test on f + g.
+    """
     for name, value in (("step_size", step_size), ("smoothing", smoothing)):
         concrete = _concrete(value)
         if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):

@@ -295,12 +295,12 @@ def prox_simplex(x):
 
 # -- envelopes -----------------------------------------------------------------------------------------------------
 def envelope_grad_left(legendre, x, prox_x, smoothing):
-    """grad env_L(x) = phi''(x) (x - P_L(x)) / lambda."""
+    """The left envelope's gradient, grad env_L(x) = phi''(x) (x - P_L(x)) / lambda."""
     return legendre.hess_matvec(x, x - prox_x) / smoothing
 
 
 def envelope_grad_right(legendre, x, prox_x, smoothing):
-    """grad env_R(x) = (grad phi(x) - grad phi(P_R(x))) / lambda."""
+    """The right envelope's gradient, grad env_R(x) = (grad phi(x) - grad phi(P_R(x))) / lambda."""
     return (legendre.grad(x) - legendre.grad(prox_x)) / smoothing
 
 

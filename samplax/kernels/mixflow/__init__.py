@@ -381,7 +381,10 @@ def _elbos(config: _Config, params: _Params, rng_key, num_orbits: int, naive: bo
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _marginal(config: _Config, params: _Params, rng_key, x, num_samples: int):
-    """log q_N(x) = log E_r[q_N(x, rho, u) / r(rho, u)], r = prod m(rho_i) x Uniform(u), by importance sampling."""
+    """The x-marginal log density log q_N(x), estimated by importance sampling over (rho, u).
+
+    log q_N(x) = log E_r[q_N(x, rho, u) / r(rho, u)], with r = prod m(rho_i) x Uniform(u).
+    """
     flow, to_flow, _, log_det = _flow_of(config, params)
     key_rho, key_u = jax.random.split(rng_key)
     rho = config.momentum.sample(key_rho, (num_samples,) + x.shape[-1:], x.dtype)

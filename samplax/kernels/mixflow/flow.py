@@ -1,6 +1,7 @@
 """The measure-preserving map of a MixFlow, its reference, the exact density and the orbit ELBO estimators.
 
-The maths is in the `samplax.kernels.mixflow` module docstring."""
+The maths is in the `samplax.kernels.mixflow` module docstring.
+"""
 
 from __future__ import annotations
 
@@ -87,8 +88,11 @@ def _stream(x, u):
 
 
 def _shift_sequence(u, shift, count: int):
-    """u_0 = u, u_{i+1} = (u_i + shift) mod 1 for i < count, applied one shift at a time (the inverse undoes them one
-    at a time too); returns (u_0..u_{count-1}, u_count). Unrolled: d is static and each step is one scalar op."""
+    """Shift u on the circle: u_0 = u, u_{i+1} = (u_i + shift) mod 1 for i < count.
+
+    The shifts are applied one at a time (the inverse undoes them one at a time too); returns (u_0..u_{count-1},
+    u_count). Unrolled: d is static and each step is one scalar op.
+    """
     if count > _UNROLL_LIMIT:
 
         def advance(u, _):
@@ -184,7 +188,7 @@ class Flow(NamedTuple):
 
 
 def reference_log_density(flow: Flow, state: State):
-    """log q0(s) (u is uniform on [0, 1): it adds nothing)."""
+    """The reference log density log q0(s) (u is uniform on [0, 1): it adds nothing)."""
     mean, scale = flow.reference
     z = (state.position - mean) / scale
     gaussian = -0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(scale)) - 0.5 * z.shape[-1] * math.log(2.0 * math.pi)
@@ -192,7 +196,7 @@ def reference_log_density(flow: Flow, state: State):
 
 
 def _augmented_target(flow: Flow, state: State):
-    """log pibar(s) = log pi(x) + sum_i log m(rho_i)."""
+    """The augmented target log pibar(s) = log pi(x) + sum_i log m(rho_i)."""
     return state.logdensity + jnp.sum(flow.momentum.log_density(state.momentum))
 
 
@@ -209,7 +213,10 @@ def sample_reference(flow: Flow, rng_key) -> State:
 # ---------------------------------------------------------------------------------------------------------------------
 # density (backward pass), orbit statistics (cached forward and backward orbits), naive ELBO, inversion error
 def log_density(flow: Flow, state: State):
-    """log q_N(s) by the backward pass: N - 1 inverse maps, l_n = log q0(T^-n s) - sum_{j<=n} log J(T^-j s)."""
+    """The flow's log density log q_N(s) by the backward pass.
+
+    N - 1 inverse maps, l_n = log q0(T^-n s) - sum_{j<=n} log J(T^-j s).
+    """
 
     def back(carry, _):
         state, log_jacobian_sum = carry
@@ -271,8 +278,9 @@ def orbit_summary(flow: Flow, state: State, chosen_index=0) -> OrbitSummary:
 
 
 def support_elbo(log_target, log_q):
-    """One orbit's ELBO estimate: mean_n (log pibar - log q_N) over the orbit points where pi > 0, plus log of
-    their fraction.
+    """One orbit's ELBO estimate.
+
+    mean_n (log pibar - log q_N) over the orbit points where pi > 0, plus log of their fraction.
 
     Where pi is positive all along the orbit (the usual case) this is the plain unbiased estimate. A target that is
     zero in places (a ``factor`` of -inf: log pi = -inf or NaN there) gives q_N an infinite KL; the estimate is then
@@ -287,7 +295,9 @@ def support_elbo(log_target, log_q):
 
 
 def _sliding_logsumexp(values, width: int):
-    """logsumexp of values[n : n + width] for n = 0..width-1 (len(values) = 2 width - 1), exact and stable in O(width).
+    """Sliding-window logsumexp of values[n : n + width] for n = 0..width-1, exact and stable in O(width).
+
+    len(values) = 2 width - 1.
 
     Each window is a suffix of the first block values[:width] plus a prefix of the second block values[width:].
     """
@@ -322,7 +332,7 @@ def orbit(flow: Flow, state: State) -> State:
 
 
 def inversion_error(flow: Flow, state: State):
-    """max |T^-1(T(s)) - s| over x, rho and u (u on the circle), in flow coordinates."""
+    """The round-trip error max |T^-1(T(s)) - s| over x, rho and u (u on the circle), in flow coordinates."""
     back, _ = flow.inverse(flow.forward(state)[0])
     du = jnp.abs(back.uniform - state.uniform)
     return jnp.maximum(

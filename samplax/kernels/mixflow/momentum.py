@@ -1,5 +1,8 @@
-"""The momentum families of a MixFlow's refreshment: a momentum coordinate is mapped to a uniform by its CDF,
-shifted and mapped back (Xu, Chen & Campbell 2023, section 4). See `samplax.kernels.mixflow`."""
+"""The momentum families of a MixFlow's refreshment.
+
+A momentum coordinate is mapped to a uniform by its CDF, shifted and mapped back (Xu, Chen & Campbell 2023, section 4).
+See `samplax.kernels.mixflow`.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +76,9 @@ def momentum_by_name(name: str | Momentum) -> Momentum:
 
 
 def _rotate(rho, shift, shift_complement, momentum: Momentum):
-    """rho -> F^-1((F(rho) + a) mod 1), with a = ``shift`` and 1 - a = ``shift_complement`` passed separately.
+    """Rotate a momentum on the circle: rho -> F^-1((F(rho) + a) mod 1).
+
+    a = ``shift`` and 1 - a = ``shift_complement`` are passed separately.
 
     The inverse rotation swaps the two (a -> 1 - a), so forward and inverse use the very same floating-point
     values. Every probability is carried on its accurate side (lower tail p or upper tail 1 - p) and clamped away

@@ -66,8 +66,11 @@ def exact_homomorphism_density(motif: Any, network: Any, *, weight: str | None =
 
 
 def exact_homomorphism_count(motif: Any, network: Any, *, weight: str | None = None) -> float:
-    """hom(F, G) = sum_x prod_{E_F} A(x_i, x_j) with uniform node weights (an integer for the 0/1 adjacency, the
-    default here); equals t(F, G) n^k. Weighted: the sum of products of the scaled weights."""
+    """The homomorphism count hom(F, G) = sum_x prod_{E_F} A(x_i, x_j) with uniform node weights.
+
+    An integer for the 0/1 adjacency, the default here; equals t(F, G) n^k. Weighted: the sum of products of the scaled
+    weights.
+    """
     motif = as_motif(motif)
     network = as_network(network, weight=weight)
     if not np.allclose(network.node_weights, 1.0 / network.num_nodes):
@@ -264,7 +267,8 @@ def added_edges(motif: Motif, target: Any) -> list[tuple[int, int]]:
     """The edges of the target H that are not edges of F, as pairs (i, j) of F's internal indices, read A(x_i, x_j).
 
     H is a graph or an edge list on F's node labels and must contain every edge of F. On an undirected H an edge
-    {u, v} matches a motif edge in either orientation."""
+    {u, v} matches a motif edge in either orientation.
+    """
     index = {label: i for i, label in enumerate(motif.labels)}
     if isinstance(target, nx.Graph):
         target_edges = list(target.edges)
@@ -393,8 +397,10 @@ def brute_force_homomorphism_density(motif: Any, network: Any, *, weight: str | 
 def brute_force_expectation(
     motif: Any, network: Any, observable: Callable[[np.ndarray], np.ndarray], *, weight: str | None = "weight"
 ) -> np.ndarray:
-    """E_pi[observable(x)] over all n^k maps; `observable` takes a (k, m) integer array of m maps and returns an
-    array whose last axis has length m."""
+    """The exact expectation E_pi[observable(x)], summed over all n^k maps.
+
+    `observable` takes a (k, m) integer array of m maps and returns an array whose last axis has length m.
+    """
     motif = as_motif(motif)
     network = as_network(network, weight=weight)
     numerator, denominator = 0.0, 0.0

@@ -115,8 +115,10 @@ class Network:
         return self._cache["components"]
 
     def bipartition(self) -> np.ndarray | None:
-        """None unless the support is bipartite; then side[u] in {0, 1} (0 for the side of the first node of each
-        component that has edges; isolated nodes get 0)."""
+        """The side of each node, side[u] in {0, 1}, when the support is bipartite; else None.
+
+        0 is the side of the first node of each component that has edges; isolated nodes get 0.
+        """
         if "bipartition" not in self._cache:
             graph = self.undirected_graph()
             side = None

@@ -20,8 +20,11 @@ __all__ = ["exact_tree_sample", "search_homomorphisms"]
 def exact_tree_sample(
     motif: Motif, network: Network, num_samples: int, rng: np.random.Generator, root_mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """Independent draws x ~ pi for a tree motif (num_samples, k), by the tree messages: the root from
-    alpha(z) message[0](z), then each child j from A_j(x_parent, z) alpha(z) message[j](z) (A_j = A or A^T)."""
+    """Independent draws x ~ pi for a tree motif (num_samples, k), by the tree messages.
+
+    The root is drawn from alpha(z) message[0](z), then each child j from A_j(x_parent, z) alpha(z) message[j](z)
+    (A_j = A or A^T).
+    """
     messages, log_scales = tree_messages(motif, network, root_mask)
     if not np.isfinite(log_scales).all():
         raise ValueError("motif/network: the motif has no homomorphism into the network (t(F, G) = 0)")
@@ -57,9 +60,12 @@ def search_homomorphisms(
     root_side: np.ndarray | None = None,
     max_expansions: int = 200_000,
 ) -> np.ndarray:
-    """Random homomorphisms (num_samples, k) found by randomised backtracking (any motif; a starting point for the
-    Glauber chain, not a draw from pi). Motif nodes are placed in breadth-first order, each on a random candidate
-    adjacent (with positive weight, in the right direction) to its already placed motif-neighbours."""
+    """Random homomorphisms (num_samples, k) found by randomised backtracking.
+
+    Any motif; a starting point for the Glauber chain, not a draw from pi. Motif nodes are placed in breadth-first
+    order, each on a random candidate adjacent (with positive weight, in the right direction) to its already placed
+    motif-neighbours.
+    """
     k = motif.num_nodes
     graph = motif.undirected_graph()
     order: list[int] = []

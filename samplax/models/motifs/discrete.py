@@ -35,10 +35,13 @@ class DiscreteInstance:
 
 @dataclasses.dataclass(frozen=True)
 class DiscreteMotif:
-    """A pattern of binary nodes: ``block`` nodes (proposed jointly), ``blanket`` nodes (the conditioning set) and
-    the ordered ``parents`` of every node whose conditional table lies inside the motif (the block nodes and the
-    children of the block). Theta = P(x = 1 | parent configuration) of those nodes, first parent most significant;
-    c = the blanket values in ``blanket`` order."""
+    """A pattern of binary nodes: a block proposed jointly given its blanket.
+
+    ``block`` nodes (proposed jointly), ``blanket`` nodes (the conditioning set) and the ordered ``parents`` of every
+    node whose conditional table lies inside the motif (the block nodes and the children of the block).
+    Theta = P(x = 1 | parent configuration) of those nodes, first parent most significant; c = the blanket values in
+    ``blanket`` order.
+    """
 
     name: str
     block: tuple
@@ -193,7 +196,10 @@ class DiscreteMotif:
         return jax.vmap(one)(jax.random.split(key, batch_size))
 
     def exact_log_conditional(self, inputs, states):
-        """log p(b | c, Theta) over ``states`` (S, block_size) for each row of ``inputs`` (N, num_inputs)."""
+        """The exact block conditional log p(b | c, Theta).
+
+        Over ``states`` (S, block_size), for each row of ``inputs`` (N, num_inputs).
+        """
         nodes = self.block + self.blanket
         position = {n: i for i, n in enumerate(nodes)}
         theta_size = self.theta_size

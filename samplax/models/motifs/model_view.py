@@ -128,8 +128,11 @@ class ModelView:
     # --------------------------------------------------------------------------------------------------------------
     # the whole log joint, for updates that cannot use the tables
     def joint_logdensity(self) -> Callable:
-        """``(idx (V+1,), other: dict name -> values, z (dim,)) -> log p`` of the whole model, with the log-Jacobians
-        of the continuous sites' transforms (the same density as ``Target.logdensity`` on the continuous part)."""
+        """The whole model's log joint, ``(idx (V+1,), other: dict name -> values, z (dim,)) -> log p``.
+
+        It includes the log-Jacobians of the continuous sites' transforms (the same density as ``Target.logdensity`` on
+        the continuous part).
+        """
         target = self.target
         latent_vars = [(v, name) for v, name in enumerate(self.variable_names) if self.latent[v]]
         support = jnp.asarray(self.support_values)

@@ -42,15 +42,18 @@ TRAINING_MAX_COMPONENTS = 8
 
 @dataclasses.dataclass(frozen=True)
 class TwoMeansMotif:
-    """Block: the means of two active components of an open-universe Gaussian mixture; conditioning set: the data,
-    the number of active components and the other means. Theta = (mean_scale, noise_scale).
+    """The two-means motif: two component means of an open-universe Gaussian mixture, moved together.
+
+    Block: the means of two active components; conditioning set: the data, the number of active components and the
+    other means. Theta = (mean_scale, noise_scale).
 
     Matched on a model with a discrete count site M ~ DiscreteUniform(1, m), a continuous means site (m, d) with a
     centred Normal prior, and an observed site whose parents are exactly {M, means} with a MixtureSameFamily of
     Normal(means, noise).to_event(1) components weighted 1/M on the first M. The input x summarises the points that
     the other means do not explain (weights w_i), by a weighted two-means clustering in the frame centred at their
     weighted mean and scaled by the noise sd; the block is proposed in that frame (the frame depends only on the
-    conditioning set, so its Jacobian cancels in the MH ratio)."""
+    conditioning set, so its Jacobian cancels in the MH ratio).
+    """
 
     dim: int = 2
     name: str = "two_means"
@@ -135,9 +138,12 @@ class TwoMeansMotif:
 
     # ------------------------------------------------------------------------------------------------------------
     def sample_training_batch(self, key, batch_size: int):
-        """(x (N, num_inputs), block (N, 2 dim)) from random small mixtures: 2..8 active components with means from
-        N(0, s^2), s ~ U(2, 8) (noise sd 1), 10..128 points; a random pair of active components is the block and
-        the other active means are the conditioning set (their true values: a joint draw)."""
+        """Training pairs (x (N, num_inputs), block (N, 2 dim)) from random small mixtures.
+
+        2..8 active components with means from N(0, s^2), s ~ U(2, 8) (noise sd 1), 10..128 points; a random pair of
+        active components is the block and the other active means are the conditioning set (their true values: a
+        joint draw).
+        """
         d = self.dim
         n_max, m_max = TRAINING_MAX_POINTS, TRAINING_MAX_COMPONENTS
 
@@ -161,8 +167,11 @@ class TwoMeansMotif:
 
 
 def two_means_features(y, y_mask, means, active, a, b, noise_scale, mean_scale):
-    """(x, center): the proposal input for the pair (a, b) and the frame centre; x and the block are in units of
-    the noise sd. Depends on the data, the active set and the means other than a and b, never on means a and b."""
+    """Return (x, center): the proposal input for the pair (a, b) and the frame centre.
+
+    x and the block are in units of the noise sd. Depends on the data, the active set and the means other than a and b,
+    never on means a and b.
+    """
     m = means.shape[0]
     others = active & (jnp.arange(m) != a) & (jnp.arange(m) != b)
     u_all = y / noise_scale

@@ -38,7 +38,10 @@ __all__ = ["NORMAL_NORMAL", "GAMMA_POISSON", "DIRICHLET_MULTINOMIAL", "DIRICHLET
 
 
 def normal_normal_model(y=None, prior_mean=0.0, prior_sd=2.0, noise_sd=1.0, num_observations=None):
-    """mu ~ N(prior_mean, prior_sd); y_i ~ N(mu, noise_sd). `num_observations` sizes the prior predictive."""
+    """Normal mean with known noise: mu ~ N(prior_mean, prior_sd); y_i ~ N(mu, noise_sd).
+
+    `num_observations` sizes the prior predictive.
+    """
     y = as_array(y, "y")
     n = observation_count(y, num_observations, "y")
     mu = numpyro.sample("mu", dist.Normal(prior_mean, prior_sd))
@@ -91,7 +94,10 @@ NORMAL_NORMAL = ZooModel(
 
 
 def gamma_poisson_model(y=None, shape=2.0, rate=1.0, num_observations=None):
-    """lam ~ Gamma(shape, rate); y_i ~ Poisson(lam). `num_observations` sizes the prior predictive."""
+    """Gamma-Poisson rate: lam ~ Gamma(shape, rate); y_i ~ Poisson(lam).
+
+    `num_observations` sizes the prior predictive.
+    """
     y = as_array(y, "y")
     n = observation_count(y, num_observations, "y")
     lam = numpyro.sample("lam", dist.Gamma(shape, rate))
@@ -137,7 +143,7 @@ GAMMA_POISSON = ZooModel(
 
 
 def dirichlet_multinomial_model(counts=None, concentration=(1.0, 1.0, 1.0), total_count=None):
-    """probs ~ Dirichlet(concentration); counts ~ Multinomial(total_count, probs).
+    """Dirichlet-multinomial: probs ~ Dirichlet(concentration); counts ~ Multinomial(total_count, probs).
 
     `concentration` has one entry per category. With counts given, total_count defaults to their sum; it is
     needed (an integer) for the prior predictive.
@@ -231,7 +237,10 @@ DIRICHLET_MULTINOMIAL_SPARSE = ZooModel(
 
 
 def box_bounded_model(successes=None, trials=20, prior_alpha=1.0, prior_beta=1.0):
-    """theta ~ Beta(prior_alpha, prior_beta) on [0, 1]; successes ~ Binomial(trials, theta)."""
+    """Beta-binomial with the posterior against a bound.
+
+    theta ~ Beta(prior_alpha, prior_beta) on [0, 1]; successes ~ Binomial(trials, theta).
+    """
     successes = as_array(successes, "successes")
     theta = numpyro.sample("theta", dist.Beta(prior_alpha, prior_beta))
     numpyro.sample("successes", dist.Binomial(trials, theta), obs=successes)

@@ -149,7 +149,10 @@ def grid_network_data(seed=0, rows=6, cols=6, deterministic_fraction=0.5, num_ev
 
 # --------------------------------------------------------------------------------------------------- exact answers
 def _node_log_tables(cpt: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-    """log f[i, j, x, up, left] = log P(x | up, left), times the evidence indicator; -inf where impossible."""
+    """The nodes' log tables, log f[i, j, x, up, left] = log P(x | up, left), times the evidence indicator.
+
+    -inf where impossible.
+    """
     p1 = cpt.reshape(cpt.shape[:2] + (2, 2))  # [i, j, up, left]
     table = np.stack([1.0 - p1, p1], axis=2)  # [i, j, x, up, left]
     mask = np.ones_like(table)

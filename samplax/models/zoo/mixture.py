@@ -1,4 +1,6 @@
-"""A two-component 1-D Gaussian mixture with the assignments summed out (continuous latent space):
+"""A two-component 1-D Gaussian mixture with the assignments summed out.
+
+The latent space is continuous:
 
     weights ~ Dirichlet(1, 1),  locs_k ~ N(0, 5),  scales_k ~ HalfNormal(2),  k = 1, 2,
     y_i ~ sum_k weights_k N(locs_k, scales_k)      (numpyro MixtureSameFamily).

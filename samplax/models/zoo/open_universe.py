@@ -1,4 +1,6 @@
-"""The open-universe Gaussian mixture of Wang, Wu, Moore and Russell ("Meta-Learning MCMC Proposals", NeurIPS 2018):
+"""The open-universe Gaussian mixture of Wang, Wu, Moore and Russell.
+
+From "Meta-Learning MCMC Proposals", NeurIPS 2018:
 
     M ~ Uniform{1, ..., m}                          (number of active components, "num_components")
     mu_j ~ N(0, mean_scale^2 I_d),  j = 1..m        ("means", shape (m, d); components j > M are inactive)
@@ -97,8 +99,10 @@ def _true_parameters(
 
 
 def mixture_log_likelihood(y, means, num_active, noise_scale=1.0):
-    """log p(y | means, M) of the model, summed over the points (numpy or JAX arrays; batched over leading axes
-    of ``means`` and ``num_active``)."""
+    """The model's log-likelihood log p(y | means, M), summed over the points.
+
+    Numpy or JAX arrays; batched over leading axes of ``means`` and ``num_active``.
+    """
     y = jnp.asarray(y)
     means = jnp.asarray(means)
     m = means.shape[-2]
@@ -113,7 +117,10 @@ def mixture_log_likelihood(y, means, num_active, noise_scale=1.0):
 
 
 def _log_marginal_cluster(points: np.ndarray, mean_scale: float, noise_scale: float) -> float:
-    """log of the integral of prod_i N(y_i; mu, noise^2 I) N(mu; 0, mean_scale^2 I) over mu (0 points: 0)."""
+    """The log marginal likelihood of one component's points, with its mean integrated out.
+
+    log of the integral of prod_i N(y_i; mu, noise^2 I) N(mu; 0, mean_scale^2 I) over mu (0 points: 0).
+    """
     count = points.shape[0]
     if count == 0:
         return 0.0

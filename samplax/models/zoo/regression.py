@@ -1,5 +1,6 @@
-"""Regression models: logistic regression (synthetic and scikit-learn's breast cancer data) and a sparse linear
-regression with Laplace priors.
+"""Regression models: logistic regression and a sparse linear regression with Laplace priors.
+
+Logistic regression runs on synthetic data and on scikit-learn's breast cancer data.
 
 - logistic_regression, breast_cancer:
       intercept ~ N(0, 1),  weights_j ~ N(0, 1),  y_i ~ Bernoulli(sigmoid(intercept + x_i . weights)).
@@ -37,7 +38,10 @@ def _design(X, y):
 
 
 def logistic_regression_model(X, y=None):
-    """intercept ~ N(0, 1), weights ~ N(0, I), y_i ~ Bernoulli(logits = intercept + X_i . weights)."""
+    """Logistic regression with an intercept site.
+
+    intercept ~ N(0, 1), weights ~ N(0, I), y_i ~ Bernoulli(logits = intercept + X_i . weights).
+    """
     X, y = _design(X, y)
     num_observations, num_features = X.shape
     intercept = numpyro.sample("intercept", dist.Normal(0.0, 1.0))

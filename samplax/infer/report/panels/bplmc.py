@@ -1,5 +1,6 @@
-"""Proximal Langevin panel (bplmc, myula): the smoothing options, step sizes, rejected out-of-domain proposals and
-the norm of the envelope's gradient.
+"""Proximal Langevin panel (bplmc, myula).
+
+It shows the smoothing options, step sizes, rejected out-of-domain proposals and the norm of the envelope's gradient.
 
 Both methods replace the nonsmooth part g of the potential by its (Bregman-)Moreau envelope (Lau and Liu 2022;
 Durmus, Moulines and Pereyra 2018 for myula's Euclidean one); spikes in |grad envelope| mean the chain sits where the
@@ -22,8 +23,10 @@ OPTIONS = ("smoothing", "step_size", "side", "legendre", "adjusted")  # shown wh
 
 
 def render(context: Context) -> str | None:
-    """The settings table and the envelope-gradient plot; None unless the fit is one of `METHODS` or stores
-    ``envelope_grad_norm``."""
+    """The settings table and the envelope-gradient plot.
+
+    None unless the fit is one of `METHODS` or stores ``envelope_grad_norm``.
+    """
     norm = context.stat_values("envelope_grad_norm")
     if norm is None and context.method not in METHODS:
         return None

@@ -1,5 +1,7 @@
-"""Sampler statistics panel (every Markov chain method): per chain, the mean acceptance, the adapted step size, the
-tree depth and leapfrog steps (NUTS) and the number of divergences.
+"""Sampler statistics panel (every Markov chain method).
+
+Per chain: the mean acceptance, the adapted step size, the tree depth and leapfrog steps (NUTS) and the number of
+divergences.
 
 Warm-up adapts the step size towards a target acceptance; a mean acceptance far from ``target_accept``, or chains with
 very different step sizes, point at a warm-up that did not settle.
