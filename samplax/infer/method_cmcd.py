@@ -58,7 +58,7 @@ class CMCDApproximation:
         return jax.jit(self.algorithm.sample, static_argnums=2)(key, self.params, int(num_samples))
 
     def log_density(self, path):
-        """log q0(y_0) + sum_k log F_k(y_k | y_{k-1}) of forward paths ``(..., K + 1, d)`` (unconstrained)."""
+        """The forward path density log q0(y_0) + sum_k log F_k(y_k | y_{k-1}) of paths ``(..., K + 1, d)`` (unconstrained)."""
         path = jnp.asarray(path)
         shape = (self.algorithm.num_steps + 1, self.algorithm.dim)
         if path.shape[-2:] != shape:

@@ -91,6 +91,7 @@ MIN_STEP_SIZE = 1e-7
 MAX_STEP_SIZE = 0.5
 COSINE_OFFSET = 0.008
 EMBEDDING_INIT_SD = 0.05
+LOSS_GROUP = 16  # trajectories vmapped together in the training loss (see `loss`)
 
 
 class CMCDState(NamedTuple):
@@ -175,10 +176,13 @@ def cmcd(
     Args:
         logdensity_fn: unnormalised log target on a flat vector of length ``dim``; may return -inf (its gradient is
             then taken as 0).
+        dim: the dimension of the flat vector.
         num_steps: K, the number of annealing steps (K + 1 target gradients per draw).
         variant: "cmcd", "mcd" (backward network only) or "ula" (no control).
         step_schedule: "constant" or "cosine".
         time_embedding: "learned" (a (K+1, embedding_dim) table) or "sinusoidal" (features of k / K).
+        embedding_dim: the width of the time embedding e_k fed to the control u(y, k).
+        num_blocks: residual softplus blocks of the control network u(y, k).
         initial_step_size: eps at initialisation, in [1e-7, 0.5].
         score_clip: clip each coordinate of grad log gamma to +-score_clip (None: no clipping).
         recompute_steps: wrap each step in ``jax.checkpoint`` (memory of the KL gradient O(K d) per draw).
@@ -313,7 +317,10 @@ def cmcd(
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
         detach = objective == "logvar"
         keys = jax.random.split(key, batch_size)
-        states = jax.vmap(lambda k: _run(k, params, detach, False)[0])(keys)
+        # the batch runs as a loop over vmapped groups of LOSS_GROUP trajectories: a single vmap over a batch of
+        # 64+ trajectories of a model with a Cholesky factorisation (NumPyro's sparse_regression example) made the
+        # training program of XLA's CPU runtime (jaxlib 0.10.2) wait forever, at 0 % CPU, in its first execution
+        states = jax.lax.map(lambda k: _run(k, params, detach, False)[0], keys, batch_size=LOSS_GROUP)
         log_w = final_log_weight(states)
         finite = jnp.isfinite(log_w)
         count = jnp.maximum(jnp.sum(finite), 1)
@@ -551,7 +558,7 @@ def scan_in_pieces(
 # ---------------------------------------------------------------------------------------------------------------------
 # estimates
 def log_evidence(log_weights, axis=-1):
-    """log Z-hat = logsumexp(log w) - log n (non-finite weights count as 0; biased low at finite n)."""
+    """The log-evidence estimate log Z-hat = logsumexp(log w) - log n (non-finite weights count as 0; biased low at finite n)."""
     log_weights = jnp.asarray(log_weights)
     n = log_weights.shape[axis]
     finite = jnp.where(jnp.isnan(log_weights), -jnp.inf, log_weights)
@@ -656,12 +663,12 @@ def _gaussian_logpdf(y, mean, log_scale):
 
 
 def _isotropic_logpdf(y, mean, eps):
-    """log N(y; mean, 2 eps I)."""
+    """The log density log N(y; mean, 2 eps I)."""
     return -0.25 * jnp.sum((y - mean) ** 2) / eps - 0.5 * y.shape[-1] * jnp.log(4.0 * math.pi * eps)
 
 
 def _safe_value_and_grad(logdensity_fn, score_clip):
-    """log gamma and its gradient with NaN values read as -inf and non-finite gradient entries as 0 (then clipped)."""
+    """Return log gamma and its gradient, with NaN values read as -inf and non-finite gradient entries as 0 (then clipped)."""
     value_and_grad = jax.value_and_grad(logdensity_fn)
 
     def fn(y):

@@ -145,48 +145,173 @@ def run_nuts_part(selected, references, log, results=None, progress=lambda: None
     return results
 
 
-def run_matrix_part(selected, methods, references, settings, log, cells=None, progress=lambda: None) -> dict:
-    """Part 2: every method on every entry at small settings; fills and returns ``{(model, method): cell}``."""
+def run_matrix_cells(entry, methods, settings, emit) -> None:
+    """Run every method on one entry in this process; ``emit(cell, samples)`` after each (samples None if none).
+
+    ``cell`` holds ``method``, ``family``, ``status`` (``ran``, ``refused`` or ``error``), ``seconds`` and, unless it
+    ran, ``message``.
+    """
     from samplax.infer import options
 
     from . import compare
 
     unsupported = unsupported_error_type()
+    data = entry.data()
+    for method in methods:
+        cell = {"method": method, "family": options.schema(method).family}
+        start = time.perf_counter()
+        samples = None
+        try:
+            samples = compare.samplax_fit(entry, data, method=method, **settings)["samples"]
+            cell["status"] = "ran"
+        except Exception as exc:
+            status, message = classify_exception(exc, unsupported)
+            cell.update(status=status, message=message)
+            if status == "error" and os.environ.get("SAMPLAX_CONFORMANCE_TRACEBACK"):
+                traceback.print_exc()
+        cell["seconds"] = time.perf_counter() - start
+        emit(cell, samples)
+        release_compiled_programs()
+
+
+def matrix_worker(name: str, methods: list[str], settings: dict, folder: str) -> int:
+    """The child process of `run_matrix_part`: one JSON line per cell on stdout, samples in ``folder``."""
+    import json
+
+    import numpy as np
+
+    from .corpus import CORPUS
+
+    def emit(cell, samples):
+        if samples is not None:
+            np.savez(os.path.join(folder, f"{cell['method']}.npz"), **samples)
+        print(CELL_PREFIX + json.dumps(cell), flush=True)
+
+    entry = CORPUS[name]
+    run_matrix_cells(entry, methods, settings, emit)
+    return 0
+
+
+CELL_PREFIX = "@@cell "
+
+
+def run_matrix_part(
+    selected, methods, references, settings, log, cells=None, progress=lambda: None, cell_timeout=300.0
+) -> dict:
+    """Part 2: every method on every entry at small settings; fills and returns ``{(model, method): cell}``.
+
+    Each model's cells run in a child process (`matrix_worker`), so that a cell that never returns cannot stop the
+    run: a cell with no result after ``cell_timeout`` seconds is recorded as an error, the child is killed (a stuck
+    XLA program also blocks every later program of its process) and a new child takes the model's remaining methods.
+    A child that dies records its current cell as an error with its exit status.
+    """
+    import json
+    import queue
+    import subprocess
+    import tempfile
+    import threading
+
+    import numpy as np
+
+    from . import compare
+
     cells = {} if cells is None else cells
     for entry in selected:
-        data = entry.data()
-        for method in methods:
-            family = options.schema(method).family
-            cell = {"family": family}
-            start = time.perf_counter()
-            try:
-                fit = compare.samplax_fit(entry, data, method=method, **settings)
-                cell["seconds"] = time.perf_counter() - start
-                worst = None
-                if entry.name in references:
-                    ref_samples, sites = references[entry.name]
-                    missing = [s for s in sites if s not in fit["samples"]]
-                    worst = (
-                        math.inf
-                        if missing
-                        else compare.mean_error(fit["samples"], ref_samples, sites, log_sites=entry.log_sites)
+        remaining = list(methods)
+        while remaining:
+            with tempfile.TemporaryDirectory() as folder:
+                command = [
+                    sys.executable,
+                    "-m",
+                    "tests.conformance.run",
+                    "--matrix-worker",
+                    entry.name,
+                    "--methods",
+                    ",".join(remaining),
+                    "--matrix-chains",
+                    str(settings["chains"]),
+                    "--matrix-warmup",
+                    str(settings["warmup"]),
+                    "--matrix-draws",
+                    str(settings["draws"]),
+                    "--worker-dir",
+                    folder,
+                ]
+                child = subprocess.Popen(
+                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+                )
+                lines: queue.Queue = queue.Queue()
+
+                def read(stream=child.stdout, lines=lines):
+                    for line in stream:
+                        lines.put(line)
+                    lines.put(None)
+
+                threading.Thread(target=read, daemon=True).start()
+                tail: list[str] = []
+                while remaining:
+                    method = remaining[0]
+                    restart = False
+                    try:
+                        line = lines.get(timeout=cell_timeout)
+                    except queue.Empty:
+                        restart = True
+                        child.kill()
+                        child.wait()
+                        cell = {
+                            "status": "error",
+                            "message": f"no result within {cell_timeout:g} s (the process was stopped)",
+                            "seconds": cell_timeout,
+                        }
+                    else:
+                        if line is None:  # the child ended before reporting this cell
+                            restart = True
+                            status = child.wait()
+                            detail = tail[-1].strip() if tail else ""
+                            cell = {
+                                "status": "error",
+                                "message": f"the process ended with status {status}"
+                                + (f": {detail}" if detail else ""),
+                                "seconds": 0.0,
+                            }
+                        elif not line.startswith(CELL_PREFIX):
+                            tail = (tail + [line])[-20:]
+                            continue
+                        else:
+                            cell = json.loads(line[len(CELL_PREFIX) :])
+                    cell = _judge(cell, entry, method, references, folder, compare, np)
+                    cell.pop("method", None)
+                    cells[(entry.name, method)] = cell
+                    remaining.pop(0)
+                    figure = f" {cell['worst']:.2f}" if cell.get("worst") is not None else ""
+                    log(
+                        f"[matrix] {entry.name} x {method}: {cell['status']}{figure} ({cell['seconds']:.1f}s)"
+                        + (f" {cell['message']}" if "message" in cell else "")
                     )
-                cell.update(status=classify_run(worst), worst=worst)
-            except Exception as exc:
-                cell["seconds"] = time.perf_counter() - start
-                status, message = classify_exception(exc, unsupported)
-                cell.update(status=status, message=message)
-                if status == "error" and os.environ.get("SAMPLAX_CONFORMANCE_TRACEBACK"):
-                    traceback.print_exc()
-            cells[(entry.name, method)] = cell
-            figure = f" {cell['worst']:.2f}" if cell.get("worst") is not None else ""
-            log(
-                f"[matrix] {entry.name} x {method}: {cell['status']}{figure} ({cell['seconds']:.1f}s)"
-                + (f" {cell['message']}" if "message" in cell else "")
-            )
+                    if restart:
+                        break  # a new child takes the model's remaining methods
+                if not restart:
+                    child.wait(timeout=60)
         progress()
-        release_compiled_programs()
     return cells
+
+
+def _judge(cell, entry, method, references, folder, compare, np) -> dict:
+    """Turn a child's ``ran`` into ``ok``/``wrong`` against the NumPyro reference (when part 1 made one)."""
+    from samplax.infer import options
+
+    cell.setdefault("family", options.schema(method).family)
+    if cell["status"] != "ran":
+        return cell
+    worst = None
+    if entry.name in references:
+        ref_samples, sites = references[entry.name]
+        with np.load(os.path.join(folder, f"{method}.npz")) as stored:
+            samples = {name: stored[name] for name in stored.files}
+        missing = [s for s in sites if s not in samples]
+        worst = math.inf if missing else compare.mean_error(samples, ref_samples, sites, log_sites=entry.log_sites)
+    cell.update(status=classify_run(worst), worst=worst)
+    return cell
 
 
 def render(nuts_rows, cells, selected, matrix_models, methods, settings, command, elapsed, done=True) -> str:
@@ -320,7 +445,12 @@ def main(argv=None) -> int:
     parser.add_argument("--matrix-chains", type=int, default=2)
     parser.add_argument("--matrix-warmup", type=int, default=100)
     parser.add_argument("--matrix-draws", type=int, default=100)
+    parser.add_argument(
+        "--cell-timeout", type=float, default=300.0, help="seconds a matrix cell may run before it counts as an error"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "conformance.md"), help="the page to write")
+    parser.add_argument("--matrix-worker", help=argparse.SUPPRESS)  # internal: run one model's cells (a child)
+    parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     warnings.simplefilter("ignore")
@@ -343,12 +473,15 @@ def main(argv=None) -> int:
             parser.error(f"unknown methods {unknown}; registered: {methods}")
         methods = wanted
 
+    settings = dict(chains=args.matrix_chains, warmup=args.matrix_warmup, draws=args.matrix_draws)
+    if args.matrix_worker:
+        return matrix_worker(args.matrix_worker, methods, settings, args.worker_dir)
+
     def log(message):
         print(message, flush=True)
 
     start = time.perf_counter()
     references, nuts_rows, cells = {}, [], {}
-    settings = dict(chains=args.matrix_chains, warmup=args.matrix_warmup, draws=args.matrix_draws)
     matrix_models = (
         [] if args.no_matrix else [e for e in selected if args.matrix_tag is None or args.matrix_tag in e.tags]
     )
@@ -376,7 +509,16 @@ def main(argv=None) -> int:
     if not args.no_nuts:
         run_nuts_part(selected, references, log, results=nuts_rows, progress=write)
     if matrix_models:
-        run_matrix_part(matrix_models, methods, references, settings, log, cells=cells, progress=write)
+        run_matrix_part(
+            matrix_models,
+            methods,
+            references,
+            settings,
+            log,
+            cells=cells,
+            progress=write,
+            cell_timeout=args.cell_timeout,
+        )
     write(done=True)
     log(f"wrote {out}")
     failed = [r["name"] for r in nuts_rows if r["entry"].enforced and r["status"] != "pass"]
