@@ -13,8 +13,11 @@ Where the cache lives, in order:
 3. the per-user cache folder (``platformdirs.user_cache_dir("samplax")/jax``, e.g. ``~/.cache/samplax/jax`` on
    Linux).
 
-``SAMPLAX_COMPILATION_CACHE=0`` (or ``off``/``false``) turns it off. Programs that compile in under
-`MIN_COMPILE_SECONDS` are not written (they are cheaper to compile than to read back).
+``SAMPLAX_COMPILATION_CACHE=0`` (or ``off``/``false``) turns it off. Every program is written, however quickly
+it compiles (`MIN_COMPILE_SECONDS` = 0, where JAX's default is 1 s): a fit also runs some twenty small programs
+(the bridge's initialisation, post-processing) that compile in 0.05-0.2 s each and read back in a third of that;
+measured on a second process fitting eight schools, caching them cut the time spent in XLA compilation or cache
+reads from 4.7 s to 2.0 s (2-core machine under load).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import os
 
 __all__ = ["configure", "cache_dir", "MIN_COMPILE_SECONDS"]
 
-MIN_COMPILE_SECONDS = 0.5
+MIN_COMPILE_SECONDS = 0.0
 _OFF = ("0", "off", "false", "no")
 
 
