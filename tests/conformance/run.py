@@ -9,7 +9,8 @@ Two parts, both written to ``docs/conformance.md``:
    at small settings and is classified: ``ok`` (ran; for methods that return posterior draws, the worst
    ``|mean - ref mean| / ref sd`` against the NumPyro reference of part 1 is shown), ``wrong`` (ran, but that figure
    exceeds 0.5), ``refused`` (raised ``samplax.UnsupportedModelError`` before compiling) or ``error`` (any other
-   exception: a defect, recorded with its message).
+   exception, or no result within ``--cell-timeout`` seconds: a defect, recorded with its message). Each model's
+   cells run in a worker process of their own, so that a cell that never returns cannot stop the run.
 
 Options select models and methods (``--models``, ``--methods``, ``--tag``), skip a part (``--no-matrix``,
 ``--no-nuts``), restrict the matrix (``--matrix-tag``) and set its settings (``--matrix-chains``,
