@@ -1,5 +1,10 @@
-"""Agents on devices: the one-axis mesh admm and dsgld run on, running every agent's sampler inside ``shard_map``,
-and gathering results to the host of every process.
+"""Agents on devices: the one-axis mesh admm and dsgld run on, and running agents' functions inside ``shard_map``.
+
+Three ways in: `agent_map_chains` is the ``map_chains`` of the chain driver (`samplax.infer.run.ChainRunner`) for
+methods whose chains are networks of agents (a single-chain `AgentFunction` of one device's agents, vmapped over
+chains on every device, sharded over the agent axis); `run_on_agents` runs one function once (a warm-up); and
+`run_agents` drives a `samplax.kernels.admm.DistributedSampler` by itself (used by tests of the kernels and of
+multi-process jobs). Results are gathered to the host of every process.
 
 The job's start-up, failure reporting and the multi-process context are `samplax.infer.distributed`'s; this module
 only places agents on the devices that start-up made available (several agents per device when there are more
@@ -17,12 +22,29 @@ import numpy as np
 
 from samplax.infer.distributed import AGENT_AXIS, guard
 
-__all__ = ["agent_mesh", "AgentRun", "run_on_agents", "run_agents", "allgather_host"]
+__all__ = [
+    "agent_mesh",
+    "AgentFunction",
+    "agent_map_chains",
+    "global_agents",
+    "AgentRun",
+    "run_on_agents",
+    "run_agents",
+    "allgather_host",
+    "to_host",
+]
 
 
 def agent_mesh(num_devices: int | None = None):
-    """A one-axis mesh (axis ``"agents"``) over ``num_devices`` devices, grouped by process: all devices of the job
-    by default; otherwise the first ``num_devices / process_count`` local devices of each process."""
+    """A one-axis mesh (axis ``"agents"``) over the job's devices, grouped by process.
+
+    Args:
+        num_devices: all devices of the job when None; otherwise the first ``num_devices / process_count`` local
+            devices of each process.
+
+    Returns:
+        A `jax.sharding.Mesh` with the one axis `samplax.infer.distributed.AGENT_AXIS`.
+    """
     import jax
 
     processes = jax.process_count()
@@ -41,10 +63,95 @@ def agent_mesh(num_devices: int | None = None):
     return jax.sharding.Mesh(np.array(devices), (AGENT_AXIS,))
 
 
+class AgentFunction(NamedTuple):
+    """A single-chain function of one device's agents, for `agent_map_chains`.
+
+    ``fn(block, *args)`` takes the device's `samplax.kernels.admm.AgentBlock` (leading slot axis) and one chain's
+    arguments; it may use the agent axis's collectives. ``block`` holds the global agent arrays (sharded over the
+    agent axis), passed to ``shard_map`` explicitly so that they stay sharded. ``in_specs`` and ``out_specs`` are
+    the `jax.sharding.PartitionSpec` prefixes of the chain-batched arguments and results (chain axis first: ``P()``
+    for replicated values, ``P(None, AGENT_AXIS)`` for per-slot ones). ``after``, when given, maps the results
+    outside ``shard_map`` (on global arrays: reordering slots into agents, say).
+    """
+
+    fn: Callable
+    block: object
+    in_specs: tuple
+    out_specs: object
+    after: Callable | None = None
+
+
+def agent_map_chains(mesh) -> Callable:
+    """The ``map_chains`` of `samplax.infer.run.ChainRunner` for chains that are networks of agents on ``mesh``.
+
+    An `AgentFunction` is vmapped over the chain axis on every device inside one ``jax.shard_map`` over the agent
+    axis: the agents' data never leave their device and only what the collectives exchange travels. Any other
+    function (a ``record`` of global arrays) is simply vmapped.
+
+    Args:
+        mesh: the agents' mesh (`agent_mesh`).
+
+    Returns:
+        ``map_chains(f) -> mapped f`` with the leading chain axis on every argument and result.
+    """
+    import jax
+    from jax.sharding import PartitionSpec as P
+
+    def map_chains(f):
+        if not isinstance(f, AgentFunction):
+            return jax.vmap(f)
+
+        def per_device(block, *args):
+            return jax.vmap(lambda *chain_args: f.fn(block, *chain_args))(*args)
+
+        sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(AGENT_AXIS), *f.in_specs), out_specs=f.out_specs)
+
+        def mapped(*args):
+            out = sharded(f.block, *args)
+            return out if f.after is None else f.after(out)
+
+        return mapped
+
+    return map_chains
+
+
+def global_agents(tree, layout, mesh, slot_axis: int = 0):
+    """This process's host arrays of its slots as global arrays sharded over the agent axis.
+
+    Args:
+        tree: a pytree of arrays whose axis ``slot_axis`` holds this process's slots of ``layout``.
+        layout: the agents' `samplax.kernels.admm.AgentLayout`.
+        mesh: the agents' mesh (`agent_mesh`).
+        slot_axis: the position of the slot axis (1 for chain-batched arrays).
+
+    Returns:
+        The same pytree of global `jax.Array` s, the slot axis sharded over the mesh.
+    """
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    if mesh.devices.size != layout.num_shards:
+        raise ValueError(f"the layout has {layout.num_shards} shards but the mesh {mesh.devices.size} devices")
+    sharding = NamedSharding(mesh, P(*([None] * slot_axis), AGENT_AXIS))
+
+    def to_global(array):
+        array = np.asarray(array)
+        shape = array.shape[:slot_axis] + (layout.num_slots,) + array.shape[slot_axis + 1 :]
+        if jax.process_count() == 1:
+            return jax.device_put(array, sharding)
+        return jax.make_array_from_process_local_data(sharding, array, shape)
+
+    return jax.tree.map(to_global, tree)
+
+
 class AgentRun(NamedTuple):
-    """Host arrays of a distributed run: network_average (replicas, draws, dim), consensus_residual and dual_sum
-    (replicas, draws), agent_positions (replicas, draws, agents, dim) or None, timing in seconds, and the largest
-    local-solve residual over agents and the divergence flags (replicas, draws)."""
+    """Host arrays of a distributed run (`run_agents`).
+
+    network_average (replicas, draws, dim), consensus_residual and dual_sum (replicas, draws), agent_positions
+    (replicas, draws, agents, dim) or None, timing in seconds, and the largest local-solve residual over agents and
+    the divergence flags (replicas, draws).
+    """
 
     network_average: np.ndarray
     consensus_residual: np.ndarray
@@ -56,39 +163,23 @@ class AgentRun(NamedTuple):
 
 
 def run_on_agents(fn: Callable, agents, layout, mesh):
-    """``fn(block) -> (replicated, per_slot)`` once over ``mesh``'s agent axis (inside ``shard_map``, like a
-    sampler's step: a warm-up, a calibration). ``replicated`` must be the same on every device (reduced through
-    the exchange's collectives); ``per_slot`` has a leading slot axis. Returns both as host arrays, ``per_slot``
-    over every slot of the layout, in slot order."""
+    """Run ``fn(block) -> (replicated, per_slot)`` once over ``mesh``'s agent axis.
+
+    ``fn`` runs inside ``shard_map``, like a sampler's step (a warm-up, a calibration). ``replicated`` must be the
+    same on every device (reduced through the exchange's collectives); ``per_slot`` has a leading slot axis.
+
+    Returns:
+        Both as host arrays, ``per_slot`` over every slot of the layout, in slot order.
+    """
     import jax
     from jax.sharding import PartitionSpec as P
 
     spec = P(AGENT_AXIS)
-    global_agents = _global_agents(agents, layout, mesh)
+    sharded_agents = global_agents(agents, layout, mesh)
     program = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(spec,), out_specs=(P(), spec)))
     with guard():
-        replicated, per_slot = program(global_agents)
-        return jax.tree.map(_to_host, replicated), jax.tree.map(_to_host, per_slot)
-
-
-def _global_agents(agents, layout, mesh):
-    """This process's host `AgentBlock` as global arrays sharded over the agent axis."""
-    import jax
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
-
-    if mesh.devices.size != layout.num_shards:
-        raise ValueError(f"the layout has {layout.num_shards} shards but the mesh {mesh.devices.size} devices")
-    sharding = NamedSharding(mesh, P(AGENT_AXIS))
-
-    def to_global(array):
-        array = np.asarray(array)
-        shape = (layout.num_slots,) + array.shape[1:]
-        if jax.process_count() == 1:
-            return jax.device_put(array, sharding)
-        return jax.make_array_from_process_local_data(sharding, array, shape)
-
-    return jax.tree.map(to_global, agents)
+        replicated, per_slot = program(sharded_agents)
+        return jax.tree.map(to_host, replicated), jax.tree.map(to_host, per_slot)
 
 
 def run_agents(
@@ -122,7 +213,7 @@ def run_agents(
 
     dtype = dtype or jnp.zeros(()).dtype
     spec = P(AGENT_AXIS)
-    global_agents = _global_agents(agents, layout, mesh)
+    sharded_agents = global_agents(agents, layout, mesh)
     chunk = chunk_size_for(draws, chunk_size)
     if draws % chunk:
         raise ValueError(f"chunk_size={chunk_size} must divide draws={draws} (every chunk compiles once)")
@@ -169,14 +260,14 @@ def run_agents(
     timing = {"compile_s": 0.0, "warmup_s": 0.0, "sampling_s": 0.0}
     begin = time.perf_counter()
     count = jnp.asarray(warmup, jnp.int32)
-    start_compiled = start_fn.lower(global_agents, init_key, run_key, count).compile()
-    state_shape = jax.eval_shape(start_fn, global_agents, init_key, run_key, count)
-    chunk_compiled = chunk_fn.lower(global_agents, state_shape, run_key, jnp.int32(0)).compile()
+    start_compiled = start_fn.lower(sharded_agents, init_key, run_key, count).compile()
+    state_shape = jax.eval_shape(start_fn, sharded_agents, init_key, run_key, count)
+    chunk_compiled = chunk_fn.lower(sharded_agents, state_shape, run_key, jnp.int32(0)).compile()
     timing["compile_s"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
     with guard():
-        state = jax.block_until_ready(start_compiled(global_agents, init_key, run_key, count))
+        state = jax.block_until_ready(start_compiled(sharded_agents, init_key, run_key, count))
     timing["warmup_s"] = time.perf_counter() - begin
 
     pieces = []
@@ -185,8 +276,8 @@ def run_agents(
     for index in range(draws // chunk):
         with guard():
             # the warm-up loop folds in t = 0 .. warmup - 1 (it counts from 0), kept draws continue from there
-            state, out = chunk_compiled(global_agents, state, run_key, jnp.int32(warmup + index * chunk))
-            host = {name: _to_host(value) for name, value in out.items()}
+            state, out = chunk_compiled(sharded_agents, state, run_key, jnp.int32(warmup + index * chunk))
+            host = {name: to_host(value) for name, value in out.items()}
         pieces.append(host)
     timing["sampling_s"] = time.perf_counter() - begin
     merged = {name: np.concatenate([piece[name] for piece in pieces], axis=0) for name in pieces[0]}
@@ -206,9 +297,8 @@ def run_agents(
     )
 
 
-def _to_host(value) -> np.ndarray:
+def to_host(value) -> np.ndarray:
     """A global array as a host array on every process (replicated: the local copy; sharded: gathered)."""
-
     if value.is_fully_addressable:
         return np.asarray(value)
     if value.sharding.is_fully_replicated:

@@ -117,13 +117,15 @@ def run_chains(
     positions = chain_target.init(init_key, chains, settings["init"])
     warmup_keys = jax.random.split(warmup_key, chains)
     chain_keys = jax.random.split(sample_key, chains)
-    if sharding is not None:
+    # chains on a mesh of their own (admm, dsgld: agents) are mapped by the method's map_chains, not spread here
+    map_chains = getattr(chain_target, "map_chains", jax.vmap)
+    if sharding is not None and map_chains is jax.vmap:
         positions, warmup_keys, chain_keys = jax.device_put((positions, warmup_keys, chain_keys), sharding)
     num_warmup = max(settings["warmup"], 1)
     data = chain_target.data_arrays()
 
     def warm(data, keys, positions):
-        return jax.vmap(method.warmup(chain_target.with_data(data), options, num_warmup))(keys, positions)
+        return map_chains(method.warmup(chain_target.with_data(data), options, num_warmup))(keys, positions)
 
     warmup_fn = jax.jit(warm)
     warmup_program_key = (
@@ -139,7 +141,10 @@ def run_chains(
 
     def build(data):
         conditioned = chain_target.with_data(data)
-        finish = finish_fn(conditioned, settings["log_likelihood"]) if chain_target is target else None
+        # the draws are finished on the Target; a prepared object that keeps one conditioned on the data (admm,
+        # dsgld) names it finishing_target; the gibbs family finishes on the host instead
+        finishing = conditioned if chain_target is target else getattr(conditioned, "finishing_target", None)
+        finish = finish_fn(finishing, settings["log_likelihood"]) if finishing is not None else None
         return method.step(conditioned, options), method.record, finish
 
     def compile_program(key, function, *args):
@@ -158,7 +163,7 @@ def run_chains(
         and COMPILED.lookup(("warmup",) + warmup_program_key, data, warmup_keys, positions) is None
     )
     if fused:
-        runner = ChainRunner(build, draws, settings["thin"])
+        runner = ChainRunner(build, draws, settings["thin"], map_chains)
         executable = compile_program(
             ("fused", draws) + program_key, runner.fuse(warm), data, warmup_keys, positions, chain_keys
         )
@@ -176,7 +181,7 @@ def run_chains(
         else:
             start = time.perf_counter()
             if settings["warmup"] == 0:
-                states, params = jax.vmap(method.start(chain_target, options))(positions)
+                states, params = map_chains(method.start(chain_target, options))(positions)
             else:
                 compiled = compile_program(("warmup",) + warmup_program_key, warmup_fn, data, warmup_keys, positions)
                 start = time.perf_counter()
@@ -194,7 +199,7 @@ def run_chains(
         def runner_for(length):
             # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
             if length not in runners:
-                runner = ChainRunner(build, length, settings["thin"])
+                runner = ChainRunner(build, length, settings["thin"], map_chains)
                 runner.executable = compile_program(
                     ("chunk", length) + program_key,
                     runner.function,
@@ -257,6 +262,11 @@ def run_chains(
 
 
 def run_direct(target, method, settings, keys):
+    """Run a direct method in one call and finish its draws (constrained values, log-likelihoods).
+
+    Returns the dict `assemble` reads: posterior, sample statistics, log-likelihood, the method's estimates and
+    timing.
+    """
     start = time.perf_counter()
     result = method.run(target, settings["options"], keys[2], settings["chains"], settings["warmup"], settings["draws"])
     elapsed = time.perf_counter() - start

@@ -280,7 +280,8 @@ def _check_run_arguments(method: str, *, thin, init, progress, log_likelihood, c
     if isinstance(entry, MCMCMethod):
         if init is not None and not entry.uses_init:
             raise ValueError(
-                f"method '{method}' does not use ['init'] (its chains start from prior draws of the model); drop it"
+                f"method '{method}' does not use ['init'] (its chains start from states it chooses: prior draws of "
+                "the model for the gibbs family, the warm-up's Laplace approximation for admm and dsgld); drop it"
             )
         return
     unused = [
@@ -539,6 +540,12 @@ def _fit_target(
     target.require_supported(settings["method"], unsupported_features(method))
     keys = jax.random.split(jax.random.key(settings["seed"]), 3)
     if isinstance(method, MCMCMethod):
+        if checkpoint is not None and jax.process_count() > 1:
+            raise ValueError(
+                f"checkpoint= is not supported in a multi-process job ({jax.process_count()} processes): a checkpoint "
+                "is written by one process, which cannot read the other processes' chains or agents; drop "
+                "checkpoint=, or run the fit in one process (several local devices are fine)"
+            )
         result = _run_mcmc(target, method, settings, keys, progress, checkpoint, checkpoint_every, resuming)
     else:
         if checkpoint is not None:

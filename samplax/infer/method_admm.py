@@ -1,10 +1,17 @@
-"""Registers the distributed samplers ``admm`` (D-ADMMS) and its baseline ``dsgld`` (decentralised SGLD) with `fit`.
+"""The distributed samplers ``admm`` (D-ADMMS) and its baseline ``dsgld`` (decentralised SGLD) as Markov methods.
 
 Both split the model's data along the observation plate into ``num_agents`` shards (`Target.shards`: unequal shards
 padded and masked), one per agent; agent i's potential is its shard's negative log-likelihood plus 1 / num_agents of
 the negative log-prior. Agents sit on the devices of `samplax.infer.agents.agent_mesh` (several per device) and
 talk only to their graph neighbours through collectives. ``chains`` are independent replicas of the whole network,
 ``warmup`` discarded iterations, ``draws`` kept iterations.
+
+Both are `MCMCMethod` s run by `fit`'s one chain driver (`samplax.infer.run.ChainRunner`), so checkpoints and
+resume, ``thin``, progress bars and ``fold_in(chain_key, t)`` keys work as for nuts. ``prepare`` builds an
+`AgentChains` (the agents' blocks on their mesh, and for admm everything tuned on the host before the first
+iteration); its ``map_chains`` runs each chain's transition inside one ``jax.shard_map`` over the agent axis
+(`samplax.infer.agents.agent_map_chains`), so the data shards stay on their devices and only the exchanged iterates
+travel. Chains start from x_i^0 ~ N(0, I) per agent in the coordinates the agents run in (``init=`` is refused).
 
 admm adapts to the problem (`samplax.kernels.admm.precondition`): a Laplace warm-up (Newton on the summed potential,
 one d x d all-reduce per step) finds the mode and curvature; the agents then run in preconditioned coordinates u
@@ -32,18 +39,30 @@ full data and keeps its own agents' shards; a process that holds only its own ob
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from samplax.infer import agents, distributed
-from samplax.infer.methods import DirectMethod, DirectResult
+from samplax.infer.methods import MCMCMethod
 from samplax.infer.schema import MethodSchema, Option
 from samplax.kernels import admm as kernel
 
-__all__ = ["ADMM_SCHEMA", "DSGLD_SCHEMA", "build_topology", "agent_problem", "run_admm", "run_dsgld"]
+__all__ = [
+    "ADMM_SCHEMA",
+    "DSGLD_SCHEMA",
+    "ADMM",
+    "DSGLD",
+    "build_topology",
+    "agent_problem",
+    "AgentChains",
+    "AgentInfo",
+]
 
 _COMMON = (
     Option("num_agents", int, 5, "number of agents (data shards); a multiple of the number of processes", minimum=2),
@@ -226,6 +245,9 @@ class AgentProblem:
         self.layout = kernel.make_layout(num_agents, int(self.mesh.devices.size), processes)
         self.process = jax.process_index()
         self.slots = self.layout.group_slots(self.process)
+        # the global slot of every agent, in agent order (padding slots left out)
+        slot_agent = self.layout.slot_agent
+        self.agent_slots = np.argsort(np.where(slot_agent >= 0, slot_agent, slot_agent.size + 1))[:num_agents]
         per_process = num_agents // processes
         if processes > 1 and options.get("num_observations") is not None:
             shards = target.shards(per_process, num_observations=options["num_observations"])
@@ -273,8 +295,10 @@ class AgentProblem:
         return kernel.slot_data(self.slot_values, self.layout, self.slots)
 
     def quadratic(self, block_data, potential=None) -> kernel.QuadraticPotential | None:
-        """Per-slot (A_i, b_i) when every agent's ``potential`` (default f_i) is quadratic (checked on every
-        process, `samplax.kernels.admm.quadratic_check`), else None."""
+        """Per-slot (A_i, b_i) when every agent's ``potential`` (default f_i) is quadratic, else None.
+
+        Checked on every process (`samplax.kernels.admm.quadratic_check`).
+        """
         dtype = jnp.zeros(()).dtype
         check = kernel.quadratic_check(potential or self.local_potential, self.dim, dtype)
         hess, linear, error = jax.jit(jax.vmap(check))(jax.tree.map(jnp.asarray, block_data))
@@ -290,6 +314,7 @@ class AgentProblem:
 
 
 def agent_problem(target, options: dict) -> AgentProblem:
+    """The `AgentProblem` of ``target`` for the method's ``options`` (graph, agents, devices, data split)."""
     return AgentProblem(target, options)
 
 
@@ -310,8 +335,170 @@ def _pad_observations(data: dict, width: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
-    start = time.perf_counter()
+# what the chain driver runs on
+class AgentInfo(NamedTuple):
+    """What one D-ADMMS or D-SGLD transition of one chain reports (replicated on every device but agent_position).
+
+    Attributes:
+        network_average: the degree-weighted average sum_i (d_i / D) x_i, in the model's unconstrained coordinates.
+        consensus_residual: sqrt(sum_i (d_i / D) ||x_i - x_bar||^2) (in u for admm).
+        dual_sum: ||sum_i p_i|| (0 up to rounding; admm only).
+        prox_residual: the largest local-solve residual over agents (admm only).
+        diverging: a local solve missed its tolerance or was not finite, or the average is not finite.
+        agent_position: every agent's iterate in unconstrained coordinates, (agents, dim) (per slot inside
+            ``shard_map``), or None when the agents are not recorded.
+    """
+
+    network_average: jax.Array
+    consensus_residual: jax.Array
+    dual_sum: jax.Array
+    prox_residual: jax.Array
+    diverging: jax.Array
+    agent_position: jax.Array | None
+
+
+class AgentChains:
+    """What `fit`'s chain driver runs admm and dsgld on, in place of the `Target` (built by ``prepare``).
+
+    A chain is one replica of the whole network: its state holds every agent's iterate, sharded over the agents'
+    mesh. The compiled programs take the agents' arrays (`samplax.kernels.admm.AgentBlock`, sharded: each device
+    holds its agents' data) and the model's data arrays (for the posterior and log-likelihood of the network
+    average, ``finishing_target``) as their data argument; ``map_chains`` (`samplax.infer.agents.agent_map_chains`)
+    runs each chain's transition inside ``shard_map`` over the agent axis, so only the collectives' values travel.
+    What warm-up chose (preconditioner, rho) is baked into the programs: ``static_data_key`` holds its SHA-256.
+    """
+
+    def __init__(self, target, problem, block, make_sampler, to_position, settings: dict, arrays=None):
+        self.target, self.problem, self.make_sampler, self.to_position = target, problem, make_sampler, to_position
+        self.settings = settings  # JSON-able records of what prepare chose; they go to the fit's attrs
+        self.record_agents = bool(settings["record_agents"])
+        self.map_chains = agents.agent_map_chains(problem.mesh)
+        self._host_block = block
+        if arrays is None:
+            arrays = {
+                "agents": agents.global_agents(block, problem.layout, problem.mesh),
+                "model": target.data_arrays(),
+            }
+        self.arrays = arrays
+        self.finishing_target = target.with_data(arrays["model"])
+
+    def data_arrays(self):
+        return self.arrays
+
+    def with_data(self, arrays) -> AgentChains:
+        return AgentChains(
+            self.target, self.problem, self._host_block, self.make_sampler, self.to_position, self.settings, arrays
+        )
+
+    def static_data_key(self):
+        return (self.settings["fingerprint"], self.target.static_data_key())
+
+    def init(self, key, chains: int, strategy=None):
+        """x_i^0 ~ N(0, I) per agent (in the coordinates the agents run in), keyed by chain and agent index."""
+        del strategy  # refused before this point: the agents start from their own reference
+        dtype = jnp.zeros(()).dtype
+        block = self._host_block
+
+        def one(chain_key):
+            return kernel.initial_positions(chain_key, block, 1, self.problem.dim, dtype)[:, 0]
+
+        # one small compiled program (op by op, every random op would compile on its own)
+        local = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(key, chains)))  # (chains, local slots, dim)
+        return agents.global_agents(local, self.problem.layout, self.problem.mesh, slot_axis=1)
+
+    # the single-chain functions of one device's agents, mapped by map_chains
+    def start_function(self) -> agents.AgentFunction:
+        def start(block, position):
+            return _one_chain(self.make_sampler(block).init(position[:, None])), ()
+
+        return agents.AgentFunction(start, self.arrays["agents"], (_PER_SLOT,), (_PER_SLOT, P()))
+
+    def warmup_function(self, num_steps: int) -> agents.AgentFunction:
+        def warm(block, key, position):
+            sampler = self.make_sampler(block)
+            state = jax.lax.fori_loop(
+                0,
+                num_steps,
+                lambda t, s: sampler.step(jax.random.fold_in(key, t), s)[0],
+                sampler.init(position[:, None]),
+            )
+            return _one_chain(state), (), jnp.zeros((), position.dtype)
+
+        return agents.AgentFunction(warm, self.arrays["agents"], (P(), _PER_SLOT), (_PER_SLOT, P(), P()))
+
+    def step_function(self) -> agents.AgentFunction:
+        record_agents, to_position = self.record_agents, self.to_position
+
+        def step(block, key, state, params):
+            del params
+            state, info = self.make_sampler(block).step(key, jax.tree.map(lambda x: x[:, None], state))
+            state, info = _one_chain(state), jax.tree.map(lambda x: x[0], info)
+            return state, AgentInfo(
+                to_position(info.network_average),
+                info.consensus_residual,
+                info.dual_sum,
+                info.prox_residual,
+                info.diverging,
+                to_position(state.position) if record_agents else None,
+            )
+
+        info_specs = AgentInfo(P(), P(), P(), P(), P(), _PER_SLOT if record_agents else None)
+        order = self.problem.agent_slots
+
+        def in_agent_order(out):  # outside shard_map: slots -> agents, padding slots dropped
+            state, info = out
+            if info.agent_position is None:
+                return out
+            return state, info._replace(agent_position=info.agent_position[:, order])
+
+        return agents.AgentFunction(
+            step, self.arrays["agents"], (P(), _PER_SLOT, P()), (_PER_SLOT, info_specs), in_agent_order
+        )
+
+    def extra(self, params, stats: dict) -> dict:
+        """JSON-able records kept in the fit's attrs (``extra_*``)."""
+        del params
+        problem = self.problem
+        extra = {
+            "num_agents": problem.num_agents,
+            "graph": problem.topology.kind,
+            "degrees": problem.topology.degrees.astype(int),
+            "devices": int(problem.mesh.devices.size),
+            "processes": jax.process_count(),
+            "agents_per_device": problem.layout.agents_per_shard,
+            "shard_sizes": np.asarray(problem.shards.sizes),
+        }
+        extra.update({k: v for k, v in self.settings.items() if k not in ("fingerprint", "record_agents")})
+        if "prox_residual" in stats:
+            extra["max_prox_residual"] = float(np.max(stats["prox_residual"]))
+            extra["divergences"] = int(np.sum(stats["diverging"]))
+        return extra
+
+
+_PER_SLOT = P(None, distributed.AGENT_AXIS)  # chain-batched arrays with a slot axis
+
+
+def _one_chain(state):
+    """A sampler state of one replica, (slots, 1, ...) -> (slots, ...)."""
+    return jax.tree.map(lambda x: x[:, 0], state)
+
+
+def _fingerprint(problem: AgentProblem, *parts) -> str:
+    """SHA-256 of what prepare baked into the programs (graph, layout, devices and the chosen constants)."""
+    digest = hashlib.sha256()
+    for part in (
+        problem.topology.adjacency,
+        problem.layout.slot_agent,
+        np.asarray([d.id for d in problem.mesh.devices.flat]),
+        *parts,
+    ):
+        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return digest.hexdigest()
+
+
+def _prepare_admm(target, options, key, warmup) -> AgentChains:
+    """The Laplace warm-up, the preconditioner, rho and the local solver: everything before the first iteration."""
+    del key, warmup  # deterministic; the warm-up iterations run in the driver's warm-up program
     problem = agent_problem(target, options)
     noise = options["noise"]
     topology, layout = problem.topology, problem.layout
@@ -320,7 +507,7 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
     tolerance = options["prox_tolerance"]
     raw_data = problem.slot_data()
 
-    # warm-up: the mode and curvature of the summed potential, the coordinates the agents run in, then rho
+    # the mode and curvature of the summed potential, the coordinates the agents run in, then rho
     begin = time.perf_counter()
     laplace, agent_hessians = _laplace(problem, raw_data)
     preconditioner = kernel.make_preconditioner(laplace.mode, laplace.hessian, options["precondition"])
@@ -373,35 +560,17 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
             shared_noise=shared,
         )
 
-    run = agents.run_agents(
-        make_sampler,
-        block,
-        layout,
-        problem.mesh,
-        key=key,
-        num_replicas=chains,
-        dim=problem.dim,
-        warmup=warmup,
-        draws=draws,
-        record_agents=options["record_agents"],
-    )
-    stats = {
-        "consensus_residual": run.consensus_residual,
-        "dual_sum": run.dual_sum,
-        "prox_residual": run.prox_residual,
-        "diverging": run.diverging,
-    }
-    if run.agent_positions is not None:
-        stats["agent_z"] = preconditioner.to_position(run.agent_positions).astype(run.agent_positions.dtype)
+    shift, matrix = np.asarray(preconditioner.shift), np.asarray(preconditioner.scale)
+
+    def to_position(u):  # x = mode + L u, in the draws' dtype
+        return jnp.asarray(shift, u.dtype) + u @ jnp.asarray(matrix, u.dtype).T
 
     # the method's own variance deficit, exact for the Gaussian with the agents' curvature at the mode
     ratio = kernel.variance_ratio(topology, rho, sigma, agent_precisions, scale, shared_noise=shared)
     dtype = jnp.zeros(()).dtype
     summary = preconditioner.summary
-    extra = _extra(
-        problem,
-        run,
-        start,
+    resolved_tolerance = float(tolerance if tolerance is not None else kernel.default_tolerance(dtype))
+    settings = dict(
         solver=solver,
         rho=rho,
         noise_scale=float(sigma[0]),
@@ -409,7 +578,7 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
         rho_grid=rho_record.get("grid"),
         rho_grid_variance_ratio=rho_record.get("variance_ratio_min"),
         rho_grid_autocorrelation_time=rho_record.get("autocorrelation_time"),
-        prox_tolerance=float(tolerance if tolerance is not None else kernel.default_tolerance(dtype)),
+        prox_tolerance=resolved_tolerance,
         precondition=summary["kind"],
         precondition_condition_number=summary.get("condition_number"),
         laplace_sd=summary.get("laplace_sd"),
@@ -418,15 +587,20 @@ def run_admm(target, options, key, chains, warmup, draws) -> DirectResult:
         variance_ratio=ratio,
         variance_ratio_min=None if ratio is None else float(np.min(ratio)),
         variance_ratio_max=None if ratio is None else float(np.max(ratio)),
-        max_prox_residual=float(np.max(run.prox_residual)),
-        divergences=int(np.sum(run.diverging)),
+        record_agents=options["record_agents"],
     )
-    return _result(preconditioner.to_position(run.network_average).astype(run.network_average.dtype), stats, extra)
+    settings["fingerprint"] = _fingerprint(
+        problem, shift, matrix, (solver, rho, noise, resolved_tolerance, newton_steps, str(dtype))
+    )
+    return AgentChains(target, problem, block, make_sampler, to_position, settings)
 
 
 def _laplace(problem: AgentProblem, raw_data):
-    """The Laplace warm-up over the agents (`samplax.kernels.admm.laplace_warmup`): (LaplaceInfo on the host, the
-    active agents' Hessians at the mode in agent order)."""
+    """The Laplace warm-up over the agents (`samplax.kernels.admm.laplace_warmup`).
+
+    Returns:
+        (LaplaceInfo on the host, the active agents' Hessians at the mode in agent order).
+    """
     topology, layout = problem.topology, problem.layout
     block = kernel.make_agent_block(
         topology, layout, rho=1.0, noise=0.0, data=raw_data, slots=problem.slots, data_in_slots=True
@@ -444,17 +618,17 @@ def _laplace(problem: AgentProblem, raw_data):
     return laplace, hessians[: layout.num_agents]
 
 
-def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
-    start = time.perf_counter()
+def _prepare_dsgld(target, options, key, warmup) -> AgentChains:
+    """The agents' blocks with Metropolis mixing weights: D-SGLD needs no tuning."""
+    del key, warmup
     problem = agent_problem(target, options)
     weights = kernel.metropolis_weights(problem.topology)
-    data = problem.slot_data()
     block = kernel.make_agent_block(
         problem.topology,
         problem.layout,
         rho=1.0,
         noise=0.0,
-        data=data,
+        data=problem.slot_data(),
         neighbour_weights=weights,
         slots=problem.slots,
         data_in_slots=True,
@@ -477,49 +651,53 @@ def run_dsgld(target, options, key, chains, warmup, draws) -> DirectResult:
             subsample=kernel.subsample_shard if batch_size else None,
         )
 
-    run = agents.run_agents(
-        make_sampler,
-        block,
-        layout,
-        problem.mesh,
-        key=key,
-        num_replicas=chains,
-        dim=problem.dim,
-        warmup=warmup,
-        draws=draws,
-        record_agents=options["record_agents"],
-    )
-    stats = {"consensus_residual": run.consensus_residual, "diverging": ~np.isfinite(run.network_average).all(-1)}
-    if run.agent_positions is not None:
-        stats["agent_z"] = run.agent_positions
-    extra = _extra(problem, run, start, step_size=step_size)
-    return _result(run.network_average, stats, extra)
+    dtype = str(jnp.zeros(()).dtype)
+    settings = dict(step_size=step_size, record_agents=options["record_agents"])
+    settings["fingerprint"] = _fingerprint(problem, (step_size, batch_size, kind, dtype))
+    return AgentChains(target, problem, block, make_sampler, lambda x: x, settings)
 
 
-def _result(z, stats: dict, extra: dict) -> DirectResult:
-    fields = dict(z=z, sample_stats=stats, log_evidence=None, elbo=None, extra=extra)
-    if "dims" in DirectResult._fields:  # name the agent dimension once fit can pass dims to ArviZ
-        fields["dims"] = {"agent_z": ["agent", "agent_z_dim"]}
-    return DirectResult(**fields)
-
-
-def _extra(problem: AgentProblem, run, start: float, **settings) -> dict:
-    extra = {
-        "num_agents": problem.num_agents,
-        "graph": problem.topology.kind,
-        "degrees": problem.topology.degrees.astype(int),
-        "devices": int(problem.mesh.devices.size),
-        "processes": jax.process_count(),
-        "agents_per_device": problem.layout.agents_per_shard,
-        "shard_sizes": np.asarray(problem.shards.sizes),
-        "training_s": time.perf_counter() - start,
-        **run.timing,
+# ---------------------------------------------------------------------------------------------------------------------
+# the MCMCMethod pieces
+def _admm_record(state, info: AgentInfo) -> dict:
+    del state
+    kept = {
+        "z": info.network_average,
+        "consensus_residual": info.consensus_residual,
+        "dual_sum": info.dual_sum,
+        "prox_residual": info.prox_residual,
+        "diverging": info.diverging,
     }
-    extra.update(settings)
-    return extra
+    if info.agent_position is not None:
+        kept["agent_z"] = info.agent_position
+    return kept
 
 
-ADMM = DirectMethod(ADMM_SCHEMA, run_admm)
-DSGLD = DirectMethod(DSGLD_SCHEMA, run_dsgld)
+def _dsgld_record(state, info: AgentInfo) -> dict:
+    del state
+    kept = {
+        "z": info.network_average,
+        "consensus_residual": info.consensus_residual,
+        "diverging": ~jnp.all(jnp.isfinite(info.network_average)),
+    }
+    if info.agent_position is not None:
+        kept["agent_z"] = info.agent_position
+    return kept
+
+
+def _method(schema: MethodSchema, prepare, record) -> MCMCMethod:
+    return MCMCMethod(
+        schema,
+        lambda chains, options, num_steps: chains.warmup_function(num_steps),
+        lambda chains, options: chains.step_function(),
+        record,
+        lambda chains, options: chains.start_function(),
+        prepare=prepare,
+        uses_init=False,
+    )
+
+
+ADMM = _method(ADMM_SCHEMA, _prepare_admm, _admm_record)
+DSGLD = _method(DSGLD_SCHEMA, _prepare_dsgld, _dsgld_record)
 
 METHODS = (ADMM, DSGLD)

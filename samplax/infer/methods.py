@@ -1,11 +1,11 @@
 """How a method's kernel is warmed up, stepped and recorded on a `Target`, and the baseline methods.
 
 An MCMC method is an `MCMCMethod` (every Markov method: nuts, mala, bplmc, myula, gibbs, block_gibbs,
-meta_gibbs): ``warmup(target, options, num_steps)`` returns a single-chain function
+meta_gibbs, admm, dsgld): ``warmup(target, options, num_steps)`` returns a single-chain function
 ``(key, position) -> (state, params, warmup_acceptance)`` (vmapped over chains by `fit`), ``step(target, options)``
 returns ``(key, state, params) -> (state, info)``, and ``record(state, info)`` picks the unconstrained position
-(key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods), and
-for now admm and dsgld (which own their data layout), are a `DirectMethod`:
+(key "z") and the per-draw sample statistics. Methods that are not Markov chains (smc, variational methods) are a
+`DirectMethod`:
 ``run(target, options, key, chains, warmup, draws) -> DirectResult``.
 
 This module and every ``method_*.py`` only define methods (each exports a ``METHODS`` tuple, with no side effect on
@@ -30,14 +30,17 @@ __all__ = ["MCMCMethod", "DirectMethod", "DirectResult", "NUTS", "MALA", "SMC", 
 
 
 class MCMCMethod(NamedTuple):
-    """A Markov method, run by `fit`'s one chain driver (`samplax.infer.run.ChainRunner`): checkpoints, ``thin``,
-    progress bars and ``fold_in(chain_key, t)`` keys come with it.
+    """A Markov method, run by `fit`'s one chain driver (`samplax.infer.run.ChainRunner`).
+
+    Checkpoints, ``thin``, progress bars and ``fold_in(chain_key, t)`` keys come with it.
 
     ``prepare(target, options, key, warmup)``, when given, builds on the host what the kernel runs on in place of
     the `Target` (the gibbs family's factor tables, schedules and proposals, trained with ``key``). That object has
     the Target's ``init(key, chains, strategy)``, ``data_arrays()``, ``with_data(arrays)`` and
-    ``static_data_key()``, and may have ``extra(params, stats) -> dict`` (records kept in the fit's attrs). A
-    ``record`` that returns a ``"discrete"`` dict (constrained values of discrete latent sites) has them
+    ``static_data_key()``, and may have ``extra(params, stats) -> dict`` (records kept in the fit's attrs),
+    ``map_chains`` (how the single-chain functions are mapped over chains in place of `jax.vmap`: admm's
+    ``shard_map`` over agents) and ``finishing_target`` (the Target, conditioned on the data, that the draws are
+    finished on). A ``record`` that returns a ``"discrete"`` dict (constrained values of discrete latent sites) has them
     substituted when the model is traced for the posterior and log-likelihood.
     """
 
@@ -52,6 +55,8 @@ class MCMCMethod(NamedTuple):
 
 
 class DirectResult(NamedTuple):
+    """What a direct method returns: equally weighted unconstrained draws, statistics, estimates and extras."""
+
     z: np.ndarray  # (repeats, draws, dim) unconstrained draws, equally weighted
     sample_stats: dict  # name -> (repeats, draws) arrays
     log_evidence: np.ndarray | None  # (repeats,)
@@ -61,6 +66,12 @@ class DirectResult(NamedTuple):
 
 
 class DirectMethod(NamedTuple):
+    """A method that makes its draws in one call, not by a Markov chain (smc, mixflow, cmcd, ...).
+
+    ``run(target, options, key, chains, warmup, draws) -> DirectResult``; ``gradient_based`` methods refuse
+    discrete latent sites.
+    """
+
     schema: MethodSchema
     run: Callable
     gradient_based: bool = True

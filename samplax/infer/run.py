@@ -53,8 +53,10 @@ PROGRESS_MIN_SECONDS = 2.0  # sampling expected to finish sooner than this runs 
 
 
 def progress_chunk_size(draws: int, seconds_per_draw: float | None) -> int:
-    """The chunk length when only a progress bar wants chunks: one chunk if sampling should take less than
-    `PROGRESS_MIN_SECONDS` (so a fast fit pays no per-chunk dispatch and copy), else at most 20 chunks.
+    """The chunk length when only a progress bar wants chunks.
+
+    One chunk if sampling should take less than `PROGRESS_MIN_SECONDS` (so a fast fit pays no per-chunk dispatch and
+    copy), else at most 20 chunks.
 
     ``seconds_per_draw`` comes from the warm-up's speed (None when there was no warm-up: 20 chunks). The choice only
     changes how the draws are cut, never the draws: draw t of a chain always uses fold_in(chain_key, t).
@@ -74,6 +76,7 @@ def chain_sharding(num_chains: int):
 
 
 def device_layout() -> dict:
+    """The platform, the number of local devices and the number of processes (recorded with a checkpoint)."""
     devices = jax.local_devices()
     return {"platform": devices[0].platform, "local_devices": len(devices), "processes": jax.process_count()}
 
@@ -136,9 +139,12 @@ class ChainRunner:
         self.executable = None
 
     def fuse(self, warmup: Callable):
-        """One jitted program: ``warmup(data, warmup_keys, positions) -> (states, params, acceptance)`` then this
-        runner's chunk from draw 0. Used when nothing has to run on the host between warm-up and sampling (no
-        progress bar, no checkpoint): one compilation and one dispatch instead of two."""
+        """One jitted program: warm-up, then this runner's chunk from draw 0.
+
+        The warm-up is ``warmup(data, warmup_keys, positions) -> (states, params, acceptance)``. Used when nothing has
+        to run on the host between warm-up and sampling (no progress bar, no checkpoint): one compilation and one
+        dispatch instead of two.
+        """
         chunk = self.chunk_function
 
         def run_all(data, warmup_keys, positions, chain_keys):
@@ -150,15 +156,30 @@ class ChainRunner:
 
     def run(self, data, states, params, chain_keys, start: int):
         states, kept, finished = self.executable(data, states, params, chain_keys, jnp.asarray(start, jnp.int32))
-        host = jax.tree.map(np.asarray, {"stats": kept, **finished})
+        host = jax.tree.map(_to_host, {"stats": kept, **finished})
         return states, host
 
     @staticmethod
     def run_fused(executable, data, warmup_keys, positions, chain_keys):
         """Run a compiled `fuse` program; returns (states, params, host arrays as `run` gives them)."""
         states, params, kept, finished = executable(data, warmup_keys, positions, chain_keys)
-        host = jax.tree.map(np.asarray, {"stats": kept, **finished})
+        host = jax.tree.map(_to_host, {"stats": kept, **finished})
         return states, params, host
+
+
+def _to_host(value) -> np.ndarray:
+    """A result as a host array.
+
+    In a multi-process job (chains on a mesh of every process's devices, as admm's) a replicated result is read from
+    the local copy and a sharded one gathered.
+    """
+    if getattr(value, "is_fully_addressable", True):
+        return np.asarray(value)
+    if value.sharding.is_fully_replicated:
+        return np.asarray(value.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
 
 
 class CompiledCache:
@@ -216,4 +237,5 @@ def chunk_plan(draws: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def num_chunks_for(draws: int, chunk_size: int) -> int:
+    """The number of chunks of ``chunk_size`` draws that hold ``draws`` draws (the last one may be short)."""
     return -(-draws // chunk_size)

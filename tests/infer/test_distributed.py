@@ -1,6 +1,9 @@
-"""admm and dsgld through fit (one device), on 4 emulated CPU devices, and as real 2-process jobs on loopback
+"""admm and dsgld through fit, on emulated devices, and as real 2-process jobs on loopback.
+
+admm and dsgld through fit (one device), on 4 emulated CPU devices, and as real 2-process jobs on loopback
 (jax.distributed, gloo), including a killed and a stopped peer and a peer that fails with an error. Spawned processes
-run tests/infer/_admm_worker.py or the `samplax` command line."""
+run tests/infer/_admm_worker.py or the `samplax` command line.
+"""
 
 import importlib.util
 import json
@@ -37,8 +40,11 @@ NOISE_SD, PRIOR_VARIANCE = 4.0, 10.0
 
 
 def shard_quadratics(data, num_agents):
-    """Per-agent A_i = X_i^T X_i / 16 + I / (10 n), b_i = X_i^T y_i / 16 of the worker's regression model, with the
-    observations split like Target.shards (numpy.array_split)."""
+    """The worker's regression split over agents as quadratic potentials (A_i, b_i).
+
+    Per-agent A_i = X_i^T X_i / 16 + I / (10 n), b_i = X_i^T y_i / 16 of the worker's regression model, with the
+    observations split like Target.shards (numpy.array_split).
+    """
     parts = zip(np.array_split(data["X"], num_agents), np.array_split(data["y"], num_agents))
     precision, linear = [], []
     for X, y in parts:
@@ -48,8 +54,11 @@ def shard_quadratics(data, num_agents):
 
 
 def replica_mean_z(draws, exact):
-    """|mean - exact| / standard error per coordinate, the error from the spread of the chains' own means (chains
-    are independent replicas of the network)."""
+    """|mean - exact| / standard error per coordinate, from the spread of the chains' own means.
+
+    |mean - exact| / standard error per coordinate, the error from the spread of the chains' own means (chains
+    are independent replicas of the network).
+    """
     per_chain = draws.mean(axis=1)
     se = per_chain.std(axis=0, ddof=1) / np.sqrt(per_chain.shape[0])
     return np.abs(per_chain.mean(axis=0) - exact) / se
@@ -64,6 +73,7 @@ def reference_fit():
 
 
 def test_admm_fit_layout_and_invariants(reference_fit):
+    """The reference fit's shapes, the dual-sum invariant, the detected solver, and the average of the agents."""
     idata = reference_fit.idata
     assert idata.posterior["theta"].shape == (8, 20, 2)
     assert idata.sample_stats["agent_z"].shape == (8, 20, 8, 2)
@@ -78,8 +88,11 @@ def test_admm_fit_layout_and_invariants(reference_fit):
 
 
 def scaled_regression(N, X, y=None):
-    """A Bayesian linear regression whose plate is sized by an integer argument (posteriordb's style) and whose
-    covariates have scales 1e2-1e3: posterior sds ~1e-3 to 1e-2, condition number ~1e4."""
+    """A Bayesian linear regression with an integer-sized plate and covariates of scale 1e2-1e3.
+
+    A Bayesian linear regression whose plate is sized by an integer argument (posteriordb's style) and whose
+    covariates have scales 1e2-1e3: posterior sds ~1e-3 to 1e-2, condition number ~1e4.
+    """
     import numpyro
     import numpyro.distributions as dist
 
@@ -89,12 +102,15 @@ def scaled_regression(N, X, y=None):
 
 
 def test_admm_defaults_on_an_ill_conditioned_regression():
-    """Defaults (float32, preconditioned, rho chosen from the curvature) on covariates of scale 1e2-1e3, 60 rows
+    """The admm defaults on an ill-conditioned regression match the exact posterior and their stated variance ratio.
+
+    Defaults (float32, preconditioned, rho chosen from the curvature) on covariates of scale 1e2-1e3, 60 rows
     over 5 agents. Exact answers: the Gaussian posterior (mean and covariance in closed form) and, for this Gaussian
     target, the network average's exact stationary variance, which the fit states as ``variance_ratio``. The
     stationary mean is within 4.5 standard errors of the posterior mean, the empirical variance / posterior variance
     within 4.5 standard errors of the stated ratio (which is in [0.88, 1)); standard errors from the spread of the
-    200 independent replicas' own time averages (100 kept iterations after 100 of warm-up)."""
+    200 independent replicas' own time averages (100 kept iterations after 100 of warm-up).
+    """
     rng = np.random.default_rng(21)
     X = rng.uniform(0.5, 1.0, size=(60, 3)) * np.array([100.0, 400.0, 1000.0])
     y = X @ np.ones(3) + 2.0 * rng.normal(size=60)
@@ -124,11 +140,14 @@ def test_admm_defaults_on_an_ill_conditioned_regression():
 
 
 def test_admm_defaults_on_a_logistic_regression():
-    """Defaults on a logistic regression (300 rows, intercept and 2 standardised covariates, 4 agents on a cycle)
+    """The admm defaults on a logistic regression match exact posterior moments.
+
+    Defaults on a logistic regression (300 rows, intercept and 2 standardised covariates, 4 agents on a cycle)
     against the exact posterior moments computed independently by importance sampling from a Student-t fitted at
     the mode (400,000 draws: its error is far below the tolerances). Goal of the defaults: means within 0.2
     posterior sds and sds within 25 %; asserted with 4.5 standard errors of the replicas' spread added (32 replicas x
-    100 kept iterations after 60 of warm-up)."""
+    100 kept iterations after 60 of warm-up).
+    """
     rng = np.random.default_rng(8)
     features = rng.normal(size=(300, 2))
     X = np.column_stack([np.ones(300), (features - features.mean(0)) / features.std(0)])
@@ -171,8 +190,11 @@ def test_admm_defaults_on_a_logistic_regression():
 
 
 def test_admm_and_dsgld_refuse_factors_up_front():
-    """A numpyro.factor term has no place in a data split (each agent would evaluate it in its prior share on its
-    own shard): both methods raise UnsupportedModelError naming the feature before compiling anything."""
+    """Both methods refuse a numpyro.factor term before compiling anything.
+
+    A numpyro.factor term has no place in a data split (each agent would evaluate it in its prior share on its
+    own shard): both methods raise UnsupportedModelError naming the feature before compiling anything.
+    """
     import numpyro
     import numpyro.distributions as dist
 
@@ -191,14 +213,38 @@ def test_admm_and_dsgld_refuse_factors_up_front():
             )
 
 
-def test_dsgld_stationary_mean_is_exact():
-    """D-SGLD on quadratic agents is linear: its stationary mean solves ((I - W) ⊗ I + eta A) x = eta b (W the
-    Metropolis mixing matrix, A = blockdiag(A_i)), slightly off consensus. The degree-weighted network average of
-    300 replicas x 60 iterations (after 300 of warm-up) matches it within 4.5 standard errors, on a star (masked
-    all-gather with non-uniform weights) and with minibatches of 8 (unbiased gradients leave the mean unchanged)."""
-    data = worker.regression_data(240, seed=5)
-    step_size = 0.02
-    precision, linear = shard_quadratics(data, 6)
+DSGLD_DATA = dict(num_observations=240, seed=5)
+DSGLD_SETTINGS = dict(
+    method="dsgld",
+    chains=300,
+    warmup=300,
+    draws=60,
+    seed=3,
+    progress=False,
+    precision="float64",
+    num_agents=6,
+    graph="star",
+    step_size=0.02,
+    batch_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def dsgld_fit():
+    """A plain D-SGLD run (warm-up and sampling in one program) on a star of 6 agents with minibatches of 8."""
+    return samplax.fit(worker.regression_model, worker.regression_data(**DSGLD_DATA), **DSGLD_SETTINGS)
+
+
+def test_dsgld_stationary_mean_is_exact(dsgld_fit):
+    """D-SGLD on quadratic agents is linear: its stationary mean solves ((I - W) ⊗ I + eta A) x = eta b.
+
+    W is the Metropolis mixing matrix and A = blockdiag(A_i); the mean is slightly off consensus. The degree-weighted
+    network average of 300 replicas x 60 iterations (after 300 of warm-up) matches it within 4.5 standard errors, on
+    a star (masked all-gather with non-uniform weights) and with minibatches of 8 (unbiased gradients leave the mean
+    unchanged).
+    """
+    step_size = DSGLD_SETTINGS["step_size"]
+    precision, linear = shard_quadratics(worker.regression_data(**DSGLD_DATA), 6)
     topology = admm_kernel.make_topology("star", 6)
     mixing = admm_kernel.metropolis_weights(topology)
     mixing = mixing + np.diag(1.0 - mixing.sum(axis=1))
@@ -208,23 +254,86 @@ def test_dsgld_stationary_mean_is_exact():
     )
     stationary = np.linalg.solve(system, step_size * linear.reshape(-1)).reshape(6, dim)
     exact_average = (topology.degrees / topology.degrees.sum()) @ stationary
-    fit = samplax.fit(
-        worker.regression_model,
-        data,
-        method="dsgld",
-        chains=300,
-        warmup=300,
-        draws=60,
-        seed=3,
-        progress=False,
-        precision="float64",
-        num_agents=6,
-        graph="star",
-        step_size=step_size,
-        batch_size=8,
-    )
-    assert np.all(replica_mean_z(fit.idata.posterior["theta"].values, exact_average) <= 4.5)
-    assert "dual_sum" not in fit.idata.sample_stats
+    assert np.all(replica_mean_z(dsgld_fit.idata.posterior["theta"].values, exact_average) <= 4.5)
+    assert "dual_sum" not in dsgld_fit.idata.sample_stats
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# on the one chain driver: checkpoints, resume, thin, progress, as for nuts
+def _agent_draws(result) -> dict:
+    stats = result.idata.sample_stats
+    return {"theta": result.idata.posterior["theta"].values, **{name: stats[name].values for name in stats.data_vars}}
+
+
+@pytest.fixture(scope="module", params=["admm", "dsgld"])
+def plain_agents(request):
+    """The references: plain runs (no checkpoint, no bar: warm-up and sampling in one program) fitted above.
+
+    admm: 8 agents on a cycle (ppermute), closed-form solves; dsgld: 6 agents on a star (masked all-gather) with
+    minibatches. Returns (method, refit(**changes) -> Fit, the plain Fit).
+    """
+    if request.param == "admm":
+        data, settings, plain = worker.regression_data(), worker.FIT_SETTINGS, request.getfixturevalue("reference_fit")
+    else:
+        data, settings = worker.regression_data(**DSGLD_DATA), DSGLD_SETTINGS
+        plain = request.getfixturevalue("dsgld_fit")
+
+    def refit(**changes):
+        return samplax.fit(worker.regression_model, data, **{**settings, **changes})
+
+    return request.param, refit, plain
+
+
+def test_agent_chains_checkpoint_resume_and_progress_keep_the_draws(plain_agents, tmp_path, capsys, forget_last_chunk):
+    """On the chain driver, checkpointed, resumed and plain admm and dsgld runs give the same draws bit for bit.
+
+    A checkpointed run in two chunks under a progress bar, and the same run killed after its first chunk and
+    resumed, equal the plain run (transition t of a chain uses fold_in(chain_key, t) however the run is cut), the
+    agents' iterates included; the bar names the stages.
+    """
+    method, refit, plain = plain_agents
+    chains, draws = plain.idata.posterior["theta"].shape[:2]
+    path = tmp_path / "ck"
+    chunked = refit(checkpoint=str(path), checkpoint_every=draws // 2, progress=True)
+    expected = _agent_draws(plain)
+    assert expected["agent_z"].shape[:2] == (chains, draws)
+    for name, values in _agent_draws(chunked).items():
+        np.testing.assert_array_equal(values, expected[name], err_msg=name)
+    err = capsys.readouterr().err
+    line = [text for text in err.splitlines() if text.startswith(f"{method}: {chains} chains x {draws} draws in")]
+    assert line and all(stage in line[0] for stage in ("preparing", "warm-up", "sampling")), err
+
+    forget_last_chunk(path)  # as if killed after the first chunk
+    resumed = samplax.resume(str(path), worker.regression_model, progress=False)
+    for name, values in _agent_draws(resumed).items():
+        np.testing.assert_array_equal(values, expected[name], err_msg=name)
+
+
+def test_agent_chains_thin_two_keeps_every_second_transition(reference_fit):
+    """With thin=2 and half the draws, draw j is transition 2j + 1 of the plain (thin=1) run.
+
+    Same keys; the thinned run is another compiled program, whose fused operations round differently: equal up to
+    float64 rounding (1e-9 of each statistic's scale), not bit for bit. admm only: dsgld's chains are mapped by the
+    same `AgentChains` code and thinned by the same `ChainRunner` (its thinned program costs ~10 s to compile).
+    """
+    plain = reference_fit
+    chains, draws = plain.idata.posterior["theta"].shape[:2]
+    settings = {**worker.FIT_SETTINGS, "thin": 2, "draws": draws // 2}
+    thinned = samplax.fit(worker.regression_model, worker.regression_data(), **settings)
+    kept = _agent_draws(thinned)
+    expected = _agent_draws(plain)
+    # dual_sum and prox_residual are rounding errors themselves (0 in exact arithmetic): not compared
+    for name in ("theta", "agent_z", "consensus_residual", "diverging"):
+        values = kept[name]
+        assert values.shape[:2] == (chains, draws // 2), name
+        every_second = expected[name][:, 1::2]
+        if values.dtype == bool:
+            np.testing.assert_array_equal(values, every_second, err_msg=name)
+        else:
+            scale = np.max(np.abs(expected[name])) + 1e-30
+            np.testing.assert_allclose(values, every_second, rtol=0, atol=1e-9 * scale, err_msg=name)
+    # and not some other transition: the even ones differ by far more than rounding
+    assert np.max(np.abs(kept["theta"] - expected["theta"][:, 0::2])) > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -238,6 +347,7 @@ def test_dsgld_stationary_mean_is_exact():
     ],
 )
 def test_admm_option_errors(options, message):
+    """Bad options are refused with an error that names them."""
     data = worker.regression_data(40)
     model = worker.regression_model
     if options.get("solver") == "closed_form":
@@ -302,9 +412,12 @@ def _stop_all(processes, port):
 
 
 def test_four_emulated_devices_give_the_same_draws_as_one(tmp_path):
-    """Same agents on 1 and on 4 emulated CPU devices (XLA_FLAGS in a subprocess): identical draws up to float64
+    """Same agents on 1 and on 4 emulated CPU devices give the same draws up to float64 rounding.
+
+    Same agents on 1 and on 4 emulated CPU devices (XLA_FLAGS in a subprocess): identical draws up to float64
     rounding, for a cycle of 8 (ppermute), a complete graph of 5 (psum, padded slots) and a logistic regression on a
-    star of 6 (masked all-gather, padded slots, Newton solver)."""
+    star of 6 (masked all-gather, padded slots, Newton solver).
+    """
     out = tmp_path / "devices.json"
     result = subprocess.run(
         [sys.executable, str(WORKER_PATH), "devices", str(out)],
@@ -323,8 +436,11 @@ def test_four_emulated_devices_give_the_same_draws_as_one(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_process_job(tmp_path_factory):
-    """A real 2-process job on loopback (2 CPU devices each, gloo): the fit, then a long run during which the test
-    stops process 1 with SIGSTOP."""
+    """A real 2-process job on loopback: the fit, then a long run during which the test stops process 1.
+
+    A real 2-process job on loopback (2 CPU devices each, gloo): the fit, then a long run during which the test
+    stops process 1 with SIGSTOP.
+    """
     tmp_path = tmp_path_factory.mktemp("two_processes")
     port = _free_port()
     out = tmp_path / "draws.npz"
@@ -346,8 +462,11 @@ def two_process_job(tmp_path_factory):
 
 
 def test_two_processes_match_one_process(two_process_job, reference_fit):
-    """Each process held only its half of the observations (num_observations = the global count); the draws equal
-    the single-device run with the full data (same agents, same keys) up to float64 rounding."""
+    """A 2-process job, each process holding half the observations, gives the single-device run's draws.
+
+    Each process held only its half of the observations (num_observations = the global count); the draws equal
+    the single-device run with the full data (same agents, same keys) up to float64 rounding.
+    """
     draws = two_process_job["draws"]
     assert draws is not None, two_process_job["stderr"][-3000:]
     assert int(draws["processes"]) == 2 and int(draws["devices"]) == 4
@@ -356,8 +475,11 @@ def test_two_processes_match_one_process(two_process_job, reference_fit):
 
 
 def test_a_stopped_peer_ends_the_job(two_process_job):
-    """SIGSTOP on process 1 (no error, only silence): process 0 exits with status 1 within the 5 s heartbeat plus
-    a margin, naming process 1, without a C++ abort trace."""
+    """A stopped peer (SIGSTOP) ends the job with status 1 within the heartbeat.
+
+    SIGSTOP on process 1 (no error, only silence): process 0 exits with status 1 within the 5 s heartbeat plus
+    a margin, naming process 1, without a C++ abort trace.
+    """
     assert two_process_job["code"] == 1, two_process_job["stderr"][-3000:]
     assert two_process_job["elapsed"] < 30
     assert "lost process 1 of 2" in two_process_job["stderr"]
@@ -365,8 +487,11 @@ def test_a_stopped_peer_ends_the_job(two_process_job):
 
 
 def test_a_killed_peer_ends_the_job(tmp_path):
-    """SIGKILL on process 0 (which also started the coordination service): process 1 exits with status 1 within
-    the heartbeat plus a margin, naming process 0, without a C++ abort trace."""
+    """A killed peer (SIGKILL) ends the job with status 1 within the heartbeat.
+
+    SIGKILL on process 0 (which also started the coordination service): process 1 exits with status 1 within
+    the heartbeat plus a margin, naming process 0, without a C++ abort trace.
+    """
     port = _free_port()
     processes = [_spawn(tmp_path, f"p{i}", "long", "-", port, i) for i in range(2)]
     try:
@@ -407,9 +532,12 @@ def _finish_job(processes, port, timeout=120):
 
 
 def test_a_peer_with_a_usage_error_ends_the_job(tmp_path):
-    """`samplax fit` as a 2-process job where process 1 passes an unknown --option: process 1 exits with status 2
+    """A peer with a usage error ends the whole command-line job, naming the error.
+
+    `samplax fit` as a 2-process job where process 1 passes an unknown --option: process 1 exits with status 2
     and its usage error; process 0, which went on into the run, exits with status 1 soon after (2 s heartbeat),
-    naming process 1 and its error; no C++ abort trace, no hang."""
+    naming process 1 and its error; no C++ abort trace, no hang.
+    """
     port = _free_port()
     data = worker.regression_data(40)
     (tmp_path / "data.json").write_text(json.dumps({name: value.tolist() for name, value in data.items()}))
@@ -459,9 +587,12 @@ def test_a_peer_with_a_usage_error_ends_the_job(tmp_path):
 
 
 def test_an_exception_in_a_peer_ends_the_job(tmp_path):
-    """Python API: process 0 (which also runs the coordination service) raises ValueError inside samplax.fit
+    """An exception in a peer's samplax.fit ends the whole job, naming the error.
+
+    Python API: process 0 (which also runs the coordination service) raises ValueError inside samplax.fit
     after distributed.initialize: it exits with status 1 and its traceback; process 1 exits with status 1 soon
-    after, naming process 0 and the error; no C++ abort trace, no hang."""
+    after, naming process 0 and the error; no C++ abort trace, no hang.
+    """
     port = _free_port()
     processes = [_spawn(tmp_path, f"p{i}", "fail", "-", port, i, 0) for i in range(2)]
     codes, times, stderr = _finish_job(processes, port)
@@ -474,9 +605,12 @@ def test_an_exception_in_a_peer_ends_the_job(tmp_path):
 
 
 def test_a_peer_that_ends_early_ends_the_job(tmp_path):
-    """Process 1's program ends normally after 1000 iterations while process 0 is still sampling (blocked in a
+    """A peer whose program ends early ends the job.
+
+    Process 1's program ends normally after 1000 iterations while process 0 is still sampling (blocked in a
     collective that needs it): process 0 exits with status 1 soon after (2 s heartbeat), saying that process 1
-    ended its part of the job; process 1, waiting at the end for process 0, then exits with status 1 too."""
+    ended its part of the job; process 1, waiting at the end for process 0, then exits with status 1 too.
+    """
     port = _free_port()
     processes = [_spawn(tmp_path, f"p{i}", "early", "-", port, i) for i in range(2)]
     try:
@@ -493,8 +627,11 @@ def test_a_peer_that_ends_early_ends_the_job(tmp_path):
 
 
 def test_shard_prior_equals_the_targets_prior():
-    """Agents evaluate the prior on their own shard only (observed sites masked out by name); it must equal
-    Target.log_prior (full data) including the Jacobian of a constrained site (sigma > 0 here)."""
+    """Each agent's share of the prior equals Target.log_prior, Jacobians included.
+
+    Agents evaluate the prior on their own shard only (observed sites masked out by name); it must equal
+    Target.log_prior (full data) including the Jacobian of a constrained site (sigma > 0 here).
+    """
     from samplax.models import zoo
 
     entry = zoo.get("sparse_regression")
@@ -505,3 +642,15 @@ def test_shard_prior_equals_the_targets_prior():
         expected = float(jax.jit(target.log_prior)(z))
         values = np.asarray(jax.jit(jax.vmap(shards.shard_log_prior, in_axes=(None, 0)))(z, shards.data))
     np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_a_multi_process_job_refuses_checkpoints_before_compiling(monkeypatch, tmp_path):
+    """A checkpoint is written by one process, which cannot read the others' chains: refused with the fix named."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"checkpoint= is not supported in a multi-process job \(2 processes\)"):
+        samplax.fit(
+            worker.regression_model,
+            worker.regression_data(),
+            **{**worker.FIT_SETTINGS, "checkpoint": str(tmp_path / "run")},
+        )
+    assert not (tmp_path / "run").exists()

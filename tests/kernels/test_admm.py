@@ -1,6 +1,9 @@
-"""D-ADMMS kernel: graphs, layouts, noise scales, the exact stationary law of the linear recursion, the MAP limit of
-plain ADMM, the dual-sum invariant, the proximal solvers and their residuals, the Laplace warm-up and preconditioner,
-and the neighbour exchanges (one device, float64)."""
+"""D-ADMMS kernel tests (one device, float64).
+
+Graphs, layouts, noise scales, the exact stationary law of the linear recursion, the MAP limit of plain ADMM, the
+dual-sum invariant, the proximal solvers and their residuals, the Laplace warm-up and preconditioner, and the
+neighbour exchanges.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +19,10 @@ PRIOR_VARIANCE = 10.0
 
 
 def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0, noise_sd=4.0, prior_variance=10.0):
-    """The paper's Bayesian linear regression split over agents: A_i = X_i^T X_i / s^2 + I / (lambda n),
-    b_i = X_i^T y_i / s^2 (numpy arrays, (n, d, d) and (n, d))."""
+    """The paper's Bayesian linear regression split over agents.
+
+    A_i = X_i^T X_i / s^2 + I / (lambda n), b_i = X_i^T y_i / s^2 (numpy arrays, (n, d, d) and (n, d)).
+    """
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(num_agents, points_per_agent, dim))
     truth = rng.normal(size=dim) * 2.0
@@ -28,6 +33,7 @@ def regression_agents(num_agents, points_per_agent=50, dim=2, seed=0, noise_sd=4
 
 
 def posterior(precision, linear):
+    """The exact Gaussian posterior's mean and covariance of quadratic agents."""
     covariance = np.linalg.inv(precision.sum(axis=0))
     return covariance @ linear.sum(axis=0), covariance
 
@@ -45,8 +51,12 @@ def run_sampler(
     precision=None,
     linear=None,
 ):
-    """Run D-ADMMS on one device; returns the kept network averages (keep, R, d), agent 0's iterates (keep, R, d),
-    the dual sums (keep, R), and the problem."""
+    """Run D-ADMMS on one device.
+
+    Returns:
+        The kept network averages (keep, R, d), agent 0's iterates (keep, R, d), the dual sums (keep, R), and the
+        problem.
+    """
     if precision is None:
         precision, linear = regression_agents(num_agents, noise_sd=NOISE_SD, prior_variance=PRIOR_VARIANCE)
     topology = admm.make_topology(graph, num_agents)
@@ -79,8 +89,11 @@ def run_sampler(
 
 
 def replica_moments(draws, mean):
-    """Per-replica time averages of x and of (x - mean)(x - mean)^T: independent across replicas, so their spread
-    over replicas gives honest standard errors whatever the autocorrelation in time."""
+    """Per-replica time averages of x and of (x - mean)(x - mean)^T.
+
+    They are independent across replicas, so their spread over replicas gives honest standard errors whatever the
+    autocorrelation in time.
+    """
     centred = draws - mean
     first = draws.mean(axis=0)  # (R, d)
     second = np.einsum("tri,trj->rij", centred, centred) / draws.shape[0]  # (R, d, d)
@@ -89,6 +102,7 @@ def replica_moments(draws, mean):
 
 @pytest.fixture(scope="module", params=[("complete", 5), ("cycle", 8)], ids=["complete5", "cycle8"])
 def stationary_run(request):
+    """2000 replicas of calibrated D-ADMMS on the regression, per graph, with the exact stationary law."""
     graph, num_agents = request.param
     with jax.enable_x64(True):
         average, agent0, dual_sum, topology, precision, linear = run_sampler(graph, num_agents)
@@ -106,9 +120,12 @@ def stationary_run(request):
 
 
 def test_empirical_moments_match_the_exact_lyapunov_covariance(stationary_run):
-    """Exact answer: the stationary mean and covariance of the linear (x, p) recursion from the discrete Lyapunov
-    equation (network average and agent 0). Tolerance: 4.5 Monte Carlo standard errors, from the spread over 2000
-    independent replicas of each replica's 200-iteration time averages (7 checks per graph)."""
+    """Empirical moments match the exact stationary law of the linear (x, p) recursion.
+
+    Exact answer: the stationary mean and covariance from the discrete Lyapunov equation (network average and agent
+    0). Tolerance: 4.5 Monte Carlo standard errors, from the spread over 2000
+    independent replicas of each replica's 200-iteration time averages (7 checks per graph).
+    """
     exact = stationary_run["exact"]
     checks = []
     for draws, mean, covariance in (
@@ -133,9 +150,11 @@ def test_empirical_moments_match_the_exact_lyapunov_covariance(stationary_run):
 
 
 def test_variance_ratio_to_the_true_posterior_is_within_12_percent(stationary_run):
-    """Smoke test with 2000 replicas: network-average variance / exact posterior variance in [0.88, 1.12] per
-    coordinate. The calibrated chain's systematic gap is 3-7 % here (exact Lyapunov values, also checked), the Monte
-    Carlo error of the ratio about 1 %."""
+    """Smoke test with 2000 replicas: network-average variance / exact posterior variance in [0.88, 1.12].
+
+    Per coordinate. The calibrated chain's systematic gap is 3-7 % here (exact Lyapunov values, also checked), the Monte
+    Carlo error of the ratio about 1 %.
+    """
     mean, covariance = stationary_run["posterior"]
     _, second = replica_moments(stationary_run["average"], mean)
     ratio = np.diag(second.mean(0)) / np.diag(covariance)
@@ -153,8 +172,11 @@ def test_dual_sum_stays_zero(stationary_run):
 
 @pytest.mark.parametrize("graph,num_agents", [("complete", 5), ("cycle", 8)])
 def test_noise_zero_converges_to_the_map(graph, num_agents):
-    """Plain decentralised ADMM (noise = 0) reaches consensus at argmin sum_i f_i, the MAP (= the posterior mean of
-    this Gaussian). Convergence is geometric (spectral radius < 0.93): 400 iterations leave < 1e-9."""
+    """Plain decentralised ADMM (noise = 0) reaches consensus at argmin sum_i f_i, the MAP.
+
+    The MAP is the posterior mean of this Gaussian. Convergence is geometric (spectral radius < 0.93): 400 iterations
+    leave < 1e-9.
+    """
     with jax.enable_x64(True):
         average, agent0, _, _, precision, linear = run_sampler(
             graph, num_agents, noise=0.0, replicas=3, warmup=400, keep=2
@@ -165,8 +187,10 @@ def test_noise_zero_converges_to_the_map(graph, num_agents):
 
 
 def test_newton_solver_follows_the_closed_form_on_a_quadratic():
-    """Damped Newton with backtracking takes the full step on a quadratic, so its chain equals the closed-form
-    chain draw for draw (same keys); a cycle of 6 with 4 replicas, 30 iterations."""
+    """Damped Newton with backtracking takes the full step on a quadratic.
+
+    So its chain equals the closed-form chain draw for draw (same keys); a cycle of 6 with 4 replicas, 30 iterations.
+    """
     with jax.enable_x64(True):
         closed = run_sampler("cycle", 6, replicas=4, warmup=10, keep=20)
         newton = run_sampler("cycle", 6, replicas=4, warmup=10, keep=20, solver="newton")
@@ -176,9 +200,12 @@ def test_newton_solver_follows_the_closed_form_on_a_quadratic():
 
 @pytest.mark.slow
 def test_newton_prox_solves_the_logistic_proximal_problem():
-    """For a logistic potential the proximal point satisfies grad f(x) + p + w (x - a) = 0; Newton from a cold start
+    """Newton solves a logistic proximal problem to its tolerance and flags a solve that misses it.
+
+    For a logistic potential the proximal point satisfies grad f(x) + p + w (x - a) = 0; Newton from a cold start
     stops once ||grad|| / w <= 1e-8 (reported as the residual); with one step allowed and a tolerance it cannot
-    reach, the kernel flags the solve as a divergence."""
+    reach, the kernel flags the solve as a divergence.
+    """
     rng = np.random.default_rng(4)
     features = rng.normal(size=(40, 3))
     labels = (rng.uniform(size=40) < 0.5).astype(float)
@@ -233,6 +260,7 @@ def test_neighbour_sums_agree_with_the_adjacency(graph):
 # ---------------------------------------------------------------------------------------------------------------------
 # graphs, layouts, noise scales and their errors
 def test_topologies_and_degree_zero_agents_are_refused():
+    """Graph names, networkx graphs and adjacency matrices give topologies; agents without neighbours are refused."""
     assert admm.make_topology("complete", 5).kind == "complete"
     assert admm.make_topology("cycle", 8).kind == "cycle"
     star = admm.make_topology("star", 6)
@@ -251,6 +279,7 @@ def test_topologies_and_degree_zero_agents_are_refused():
 
 
 def test_layout_pads_agents_over_devices_and_processes():
+    """Agents fill the slots of each process's devices in order, padded with inactive slots (-1)."""
     layout = admm.make_layout(5, num_shards=4)
     assert layout.agents_per_shard == 2 and layout.slot_agent.tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
     two_processes = admm.make_layout(6, num_shards=4, num_groups=2)
@@ -263,8 +292,11 @@ def test_layout_pads_agents_over_devices_and_processes():
 
 
 def test_noise_scales():
-    """Calibrated: sigma^2 = D / (rho sum_j d_j^2), i.e. 1 / (rho d) on a d-regular graph; common (one draw shared
-    by all agents): sigma^2 = 1 / (rho D)."""
+    """The noise scales follow their formulas.
+
+    Calibrated: sigma^2 = D / (rho sum_j d_j^2), i.e. 1 / (rho d) on a d-regular graph; common (one draw shared by
+    all agents): sigma^2 = 1 / (rho D).
+    """
     cycle = admm.make_topology("cycle", 8)
     np.testing.assert_allclose(admm.noise_scale("calibrated", cycle, RHO), np.sqrt(1 / (RHO * 2)))
     np.testing.assert_allclose(admm.noise_scale("common", cycle, RHO), np.sqrt(1 / (RHO * 16)))  # 1 / (rho D)
@@ -279,9 +311,11 @@ def test_noise_scales():
 
 
 def test_laplace_warmup_and_preconditioner_whiten_an_ill_conditioned_quadratic():
-    """Exact answer: for quadratic agents the summed potential's mode is (sum A_i)^{-1} sum b_i and its Hessian
-    sum A_i. Covariate scales 1e2-1e3 (condition number ~1e4): the warm-up finds both to float64 rounding, the dense
-    preconditioner satisfies L^T H L = I, and the agents' curvature in u sums to I."""
+    """Exact answer: for quadratic agents the summed potential's mode is (sum A_i)^{-1} sum b_i and its Hessian sum A_i.
+
+    Covariate scales 1e2-1e3 (condition number ~1e4): the warm-up finds both to float64 rounding, the dense
+    preconditioner satisfies L^T H L = I, and the agents' curvature in u sums to I.
+    """
     rng = np.random.default_rng(3)
     X = rng.uniform(0.5, 1.0, size=(4, 10, 3)) * np.array([100.0, 300.0, 1000.0])
     y = X @ np.ones(3) + rng.normal(size=(4, 10))
@@ -308,9 +342,12 @@ def test_laplace_warmup_and_preconditioner_whiten_an_ill_conditioned_quadratic()
 
 @pytest.mark.parametrize("graph,num_agents", [("cycle", 5), ("complete", 5), ("cycle", 20), ("star", 6)])
 def test_default_rho_gives_a_small_stated_variance_deficit(graph, num_agents):
-    """With unit summed curvature (preconditioned coordinates) rho = 5 / D makes the network average's Langevin
+    """The default rho = 5 / D leaves a variance deficit of about 5 %, below 1.
+
+    With unit summed curvature (preconditioned coordinates) rho = 5 / D makes the network average's Langevin
     step h = 0.1: the exact (Lyapunov) variance ratio is within 3 % of 1 / (1 + h / 2) = 0.952 on these graphs and
-    below 1 (the deficit the fit states as ``variance_ratio``)."""
+    below 1 (the deficit the fit states as ``variance_ratio``).
+    """
     topology = admm.make_topology(graph, num_agents)
     rho = admm.default_rho(topology)
     np.testing.assert_allclose(rho, 5.0 / topology.degrees.sum())

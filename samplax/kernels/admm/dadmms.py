@@ -65,8 +65,10 @@ class QuadraticPotential(NamedTuple):
 
 
 def default_tolerance(dtype) -> float:
-    """Local-solve tolerance on ||grad g|| / weight: 1e-3 in float32, 1e-6 in float64 (in preconditioned
-    coordinates both are a small fraction of a posterior standard deviation)."""
+    """Local-solve tolerance on ||grad g|| / weight: 1e-3 in float32, 1e-6 in float64.
+
+    In preconditioned coordinates both are a small fraction of a posterior standard deviation.
+    """
     return 1e-3 if jnp.finfo(dtype).bits <= 32 else 1e-6
 
 
@@ -74,8 +76,11 @@ def default_tolerance(dtype) -> float:
 # the local proximal step: argmin_x f_i(x) + <p, x> + (weight / 2) ||x - anchor||^2, for all replicas of one agent.
 # Each solver returns (x, residual) with residual = ||grad g(x)|| / weight per replica.
 def quadratic_prox():
-    """Closed form: x = (A + weight I)^{-1} (b - p + weight anchor), one small inverse per agent applied to every
-    replica as a matrix product (A + weight I is well conditioned: its eigenvalues are at least weight > 0)."""
+    """The closed-form proximal step x = (A + weight I)^{-1} (b - p + weight anchor) of a quadratic agent.
+
+    One small inverse per agent is applied to every replica as a matrix product (A + weight I is well conditioned:
+    its eigenvalues are at least weight > 0).
+    """
 
     def prox(data: QuadraticPotential, dual, anchor, weight, warm_start):
         del warm_start
@@ -91,7 +96,9 @@ def quadratic_prox():
 def newton_prox(
     local_potential: Callable, max_steps: int = 20, tolerance: float | None = None, num_backtracks: int = 8
 ):
-    """Damped Newton on the strongly convex proximal objective g(x) = f_i(x) + <p, x> + weight ||x - anchor||^2 / 2,
+    """The proximal step by damped Newton, to a tolerance.
+
+    Damped Newton on the strongly convex proximal objective g(x) = f_i(x) + <p, x> + weight ||x - anchor||^2 / 2,
     warm-started at the agent's last iterate, until ||grad g|| / weight <= ``tolerance`` (default:
     `default_tolerance` of the positions' dtype) or ``max_steps`` steps. Each step is the Newton direction (the scaled
     gradient when the Hessian is not positive definite) with Armijo backtracking over ``num_backtracks`` halvings.
@@ -150,8 +157,11 @@ def newton_prox(
 
 # ---------------------------------------------------------------------------------------------------------------------
 class ADMMState(NamedTuple):
-    """position x_i^k and dual p_i^k (slots, replicas, dim); neighbour_sum: sum_{j in N_i} x_j^k, cached from the
-    last exchange because both the dual step and the next proximal centre m_i need it."""
+    """The D-ADMMS state of one device's agents.
+
+    position x_i^k and dual p_i^k (slots, replicas, dim); neighbour_sum: sum_{j in N_i} x_j^k, cached from the last
+    exchange because both the dual step and the next proximal centre m_i need it.
+    """
 
     position: jax.Array
     dual: jax.Array
@@ -227,9 +237,12 @@ def admm(
     tolerance: float | None = None,
     shared_noise: bool = False,
 ) -> DistributedSampler:
-    """D-ADMMS over ``agents`` (a device's block). ``solver``: "closed_form" (``agents.data`` is a
-    `QuadraticPotential`) or "newton" (``local_potential(x, data)`` is f_i; at most ``newton_steps`` steps per
-    solve). ``tolerance`` bounds the local-solve residual (default: `default_tolerance`)."""
+    """D-ADMMS over ``agents`` (a device's block).
+
+    ``solver``: "closed_form" (``agents.data`` is a `QuadraticPotential`) or "newton" (``local_potential(x, data)`` is
+    f_i; at most ``newton_steps`` steps per solve). ``tolerance`` bounds the local-solve residual (default:
+    `default_tolerance`).
+    """
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho!r}")
     if solver == "closed_form":

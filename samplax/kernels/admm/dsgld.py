@@ -116,9 +116,12 @@ def dsgld(
 
 
 def subsample_shard(key, shard: dict, batch_size: int):
-    """``batch_size`` observations drawn with replacement from the shard's real (unmasked) ones, and the factor
-    (shard size / batch size) that makes the minibatch log-likelihood an unbiased estimate of the shard's. ``shard``
-    is a dict of arrays along the observation axis with a boolean ``mask`` (`Target.shards`)."""
+    """A minibatch of ``batch_size`` observations of a shard, and its unbiasing factor.
+
+    The observations are drawn with replacement from the shard's real (unmasked) ones; the factor (shard size /
+    batch size) makes the minibatch log-likelihood an unbiased estimate of the shard's. ``shard`` is a dict of arrays
+    along the observation axis with a boolean ``mask`` (`Target.shards`).
+    """
     size = jnp.sum(shard["mask"])
     index = jnp.floor(jax.random.uniform(key, (batch_size,)) * size).astype(jnp.int32)
     batch = {name: value[index] for name, value in shard.items()}

@@ -1,5 +1,7 @@
-"""Exact answers for Gaussian targets: the stationary law of synchronous D-ADMMS on quadratic potentials, its
-variance deficit against the posterior, and the Gaussian W2 distance.
+"""Exact answers for Gaussian targets: D-ADMMS's stationary law, its variance deficit, the Gaussian W2 distance.
+
+The stationary law is that of synchronous D-ADMMS on quadratic potentials, and its variance deficit is against the
+posterior.
 
 For quadratic f_i(x) = x^T A_i x / 2 - b_i^T x the state (x, p) of D-ADMMS follows a linear recursion
 z' = T z + h + N xi; its stationary covariance solves the discrete Lyapunov equation S = T S T^T + N N^T. The
@@ -87,10 +89,12 @@ def linear_gaussian_stationary(topology: Topology, rho: float, sigma, precisions
 
 
 def variance_ratio(topology: Topology, rho: float, sigma, precisions, scale=None, shared_noise=False):
-    """Network-average variance / target variance per coordinate, exactly, for quadratic agents with Hessians
-    ``precisions`` (n, d, d) in the coordinates the sampler runs in; ``scale`` (d, d) maps them to the reported
-    coordinates (x = shift + scale u), default the identity. Returns None when 2 n d exceeds
-    ``MAX_LYAPUNOV_SIZE`` (too costly to solve) or the recursion is not stable for these precisions."""
+    """Network-average variance / target variance per coordinate, exactly, for quadratic agents.
+
+    ``precisions`` (n, d, d) are the agents' Hessians in the coordinates the sampler runs in; ``scale`` (d, d) maps
+    them to the reported coordinates (x = shift + scale u), default the identity. The result is None when 2 n d
+    exceeds ``MAX_LYAPUNOV_SIZE`` (too costly to solve) or the recursion is not stable for these precisions.
+    """
     precisions = np.asarray(precisions, float)
     n, dim = precisions.shape[0], precisions.shape[-1]
     if 2 * n * dim > MAX_LYAPUNOV_SIZE:

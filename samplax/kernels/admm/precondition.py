@@ -1,5 +1,7 @@
-"""Scale-free D-ADMMS: a Laplace warm-up (mode and curvature of the summed potential), the preconditioner built from
-it, rho from that curvature, and the check that detects quadratic agents (closed-form local solves).
+"""Scale-free D-ADMMS: the Laplace warm-up, the preconditioner, rho from the curvature, the quadratic check.
+
+A Laplace warm-up finds the mode and curvature of the summed potential; the preconditioner is built from it, rho
+from that curvature, and a check detects quadratic agents (closed-form local solves).
 
 Warm-up. Damped Newton on F(x) = sum_i f_i(x) from x = 0: at each step every agent evaluates f_i, grad f_i and
 hess f_i at the shared point and one psum gives F's (a d x d all-reduce, the only global collective besides the
@@ -51,9 +53,12 @@ DEFAULT_LANGEVIN_STEP = 0.1
 
 
 class LaplaceInfo(NamedTuple):
-    """The warm-up's result: ``mode`` (d,), ``hessian`` of F there (d, d), its ``gradient`` (d,), the Newton
-    decrement sqrt(g^T |H|^{-1} g) (about the distance to the mode in posterior sds; near 0 when converged),
-    ``agent_hessians`` (slots, d, d) of each f_i at the mode."""
+    """The warm-up's result.
+
+    ``mode`` (d,), ``hessian`` of F there (d, d), its ``gradient`` (d,), the Newton decrement
+    sqrt(g^T |H|^{-1} g) (about the distance to the mode in posterior sds; near 0 when converged),
+    ``agent_hessians`` (slots, d, d) of each f_i at the mode.
+    """
 
     mode: Any
     hessian: Any
@@ -63,8 +68,11 @@ class LaplaceInfo(NamedTuple):
 
 
 def _modified_newton_direction(grad, hessian):
-    """-|H|^{-1} g with |H| the absolute-eigenvalue version of H, in Jacobi-scaled coordinates (H's scales may span
-    many orders of magnitude), tiny eigenvalues floored at 1e-6 of the largest."""
+    """The modified Newton direction -|H|^{-1} g, |H| the absolute-eigenvalue version of H.
+
+    Computed in Jacobi-scaled coordinates (H's scales may span many orders of magnitude), tiny eigenvalues floored
+    at 1e-6 of the largest.
+    """
     diagonal = jnp.abs(jnp.diag(hessian))
     scale = 1.0 / jnp.sqrt(jnp.where(diagonal > 0, diagonal, 1.0))
     scaled = scale[:, None] * hessian * scale[None, :]
@@ -84,8 +92,11 @@ def laplace_warmup(
     num_backtracks: int = 12,
     dtype=None,
 ) -> LaplaceInfo:
-    """Damped Newton on F = sum_i f_i over the network from x = 0 (call inside ``shard_map`` like a sampler's step;
-    the result is the same on every device). ``local_potential(x, data)`` is f_i."""
+    """Damped Newton on F = sum_i f_i over the network from x = 0.
+
+    Call it inside ``shard_map`` like a sampler's step; the result is the same on every device.
+    ``local_potential(x, data)`` is f_i.
+    """
     dtype = dtype or jnp.zeros(()).dtype
     steps = 0.5 ** jnp.arange(num_backtracks, dtype=dtype)
 
@@ -127,8 +138,11 @@ def laplace_warmup(
 
 
 class Preconditioner(NamedTuple):
-    """x = shift + scale @ u: the agents sample u; ``to_position`` maps draws back (numpy or JAX arrays, any leading
-    axes); ``potential(f)`` is f_i in u. ``summary`` records how it was built (JSON-able)."""
+    """The change of coordinates x = shift + scale @ u; the agents sample u.
+
+    ``to_position`` maps draws back (numpy or JAX arrays, any leading axes); ``potential(f)`` is f_i in u.
+    ``summary`` records how it was built (JSON-able).
+    """
 
     shift: Any
     scale: Any
@@ -147,10 +161,13 @@ class Preconditioner(NamedTuple):
 
 
 def make_preconditioner(mode, hessian, kind: str = "auto") -> Preconditioner:
-    """The `Preconditioner` of the Laplace warm-up's ``mode`` and ``hessian`` (host arrays; the factorisation runs in
-    float64 on the host, once). ``kind``: "dense", "diagonal", "none" (the identity: the problem's own units) or
-    "auto" (dense up to dimension 500). Negative or tiny curvature (a flat direction, a saddle) is floored at 1e-8 of
-    the largest, so L is always defined; the summary counts those directions."""
+    """The `Preconditioner` of the Laplace warm-up's ``mode`` and ``hessian``.
+
+    Both are host arrays; the factorisation runs in float64 on the host, once. ``kind``: "dense", "diagonal", "none"
+    (the identity: the problem's own units) or "auto" (dense up to dimension 500). Negative or tiny curvature (a flat
+    direction, a saddle) is floored at 1e-8 of the largest, so L is always defined; the summary counts those
+    directions.
+    """
     if kind not in PRECONDITIONERS:
         raise ValueError(f"precondition={kind!r} is not known; use one of {list(PRECONDITIONERS)}")
     mode = np.asarray(mode, np.float64)
@@ -187,20 +204,27 @@ def make_preconditioner(mode, hessian, kind: str = "auto") -> Preconditioner:
 
 
 def default_rho(topology: Topology, langevin_step: float = DEFAULT_LANGEVIN_STEP) -> float:
-    """rho = 1 / (2 D h): the network average's proximal Langevin step h in preconditioned (unit-curvature)
-    coordinates; h = 0.1 gives rho = 5 / D."""
+    """The default penalty rho = 1 / (2 D h).
+
+    h is the network average's proximal Langevin step in preconditioned (unit-curvature) coordinates; h = 0.1 gives
+    rho = 5 / D.
+    """
     return float(1.0 / (2.0 * topology.degrees.sum() * langevin_step))
 
 
 def quadratic_tolerance(dtype) -> float:
+    """The largest relative error of the quadratic model for which f_i counts as quadratic."""
     return 1e-3 if jnp.finfo(dtype).bits <= 32 else 1e-7
 
 
 def quadratic_check(local_potential: Callable, dim: int, dtype=None) -> Callable:
-    """``check(data) -> (A, b, error)``: f_i's Hessian A and b = -grad f_i at 0, and the largest relative error of the
-    quadratic model x^T A x / 2 - b^T x (+ f_i(0)) against f_i and its Hessian at three random points of radius
-    0.5, 1 and 2 (the scale of preconditioned coordinates). f_i is quadratic when the error is below
-    `quadratic_tolerance`; vmap it over the agents."""
+    """The check ``check(data) -> (A, b, error)`` that detects a quadratic f_i.
+
+    A is f_i's Hessian and b = -grad f_i at 0; error is the largest relative error of the quadratic model
+    x^T A x / 2 - b^T x (+ f_i(0)) against f_i and its Hessian at three random points of radius 0.5, 1 and 2 (the
+    scale of preconditioned coordinates). f_i is quadratic when the error is below `quadratic_tolerance`; vmap it over
+    the agents.
+    """
     dtype = dtype or jnp.zeros(()).dtype
     points = jax.random.normal(jax.random.key(7), (3, dim), dtype) * jnp.asarray([0.5, 1.0, 2.0], dtype)[:, None]
 
@@ -234,14 +258,18 @@ def choose_rho(
     shared_noise: bool = False,
     min_variance_ratio: float = MIN_VARIANCE_RATIO,
 ) -> tuple[float, dict]:
-    """rho from the curvature: on the Gaussian with the agents' Hessians at the mode ``agent_precisions``
-    (n, d, d, in preconditioned coordinates), the exact linear analysis (`gaussian.linear_gaussian_stationary`)
-    gives, for each rho of the grid (5 / D) * 2^k, k = -3 .. 2, the network average's variance ratio and the
-    recursion's spectral radius r; the choice is the rho with the shortest autocorrelation time (1 + r) / (1 - r)
-    whose smallest variance ratio is at least ``min_variance_ratio``. ``sigma_fn(rho)`` gives the noise scales
-    (``shared_noise``: one draw for all agents).
-    Falls back to `default_rho` when the analysis is too large (2 n d > 1200) or nothing qualifies. Returns
-    (rho, {"grid": [...], "variance_ratio_min": [...], "autocorrelation_time": [...]})."""
+    """The penalty rho chosen from the curvature.
+
+    On the Gaussian with the agents' Hessians at the mode ``agent_precisions`` (n, d, d, in preconditioned
+    coordinates), the exact linear analysis (`gaussian.linear_gaussian_stationary`) gives, for each rho of the grid
+    (5 / D) * 2^k, k = -3 .. 2, the network average's variance ratio and the recursion's spectral radius r; the choice
+    is the rho with the shortest autocorrelation time (1 + r) / (1 - r) whose smallest variance ratio is at least
+    ``min_variance_ratio``. ``sigma_fn(rho)`` gives the noise scales (``shared_noise``: one draw for all agents).
+    Falls back to `default_rho` when the analysis is too large (2 n d > 1200) or nothing qualifies.
+
+    Returns:
+        (rho, {"grid": [...], "variance_ratio_min": [...], "autocorrelation_time": [...]}).
+    """
     from samplax.kernels.admm.gaussian import MAX_LYAPUNOV_SIZE, linear_gaussian_stationary
 
     base = default_rho(topology)

@@ -67,10 +67,10 @@ class Topology(NamedTuple):
 
 
 def make_topology(graph, num_agents: int | None = None) -> Topology:
-    """A `Topology` from a name ("complete", "cycle", "star": agent 0 is the hub) and ``num_agents``, a networkx
-    graph (agents are its nodes in ``graph.nodes`` order), or an (n, n) adjacency matrix.
+    """A `Topology` from a graph name, a networkx graph or an adjacency matrix.
 
-    Degree-0 agents are refused: their proximal step has no neighbours to average with.
+    ``graph`` is a name ("complete", "cycle", "star": agent 0 is the hub) with ``num_agents``, a networkx graph
+    (agents are its nodes in ``graph.nodes`` order), or an (n, n) adjacency matrix. Degree-0 agents are refused: their proximal step has no neighbours to average with.
     """
     import networkx as nx
 
@@ -190,9 +190,12 @@ def make_layout(num_agents: int, num_shards: int = 1, num_groups: int = 1) -> Ag
 
 
 def noise_scale(noise, topology: Topology, rho: float) -> np.ndarray:
-    """Per-agent noise standard deviations sigma_i: "common" sqrt(1 / (rho D)) (one noise draw shared by every
-    agent: build the sampler with ``shared_noise=True``), "calibrated" sqrt(D / (rho sum_j d_j^2)) (independent
-    draws), "paper" sqrt(2) / (2 rho), or a number (0 gives plain ADMM)."""
+    """Per-agent noise standard deviations sigma_i.
+
+    "common" sqrt(1 / (rho D)) (one noise draw shared by every agent: build the sampler with ``shared_noise=True``),
+    "calibrated" sqrt(D / (rho sum_j d_j^2)) (independent draws), "paper" sqrt(2) / (2 rho), or a number (0 gives
+    plain ADMM).
+    """
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho!r}")
     n = topology.num_agents
@@ -281,12 +284,15 @@ def make_agent_block(
 # ---------------------------------------------------------------------------------------------------------------------
 # the neighbour exchange
 class Exchange(NamedTuple):
-    """``neighbour_sum(x, agents)``: sum_j W_ij x_j over each agent's neighbours (W the adjacency, or the block's
+    """The neighbour exchange and the network-wide reductions of one device's agents.
+
+    ``neighbour_sum(x, agents)``: sum_j W_ij x_j over each agent's neighbours (W the adjacency, or the block's
     ``neighbour_weights`` for the all-gather path); ``network_sum(v, agents)``: the sum over every active agent of the
     network, the same on all devices; ``network_max(v, agents)``: the largest value over active agents;
     ``local(v)``: a value that is the same on every device, typed as per-device (inside ``shard_map`` the gradient
     with respect to a replicated value is summed over devices implicitly; with respect to ``local(v)`` it is not,
-    so that ``network_sum`` counts each agent once). ``x`` has shape (slots, ...), as held by one device."""
+    so that ``network_sum`` counts each agent once). ``x`` has shape (slots, ...), as held by one device.
+    """
 
     kind: str
     neighbour_sum: Callable
@@ -298,9 +304,12 @@ class Exchange(NamedTuple):
 def make_exchange(
     topology: Topology, layout: AgentLayout, axis_name: str | None = None, kind: str | None = None
 ) -> Exchange:
-    """The neighbour exchange of ``topology`` over ``layout``'s shards (inside ``shard_map`` over ``axis_name``, or
-    on one device when ``axis_name`` is None). ``kind`` forces "gather" (masked all-gather) instead of the graph's
-    fast path; a cycle whose agents do not fill the slots exactly also falls back to it."""
+    """The neighbour exchange of ``topology`` over ``layout``'s shards.
+
+    It runs inside ``shard_map`` over ``axis_name``, or on one device when ``axis_name`` is None. ``kind`` forces
+    "gather" (masked all-gather) instead of the graph's fast path; a cycle whose agents do not fill the slots exactly
+    also falls back to it.
+    """
     kind = kind or topology.kind
     if kind == "graph":
         kind = "gather"
@@ -355,10 +364,13 @@ def make_exchange(
 # ---------------------------------------------------------------------------------------------------------------------
 # what every device learns about the whole network after a step
 class NetworkInfo(NamedTuple):
-    """Per replica: the degree-weighted network average sum_i (d_i / D) x_i (replicas, dim); the consensus residual
+    """What every device learns about the whole network after a step.
+
+    Per replica: the degree-weighted network average sum_i (d_i / D) x_i (replicas, dim); the consensus residual
     sqrt(sum_i (d_i / D) ||x_i - x_bar||^2); the dual sum ||sum_i p_i|| (0 up to rounding: the invariant of ADMM);
     the largest local-solve residual over agents (see `samplax.kernels.admm.dadmms.newton_prox`); ``diverging``:
-    an agent's local solve missed its tolerance or gave a non-finite point (that agent kept its last iterate)."""
+    an agent's local solve missed its tolerance or gave a non-finite point (that agent kept its last iterate).
+    """
 
     network_average: jax.Array
     consensus_residual: jax.Array
@@ -368,8 +380,11 @@ class NetworkInfo(NamedTuple):
 
 
 def network_info(position, dual, agents: AgentBlock, exchange: Exchange, residual=None, failed=None) -> NetworkInfo:
-    """One ``network_sum`` (a single psum) gives the weighted average, the residual and the dual sum; one
-    ``network_max`` the worst local solve. ``residual`` and ``failed`` are per (slot, replica), or None."""
+    """The `NetworkInfo` of a step, from one psum and one pmax.
+
+    One ``network_sum`` (a single psum) gives the weighted average, the residual and the dual sum; one
+    ``network_max`` the worst local solve. ``residual`` and ``failed`` are per (slot, replica), or None.
+    """
     dim = position.shape[-1]
     degree = agents.degree.astype(position.dtype)[:, None, None]
     squared = jnp.sum(position**2, axis=-1, keepdims=True)
