@@ -197,7 +197,7 @@ def run_chains(
         runners: dict = {}
 
         def runner_for(length):
-            # equal chunks share one executable; a shorter last chunk (draws % chunk) compiles a second one
+            # every chunk runs on one executable of the plan's first length (see the loop below)
             if length not in runners:
                 runner = ChainRunner(build, length, settings["thin"], map_chains)
                 runner.executable = compile_program(
@@ -225,10 +225,15 @@ def run_chains(
             bar.sampled(plan[index][1], host["stats"])
         for index in range(first, len(plan)):
             begin, length = plan[index]
-            runner = runner_for(length)
+            # a shorter last chunk (draws % chunk) runs the full chunk's executable and keeps its first `length`
+            # draws: at most chunk - 1 transitions of extra work instead of compiling a second program (draw t of a
+            # chain uses fold_in(chain_key, t) either way, so the kept draws are the same)
+            runner = runner_for(plan[0][1])
             start = time.perf_counter()
             with bar.stage("sampling"):
                 states, host = runner.run(data, states, params, chain_keys, begin)
+            if length < runner.chunk_size:
+                host = jax.tree.map(lambda draws_axis1: draws_axis1[:, :length], host)
             timing["sampling_s"] += time.perf_counter() - start
             pieces.append(host)
             if store is not None:

@@ -18,11 +18,12 @@ from samplax.models import zoo
 # Short fits below warn about ESS on purpose; the warning itself is tested in test_convergence_warning_*.
 pytestmark = pytest.mark.filterwarnings("ignore::samplax.infer.fit.ConvergenceWarning")
 
-# (zoo name, make_data kwargs): conjugate models with exact posteriors, incl. shape / concentration below 1.
+# (zoo name, make_data kwargs): conjugate models with exact posteriors, incl. shape / concentration below 1. The
+# two gamma_poisson cases have data of the same shapes (3 observations), so each method compiles one program for both.
 CONJUGATE_CASES = [
     ("normal_normal", {}),
     ("gamma_poisson", {"shape": 0.5, "num_observations": 3, "true_rate": 0.3}),
-    ("gamma_poisson", {"shape": 2.0}),
+    ("gamma_poisson", {"shape": 2.0, "num_observations": 3}),
     ("dirichlet_multinomial", {"categories": 4, "total_count": 6, "concentration": 0.5}),
 ]
 METHODS = ["nuts", "mala"]
@@ -194,11 +195,24 @@ def test_progress_bar_cuts_only_runs_long_enough_to_watch(monkeypatch):
     np.testing.assert_array_equal(quiet.idata.posterior["lam"].values, with_bar.idata.posterior["lam"].values)
 
 
-def test_chunking_does_not_change_draws(tmp_path):
-    """fold_in(chain_key, t) keys: 40 draws in one chunk equal 4 checkpointed chunks of 10."""
+def test_chunking_does_not_change_draws(tmp_path, monkeypatch):
+    """fold_in(chain_key, t) keys: 40 draws in one chunk equal checkpointed chunks of 15, 15 and 10.
+
+    The shorter last chunk runs on the same executable (15 transitions, the first 10 kept): one chunk program.
+    """
+    from samplax.infer import run
+
     whole = _tiny()
-    chunked = _tiny(checkpoint=str(tmp_path / "ck"), checkpoint_every=10)
+    lengths, original = [], run.ChainRunner.run
+    monkeypatch.setattr(
+        run.ChainRunner, "run", lambda self, *args: lengths.append(self.chunk_size) or original(self, *args)
+    )
+    chunked = _tiny(checkpoint=str(tmp_path / "ck"), checkpoint_every=15)
+    assert lengths == [15, 15, 15]
     np.testing.assert_array_equal(whole.idata.posterior["lam"].values, chunked.idata.posterior["lam"].values)
+    np.testing.assert_array_equal(
+        whole.idata.sample_stats["acceptance_rate"].values, chunked.idata.sample_stats["acceptance_rate"].values
+    )
 
 
 def test_resume_after_interruption_gives_identical_draws(tmp_path):
