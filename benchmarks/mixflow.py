@@ -432,7 +432,8 @@ def defaults_markdown(s: dict, rows: list) -> list[str]:
         "## Default fits (issue 16)",
         "",
         '`samplax.fit(model, data, method="mixflow")` with every option at its default (4 repeats x 1000 draws, '
-        "1000 SVI steps, N = 200, L = 30, auto step size, check='nuts'). Goal: means within 0.2 posterior sds, sds "
+        "128 of them per repeat with their density, 1000 SVI steps, N = 200, L = 30 or longer by the travel rule, "
+        "auto step size, check='nuts'). Goal: means within 0.2 posterior sds, sds "
         "within 25 %, under 300 s on 2 cores. Bananas against their exact moments; the regression (synthetic, "
         "seed 1) against samplax NUTS (4 x 1000), on the unconstrained coordinates. 'fit warns': the fit raised a "
         "ConvergenceWarning (its flow-length, importance or NUTS check failed). Gradients: the fit's own cost "

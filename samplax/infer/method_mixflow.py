@@ -9,13 +9,18 @@ Steps of one fit (the kernel is `samplax.kernels.mixflow`; the math is in its do
 2. The step size: given, or ``"auto"``: the ELBO of the MixFlow at the requested N, estimated with
    ``tuning_orbits`` orbits (the same reference draws at every grid point), maximised (less one standard error)
    over ``step_size_grid`` values eps = c / L with c log-spaced in [0.02, 2] (times min D when not whitened): c is
-   the largest displacement of one map, in units of the reference's scale.
+   the largest displacement of one map, in units of the reference's scale. Then (``travel=True``, with "auto") 256
+   draws of that flow measure its spread s_i = sd_i / D_i; when max s_i > 1.5 the maps are lengthened to
+   L x max s_i leapfrog steps of the same size, so one map travels the width the flow reaches (`_travel_steps`).
 3. ``chains`` independent repeats of ``draws`` i.i.d. draws each (always in float64: with ``precision="float32"``
-   the Target is rebuilt under x64 for the flow, and only the returned draws are float32); every draw comes with its exact log q_N (augmented
-   space) and the unbiased ELBO estimate of its own orbit (2N - 2 maps per draw). A repeat's ELBO is the mean of its
-   draws' orbit estimates; ``fit.elbo`` is the mean and standard error over repeats (the reference and the step
-   size are shared by the repeats, so that standard error is conditional on them). A draw where the log density is
-   -inf or not finite (a model that is zero in places) is redrawn: the draws are q_N conditioned on pi > 0.
+   the Target is rebuilt under x64 for the flow, and only the returned draws are float32). The first
+   ``density_draws`` draws of each repeat come with their exact log q_N (augmented space) and the unbiased ELBO
+   estimate of their own orbit (2N - 2 maps per draw); the others are the same points T^K S0 without their density
+   (K maps, about N/2 on average; their ``log_q`` and ``orbit_elbo`` are NaN). A repeat's ELBO is the mean of its
+   density draws' orbit estimates (still unbiased); ``fit.elbo`` is the mean and standard error over repeats (the
+   reference and the step size are shared by the repeats, so that standard error is conditional on them). A draw
+   where the log density is -inf or not finite (a model that is zero in places) is redrawn: the draws are q_N
+   conditioned on pi > 0.
 4. The method's own check (``idata.attrs["extra_mixflow_check"]``; its warnings in ``attrs["extra_method_warnings"]``
    become the fit's ConvergenceWarnings): the ELBO at N against N/2, the draws' moments against importance-corrected
    ones, and (``check="nuts"``, the default) against a short NUTS run.
@@ -345,8 +350,8 @@ SCHEMA = MethodSchema(
     "Gaussian; i.i.d. draws, exact augmented density, unbiased ELBO; warmup = SVI steps of the reference, chains = "
     "independent repeats, draws = i.i.d. draws per repeat",
     (
-        Option("flow_length", int, 200, "N, the number of mixture terms (cost: about 2N maps per draw)", minimum=1),
-        Option("leapfrog_steps", int, 30, "L, leapfrog steps per map", minimum=1),
+        Option("flow_length", int, 200, "N, mixture terms (a draw: about N/2 maps, 2N with density)", minimum=1),
+        Option("leapfrog_steps", int, 30, "L, leapfrog steps per map (the least: see travel)", minimum=1),
         _StepSizeOption(
             "step_size",
             str,
@@ -357,9 +362,24 @@ SCHEMA = MethodSchema(
         Option("momentum", str, "laplace", "momentum distribution", choices=("laplace", "gaussian")),
         Option("whiten", bool, True, "run the flow in coordinates whitened by the mean-field reference"),
         Option("step_size_grid", int, 9, "grid size for step_size='auto'", minimum=2),
+        Option(
+            "travel",
+            bool,
+            True,
+            "with step_size='auto': when a pilot flow spreads beyond 1.5 reference sds, lengthen the maps to "
+            "leapfrog_steps x that spread (at most 10 x) so that one map travels the target's width",
+        ),
         Option("tuning_orbits", int, 32, "ELBO orbits per grid point for step_size='auto'", minimum=2),
         Option(
             "reference_learning_rate", float, 0.05, "initial Adam learning rate of the mean-field SVI", minimum=1e-8
+        ),
+        Option(
+            "density_draws",
+            int,
+            128,
+            "draws per repeat that carry their exact log q_N and their orbit's ELBO estimate (2N maps each; the "
+            "other draws cost about N/2 maps); the ELBO and the importance check use these",
+            minimum=1,
         ),
         Option(
             "health_checks", int, 16, "draws per repeat whose log q_N is recomputed by a fresh backward pass", minimum=0
@@ -386,6 +406,7 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
             "(for example warmup=1000)"
         )
     flow_length, leapfrog_steps = options["flow_length"], options["leapfrog_steps"]
+    spread = np.ones(target.dim)
     momentum, whiten = options["momentum"], options["whiten"]
     batch_size = options["orbit_batch_size"]
     key_init, key_reference, key_tune, key_draws, key_approx = jax.random.split(key, 5)
@@ -432,6 +453,10 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
                 batch_size=batch_size,
                 on_point=grid_point_done,
             )
+            if options["travel"]:
+                leapfrog_steps, spread = _travel_steps(
+                    logdensity, reference, step_size, jax.random.fold_in(key_tune, 3), options
+                )
         else:
             step_size = float(options["step_size"])
         flow = kernel.mixflow(
@@ -460,20 +485,24 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         )
         loop.advance(1)
     training_s = time.perf_counter() - start
+    if leapfrog_steps != options["leapfrog_steps"]:  # the travel rule lengthened the maps: the check and the draws
+        lengthened = cost_estimate(
+            {**options, "leapfrog_steps": leapfrog_steps}, chains=chains, warmup=warmup, draws=draws
+        )
+        cost.update(check=lengthened["check"], sampling=lengthened["sampling"])
     # seconds per gradient from the fastest grid point (compiled by then; the grid's points cost the same), else
     # from the whole tuning, compilation included (an upper estimate)
     if len(stamps) > 2:
-        per_point = options["tuning_orbits"] * max(2 * flow_length - 2, 0) * leapfrog_steps
+        per_point = options["tuning_orbits"] * max(2 * flow_length - 2, 0) * options["leapfrog_steps"]
         seconds_per_gradient = float(np.min(np.diff(stamps[1:]))) / max(per_point, 1)
     else:
         seconds_per_gradient = (time.perf_counter() - tuning_start) / max(cost["tuning"] + cost["check"], 1)
     cost["estimated_sampling_s"] = seconds_per_gradient * cost["sampling"]
     start = time.perf_counter()
-    total = chains * draws
-    with bar.loop("drawing", total=total, unit="draw") as loop:
+    density = min(options["density_draws"], draws)
+    with bar.loop("drawing", total=chains * draws, unit="draw") as loop:
         loop.advance(0, note=f"about {cost['estimated_sampling_s']:.0f} s")
-        result = _draw_in_pieces(flow, key_draws, total, progress.pieces(total, bar), loop)
-        result, rejected = _draw_inside_support(flow, key_draws, result)
+        result, rejected = _draw_repeats(flow, key_draws, chains, draws, density, bar, loop)
     sampling_s = time.perf_counter() - start
     cost["sampling_s"] = sampling_s
 
@@ -488,23 +517,26 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
     )
     inversion = per_repeat(result.inversion_error)
 
-    checks = min(options["health_checks"], draws)
+    checks = min(options["health_checks"], density)
     route_gap = np.zeros((chains, 0))
     if checks:
         momentum_draws, uniform_draws = per_repeat(result.momentum), per_repeat(result.uniform)
         fresh = flow.log_density(z[:, :checks], momentum_draws[:, :checks], uniform_draws[:, :checks])
         route_gap = np.abs(fresh - log_q[:, :checks])
 
-    finite = np.isfinite(log_q) & np.isfinite(log_target) & np.all(np.isfinite(z), axis=-1)
+    with_density = np.arange(draws) < density
+    finite = (np.isfinite(log_q) | ~with_density) & np.isfinite(log_target) & np.all(np.isfinite(z), axis=-1)
     sample_stats = {
-        "log_q": log_q,  # exact log q_N of the draw on the augmented space (unconstrained coordinates)
+        "log_q": log_q,  # exact log q_N of the draw on the augmented space (unconstrained coordinates); NaN past
+        #                  the first density_draws draws of a repeat
         "log_target": log_target,  # log p(z) + sum log m(rho)
-        "orbit_elbo": orbit_elbo,  # the unbiased ELBO estimate of the draw's orbit
+        "orbit_elbo": orbit_elbo,  # the unbiased ELBO estimate of the draw's orbit (NaN where log_q is)
         "inversion_error": inversion,
         "diverging": ~finite,
     }
-    pareto_k = _pareto_k(log_target - log_q)
-    check = {**length_check, **moment_check(z, log_target - log_q)}
+    log_ratio = (log_target - log_q)[:, :density]
+    pareto_k = _pareto_k(log_ratio)
+    check = {**length_check, **moment_check(z[:, :density], log_ratio)}
     if options["check"] == "nuts":
         with bar.stage("check (NUTS)"):
             try:
@@ -520,8 +552,11 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
             [check["flow_length"], check["elbo_flow_length"], check["elbo_flow_length_se"]],
         ],
         "nonfinite_fraction": rejected / (rejected + chains * draws),
+        "density_draws": density,
         "method_warnings": check_warnings(check),
         "step_size": step_size,
+        "leapfrog_steps": leapfrog_steps,  # L as run: the option's value, or lengthened by the travel rule
+        "spread_over_reference": spread,  # the pilot flow's sd over the reference's, per coordinate (travel rule)
         "step_size_grid": grid,
         "step_size_grid_elbo": grid_means,
         "step_size_grid_elbo_se": grid_ses,
@@ -544,51 +579,118 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         flow_length=flow_length,
         seed=int(jax.random.randint(key_approx, (), 0, 2**31 - 1)),
     )
-    elbo = np.mean(orbit_elbo, axis=1)
+    elbo = np.mean(orbit_elbo[:, :density], axis=1)
     return DirectResult(z, sample_stats, None, elbo, extra, approximation)
 
 
 REDRAW_ROUNDS = 8
+SPREAD_DRAWS = 256  # pilot draws that measure how far the flow spreads beyond the reference
+SPREAD_LIMIT = 1.5  # a spread up to this many reference sds keeps L (a mean-field fit of a correlated target)
+MAX_TRAVEL_FACTOR = 10  # L grows at most this many times
+
+
+def _travel_steps(logdensity, reference: MeanField, step_size: float, rng_key, options: dict):
+    """(L as run, the pilot's spread s_i = sd_i / D_i): L x max s_i when max s_i > SPREAD_LIMIT, else L.
+
+    The ELBO sets the step by the energy error it affords; a reference far narrower than the target leaves such a
+    step too short to travel, and longer maps of it travel at about the same error (docs/methods/mixflow.md).
+    """
+    steps = options["leapfrog_steps"]
+    pilot = kernel.mixflow(
+        logdensity,
+        reference.mean,
+        reference.scale,
+        flow_length=options["flow_length"],
+        step_size=step_size,
+        num_steps=steps,
+        momentum=options["momentum"],
+        whiten=options["whiten"],
+        batch_size=options["orbit_batch_size"],
+    )
+    spread = np.std(pilot.sample(rng_key, SPREAD_DRAWS).position, axis=0) / reference.scale
+    spread = np.where(np.isfinite(spread), spread, 1.0)
+    factor = float(np.max(spread))
+    if factor > SPREAD_LIMIT:
+        steps = int(math.ceil(steps * min(factor, MAX_TRAVEL_FACTOR)))
+    return steps, spread
 
 
 def cost_estimate(options: dict, *, chains: int, warmup: int, draws: int) -> dict:
     """Gradient evaluations of each stage of a fit, known before it runs (``idata.attrs["extra_cost"]``).
 
-    A map is L gradients; a draw with its exact density and orbit ELBO is 2N - 2 maps plus one inversion check
-    (2 maps); every tuning and check orbit is 2N - 2 maps (2 (N/2) - 2 at half length).
+    A map is L gradients. A draw with its density (the first ``density_draws`` of a repeat) is 2N - 2 maps, any other
+    K ~ Uniform{0..N-1}, (N - 1)/2 on average; each adds an inversion check (2 maps). A tuning or check orbit is
+    2N - 2 maps (2 (N/2) - 2 at half length), a health check N - 1, the travel rule's pilot SPREAD_DRAWS cheap draws;
+    when that rule lengthens the maps, `_run` recounts the check and the draws before drawing.
     """
     n, steps, orbits = options["flow_length"], options["leapfrog_steps"], options["tuning_orbits"]
     grid = options["step_size_grid"] if options["step_size"] == "auto" else 0
     orbit_maps = max(2 * n - 2, 0)
     half_maps = max(2 * max(1, n // 2) - 2, 0)
+    density = min(options["density_draws"], draws)
     return {
         "svi": warmup * SVI_PARTICLES,
-        "tuning": grid * orbits * orbit_maps * steps,
+        "tuning": grid * orbits * orbit_maps * steps
+        + (round(SPREAD_DRAWS * ((n - 1) / 2 + 2) * steps) if grid and options["travel"] else 0),
         "check": orbits * (orbit_maps + half_maps) * steps,
-        "sampling": chains * draws * (orbit_maps + 2) * steps
-        + chains * min(options["health_checks"], draws) * max(n - 1, 0) * steps,
+        "sampling": chains * density * (orbit_maps + 2) * steps
+        + round(chains * (draws - density) * ((n - 1) / 2 + 2) * steps)
+        + chains * min(options["health_checks"], density) * max(n - 1, 0) * steps,
     }
 
 
-def _draw_in_pieces(flow: kernel.MixFlow, rng_key, count: int, plan, loop) -> kernel.Draws:
-    """``flow.draw(rng_key, count)``, computed in the pieces of ``plan``.
+def _draw_repeats(flow: kernel.MixFlow, rng_key, chains: int, draws: int, density: int, bar, loop):
+    """The fit's draws, flat (chains * draws, ...), and how many were redrawn outside the support.
 
-    One key per draw, so the draws do not depend on the cut; every piece has the first piece's length (the last is
-    padded and cut) so one program serves all.
+    Draw t of repeat c has key ``split(rng_key, chains * draws)[c * draws + t]``; the first ``density`` of each repeat
+    carry log q_N and their orbit's ELBO, the others (``flow.sample_keys``) are drawn in order of their number of maps
+    K, so that each compiled piece runs to its own largest K.
     """
-    keys = jax.random.split(rng_key, count)
+    keys = jax.random.split(rng_key, chains * draws).reshape(chains, draws)
+    rows = np.arange(chains * draws).reshape(chains, draws)
+    result = None
+    for with_density, part, part_rows in (
+        (True, keys[:, :density].reshape(-1), rows[:, :density].reshape(-1)),
+        (False, keys[:, density:].reshape(-1), rows[:, density:].reshape(-1)),
+    ):
+        if part_rows.size == 0:
+            continue
+        draw_keys = flow.draw_keys if with_density else _without_density(flow.sample_keys)
+        order = np.arange(part_rows.size) if with_density else np.argsort(flow.draw_indices(part), kind="stable")
+        drawn = _draw_in_pieces(draw_keys, part[order], progress.pieces(part_rows.size, bar), loop)
+        drawn, rejected = _draw_inside_support(draw_keys, jax.random.fold_in(rng_key, int(with_density)), drawn)
+        if result is None:
+            result = kernel.Draws(*[np.empty((chains * draws,) + np.shape(v)[1:], np.float64) for v in drawn])
+            total_rejected = 0
+        for values, new in zip(result, drawn):
+            values[part_rows[order]] = new
+        total_rejected += rejected
+    return result, total_rejected
+
+
+def _without_density(sample_keys):
+    def draw_keys(keys):  # NaN where `draw_keys` gives log q_N and the orbit ELBO
+        draws = sample_keys(keys)
+        missing = np.full(draws.position.shape[0], np.nan)
+        return draws._replace(log_density=missing, elbo=missing)
+
+    return draw_keys
+
+
+def _draw_in_pieces(draw_keys, keys, plan, loop) -> kernel.Draws:
+    """``draw_keys(keys)`` in the pieces of ``plan``, each of the first piece's length (one program serves all)."""
     length = plan[0][1]
     parts = []
     for begin, size in plan:
         piece = keys[begin : begin + size]
         if size < length:
             piece = jnp.concatenate([piece, keys[: length - size]])
-        parts.append(jax.tree.map(lambda a: None if a is None else a[:size], flow.draw_keys(piece)))
+        parts.append(jax.tree.map(lambda a: None if a is None else a[:size], draw_keys(piece)))
         loop.advance(size)
     return kernel.Draws(*[None if values[0] is None else np.concatenate(values) for values in zip(*parts)])
 
 
-def _draw_inside_support(flow: kernel.MixFlow, rng_key, result: kernel.Draws):
+def _draw_inside_support(draw_keys, rng_key, result: kernel.Draws):
     """``count`` draws of q_N restricted to where the target is positive, and how many draws were rejected.
 
     A model whose log density is -inf in places (a ``numpyro.factor`` of -inf, a support bound) lets q_N put mass
@@ -604,9 +706,8 @@ def _draw_inside_support(flow: kernel.MixFlow, rng_key, result: kernel.Draws):
         missing = np.flatnonzero(~keep)
         # draw more than missing, in proportion to the rejection rate so far, so few rounds are needed
         rate = max(keep.mean(), 0.05)
-        extra = flow.draw(
-            jax.random.fold_in(jax.random.fold_in(rng_key, 7919), round_), int(math.ceil(missing.size / rate * 1.2)) + 8
-        )
+        extra_count = int(math.ceil(missing.size / rate * 1.2)) + 8
+        extra = draw_keys(jax.random.split(jax.random.fold_in(jax.random.fold_in(rng_key, 7919), round_), extra_count))
         good = np.flatnonzero(_inside(extra))
         rejected += extra.position.shape[0] - good.size
         fill = good[: missing.size]
@@ -628,7 +729,9 @@ def _draw_inside_support(flow: kernel.MixFlow, rng_key, result: kernel.Draws):
 
 
 def _inside(draws: kernel.Draws) -> np.ndarray:
-    return np.isfinite(draws.log_target) & np.isfinite(draws.log_density) & np.all(np.isfinite(draws.position), axis=-1)
+    # log pi, the position and log q_N where it was computed (an orbit ELBO of NaN marks a draw without it) finite
+    density_ok = np.isfinite(draws.log_density) | np.isnan(draws.elbo)
+    return np.isfinite(draws.log_target) & density_ok & np.all(np.isfinite(draws.position), axis=-1)
 
 
 def _replace_rows(values, rows, new):

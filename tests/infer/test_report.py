@@ -206,6 +206,8 @@ def test_method_panels_appear_with_their_records():
         "extra_mixflow_check": json.dumps({"importance_pareto_k": 0.31, "nuts_check_passed": False}),
         "extra_method_warnings": json.dumps(["mixflow: the draws disagree with a short NUTS run"]),
         "extra_cost": json.dumps({"sampling": 4991040}),
+        "extra_leapfrog_steps": json.dumps(268),
+        "extra_spread_over_reference": json.dumps([8.9, 7.26]),
     }
     fit = synthetic(
         {"theta": rng.normal(size=(chains, draws, 2))},
@@ -227,6 +229,7 @@ def test_method_panels_appear_with_their_records():
     assert "consensus_residual" not in other and "extra_inversion_error" not in other
     assert "1 check(s) failed: mixflow: the draws disagree" in section(page, "mixflow")
     assert "4991040" in section(page, "mixflow") and "extra_mixflow_check" not in other and "extra_rho" not in other
+    assert "steps per map as run: 268" in section(page, "mixflow") and "extra_leapfrog_steps" not in other
 
     plain = render_report(synthetic({"theta": rng.normal(size=(chains, draws))}))
     for anchor in ("admm", "proximal", "blocks", "mixflow", "other", "evidence", "energy"):

@@ -213,6 +213,23 @@ def test_marginal_estimate_matches_histogram_2d(flow_2d):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the ELBO
+def test_draws_without_density_are_the_same_points_for_about_half_the_maps(flow_2d):
+    """`sample_keys` (draws sorted by their number of maps K, each chunk of 1024 run to its largest K) gives, key for
+    key, the point T^K S0 that `draw_keys` gives with its density (same S0, same K: exact to 1e-12), with the same
+    log pibar and inversion error, and K is uniform on {0..N-1}: mean (N-1)/2 = 2.5 within 4 SE (SE = sqrt((N^2 -
+    1)/12 / 1500)). `sample` is this path too: the histogram tests above check its draws against the density."""
+    keys = jax.random.split(jax.random.key(21), 1500)  # two chunks
+    exact, cheap = flow_2d.draw_keys(keys), flow_2d.sample_keys(keys)
+    np.testing.assert_allclose(cheap.position, exact.position, atol=1e-12)
+    np.testing.assert_allclose(cheap.momentum, exact.momentum, atol=1e-12)
+    np.testing.assert_allclose(cheap.log_target, exact.log_target, atol=1e-10)
+    np.testing.assert_allclose(cheap.inversion_error, exact.inversion_error, atol=1e-12)
+    assert cheap.log_density is None and cheap.elbo is None
+    indices = flow_2d.draw_indices(keys)
+    assert indices.min() == 0 and indices.max() == 5
+    assert abs(indices.mean() - 2.5) < 4 * math.sqrt((6**2 - 1) / 12 / 1500)
+
+
 @pytest.mark.slow
 def test_cached_orbit_elbo_equals_naive_elbo(flow_1d):
     """The O(N) cached-orbit estimate equals the O(N^2) one (a fresh backward pass at every orbit point) on the
@@ -376,7 +393,7 @@ def test_fit_log_density_exact_and_estimated(gamma_poisson_fit):
     fit, _ = gamma_poisson_fit
     approximation = fit.approximation
     flow = approximation.flow
-    draws = flow.draw(jax.random.key(15), 4 * 500)  # the fit's own compiled programs: 2000 draws, then 32 points
+    draws = flow.draw(jax.random.key(15), 4 * 128)  # the fit's own compiled programs: its 4 x 128 density draws
     z, momentum, uniform = draws.position[:32], draws.momentum[:32], draws.uniform[:32]
     exact = fit.log_density(z, momentum, uniform)
     np.testing.assert_allclose(exact, draws.log_density[:32], atol=1e-8)
@@ -393,8 +410,8 @@ def test_fit_log_density_exact_and_estimated(gamma_poisson_fit):
 def test_flow_draws_are_a_deterministic_function_of_the_key(gamma_poisson_fit):
     """The fit's flow gives the same draws for the same key and different draws for another (no hidden state)."""
     flow = gamma_poisson_fit[0].approximation.flow
-    first, again = flow.draw(jax.random.key(17), 2000), flow.draw(jax.random.key(17), 2000)
-    other = flow.draw(jax.random.key(18), 2000)
+    first, again = flow.draw(jax.random.key(17), 4 * 128), flow.draw(jax.random.key(17), 4 * 128)
+    other = flow.draw(jax.random.key(18), 4 * 128)
     np.testing.assert_array_equal(first.position, again.position)
     assert not np.array_equal(first.position, other.position)
 
@@ -518,13 +535,16 @@ def test_fit_warns_when_a_short_flow_misses_a_curved_target():
             step_size_grid=3,
             tuning_orbits=8,
             health_checks=0,
+            travel=False,  # keep the maps this short
         )
     check = json.loads(fit.idata.attrs["extra_mixflow_check"])
     assert check["nuts_check_passed"] is False and check["nuts_coordinates_off"] >= 1
     assert any("NUTS" in message for message in json.loads(fit.idata.attrs["extra_method_warnings"]))
     assert fit.idata.posterior["x2"].values.std() < 0.9 * math.sqrt(1 + 2 * 0.1**2 * 3**4)
     cost = json.loads(fit.idata.attrs["extra_cost"])
-    assert cost["sampling"] == 2 * 250 * (2 * 10 - 2 + 2) * 4 and cost["estimated_sampling_s"] > 0
+    # 128 draws per repeat with their density (2N - 2 maps + 2), 122 without ((N - 1)/2 maps on average + 2)
+    assert cost["sampling"] == 2 * 128 * (2 * 10 - 2 + 2) * 4 + 2 * 122 * (4.5 + 2) * 4
+    assert cost["estimated_sampling_s"] > 0
 
 
 @pytest.mark.slow
@@ -537,6 +557,27 @@ def test_fit_check_passes_on_an_exact_posterior(gamma_poisson_fit):
     curve = np.asarray(json.loads(fit.idata.attrs["extra_elbo_vs_flow_length"]))  # the report panel's ELBO curve
     assert curve.shape == (2, 3) and curve[:, 0].tolist() == [10, 20] and np.all(np.isfinite(curve))
     assert float(fit.idata.attrs["extra_nonfinite_fraction"]) == 0.0
+
+
+def normal_sd3(x):
+    return -0.5 * jnp.sum((x / 3.0) ** 2)
+
+
+def test_travel_rule_lengthens_the_maps_to_the_width_the_flow_reaches():
+    """N(0, 3^2) with a reference 6 times too narrow (sd 0.5), as a mean-field fit of a curved target can be, and a
+    step of 0.5 reference sds, L = 3, N = 40: the rule's 256 pilot draws spread beyond 1.5 reference sds, so L becomes
+    ceil(3 max s); the lengthened flow's 4000 i.i.d. draws have the exact mean 0 within 4 SE (3 / sqrt(4000)) and sd 3
+    within 4 SE of an sd (relative 1 / sqrt(2 x 4000)). A spread up to 1.5 keeps L (the reference's own width)."""
+    reference = method_mixflow.MeanField(np.array([0.0]), np.array([0.5]), np.zeros(1))
+    options = dict(flow_length=40, leapfrog_steps=3, momentum="laplace", whiten=True, orbit_batch_size=1024)
+    steps, spread = method_mixflow._travel_steps(normal_sd3, reference, 0.5, jax.random.key(0), options)
+    assert spread[0] > method_mixflow.SPREAD_LIMIT and steps == math.ceil(3 * spread[0])
+    flow = mf.mixflow(normal_sd3, [0.0], [0.5], flow_length=40, step_size=0.5, num_steps=steps, batch_size=1024)
+    x = flow.sample(jax.random.key(1), 4000).position[:, 0]
+    assert abs(x.mean()) < 4 * 3.0 / math.sqrt(4000)
+    assert abs(x.std() / 3.0 - 1) < 4 / math.sqrt(8000)
+    wide = method_mixflow.MeanField(np.array([0.0]), np.array([3.0]), np.zeros(1))  # the target's own width
+    assert method_mixflow._travel_steps(normal_sd3, wide, 0.5, jax.random.key(0), options)[0] == 3
 
 
 def grouped_intercepts(group, y=None):

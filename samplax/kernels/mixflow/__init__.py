@@ -9,7 +9,8 @@ J(s) = |det dT(s)|, a reference q0 and N terms (n = 0..N-1 throughout):
 
     q_N = (1/N) sum_n (T^n)_# q0,      q_N(s) = (1/N) sum_n q0(T^-n s) / prod_{j=1..n} J(T^-j s).
 
-Sampling: K ~ Uniform{0..N-1}, S0 ~ q0, return T^K S0 (i.i.d.). Density: one backward pass of N - 1 inverse maps.
+Sampling: K ~ Uniform{0..N-1}, S0 ~ q0, return T^K S0 (i.i.d.; K maps, (N - 1)/2 on average: draws are sorted by K
+and each compiled chunk stops at its own largest K). Density: one backward pass of N - 1 inverse maps.
 ELBO: for S ~ q0, (1/N) sum_n [log pibar(T^n S) - log q_N(T^n S)] is unbiased for E_{q_N}[log pibar - log q_N];
 with one forward and one backward orbit (2N - 2 maps), a_k = log q0(T^k S), lambda_k = log J(T^k S) and prefix
 sums P_k (P_0 = 0, P_{k+1} - P_k = lambda_k),
@@ -63,7 +64,7 @@ from samplax.kernels.mixflow.flow import (
     OrbitSummary,
     Reference,
     State,
-    _select_along_orbit,
+    _augmented_target,
     build_inverse_kernel,
     build_kernel,
     init,
@@ -133,7 +134,7 @@ class MixFlow(NamedTuple):
     """
 
     flow: Flow
-    sample: Callable  # (rng_key, num_draws) -> Draws: i.i.d. from q_N (N - 1 maps per draw)
+    sample: Callable  # (rng_key, num_draws) -> Draws: i.i.d. from q_N (about N/2 maps per draw, no density)
     draw: Callable  # (rng_key, num_draws) -> Draws with exact log q_N, per-orbit ELBOs, inversion errors (2N maps)
     sample_orbit: Callable  # (rng_key) -> Draws: N correlated draws of one orbit
     log_density: Callable  # (x, rho, u) -> exact log q_N, target coordinates, any leading batch shape
@@ -146,6 +147,10 @@ class MixFlow(NamedTuple):
     log_det_whitening: float  # sum log D when whitened, else 0
     draw_keys: Callable  # (keys) -> `draw`'s Draws, one per key: draw(key, n) is draw_keys(split(key, n)), so a
     #                      run cut into pieces of keys gives the same draws as one call
+    sample_keys: Callable  # (keys) -> Draws with log_target and inversion_error but no density: the draw of each
+    #                        key is the same point as draw_keys' (K maps of its reference point, about N/2 on average)
+    draw_indices: Callable  # (keys) -> K per key, the number of maps its draw takes (sort keys by it before cutting
+    #                         a run into pieces: each piece then costs its largest K)
 
 
 class _Config(NamedTuple):
@@ -236,13 +241,20 @@ def mixflow(
             return jax.device_get(fn(config, params, *args))
 
     def sample(rng_key, num_draws: int) -> Draws:
-        return Draws(*run(_draws, jax.random.split(rng_key, _check_int(num_draws, "num_draws")), False))
+        keys = jax.random.split(rng_key, _check_int(num_draws, "num_draws"))
+        return Draws(*run(_cheap_draws, keys, False)[:3])
+
+    def sample_keys(keys) -> Draws:
+        return Draws(*run(_cheap_draws, keys, True))
+
+    def draw_indices(keys):
+        return run(_draw_indices, keys)
 
     def draw(rng_key, num_draws: int) -> Draws:
         return draw_keys(jax.random.split(rng_key, _check_int(num_draws, "num_draws")))
 
     def draw_keys(keys) -> Draws:
-        return Draws(*run(_draws, keys, True))
+        return Draws(*run(_draws, keys))
 
     def sample_orbit(rng_key) -> Draws:
         return Draws(*run(_orbit_draws, rng_key))
@@ -287,6 +299,8 @@ def mixflow(
         from_flow,
         log_det,
         draw_keys,
+        sample_keys,
+        draw_indices,
     )
 
 
@@ -315,28 +329,75 @@ def _flow_of(config: _Config, params: _Params):
 
 def _batched(config: _Config, fn, *xs):
     """``vmap(fn)`` over the leading axis, in chunks of ``batch_size`` (bounded memory, one compiled body)."""
+    return _in_chunks(config, jax.vmap(fn), *xs)
+
+
+def _in_chunks(config: _Config, batch_fn, *xs):
+    """``batch_fn`` (which takes whole batches) over chunks of ``batch_size`` rows of ``xs``."""
     count, size = xs[0].shape[0], config.batch_size
     if count <= size:
-        return jax.vmap(fn)(*xs)
+        return batch_fn(*xs)
     chunks = -(-count // size)
     pad = chunks * size - count  # < count: repeat the first rows, dropped again below
     xs = [jnp.concatenate([x, x[:pad]]).reshape((chunks, size) + x.shape[1:]) for x in xs]
-    out = jax.lax.map(lambda args: jax.vmap(fn)(*args), xs)
+    out = jax.lax.map(lambda args: batch_fn(*args), xs)
     return jax.tree.map(lambda y: y.reshape((chunks * size,) + y.shape[2:])[:count], out)
 
 
+def _split_draw_key(key, flow_length: int):
+    """A draw's key -> (the key of its reference point S0, its index K ~ Uniform{0..N-1}); both paths use this."""
+    key_reference, key_index = jax.random.split(key)
+    return key_reference, jax.random.randint(key_index, (), 0, flow_length)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _draw_indices(config: _Config, params: _Params, keys):
+    return jax.vmap(lambda key: _split_draw_key(key, config.flow_length)[1])(keys)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def _draws(config: _Config, params: _Params, keys, with_density: bool):
+def _cheap_draws(config: _Config, params: _Params, keys, with_checks: bool):
+    """T^K S0 for each key, without its density: K maps, not 2N - 2.
+
+    The draws are sorted by K and each chunk of ``batch_size`` runs only as many maps as its largest K (lanes that
+    are done keep their state), so a draw costs about N/2 maps on average instead of the N - 1 of a fixed trip count.
+    With ``with_checks`` also log pibar at the draw (free: the last map computed log pi) and its one-step inversion
+    error (2 maps).
+    """
+    flow, _, from_flow, log_det = _flow_of(config, params)
+    indices = _draw_indices(config, params, keys)
+    order = jnp.argsort(indices)
+
+    def chunk(keys, indices):
+        states = jax.vmap(lambda key: sample_reference(flow, _split_draw_key(key, config.flow_length)[0]))(keys)
+
+        def body(step, states):
+            moved = jax.vmap(lambda state: flow.forward(state)[0])(states)
+            going = step < indices
+            return jax.tree.map(
+                lambda a, b: jnp.where(going.reshape(going.shape + (1,) * (a.ndim - 1)), a, b), moved, states
+            )
+
+        chosen = jax.lax.fori_loop(0, jnp.max(indices), body, states)
+        out = (jax.vmap(from_flow)(chosen.position), chosen.momentum, chosen.uniform)
+        if not with_checks:
+            return out
+        log_target = jax.vmap(lambda state: _augmented_target(flow, state))(chosen) - log_det
+        return out + (None, log_target, None, jax.vmap(lambda state: inversion_error(flow, state))(chosen))
+
+    sorted_out = _in_chunks(config, chunk, keys[order], indices[order])
+    unsort = jnp.argsort(order)
+    return jax.tree.map(lambda values: values[unsort], sorted_out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _draws(config: _Config, params: _Params, keys):
+    """T^K S0 for each key with its exact density and its orbit's ELBO: 2N - 2 maps (`orbit_summary`) plus 2."""
     flow, _, from_flow, log_det = _flow_of(config, params)
 
     def one(key):
-        key_reference, key_index = jax.random.split(key)
-        start = sample_reference(flow, key_reference)
-        index = jax.random.randint(key_index, (), 0, config.flow_length)
-        if not with_density:
-            chosen = _select_along_orbit(flow, start, index)
-            return from_flow(chosen.position), chosen.momentum, chosen.uniform
-        summary = orbit_summary(flow, start, index)
+        key_reference, index = _split_draw_key(key, config.flow_length)
+        summary = orbit_summary(flow, sample_reference(flow, key_reference), index)
         chosen = summary.chosen
         return (
             from_flow(chosen.position),

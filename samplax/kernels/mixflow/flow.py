@@ -339,15 +339,3 @@ def inversion_error(flow: Flow, state: State):
         jnp.max(jnp.abs(jnp.concatenate([back.position - state.position, back.momentum - state.momentum]))),
         jnp.minimum(du, 1.0 - du),
     )
-
-
-def _select_along_orbit(flow: Flow, state: State, index) -> State:
-    """T^index(state) by N - 1 forward maps (a fixed trip count, so it vectorises over draws)."""
-
-    def forward(carry, step):
-        state, chosen = carry
-        chosen = jax.tree.map(lambda a, b: jnp.where(step == index, a, b), state, chosen)
-        return (flow.forward(state)[0], chosen), None
-
-    (last, chosen), _ = jax.lax.scan(forward, (state, state), jnp.arange(flow.flow_length - 1))
-    return jax.tree.map(lambda a, b: jnp.where(index == flow.flow_length - 1, a, b), last, chosen)

@@ -8,7 +8,7 @@ of non-finite values. Each is read from the root attr ``extra_<name>`` or, faili
 The method's own check (``extra_mixflow_check``): the ELBO at N/2 against N, the draws' moments against the
 importance-corrected ones (exact density), and a short NUTS run started from the flow's draws; failed checks are
 also convergence warnings (``extra_method_warnings``). ``extra_cost`` gives the gradient evaluations of each stage,
-known before the run.
+known before the run (expected counts: a draw without its density stops after a uniform number of maps).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ NUMERICAL_HEALTH = {
 CURVE = "extra_elbo_vs_flow_length"  # rows (N, ELBO) or (N, ELBO, standard error)
 CHECK = "extra_mixflow_check"
 COST = "extra_cost"
+STEPS, SPREAD = "extra_leapfrog_steps", "extra_spread_over_reference"  # the travel rule's L and pilot spread
 CHECK_ROWS = {  # key in extra_mixflow_check -> what it is
     "elbo_half_flow_length": "ELBO at N/2",
     "elbo_flow_length": "ELBO at N",
@@ -71,6 +72,12 @@ def check_table(context: Context) -> str:
                 f"<h3>Does the flow match the target?</h3><p>{esc(verdict)}</p><table><tbody>{''.join(rows)}"
                 "</tbody></table>"
             )
+    steps, spread = context.attr_json(STEPS), context.attr_array(SPREAD)
+    if steps is not None and spread is not None and spread.size:
+        parts.append(
+            f"<p>Leapfrog steps per map as run: {esc(str(steps))} (travel rule: the flow's spread reached "
+            f"{num(float(np.max(spread)), 3)} reference sds; above 1.5 the maps are lengthened by that factor).</p>"
+        )
     cost = context.attr_json(COST)
     if isinstance(cost, dict):
         rows = [f"<tr><th>{esc(str(stage))}</th><td>{_cell(value)}</td></tr>" for stage, value in cost.items()]
@@ -78,6 +85,9 @@ def check_table(context: Context) -> str:
             "<h3>Cost (gradient evaluations per stage, known before the run)</h3><table><tbody>"
             + "".join(rows)
             + "</tbody></table>"
+            + '<p class="caption">sampling: the draws that carry their exact density and orbit ELBO cost 2N maps of '
+            "L gradients each, the others about N/2 maps (the expected count); L is the one the fit ran (the "
+            "travel rule may lengthen the maps); estimated_sampling_s is timed from the tuning.</p>"
         )
     return "".join(parts)
 
@@ -127,5 +137,7 @@ PANEL = Panel(
     "Flow diagnostics (mixflow)",
     render,
     stats=frozenset(NUMERICAL_HEALTH),
-    attrs=frozenset({CURVE, CHECK, COST, "extra_method_warnings"} | {f"extra_{name}" for name in NUMERICAL_HEALTH}),
+    attrs=frozenset(
+        {CURVE, CHECK, COST, STEPS, SPREAD, "extra_method_warnings"} | {f"extra_{name}" for name in NUMERICAL_HEALTH}
+    ),
 )
