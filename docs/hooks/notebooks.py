@@ -3,9 +3,10 @@
 Before MkDocs collects the pages, each notebook is made available as ``docs/notebooks/<name>.ipynb`` with its
 outputs (that folder is git-ignored), and mkdocs-jupyter renders it (``execute: false`` in mkdocs.yml: this hook
 owns the execution). A copy is reused when it was executed from the notebook's current source (SHA-256 recorded in
-its metadata); otherwise the notebook is executed here. `tests/test_notebooks.py` writes the same copies with
-`execute` below, so running the tests first (as CI does: ``make test`` then ``make docs``) means the docs build
-executes nothing, and ``make docs`` alone executes every notebook once. Both run the small sizes
+its metadata); otherwise the notebook is executed here. `tests/test_notebooks.py` writes the same copies (in one
+shared kernel, its namespace emptied before each notebook, with the environment `execute` below sets), so running
+the tests first (as CI does: ``make test`` then ``make docs``) means the docs build executes nothing, and
+``make docs`` alone executes every notebook once. Both run the small sizes
 (``SAMPLAX_NOTEBOOK_SMALL=1``, a few minutes for all of them on two cores): the docs show the same runs as the tests.
 """
 
