@@ -19,8 +19,12 @@ $(STAMP): $(PY) pyproject.toml
 demo: $(STAMP)
 	$(PY) -m samplax.demo
 
+# Two pytest workers (pytest-xdist), whole files per worker so module fixtures are built once: compiling is most of
+# the suite's time and XLA compiles one program on one core, so two workers use CI's two cores.
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The inner loop: everything but the tests marked slow (make test runs those too). Budget: under 5 minutes.
 test-fast: $(STAMP)

@@ -198,6 +198,8 @@ class Progress:
             with self._ticking(loop, loop._text):
                 yield loop
         finally:
+            if self._bar is not None:
+                self._bar.refresh()  # the last advance may have come within tqdm's mininterval: show the final state
             end = time.perf_counter()
             compiled = loop.compiled_at if loop.compiled_at is not None else end
             if compiled > loop.started:
