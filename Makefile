@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # The inner loop: everything but the tests marked slow (make test runs those too). Budget: under 5 minutes.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The quick subset marked arviz1 (fit, summary, report, save/load, az.loo, the CLI, a notebook) on Python 3.13 with
 # the newest ArviZ (1.x: DataTree, arviz-stats, arviz-plots), in a second venv made from pyenv's interpreter (found
