@@ -197,15 +197,25 @@ CELL_PREFIX = "@@cell "
 
 
 def run_matrix_part(
-    selected, methods, references, settings, log, cells=None, progress=lambda: None, cell_timeout=300.0
+    selected,
+    methods,
+    references,
+    settings,
+    log,
+    cells=None,
+    progress=lambda: None,
+    cell_timeout=300.0,
+    jobs=1,
 ) -> dict:
     """Part 2: every method on every entry at small settings; fills and returns ``{(model, method): cell}``.
 
     Each model's cells run in a child process (`matrix_worker`), so that a cell that never returns cannot stop the
     run: a cell with no result after ``cell_timeout`` seconds is recorded as an error, the child is killed (a stuck
     XLA program also blocks every later program of its process) and a new child takes the model's remaining methods.
-    A child that dies records its current cell as an error with its exit status.
+    A child that dies records its current cell as an error with its exit status. ``jobs`` models run at once (one
+    child each: XLA compiles a program on one core, so two jobs use a 2-core machine's cores).
     """
+    import concurrent.futures
     import json
     import queue
     import subprocess
@@ -217,7 +227,9 @@ def run_matrix_part(
     from . import compare
 
     cells = {} if cells is None else cells
-    for entry in selected:
+    page = threading.Lock()
+
+    def run_entry(entry):
         remaining = list(methods)
         while remaining:
             with tempfile.TemporaryDirectory() as folder:
@@ -282,7 +294,8 @@ def run_matrix_part(
                             cell = json.loads(line[len(CELL_PREFIX) :])
                     cell = _judge(cell, entry, method, references, folder, compare, np)
                     cell.pop("method", None)
-                    cells[(entry.name, method)] = cell
+                    with page:  # the page is rendered from `cells` by the other jobs too
+                        cells[(entry.name, method)] = cell
                     remaining.pop(0)
                     figure = f" {cell['worst']:.2f}" if cell.get("worst") is not None else ""
                     log(
@@ -293,7 +306,17 @@ def run_matrix_part(
                         break  # a new child takes the model's remaining methods
                 if not restart:
                     child.wait(timeout=60)
-        progress()
+
+        with page:
+            progress()
+
+    if jobs <= 1:
+        for entry in selected:
+            run_entry(entry)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(run_entry, entry) for entry in selected]:
+                future.result()
     return cells
 
 
@@ -449,6 +472,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--cell-timeout", type=float, default=300.0, help="seconds a matrix cell may run before it counts as an error"
     )
+    parser.add_argument("--jobs", type=int, default=2, help="matrix models run at once (one worker process each)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "conformance.md"), help="the page to write")
     parser.add_argument("--matrix-worker", help=argparse.SUPPRESS)  # internal: run one model's cells (a child)
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)

@@ -22,3 +22,13 @@ def test_a_cell_without_result_is_an_error_and_the_next_cell_gets_a_new_worker()
         assert cell["status"] == "error"
         assert cell["message"] == "no result within 0.2 s (the process was stopped)"
     assert len(logged) == 2 and all("no result within" in line for line in logged)
+
+
+def test_two_jobs_run_two_models_at_once():
+    first, second = entries("quick")[:2]
+    logged = []
+    cells = run_matrix_part(
+        [first, second], ["nuts"], {}, dict(chains=1, warmup=5, draws=5), logged.append, cell_timeout=0.2, jobs=2
+    )
+    assert set(cells) == {(first.name, "nuts"), (second.name, "nuts")}
+    assert all(cell["status"] == "error" for cell in cells.values()) and len(logged) == 2
