@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from samplax.infer.distributed import AGENT_AXIS, guard
+from samplax.infer.run import to_host
 
 __all__ = [
     "agent_mesh",
@@ -295,17 +296,6 @@ def run_agents(
         per_draw["prox_residual"],
         per_draw["diverging"],
     )
-
-
-def to_host(value) -> np.ndarray:
-    """A global array as a host array on every process (replicated: the local copy; sharded: gathered)."""
-    if value.is_fully_addressable:
-        return np.asarray(value)
-    if value.sharding.is_fully_replicated:
-        return np.asarray(value.addressable_data(0))
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
 
 
 def allgather_host(value) -> np.ndarray:

@@ -29,6 +29,7 @@ __all__ = [
     "chain_sharding",
     "device_layout",
     "data_fingerprint",
+    "to_host",
 ]
 
 
@@ -156,18 +157,18 @@ class ChainRunner:
 
     def run(self, data, states, params, chain_keys, start: int):
         states, kept, finished = self.executable(data, states, params, chain_keys, jnp.asarray(start, jnp.int32))
-        host = jax.tree.map(_to_host, {"stats": kept, **finished})
+        host = jax.tree.map(to_host, {"stats": kept, **finished})
         return states, host
 
     @staticmethod
     def run_fused(executable, data, warmup_keys, positions, chain_keys):
         """Run a compiled `fuse` program; returns (states, params, host arrays as `run` gives them)."""
         states, params, kept, finished = executable(data, warmup_keys, positions, chain_keys)
-        host = jax.tree.map(_to_host, {"stats": kept, **finished})
+        host = jax.tree.map(to_host, {"stats": kept, **finished})
         return states, params, host
 
 
-def _to_host(value) -> np.ndarray:
+def to_host(value) -> np.ndarray:
     """A result as a host array.
 
     In a multi-process job (chains on a mesh of every process's devices, as admm's) a replicated result is read from
