@@ -9,6 +9,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import samplax  # noqa: E402, F401  (before any JAX computation: it sizes XLA's CPU thread pool)
+
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -317,9 +317,9 @@ def cmcd(
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
         detach = objective == "logvar"
         keys = jax.random.split(key, batch_size)
-        # the batch runs as a loop over vmapped groups of LOSS_GROUP trajectories: a single vmap over a batch of
-        # 64+ trajectories of a model with a Cholesky factorisation (NumPyro's sparse_regression example) made the
-        # training program of XLA's CPU runtime (jaxlib 0.10.2) wait forever, at 0 % CPU, in its first execution
+        # the batch runs as a loop over vmapped groups of LOSS_GROUP trajectories: one vmap over 64+ trajectories of
+        # a Cholesky-based model makes batches that jaxlib splits on XLA's intra-op pool, which can deadlock on
+        # machines with many cores too (docs/reliability.md, "A deadlock in batched linear algebra")
         states = jax.lax.map(lambda k: _run(k, params, detach, False)[0], keys, batch_size=LOSS_GROUP)
         log_w = final_log_weight(states)
         finite = jnp.isfinite(log_w)
