@@ -250,8 +250,41 @@ def mean_error(candidate: dict, reference: dict, sites: list[str], *, log_sites=
     return worst
 
 
+MIN_BIAS = 0.1  # a mean difference below this many reference sds is never called wrong in the method matrix
+
+
+def matrix_figures(candidate: dict, reference: dict, sites: list[str], *, log_sites=()) -> tuple[float, float]:
+    """The method matrix's two figures: the worst standardised mean error and the worst significant bias in MCSE.
+
+    A short run of a good method misses the reference mean by a few of its Monte Carlo standard errors, a biased
+    method by more; judging in MCSE (ArviZ's ``mcse`` of both runs, combined) instead of in posterior sds keeps noise
+    apart from bias whatever the run's length and mixing. The arguments are those of `mean_error`.
+
+    Returns:
+        ``(worst |mean_a - mean_b| / sd_b, worst |mean_a - mean_b| / sqrt(mcse_a**2 + mcse_b**2))``, the second over
+        the components whose first figure exceeds ``MIN_BIAS`` (0 if none); both inf if a value is not finite or a
+        fixed component differs.
+    """
+    worst = mean_error(candidate, reference, sites, log_sites=log_sites)
+    if not math.isfinite(worst):
+        return math.inf, math.inf
+    z = 0.0
+    for _label, mean_a, mean_b, mcse_a, mcse_b, _sd_a, sd_b in compare(
+        candidate, reference, sites, log_sites=log_sites
+    ).rows:
+        if sd_b <= _CONSTANT * max(1.0, abs(mean_b)):  # fixed components: judged by mean_error
+            continue
+        diff = abs(mean_a - mean_b)
+        if diff / sd_b > MIN_BIAS:
+            se = math.hypot(mcse_a, mcse_b)
+            z = max(z, diff / se if se > 0 and math.isfinite(se) else math.inf)
+    return worst, z
+
+
 __all__ = [
     "Z_MAX",
+    "MIN_BIAS",
+    "matrix_figures",
     "SD_RTOL",
     "site_kinds",
     "compared_sites",

@@ -7,8 +7,9 @@ Two parts, both written to ``docs/conformance.md``:
    15 % (`compare.compare`). The command exits non-zero if any enforced comparison fails or errors.
 2. The method-support matrix. Every registered method (`samplax.infer.options.methods()`) runs on every corpus model
    at small settings and is classified: ``ok`` (ran; for methods that return posterior draws, the worst
-   ``|mean - ref mean| / ref sd`` against the NumPyro reference of part 1 is shown), ``wrong`` (ran, but that figure
-   exceeds 0.5), ``refused`` (raised ``samplax.UnsupportedModelError`` before compiling) or ``error`` (any other
+   ``|mean - ref mean| / ref sd`` against the NumPyro reference of part 1 is shown), ``wrong`` (ran, but some
+   component's mean misses the reference by more than 4 combined MCSE and more than 0.1 reference sd:
+   `compare.matrix_figures`), ``refused`` (raised ``samplax.UnsupportedModelError`` before compiling) or ``error`` (any other
    exception, or no result within ``--cell-timeout`` seconds: a defect, recorded with its message). Each model's
    cells run in a worker process of their own, so that a cell that never returns cannot stop the run.
 
@@ -32,7 +33,6 @@ import warnings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-WRONG_THRESHOLD = 0.5
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -70,11 +70,24 @@ def one_line(exc: BaseException, width: int = 160) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def classify_run(worst: float | None) -> str:
-    """``ok`` or ``wrong`` for a method that ran (``worst``: its worst standardised mean error, None if not judged)."""
+def classify_run(worst: float | None, bias_z: float | None = None) -> str:
+    """``ok`` or ``wrong`` for a method that ran.
+
+    Args:
+        worst: its worst standardised mean error (None if not judged: no reference).
+        bias_z: its worst mean error in combined MCSE over the components off by more than ``compare.MIN_BIAS``
+            sds (`compare.matrix_figures`).
+
+    Returns:
+        ``wrong`` if a figure is not finite or ``bias_z`` exceeds ``compare.Z_MAX``, else ``ok``.
+    """
+    from .compare import Z_MAX
+
     if worst is None:
         return "ok"
-    return "ok" if math.isfinite(worst) and worst <= WRONG_THRESHOLD else "wrong"
+    if not math.isfinite(worst) or bias_z is None or not math.isfinite(bias_z):
+        return "wrong"
+    return "wrong" if bias_z > Z_MAX else "ok"
 
 
 def _escape(text: str) -> str:
@@ -327,14 +340,18 @@ def _judge(cell, entry, method, references, folder, compare, np) -> dict:
     cell.setdefault("family", options.schema(method).family)
     if cell["status"] != "ran":
         return cell
-    worst = None
+    worst = bias_z = None
     if entry.name in references:
         ref_samples, sites = references[entry.name]
         with np.load(os.path.join(folder, f"{method}.npz")) as stored:
             samples = {name: stored[name] for name in stored.files}
         missing = [s for s in sites if s not in samples]
-        worst = math.inf if missing else compare.mean_error(samples, ref_samples, sites, log_sites=entry.log_sites)
-    cell.update(status=classify_run(worst), worst=worst)
+        worst, bias_z = (
+            (math.inf, math.inf)
+            if missing
+            else compare.matrix_figures(samples, ref_samples, sites, log_sites=entry.log_sites)
+        )
+    cell.update(status=classify_run(worst, bias_z), worst=worst, bias_z=bias_z)
     return cell
 
 
@@ -411,7 +428,10 @@ def render(nuts_rows, cells, selected, matrix_models, methods, settings, command
             f"Every registered method on every model at chains={settings['chains']}, "
             f"warmup={settings['warmup']}, draws={settings['draws']}, seed 0. `ok x.xx`: ran, with the worst "
             f"`|mean - NumPyro mean| / NumPyro sd` over the compared components (short runs: a figure up to "
-            f"about 0.3 is Monte Carlo noise); `wrong`: ran but that figure exceeds {WRONG_THRESHOLD}; "
+            f"about 0.3 can be Monte Carlo noise); `wrong x.xx (z y.y)`: ran, but some component's mean misses "
+            f"NumPyro's by more than {compare.MIN_BIAS:g} NumPyro sd and more than {compare.Z_MAX:g} combined "
+            "Monte Carlo standard errors (ArviZ's `mcse` of both runs; z is the worst such miss in MCSE), so the "
+            "difference is bias, not noise; "
             "`refused`: raised `samplax.UnsupportedModelError` (the feature is shown); `error`: any other "
             "exception (a defect; the messages are listed below the table).",
             "",
@@ -429,6 +449,8 @@ def render(nuts_rows, cells, selected, matrix_models, methods, settings, command
                 text = cell["status"]
                 if cell.get("worst") is not None:
                     text += f" {cell['worst']:.2f}" if math.isfinite(cell["worst"]) else " inf"
+                    if cell["status"] == "wrong" and math.isfinite(cell.get("bias_z") or math.inf):
+                        text += f" (z {cell['bias_z']:.1f})"
                 if cell["status"] == "refused":
                     text += f" ({_escape(cell['message'])})"
                 if cell["status"] == "error":

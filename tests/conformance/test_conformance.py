@@ -133,6 +133,26 @@ def test_compare_log_sites_and_fixed_components():
     assert compare.mean_error(candidate, reference, ["L"]) == math.inf
 
 
+def test_matrix_figures_call_bias_wrong_and_noise_ok():
+    # exact draws, shifted so that the means differ by exactly `shift` reference sds: 0.3 sd is ~3 MCSE with
+    # 2 x 100 draws a side (noise at these settings) and ~21 MCSE with 4 x 5000 (bias); 0.05 sd is never wrong
+    rng = np.random.default_rng(1)
+
+    def shifted(reference, shape, shift):
+        x = rng.normal(size=shape)
+        return {"x": x - x.mean() + reference["x"].mean() + shift * reference["x"].std(ddof=1)}
+
+    reference = {"x": rng.normal(size=(2, 100))}
+    worst, z = compare.matrix_figures(shifted(reference, (2, 100), 0.3), reference, ["x"])
+    assert worst == pytest.approx(0.3) and 1.5 < z < 4.0 and classify_run(worst, z) == "ok"
+    reference = {"x": rng.normal(size=(4, 5000))}
+    worst, z = compare.matrix_figures(shifted(reference, (4, 5000), 0.3), reference, ["x"])
+    assert z > 15 and classify_run(worst, z) == "wrong"
+    worst, z = compare.matrix_figures(shifted(reference, (4, 5000), 0.05), reference, ["x"])
+    assert worst == pytest.approx(0.05) and z == 0.0 and classify_run(worst, z) == "ok"
+    assert compare.matrix_figures({"x": np.full((2, 100), np.nan)}, reference, ["x"]) == (math.inf, math.inf)
+
+
 def test_classification():
     class Unsupported(ValueError):
         def __init__(self, feature, method):
@@ -143,8 +163,8 @@ def test_classification():
     status, message = classify_exception(RuntimeError("boom\nmore"), Unsupported)
     assert (status, message) == ("error", "RuntimeError: boom")
     assert classify_exception(ValueError("x"), None)[0] == "error"
-    assert classify_run(None) == "ok" and classify_run(0.2) == "ok"
-    assert classify_run(0.7) == "wrong" and classify_run(math.inf) == "wrong"
+    assert classify_run(None) == "ok" and classify_run(0.2, 0.0) == "ok" and classify_run(0.7, 3.9) == "ok"
+    assert classify_run(0.7, 4.5) == "wrong" and classify_run(math.inf, math.inf) == "wrong"
     assert one_line(KeyError()) == "KeyError"
 
 
