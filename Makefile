@@ -60,9 +60,10 @@ $(STAMP313): pyproject.toml
 	touch $@
 
 # Every corpus model: samplax nuts against NumPyro NUTS (fails on a mismatch) and the method-support matrix;
-# writes docs/conformance.md.
+# writes docs/conformance.md. Hours on 2 cores: it keeps its progress in .conformance/, and
+# `make conformance ARGS=--resume` carries on after an interruption.
 conformance: $(STAMP)
-	$(PY) -m tests.conformance.run
+	$(PY) -m tests.conformance.run $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

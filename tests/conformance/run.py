@@ -15,7 +15,8 @@ Two parts, both written to ``docs/conformance.md``:
 
 Options select models and methods (``--models``, ``--methods``, ``--tag``), skip a part (``--no-matrix``,
 ``--no-nuts``), restrict the matrix (``--matrix-tag``) and set its settings (``--matrix-chains``,
-``--matrix-warmup``, ``--matrix-draws``).
+``--matrix-warmup``, ``--matrix-draws``). A run keeps what it has in ``--state`` (``.conformance/``) after every
+model and cell; ``--resume`` carries on from there (a full run takes hours on 2 cores).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import warnings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import samplax  # noqa: E402  (before any JAX computation: it sizes XLA's CPU thread pool)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def unsupported_error_type():
     """``samplax.UnsupportedModelError`` if samplax defines it yet, else None."""
-    import samplax
-
     try:
         return getattr(samplax, "UnsupportedModelError", None)
     except Exception:  # a lazy attribute hook that raises
@@ -123,14 +124,17 @@ def run_nuts_part(selected, references, log, results=None, progress=lambda: None
     from . import compare
 
     results = [] if results is None else results
+    done = {row["name"] for row in results}  # rows already there: a resumed run
     for entry in selected:
+        if entry.name in done:
+            continue
         row = {"name": entry.name, "entry": entry}
         try:
             data = entry.data()
             sites = compare.compared_sites(entry, data)
             ref = compare.numpyro_nuts(entry, data)
             references[entry.name] = (ref["samples"], sites)
-            row.update(ref_seconds=ref["seconds"], ref_divergences=ref["divergences"])
+            row.update(ref_seconds=ref["seconds"], ref_divergences=ref["divergences"], sites=sites)
         except Exception as exc:  # the corpus itself is broken: always a failure
             row.update(status="reference error", message=one_line(exc))
             results.append(row)
@@ -243,7 +247,7 @@ def run_matrix_part(
     page = threading.Lock()
 
     def run_entry(entry):
-        remaining = list(methods)
+        remaining = [m for m in methods if (entry.name, m) not in cells]  # cells already there: a resumed run
         while remaining:
             with tempfile.TemporaryDirectory() as folder:
                 command = [
@@ -309,6 +313,7 @@ def run_matrix_part(
                     cell.pop("method", None)
                     with page:  # the page is rendered from `cells` by the other jobs too
                         cells[(entry.name, method)] = cell
+                        progress()
                     remaining.pop(0)
                     figure = f" {cell['worst']:.2f}" if cell.get("worst") is not None else ""
                     log(
@@ -319,9 +324,6 @@ def run_matrix_part(
                         break  # a new child takes the model's remaining methods
                 if not restart:
                     child.wait(timeout=60)
-
-        with page:
-            progress()
 
     if jobs <= 1:
         for entry in selected:
@@ -353,6 +355,77 @@ def _judge(cell, entry, method, references, folder, compare, np) -> dict:
         )
     cell.update(status=classify_run(worst, bias_z), worst=worst, bias_z=bias_z)
     return cell
+
+
+def save_state(folder: pathlib.Path, settings: dict, nuts_rows, references, cells, elapsed: float) -> None:
+    """Write what a run has so far to ``folder``, so that ``--resume`` carries on from it.
+
+    ``state.json`` holds the matrix settings, the NUTS rows (their comparisons as plain data), the matrix cells and
+    the wall time so far; ``ref_<model>.npz`` holds NumPyro's reference draws of each model (written once).
+    """
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (samples, _sites) in references.items():
+        path = folder / f"ref_{name}.npz"
+        if not path.exists():
+            np.savez(path, **samples)
+    rows = []
+    for row in nuts_rows:
+        row = {k: v for k, v in row.items() if k != "entry"}
+        if "comparison" in row:
+            row["comparison"] = dataclasses.asdict(row["comparison"])
+        rows.append(row)
+    state = dict(
+        settings=settings,
+        elapsed=elapsed,
+        nuts_rows=rows,
+        cells=[dict(model=model, method=method, **cell) for (model, method), cell in cells.items()],
+    )
+    temporary = folder / "state.json.tmp"
+    temporary.write_text(json.dumps(state))
+    temporary.replace(folder / "state.json")  # atomic: a run killed while writing keeps the previous state
+
+
+def load_state(folder: pathlib.Path, settings: dict) -> tuple[list, dict, dict, float]:
+    """``(nuts_rows, references, cells, elapsed)`` saved by `save_state` (empty if there is none).
+
+    Raises:
+        SystemExit: the saved run used other matrix settings (its cells would not be comparable).
+    """
+    import json
+
+    import numpy as np
+
+    from .compare import Comparison
+    from .corpus import CORPUS
+
+    path = folder / "state.json"
+    if not path.exists():
+        return [], {}, {}, 0.0
+    state = json.loads(path.read_text())
+    if state["settings"] != settings:
+        raise SystemExit(
+            f"the run saved in {folder} used matrix settings {state['settings']}, not {settings}: "
+            "resume with those settings or start afresh without --resume"
+        )
+    nuts_rows, references = [], {}
+    for row in state["nuts_rows"]:
+        if row["name"] not in CORPUS:
+            continue
+        row["entry"] = CORPUS[row["name"]]
+        if "comparison" in row:
+            row["comparison"] = Comparison(**row["comparison"])
+        nuts_rows.append(row)
+        reference = folder / f"ref_{row['name']}.npz"
+        if "sites" in row and reference.exists():
+            with np.load(reference) as stored:
+                references[row["name"]] = ({k: stored[k] for k in stored.files}, row["sites"])
+    cells = {(c.pop("model"), c.pop("method")): c for c in state["cells"]}
+    return nuts_rows, references, cells, float(state["elapsed"])
 
 
 def render(nuts_rows, cells, selected, matrix_models, methods, settings, command, elapsed, done=True) -> str:
@@ -496,6 +569,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=2, help="matrix models run at once (one worker process each)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "conformance.md"), help="the page to write")
+    parser.add_argument(
+        "--state", default=str(ROOT / ".conformance"), help="folder where the run keeps what it has (for --resume)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="carry on from the run saved in --state (same matrix settings)"
+    )
     parser.add_argument("--matrix-worker", help=argparse.SUPPRESS)  # internal: run one model's cells (a child)
     parser.add_argument("--worker-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -527,8 +606,13 @@ def main(argv=None) -> int:
     def log(message):
         print(message, flush=True)
 
-    start = time.perf_counter()
-    references, nuts_rows, cells = {}, [], {}
+    state = pathlib.Path(args.state)
+    if args.resume:
+        nuts_rows, references, cells, earlier = load_state(state, settings)
+        log(f"resuming: {len(nuts_rows)} NUTS comparisons and {len(cells)} matrix cells from {state}")
+    else:
+        references, nuts_rows, cells, earlier = {}, [], {}, 0.0
+    start = time.perf_counter() - earlier
     matrix_models = (
         [] if args.no_matrix else [e for e in selected if args.matrix_tag is None or args.matrix_tag in e.tags]
     )
@@ -539,6 +623,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(done=False):
+        save_state(state, settings, nuts_rows, references, cells, time.perf_counter() - start)
         out.write_text(
             render(
                 nuts_rows,
@@ -565,6 +650,7 @@ def main(argv=None) -> int:
             cells=cells,
             progress=write,
             cell_timeout=args.cell_timeout,
+            jobs=args.jobs,
         )
     write(done=True)
     log(f"wrote {out}")
