@@ -223,6 +223,8 @@ def run_matrix_part(
     progress=lambda: None,
     cell_timeout=300.0,
     jobs=1,
+    page=None,
+    reference_ready=lambda name: None,
 ) -> dict:
     """Part 2: every method on every entry at small settings; fills and returns ``{(model, method): cell}``.
 
@@ -230,7 +232,9 @@ def run_matrix_part(
     run: a cell with no result after ``cell_timeout`` seconds is recorded as an error, the child is killed (a stuck
     XLA program also blocks every later program of its process) and a new child takes the model's remaining methods.
     A child that dies records its current cell as an error with its exit status. ``jobs`` models run at once (one
-    child each: XLA compiles a program on one core, so two jobs use a 2-core machine's cores).
+    child each: XLA compiles a program on one core, so two jobs use a 2-core machine's cores). ``page`` is the lock
+    held while ``cells`` change and ``progress`` runs; ``reference_ready(name)`` returns once part 1 has made (or
+    failed to make) that model's reference, so that both parts can run at once.
     """
     import concurrent.futures
     import json
@@ -244,7 +248,7 @@ def run_matrix_part(
     from . import compare
 
     cells = {} if cells is None else cells
-    page = threading.Lock()
+    page = threading.Lock() if page is None else page
 
     def run_entry(entry):
         remaining = [m for m in methods if (entry.name, m) not in cells]  # cells already there: a resumed run
@@ -309,6 +313,7 @@ def run_matrix_part(
                             continue
                         else:
                             cell = json.loads(line[len(CELL_PREFIX) :])
+                    reference_ready(entry.name)  # the NUTS part may still be making it (a pipelined run)
                     cell = _judge(cell, entry, method, references, folder, compare, np)
                     cell.pop("method", None)
                     with page:  # the page is rendered from `cells` by the other jobs too
@@ -369,7 +374,7 @@ def save_state(folder: pathlib.Path, settings: dict, nuts_rows, references, cell
     import numpy as np
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, (samples, _sites) in references.items():
+    for name, (samples, _sites) in list(references.items()):  # the NUTS part may be adding one
         path = folder / f"ref_{name}.npz"
         if not path.exists():
             np.savez(path, **samples)
@@ -638,8 +643,36 @@ def main(argv=None) -> int:
             )
         )
 
+    # Both parts at once: the NUTS part (in this process) makes the references while the matrix's workers run, and
+    # a matrix cell waits for its model's reference only to be judged. A 2-core machine's cores stay busy.
+    import threading
+
+    page = threading.Lock()
+    finished = {e.name: threading.Event() for e in selected}
+
+    def nuts_progress():
+        with page:
+            write()
+            for row in nuts_rows:
+                finished[row["name"]].set()
+
+    nuts = None
     if not args.no_nuts:
-        run_nuts_part(selected, references, log, results=nuts_rows, progress=write)
+        for row in nuts_rows:  # done in an earlier run
+            finished[row["name"]].set()
+        failure = []
+
+        def run_nuts():
+            try:
+                run_nuts_part(selected, references, log, results=nuts_rows, progress=nuts_progress)
+            except BaseException as exc:  # re-raised below, after the matrix
+                failure.append(exc)
+            finally:  # never leave a matrix cell waiting for a reference that will not come
+                for event in finished.values():
+                    event.set()
+
+        nuts = threading.Thread(target=run_nuts)
+        nuts.start()
     if matrix_models:
         run_matrix_part(
             matrix_models,
@@ -651,7 +684,13 @@ def main(argv=None) -> int:
             progress=write,
             cell_timeout=args.cell_timeout,
             jobs=args.jobs,
+            page=page,
+            reference_ready=(lambda name: finished[name].wait()) if nuts is not None else (lambda name: None),
         )
+    if nuts is not None:
+        nuts.join()
+        if failure:
+            raise failure[0]
     write(done=True)
     log(f"wrote {out}")
     failed = [r["name"] for r in nuts_rows if r["entry"].enforced and r["status"] != "pass"]
