@@ -26,7 +26,7 @@ def _one_intra_op_thread_on_small_machines() -> None:
     runs the tasks and the program waits forever at 0 % CPU (jaxlib 0.10.2; a standalone reproducer is in
     docs/reliability.md). Vmapped chains and particles make such batches, and on a 2-core machine the pool has two
     workers: tempered SMC on NumPyro's sparse_regression example needs 6 or more. A one-thread pool runs every
-    batch inline, so the deadlock cannot happen; on 2 cores large models sample up to a third slower and small
+    batch inline, so the deadlock cannot happen; on 2 cores large models run up to 40 % longer and small
     ones faster (docs/reliability.md has the figures). ``PJRT_NPROC`` (or ``NPROC``) set by the
     user wins; it takes effect only if set before JAX starts its CPU backend.
     """

@@ -497,7 +497,11 @@ def _run(target, options, key, chains, warmup, draws) -> DirectResult:
         seconds_per_gradient = float(np.min(np.diff(stamps[1:]))) / max(per_point, 1)
     else:
         seconds_per_gradient = (time.perf_counter() - tuning_start) / max(cost["tuning"] + cost["check"], 1)
-    cost["estimated_sampling_s"] = seconds_per_gradient * cost["sampling"]
+    # the two drawing programs (draws with and without their density) compile about as long as a grid point's
+    # program did: its first point's time less the fastest point's
+    compile_s = float(stamps[1] - stamps[0] - np.min(np.diff(stamps[1:]))) if len(stamps) > 2 else 0.0
+    cost["estimated_compile_s"] = 2 * max(compile_s, 0.0)
+    cost["estimated_sampling_s"] = seconds_per_gradient * cost["sampling"] + cost["estimated_compile_s"]
     start = time.perf_counter()
     density = min(options["density_draws"], draws)
     with bar.loop("drawing", total=chains * draws, unit="draw") as loop:

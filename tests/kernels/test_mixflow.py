@@ -544,7 +544,7 @@ def test_fit_warns_when_a_short_flow_misses_a_curved_target():
     cost = json.loads(fit.idata.attrs["extra_cost"])
     # 128 draws per repeat with their density (2N - 2 maps + 2), 122 without ((N - 1)/2 maps on average + 2)
     assert cost["sampling"] == 2 * 128 * (2 * 10 - 2 + 2) * 4 + 2 * 122 * (4.5 + 2) * 4
-    assert cost["estimated_sampling_s"] > 0
+    assert cost["estimated_sampling_s"] > cost["estimated_compile_s"] >= 0
 
 
 @pytest.mark.slow
@@ -601,3 +601,16 @@ def test_float64_target_after_a_float32_one_of_the_same_int_data():
     with jax.enable_x64(True):
         start = build_target(grouped_intercepts, data).init(jax.random.key(0), 1)
     assert start.dtype == jnp.float64 and start.shape == (1, 3)
+
+
+def test_an_elbo_fall_warns_unless_a_nuts_run_agreed_with_the_draws():
+    from samplax.infer.mixflow_checks import check_warnings
+
+    fell = dict(elbo_gain_over_half=-3.37, elbo_gain_over_half_se=0.36, elbo_half_flow_length=-2.55)
+    fell.update(elbo_flow_length=-5.92, half_flow_length=100)
+    assert ["ELBO falls" in m for m in check_warnings(fell)] == [True]  # no NUTS check (check="importance")
+    assert ["ELBO falls" in m for m in check_warnings(dict(fell, nuts_check_passed=True))] == []
+    nuts_off = dict(fell, nuts_check_passed=False, nuts_coordinates_off=1, nuts_mean_shift_max_sd=0.5)
+    nuts_off.update(nuts_sd_ratio_min=0.7, nuts_sd_ratio_max=1.0)
+    assert sorted("ELBO falls" in m for m in check_warnings(nuts_off)) == [False, True]
+    assert check_warnings(dict(fell, elbo_gain_over_half=-0.5)) == []  # within 3 SE: noise
