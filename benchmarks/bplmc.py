@@ -83,6 +83,8 @@ PROBLEMS = (
             ("myula adjusted", "myula", {"adjusted": True}, None),
             ("nuts", "nuts", {}, None),
             ("myula adjusted, equal time", "myula", {"adjusted": True}, None),
+            # the covariance of 50 correlated coordinates needs more warm-up draws than the 400 of the default
+            ("myula adjusted dense", "myula", {"adjusted": True, "precondition": "dense", "warmup": 4000}, None),
         ),
     ),
     (
@@ -203,7 +205,7 @@ def measure(fit, sites, reference_mean, reference_sd, thin=1) -> dict:
     )
 
 
-def _defaults_used(method, fit) -> str:
+def _defaults_used(method, fit, warmup=None) -> str:
     if method == "nuts":
         return "window adaptation"
     options = fit.options
@@ -221,7 +223,12 @@ def _defaults_used(method, fit) -> str:
         parts.append("/".join(sorted({spec.name for spec in specs})))
     if method == "myula":
         adjusted = bool(options.get("adjusted"))
-        parts.append("adjusted (exact target), diagonal preconditioner" if adjusted else "unadjusted")
+        kind = method_bplmc.resolve_precondition(options, adjusted)
+        parts.append("adjusted (exact target)" if adjusted else "unadjusted")
+        if kind:
+            parts.append(f"{kind} preconditioner")
+        if warmup is not None:
+            parts.append(f"{warmup} warm-up steps")
     if fit.precision == "float64":
         parts.append("float64")
     return ", ".join(parts)
@@ -268,7 +275,9 @@ def run_problem(problem, s) -> tuple[list[list], list[str], dict]:
             base = measured[label[: -len(EQUAL_TIME)]]
             transitions = int(s["draws"] * measured["nuts"]["sampling_s"] / max(base["sampling_s"], 1e-9))
             thin = max(1, transitions // s["draws"])
-        fit = _fit(entry.model, data, method, s["chains"], s["warmup"], draws, s["seed"], options, precision, thin=thin)
+        options = dict(options)
+        warmup = options.pop("warmup", s["warmup"])  # a row may set its own warm-up length
+        fit = _fit(entry.model, data, method, s["chains"], warmup, draws, s["seed"], options, precision, thin=thin)
         row = measure(fit, sites, ref_mean, ref_sd, thin)
         row["draws"] = f"{s['chains']} x {draws * thin}" + (f" (every {thin}th kept)" if thin > 1 else "")
         measured[label] = row
@@ -276,7 +285,7 @@ def run_problem(problem, s) -> tuple[list[list], list[str], dict]:
             [
                 f"({key}) {title}",
                 label,
-                _defaults_used(method, fit),
+                _defaults_used(method, fit, warmup if warmup != s["warmup"] else None),
                 row["gradients_per_draw"],
                 row["draws"],
                 row["mean_error"],

@@ -26,6 +26,8 @@ Defaults and why (measured in docs/methods/bplmc.md and docs/benchmarks/):
 * myula ``adjusted=False`` (the paper's method); ``adjusted=True`` tests on the exact posterior, which removes the
   smoothing and step biases that made it lose to NUTS on the Bayesian LASSO. ``precondition=None`` is on exactly when
   adjusted: the unadjusted step in the metric of m is limited by the envelope's curvature 1/lambda and gains nothing.
+  ``precondition="dense"`` adapts the draws' covariance instead of their variances (drift and noise in its metric,
+  the envelope in its diagonal's), for posteriors whose coordinates are correlated.
 * ``step_size=None`` (auto): `samplax.kernels.bregman.adaptation.build_warmup`. Unadjusted: 10 warm-up windows, each at
   0.2 / (L + 1/lambda) with L the curvature of f in the chain's geometry at the window's start; sampling uses the 0.9
   quantile of the later windows' L. Adjusted: BlackJAX's dual averaging towards ``target_accept``. With a
@@ -80,7 +82,8 @@ __all__ = [
 class BPLMCParams(NamedTuple):
     """Adapted per-chain parameters (fit broadcasts ``step_size`` into ``sample_stats``).
 
-    ``inverse_mass`` is the diagonal preconditioner (myula; ones for bplmc).
+    ``inverse_mass`` is the preconditioner (myula: its diagonal, or for ``precondition="dense"`` the lower Cholesky
+    factor of the dense one; ones for bplmc).
     """
 
     step_size: jax.Array
@@ -118,7 +121,8 @@ class ProximalSetup(NamedTuple):
     kernel(key, state, step_size, inverse_mass) -> (state, info); init(position, inverse_mass) -> state (kernel
     coordinates); to_kernel(z) / to_unconstrained(position) move between fit's flat unconstrained vector and kernel
     coordinates; curvature(position, inverse_mass) is L for the step-size rule; smoothing is lambda, or None when
-    there is no nonsmooth term; precondition says whether the warm-up adapts ``inverse_mass``.
+    there is no nonsmooth term; precondition says whether the warm-up adapts ``inverse_mass``, dense whether it is
+    the draws' covariance (passed as its lower Cholesky factor) rather than their variances.
     """
 
     kernel: Callable
@@ -129,6 +133,7 @@ class ProximalSetup(NamedTuple):
     smoothing: float | None
     adjusted: bool
     precondition: bool = False
+    dense: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -174,6 +179,33 @@ class _BetaOption(Option):
             f"method '{method}': option 'beta' must be a number > 0 or a dict {{site name: number > 0}}, "
             f"got {value!r}; {self.help}"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _PreconditionOption(Option):
+    def check(self, method: str, value):
+        if value is None or isinstance(value, bool) or value in PRECONDITIONERS:
+            return value
+        raise ValueError(
+            f"method '{method}': option 'precondition' must be None, True, False, 'diagonal' or 'dense', "
+            f"got {value!r}; {self.help}"
+        )
+
+
+PRECONDITIONERS = ("diagonal", "dense")
+
+
+def resolve_precondition(options, adjusted: bool) -> str | None:
+    """``"diagonal"``, ``"dense"`` or None (no preconditioner) from the ``precondition`` option.
+
+    None (the default) is the diagonal preconditioner when adjusted and none when unadjusted; True is diagonal.
+    """
+    value = options.get("precondition")
+    if value is None:
+        return "diagonal" if adjusted else None
+    if value is True:
+        return "diagonal"
+    return value or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,12 +316,13 @@ MYULA_SCHEMA = MethodSchema(
             "proposal: no smoothing or step-size bias)",
         ),
         _TARGET_ACCEPT,
-        Option(
+        _PreconditionOption(
             "precondition",
-            bool,
+            object,
             None,
-            "adapt a diagonal inverse mass (the draws' variances) during warm-up, "
-            "the envelope taken in its metric; None: on when adjusted",
+            "adapt an inverse mass during warm-up: 'diagonal' (or True; the draws' variances, the "
+            "envelope taken in its metric) or 'dense' (their covariance: drift and noise in its "
+            "metric, the envelope in its diagonal's); None: diagonal when adjusted, none otherwise",
             allow_none=True,
         ),
         _TotalVariationOption(
@@ -399,12 +432,15 @@ def resolve_adjusted(target, options) -> bool:
 
 
 class _Metric(NamedTuple):
-    """The quadratic Legendre function x^T diag(m)^-1 x / 2, as far as ``bplmc.relative_curvature`` needs it."""
+    """The quadratic Legendre function x^T M^-1 x / 2, as far as ``bplmc.relative_curvature`` needs it.
+
+    ``inverse_mass`` is diag(M) or, for a dense M = L L^T, its factor L.
+    """
 
     inverse_mass: jax.Array
 
     def hess_inv_matvec(self, x, v):
-        return self.inverse_mass * v
+        return myula.preconditioned(self.inverse_mass, v)
 
 
 def bplmc_setup(target, options) -> ProximalSetup:
@@ -578,7 +614,8 @@ def myula_setup(target, options) -> ProximalSetup:
         curvature,
         smoothing,
         adjusted,
-        adjusted if options.get("precondition") is None else bool(options["precondition"]),
+        resolve_precondition(options, adjusted) is not None,
+        resolve_precondition(options, adjusted) == "dense",
     )
 
 
@@ -599,6 +636,7 @@ def warmup_chain(setup: ProximalSetup, num_steps: int, step_size=None, target_ac
         step_size=step_size,
         target_accept=target_accept,
         adapt_mass=setup.precondition,
+        dense=setup.dense,
     )
 
 
@@ -649,7 +687,7 @@ def _make_start(setup_fn):
 
         def start(z):
             position = setup.to_kernel(z)
-            inverse_mass = jnp.ones(position.shape, z.dtype)
+            inverse_mass = jnp.eye(position.size, dtype=z.dtype) if setup.dense else jnp.ones(position.shape, z.dtype)
             state = setup.init(position, inverse_mass)
             if options["step_size"] is not None:
                 gamma = jnp.asarray(options["step_size"], z.dtype)

@@ -418,3 +418,41 @@ def test_tv_declaration_is_checked_against_the_model():
         method_bplmc.myula_tv_terms(target, {"site": "image", "weight": TV_WEIGHT, "factor": "tv"})
     (term,) = method_bplmc.myula_tv_terms(target, {"site": "x", "weight": TV_WEIGHT, "factor": "tv"})
     assert (term.start, term.stop, term.shape, term.weight) == (0, 9, (3, 3), TV_WEIGHT)
+
+
+def test_dense_preconditioned_myula_recovers_a_correlated_conjugate_posterior():
+    """Bayesian linear regression with strongly correlated covariates, known noise: the posterior is Gaussian with
+    covariance (X^T X + I)^-1 and mean that times X^T y. Adjusted myula with ``precondition="dense"`` adapts the draws'
+    covariance; means within 4 MCSE, sds within 10 %."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(60, 1))
+    X = np.hstack([base + 0.1 * rng.normal(size=(60, 1)) for _ in range(3)])
+    y = X @ np.array([1.0, -0.5, 0.2]) + rng.normal(size=60)
+
+    def model(X, y=None):
+        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([3]))
+        numpyro.sample("y", dist.Normal(X @ beta, 1.0), obs=y)
+
+    covariance = np.linalg.inv(X.T @ X + np.eye(3))
+    mean = covariance @ X.T @ y
+    fit = samplax.fit(
+        model,
+        {"X": X, "y": y},
+        method="myula",
+        adjusted=True,
+        precondition="dense",
+        chains=4,
+        warmup=1000,
+        draws=2000,
+        seed=0,
+        progress=False,
+    )
+    beta = fit.idata.posterior["beta"]
+    mcse = az.mcse(fit.idata, var_names=["beta"])["beta"].values
+    assert np.all(np.abs(beta.mean(("chain", "draw")).values - mean) < 4 * mcse)
+    np.testing.assert_allclose(beta.std(("chain", "draw")).values, np.sqrt(np.diag(covariance)), rtol=0.1)
+    with pytest.raises(ValueError, match="'precondition' must be None, True, False, 'diagonal' or 'dense'"):
+        samplax.fit(model, {"X": X, "y": y}, method="myula", precondition="full", progress=False)

@@ -1,9 +1,10 @@
-"""Warm-up of the proximal Langevin kernels (bplmc, myula): step size and, optionally, a diagonal preconditioner.
+"""Warm-up of the proximal Langevin kernels (bplmc, myula): step size and an optional diagonal or dense preconditioner.
 
 Built on BlackJAX's pieces: the dual averaging of Hoffman and Gelman (JMLR 2014, section 3.2.1;
 ``blackjax.adaptation.step_size.dual_averaging_adaptation``) for adjusted chains, and the Welford variance
 estimator of Stan's windowed adaptation (``blackjax.adaptation.mass_matrix.mass_matrix_adaptation``, with its
-regularisation towards 1e-3) for the preconditioner. Unadjusted chains have no acceptance rate to steer by: their step
+regularisation towards 1e-3) for the preconditioner: the draws' variances, or with ``dense`` their covariance, which
+the kernel receives as its lower Cholesky factor. Unadjusted chains have no acceptance rate to steer by: their step
 follows the curvature rule
 
     gamma = fraction / (max(L, 1) + 1/lambda),   L = largest |eigenvalue| of phi''(x)^-1 hess f(x)
@@ -74,16 +75,19 @@ def build_warmup(
     step_size=None,
     target_accept: float = 0.574,
     adapt_mass: bool = False,
+    dense: bool = False,
 ) -> Callable:
     """``warmup(rng_key, position) -> (state, step_size, inverse_mass, mean acceptance)`` for ONE chain (vmap it).
 
     kernel(key, state, step_size, inverse_mass) -> (state, info with ``acceptance_rate``); init(position,
     inverse_mass) -> state; curvature(position, inverse_mass) -> L in the kernel's geometry; ``smoothing`` is lambda
     or None (no nonsmooth term). ``step_size`` fixed: ``num_steps`` steps of burn-in at it (and, with
-    ``adapt_mass``, the preconditioner is still estimated). The key of warm-up step t is ``fold_in(rng_key, t)``.
+    ``adapt_mass``, the preconditioner is still estimated). ``dense``: the preconditioner is the draws' covariance,
+    passed to ``kernel`` and ``init`` as its lower Cholesky factor ((d, d); the identity until it is set). The key of
+    warm-up step t is ``fold_in(rng_key, t)``.
     """
     da_init, da_update, _ = dual_averaging_adaptation(target_accept)
-    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal_matrix=True)
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal_matrix=not dense)
     windows = max(1, min(WINDOWS, num_steps))
     length = num_steps // windows
     tail = num_steps - windows * length
@@ -96,7 +100,7 @@ def build_warmup(
     def warmup(rng_key, position):
         position = jnp.asarray(position)
         dtype = position.dtype
-        ones = jnp.ones(position.shape, dtype)
+        ones = jnp.eye(position.size, dtype=dtype) if dense else jnp.ones(position.shape, dtype)  # M = I
         state = init(position, ones)
         first = jnp.asarray(step_size, dtype) if fixed else rule(state.position, ones, dtype)
         carry = _Carry(state, first, da_init(first), mm_init(position.size), ones)
@@ -127,6 +131,8 @@ def build_warmup(
             def set_mass(carry):
                 mass = mm_final(carry.mass)
                 inverse_mass = mass.inverse_mass_matrix.astype(dtype)
+                if dense:  # the kernels take M = L L^T as L
+                    inverse_mass = jnp.linalg.cholesky(inverse_mass)
                 state = init(carry.state.position, inverse_mass)
                 averaging = carry.averaging
                 if adjusted and not fixed:

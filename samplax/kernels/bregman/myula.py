@@ -15,6 +15,11 @@ on its block (``prox_total_variation`` at lambda m_B w, m_B the block's mean). T
 
     x_{k+1} = x_k - gamma m grad U(x_k) + sqrt(2 gamma m) xi,   U = f + g^lambda,   xi ~ N(0, I).
 
+A dense preconditioner M = L L^T (passed as its lower Cholesky factor L, a (d, d) array) replaces m in the drift and
+the noise, x_{k+1} = x_k - gamma M grad U(x_k) + sqrt(2 gamma) L xi, while the envelope keeps the diagonal metric
+diag(M) (the L1 prox has no closed form in a dense metric). The Langevin diffusion dx = -M grad U dt + sqrt(2 M) dW
+leaves exp(-U) invariant for any fixed M > 0, so this is MYULA in the geometry of M; adjusted, any M is exact.
+
 ``adjusted=True`` makes it a proposal for the EXACT target pi (not pi^lambda): accept with probability
 min(1, pi(x') q(x | x') / (pi(x) q(x' | x))), q(x' | x) = N(x - gamma m grad U(x), 2 gamma m). The envelope only
 steers the proposal, so both the smoothing bias and the step-size bias vanish (Pereyra's proximal MALA, 2016, with the
@@ -53,8 +58,10 @@ __all__ = [
     "TVTerm",
     "as_top_level_api",
     "build_kernel",
+    "envelope_metric",
     "init",
     "moreau_potential",
+    "preconditioned",
 ]
 
 
@@ -123,7 +130,7 @@ def moreau_potential(
 
     def potential_fn(x, inverse_mass=None):
         value, grad = jax.value_and_grad(smooth_potential_fn)(x)
-        m = jnp.ones_like(x) if inverse_mass is None else jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
+        m = envelope_metric(inverse_mass, x)
         for term in tv_terms:  # the TV prox needs one scalar metric on its image: the block's mean
             m = m.at[term.start : term.stop].set(jnp.mean(m[term.start : term.stop]))
         prox = x
@@ -152,6 +159,26 @@ def moreau_potential(
     return potential_fn
 
 
+def envelope_metric(inverse_mass, x) -> jax.Array:
+    """The diagonal metric m of the envelope: ones, the diagonal ``inverse_mass``, or diag(L L^T) for a dense factor."""
+    if inverse_mass is None:
+        return jnp.ones_like(x)
+    inverse_mass = jnp.asarray(inverse_mass)
+    if inverse_mass.ndim == 2:
+        return jnp.sum(inverse_mass * inverse_mass, axis=1).astype(x.dtype)
+    return jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
+
+
+def preconditioned(inverse_mass, v) -> jax.Array:
+    """M v: ``inverse_mass * v`` for a diagonal M, L (L^T v) for a dense factor L, v for None."""
+    if inverse_mass is None:
+        return v
+    inverse_mass = jnp.asarray(inverse_mass)
+    if inverse_mass.ndim == 2:
+        return inverse_mass @ (inverse_mass.T @ v)
+    return inverse_mass * v
+
+
 def init(position, potential_fn: Callable, inverse_mass=None) -> MYULAState:
     """The MYULA state at ``position``, with ``potential_fn`` (from ``moreau_potential``) evaluated there."""
     position = jnp.asarray(position)
@@ -169,21 +196,37 @@ def build_kernel(adjusted: bool = False) -> Callable:
 
     def kernel(rng_key, state: MYULAState, potential_fn: Callable, step_size, inverse_mass=None):
         x = state.position
-        m = jnp.ones_like(x) if inverse_mass is None else jnp.broadcast_to(inverse_mass, x.shape).astype(x.dtype)
+        dense = inverse_mass is not None and jnp.ndim(inverse_mass) == 2
         # the unadjusted step draws its noise from rng_key itself: step for step equal to bplmc's Euclidean step
         key_noise, key_accept = jax.random.split(rng_key) if adjusted else (rng_key, None)
         noise = jax.random.normal(key_noise, jnp.shape(x), dtype=x.dtype)
-        new_x = x - step_size * m * state.potential_grad + jnp.sqrt(2.0 * step_size * m) * noise
+        if dense:
+            factor = jnp.asarray(inverse_mass, x.dtype)
+
+            def drift(grad):
+                return step_size * preconditioned(factor, grad)
+
+            spread = jnp.sqrt(2.0 * step_size) * (factor @ noise)
+        else:
+            m = envelope_metric(inverse_mass, x)
+
+            def drift(grad):
+                return step_size * m * grad
+
+            spread = jnp.sqrt(2.0 * step_size * m) * noise
+        new_x = x - drift(state.potential_grad) + spread
         new = potential_fn(new_x, inverse_mass)
         usable = jnp.all(jnp.isfinite(new_x)) & jnp.isfinite(new.value) & jnp.all(jnp.isfinite(new.grad))
         proposal = MYULAState(new_x, new.value, new.grad, new.envelope_grad, new.exact)
         if adjusted:
-            backward = x - new_x + step_size * m * new.grad
+            backward = x - new_x + drift(new.grad)
+            if dense:  # |backward|^2 in the metric M^-1 = L^-T L^-1
+                whitened = jax.scipy.linalg.solve_triangular(factor, backward, lower=True)
+                backward_norm = jnp.sum(whitened * whitened)
+            else:
+                backward_norm = jnp.sum(backward * backward / m)
             log_ratio = (
-                state.exact_potential
-                - new.exact
-                - jnp.sum(backward * backward / m) / (4.0 * step_size)
-                + 0.5 * jnp.sum(noise * noise)
+                state.exact_potential - new.exact - backward_norm / (4.0 * step_size) + 0.5 * jnp.sum(noise * noise)
             )
             usable = usable & jnp.isfinite(log_ratio)
             log_ratio = jnp.where(usable, log_ratio, -jnp.inf)
@@ -212,8 +255,8 @@ def as_top_level_api(
 ) -> SamplingAlgorithm:
     """MYULA as a BlackJAX ``SamplingAlgorithm``.
 
-    f on R^d; weighted L1 and TV terms g; Moreau smoothing ``smoothing`` in the metric of the diagonal ``inverse_mass``;
-    ``adjusted``: Metropolis test on f + g.
+    f on R^d; weighted L1 and TV terms g; Moreau smoothing ``smoothing`` in the metric of the diagonal ``inverse_mass``
+    (or of diag(L L^T) for a dense one given as its lower Cholesky factor L); ``adjusted``: Metropolis test on f + g.
     """
     for name, value in (("step_size", step_size), ("smoothing", smoothing)):
         concrete = _concrete(value)
@@ -221,9 +264,11 @@ def as_top_level_api(
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if inverse_mass is not None:
         concrete = _concrete(inverse_mass)
-        if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete > 0)):
+        positive = None if concrete is None else (np.diag(concrete) if np.ndim(concrete) == 2 else concrete)
+        if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(positive > 0)):
             raise ValueError(
-                f"inverse_mass must be finite and > 0 everywhere, got {inverse_mass!r}; pass None for m = 1"
+                f"inverse_mass must be finite and > 0 everywhere (a dense one: a lower Cholesky factor with a "
+                f"positive diagonal), got {inverse_mass!r}; pass None for m = 1"
             )
     potential_fn = moreau_potential(smooth_potential_fn, l1_weight, l1_center, smoothing, tuple(tv_terms))
     kernel = build_kernel(adjusted)
