@@ -106,6 +106,7 @@ _UNSUPPORTED = (
     "no_observations",
     "no_observation_plate",
     "latent_in_observation_plate",
+    "observations_not_along_data",
     "data_read_as_values",
     "factor",
 )

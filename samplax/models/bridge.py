@@ -378,7 +378,8 @@ class Target:
         to shard), ``no_observations``, ``data_read_as_values`` (the model reads its data as Python values, so the
         data cannot be arguments of a compiled program: ``data_mode == "constants"``), ``latent_in_observation_plate``
         (a latent site inside the observations' plate, e.g. one effect per school: splitting the observations
-        across agents would split that site too).
+        across agents would split that site too), ``observations_not_along_data`` (no data array has a leading axis
+        of the observations' plate's size, e.g. an AR model observing ``y[K:]``: there is no array to split).
         """
         found = set()
         if self.dim:
@@ -406,7 +407,15 @@ class Target:
             for site in self._trace.values()
         ):
             found.add("latent_in_observation_plate")
+        if "no_observation_plate" not in found and not self._data_along_observation_plate():
+            found.add("observations_not_along_data")
         return frozenset(found)
+
+    def _data_along_observation_plate(self) -> bool:
+        from samplax.models.shards import observation_plate_size
+
+        size = observation_plate_size(self._trace)
+        return any(v is not None and np.ndim(v) >= 1 and np.shape(v)[0] == size for v in self.data.values())
 
     @property
     def site_names(self) -> tuple[str, ...]:
@@ -642,6 +651,9 @@ class Target:
             "latent_in_observation_plate": "it splits the observations across agents, and the model has latent sites "
             "inside the observations' plate (one per observation or group), which cannot be split with them; use "
             "method='nuts'",
+            "observations_not_along_data": "it splits the data along the observations' plate across agents, and no "
+            "data array has a leading axis of that plate's size (the model observes a slice or a transform of its "
+            "data, such as y[K:]); pass the observed values as their own array, or use method='nuts'",
             "factor": f"it cannot evaluate numpyro.factor terms ({list(self.factor_sites)}) the way it needs; use "
             "method='nuts'",
         }.get(feature, "")

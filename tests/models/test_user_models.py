@@ -326,3 +326,19 @@ def test_a_site_named_like_a_sample_statistic_keeps_both():
     idata = _inference_data(target, groups, {})
     assert idata.sample_stats["log_weight"].dims == ("chain", "draw")
     assert idata.log_likelihood["log_weight"].shape == (2, 3, 5)
+
+
+def test_sharding_methods_refuse_observations_that_are_a_slice_of_the_data():
+    # an AR(2) model as users write it: the likelihood observes y[2:], so no data array runs along its plate
+    def ar2(y):
+        alpha = numpyro.sample("alpha", dist.Normal(0.0, 10.0))
+        beta = numpyro.sample("beta", dist.Normal(0.0, 10.0).expand([2]))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        mu = alpha + beta[0] * y[1:-1] + beta[1] * y[:-2]
+        with numpyro.plate("time", len(y) - 2):
+            numpyro.sample("y", dist.Normal(mu, sigma), obs=y[2:])
+
+    y = np.cumsum(np.random.default_rng(0).normal(size=40)) * 0.1
+    for method in ("admm", "dsgld"):
+        with pytest.raises(UnsupportedModelError, match="observations_not_along_data.*y\\[K:\\]"):
+            samplax.fit(ar2, {"y": y}, method=method, progress=False)
