@@ -487,11 +487,24 @@ def tune_step_size(
 
     Each grid point is scored by the mean log-weight of ``batch_size`` trajectories, with the same random numbers at
     every grid point (common random numbers). Costs len(grid) x batch_size x (K + 1) target gradients; no training.
+    When every point of the default grid diverges (a posterior far narrower than 1e-2 in some coordinate, e.g. a
+    regression on covariates of scale 1e2-1e3), 8 smaller values down to MIN_STEP_SIZE are scored too.
     """
     dtype = params["log_step_size"].dtype
-    grid = jnp.geomspace(1e-4, MAX_STEP_SIZE, 16).astype(dtype) if grid is None else jnp.asarray(grid, dtype)
+    default = grid is None
+    grid = jnp.geomspace(1e-4, MAX_STEP_SIZE, 16).astype(dtype) if default else jnp.asarray(grid, dtype)
     if grid.ndim != 1 or grid.size == 0 or bool(jnp.any(grid <= 0)):
         raise ValueError("grid must be a non-empty 1-D array of positive step sizes")
+    best, finite = _best_on_grid(key, algorithm, params, batch_size, grid)
+    if default and not finite:
+        best, _ = _best_on_grid(
+            key, algorithm, params, batch_size, jnp.geomspace(MIN_STEP_SIZE, 1e-4, 9)[:-1].astype(dtype)
+        )
+    return best
+
+
+def _best_on_grid(key, algorithm, params, batch_size, grid) -> tuple[jax.Array, bool]:
+    """The best log step size on ``grid`` and whether any point's score was finite."""
 
     @jax.jit
     def score(log_step):
@@ -500,7 +513,7 @@ def tune_step_size(
 
     scores = jax.lax.map(score, jnp.log(grid))
     scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
-    return jnp.log(grid)[jnp.argmax(scores)]
+    return jnp.log(grid)[jnp.argmax(scores)], bool(jnp.any(jnp.isfinite(scores)))
 
 
 def scan_in_pieces(

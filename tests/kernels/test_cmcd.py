@@ -423,3 +423,16 @@ def test_fit_ais_baseline_gives_evidence_on_a_gaussian_model(capfd):
     assert abs(fit.log_evidence.value - log_z) < 3.0 * fit.log_evidence.se + 0.01, (fit.log_evidence, log_z)
     assert np.all(np.isfinite(fit.idata.posterior["mu"].values))
     assert "training_loss" not in [name[len("extra_") :] for name in fit.idata.attrs]
+
+
+def test_step_size_grid_goes_below_1e_4_when_every_default_step_diverges():
+    # N(0, (1e-3)^2) from the reference N(0, 1e-6 I): a Langevin step above 2 sd^2 = 2e-6 blows up, so the whole
+    # default grid (1e-4 .. 0.5) diverges and the extra grid (1e-7 .. 4e-5) must supply a stable step
+    sd = 1e-3
+    algorithm = kernel.cmcd(lambda y: -0.5 * jnp.sum((y / sd) ** 2), 1, 16, variant="ula", initial_step_size=1e-3)
+    params = algorithm.init_params(jax.random.key(0))
+    params["reference"] = {"mean": jnp.zeros(1), "log_scale": jnp.full(1, math.log(sd))}
+    step = float(jnp.exp(kernel.tune_step_size(jax.random.key(1), algorithm, params, batch_size=32)))
+    assert 1e-7 <= step < 2 * sd**2
+    log_w = algorithm.sample(jax.random.key(2), {**params, "log_step_size": jnp.log(step)}, 64)[1]
+    assert np.all(np.isfinite(np.asarray(log_w)))
