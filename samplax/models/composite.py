@@ -18,7 +18,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from numpyro.infer import util as npu
 
-__all__ = ["Composite", "composite", "base_distribution", "latent_dependencies"]
+__all__ = ["Composite", "composite", "base_distribution", "latent_dependencies", "model_relations"]
 
 
 class Composite(NamedTuple):
@@ -46,9 +46,20 @@ def base_distribution(fn):
     return fn
 
 
+def model_relations(model, args, data) -> dict:
+    """``numpyro.infer.inspect.get_model_relations`` with argument validation off.
+
+    NumPyro finds the relations on a trace of prior draws; a wide prior (InverseGamma(0.001, 0.001), say) can draw an
+    infinite scale there and fail a distribution's argument validation, though the relations come from dependency
+    tracking, not from the values.
+    """
+    with numpyro.validation_enabled(False):
+        return numpyro.infer.inspect.get_model_relations(model, args, data)
+
+
 def latent_dependencies(model, args, data) -> dict[str, tuple[str, ...]]:
     """The latent parents of every sample site, {site: parents}, observed sites left out (NumPyro's relations)."""
-    relations = numpyro.infer.inspect.get_model_relations(model, args, data)
+    relations = model_relations(model, args, data)
     observed = set(relations["observed"])
     return {
         name: tuple(p for p in parents if p not in observed) for name, parents in relations["sample_sample"].items()

@@ -342,3 +342,25 @@ def test_sharding_methods_refuse_observations_that_are_a_slice_of_the_data():
     for method in ("admm", "dsgld"):
         with pytest.raises(UnsupportedModelError, match="observations_not_along_data.*y\\[K:\\]"):
             samplax.fit(ar2, {"y": y}, method=method, progress=False)
+
+
+def test_model_relations_survive_a_prior_draw_that_fails_validation():
+    # posteriordb's surgical model: NumPyro's get_model_relations traces a prior draw, and inside fit's compiled
+    # warm-up InverseGamma(0.001, 0.001) drew a variance that failed Binomial's validation ("invalid logits");
+    # bplmc, myula and the Gibbs motif compiler read the relations through samplax.models.composite.model_relations
+    from samplax.models.composite import latent_dependencies
+
+    def surgical(n, r=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1000.0))
+        sigmasq = numpyro.sample("sigmasq", dist.InverseGamma(0.001, 0.001))
+        with numpyro.plate("hospitals", len(n)):
+            b = numpyro.sample("b", dist.Normal(mu, jnp.sqrt(sigmasq)))
+            numpyro.sample("r", dist.Binomial(n, logits=b), obs=r)
+
+    data = {
+        "n": np.array([47, 148, 119, 810, 211, 196, 148, 215, 207, 97, 256, 360]),
+        "r": np.array([0, 18, 8, 46, 8, 13, 9, 31, 14, 8, 29, 24]),
+    }
+    assert latent_dependencies(surgical, (), data) == {"mu": (), "sigmasq": (), "b": ("mu", "sigmasq"), "r": ("b",)}
+    fit = samplax.fit(surgical, data, method="myula", chains=1, warmup=10, draws=10, progress=False)
+    assert fit.idata.posterior["b"].shape == (1, 10, 12)

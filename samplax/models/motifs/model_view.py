@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import networkx as nx
 import numpy as np
-import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import util as npu
 
+from samplax.models.composite import model_relations
 from samplax.models.motifs.sites import base_dist, enumerable_support, is_discrete
 
 __all__ = ["MAX_TABLE_SIZE", "ModelView", "compile_model"]
@@ -198,7 +198,7 @@ def compile_model(target) -> ModelView:
     if trace is None:
         with handlers.block():
             trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **data)
-    relations = numpyro.infer.inspect.get_model_relations(model, args, data)
+    relations = model_relations(model, args, data)
     sites = {
         name: s for name, s in trace.items() if s["type"] == "sample" and not s.get("infer", {}).get("is_auxiliary")
     }
