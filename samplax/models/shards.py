@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import util as npu
 
@@ -55,7 +56,8 @@ def observation_plate_size(trace) -> int:
     Without a plate, the leading dimension of its value. Raises ValueError when no observed site can be split.
     """
     for s in trace.values():
-        if s["type"] == "sample" and s["is_observed"]:
+        # a numpyro.factor is an observed site too (a Unit distribution with an empty value): not an observation
+        if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], dist.Unit):
             frames = s.get("cond_indep_stack", [])
             if frames:
                 return int(max(frames, key=lambda f: f.size).size)
