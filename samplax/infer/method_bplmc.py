@@ -606,6 +606,7 @@ def myula_setup(target, options) -> ProximalSetup:
         return bplmc.relative_curvature(smooth_potential, metric, z)
 
     identity = lambda z: z  # noqa: E731
+    preconditioner = resolve_precondition(options, adjusted)
     return ProximalSetup(
         kernel,
         init,
@@ -614,8 +615,8 @@ def myula_setup(target, options) -> ProximalSetup:
         curvature,
         smoothing,
         adjusted,
-        resolve_precondition(options, adjusted) is not None,
-        resolve_precondition(options, adjusted) == "dense",
+        preconditioner is not None,
+        preconditioner == "dense",
     )
 
 

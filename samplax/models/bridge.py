@@ -41,7 +41,8 @@ from numpyro.infer.initialization import (
 
 from samplax.models.composite import Composite, base_distribution
 from samplax.models.composite import composite as composite_view
-from samplax.models.shards import Shards
+from samplax.models.shards import Shards, observation_plate_size
+from samplax.models.shards import is_observation as _is_observation
 from samplax.models.shards import shards as shard_view
 
 __all__ = [
@@ -124,16 +125,6 @@ def _plate_shape_error(err: ValueError, data: dict) -> ValueError:
 
 def _is_latent(site) -> bool:
     return site["type"] == "sample" and not site["is_observed"] and not site.get("infer", {}).get("is_auxiliary")
-
-
-def _is_observation(site) -> bool:
-    """An observed sample site that is data, not a ``numpyro.factor`` term (a Unit distribution)."""
-    return (
-        site["type"] == "sample"
-        and site["is_observed"]
-        and not site.get("infer", {}).get("is_auxiliary")
-        and not isinstance(site["fn"], dist.distribution.Unit)
-    )
 
 
 def _observed_data_keys(data: dict, observed_sites) -> dict[str, str]:
@@ -412,8 +403,6 @@ class Target:
         return frozenset(found)
 
     def _data_along_observation_plate(self) -> bool:
-        from samplax.models.shards import observation_plate_size
-
         size = observation_plate_size(self._trace)
         return any(v is not None and np.ndim(v) >= 1 and np.shape(v)[0] == size for v in self.data.values())
 

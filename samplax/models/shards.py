@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import util as npu
 
-__all__ = ["Shards", "shards", "HideObserved", "observation_plate_size"]
+__all__ = ["Shards", "shards", "HideObserved", "is_observation", "observation_plate_size"]
 
 
 class Shards(NamedTuple):
@@ -50,14 +50,23 @@ class HideObserved(handlers.Messenger):
             msg["fn"] = msg["fn"].mask(False)
 
 
+def is_observation(site) -> bool:
+    """An observed sample site that is data, not a ``numpyro.factor`` term (a Unit distribution)."""
+    return (
+        site["type"] == "sample"
+        and site["is_observed"]
+        and not site.get("infer", {}).get("is_auxiliary")
+        and not isinstance(site["fn"], dist.distribution.Unit)
+    )
+
+
 def observation_plate_size(trace) -> int:
     """The number of observations: the size of the largest plate around the first observed site of ``trace``.
 
     Without a plate, the leading dimension of its value. Raises ValueError when no observed site can be split.
     """
     for s in trace.values():
-        # a numpyro.factor is an observed site too (a Unit distribution with an empty value): not an observation
-        if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], dist.Unit):
+        if is_observation(s):  # a numpyro.factor is an observed site too, with an empty value
             frames = s.get("cond_indep_stack", [])
             if frames:
                 return int(max(frames, key=lambda f: f.size).size)
